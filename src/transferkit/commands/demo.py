@@ -1,0 +1,60 @@
+"""`transferkit demo`: the main job end to end, offline, on real data that ships with dependencies."""
+
+from __future__ import annotations
+
+import importlib
+import time
+from pathlib import Path
+
+from transferkit.commands import print_json
+
+
+def add_commands(subparsers, train) -> None:
+    parser = subparsers.add_parser(
+        "demo", help="predict ImageNet classes, then train image and text classifiers, offline"
+    )
+    parser.add_argument("--output", default="demo_output", help="folder for the runs (default: demo_output)")
+    parser.add_argument(
+        "--only", choices=("imagenet", "images", "text"), default=None, help="run one part only"
+    )
+    parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    parser.set_defaults(handler=run)
+
+
+def _imagenet_part(output: Path) -> dict:
+    from transferkit.demos.photos import sample_photos
+    from transferkit.imagenet import predict_imagenet
+
+    paths = sample_photos(output / "photos")
+    started = time.perf_counter()
+    results = predict_imagenet(paths, top=3)
+    seconds = time.perf_counter() - started
+    print("ImageNet predictions with EfficientNet-Lite0 (offline weights):")
+    for result in results:
+        best = result["top"][0]
+        others = ", ".join(f"{t['label']} {t['probability']:.0%}" for t in result["top"][1:])
+        print(f"  {Path(result['path']).name:<16} {best['label']} {best['probability']:.0%}  ({others})")
+    return {"predictions": results, "seconds": round(seconds, 2)}
+
+
+def run(args) -> int:
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    parts = [args.only] if args.only else ["imagenet", "images", "text"]
+    summary = {}
+    for part in parts:
+        print(f"\n== demo: {part} ==")
+        if part == "imagenet":
+            summary[part] = _imagenet_part(output)
+            continue
+        try:
+            module = importlib.import_module(f"transferkit.demos.{part}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"transferkit.demos.{part}":
+                raise
+            print(f"  ({part} training demo not available in this version)")
+            continue
+        summary[part] = module.run(output / part)
+    if args.json:
+        print_json(summary)
+    return 0

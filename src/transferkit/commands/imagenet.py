@@ -1,0 +1,33 @@
+"""`transferkit predict-imagenet`: ImageNet classes of images, with a pretrained backbone."""
+
+from __future__ import annotations
+
+from transferkit.commands import print_json
+
+
+def add_commands(subparsers, train) -> None:
+    parser = subparsers.add_parser(
+        "predict-imagenet", help="predict ImageNet classes of images with a pretrained backbone"
+    )
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    parser.add_argument("--backbone", default="efficientnet_lite0", help="default: efficientnet_lite0")
+    parser.add_argument(
+        "--weights", default="imagenet", help="'imagenet' (default) or PATH to a .weights.h5 file"
+    )
+    parser.add_argument("--top", type=int, default=3, help="classes per image (default: 3)")
+    parser.add_argument("--json", action="store_true", help="print a JSON list")
+    parser.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from transferkit.imagenet import predict_imagenet
+
+    results = predict_imagenet(args.images, top=args.top, backbone=args.backbone, weights=args.weights)
+    if args.json:
+        print_json(results)
+        return 0
+    for result in results:
+        print(result["path"])
+        for rank, entry in enumerate(result["top"], start=1):
+            print(f"  {rank}. {entry['label']:<32} {entry['probability']:6.1%}  (class {entry['index']})")
+    return 0

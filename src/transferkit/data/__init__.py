@@ -1,0 +1,1 @@
+"""Reading user data: images and text tables."""

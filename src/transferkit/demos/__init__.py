@@ -1,0 +1,1 @@
+"""Offline demos on real data that ships inside dependencies."""

