@@ -1,0 +1,224 @@
+"""Numbers and text of a classification report: metrics, the console summary, text mistakes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from transferkit.errors import InputError
+from transferkit.training.io import atomic_write
+
+__all__ = [
+    "classification_metrics",
+    "summary_text",
+    "write_text_mistakes",
+    "mistake_order",
+    "check_predictions",
+]
+
+
+def check_predictions(y_true, probabilities, class_names) -> tuple[np.ndarray, np.ndarray, list]:
+    """Validates and converts the inputs of a report. Returns `(y_true, probabilities, names)`.
+
+    Raises:
+        InputError: shapes that do not match, labels outside `range(len(class_names))`, or fewer
+            than two classes.
+    """
+    class_names = [str(name) for name in class_names]
+    y_true = np.asarray(y_true)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if len(class_names) < 2:
+        raise InputError(
+            f"A classification report needs at least 2 class names. Received: "
+            f"class_names={class_names!r}."
+        )
+    if probabilities.ndim != 2 or probabilities.shape[1] != len(class_names):
+        raise InputError(
+            f"`probabilities` must have shape (n, {len(class_names)}), one column per class name "
+            f"(for a binary model pass both columns, [1 - p, p]). Received: shape "
+            f"{probabilities.shape}."
+        )
+    if y_true.ndim != 1 or y_true.shape[0] != probabilities.shape[0]:
+        raise InputError(
+            f"`y_true` must be one int label per row of `probabilities` "
+            f"({probabilities.shape[0]}). "
+            f"Received: shape {y_true.shape}."
+        )
+    if y_true.size and (
+        not np.issubdtype(y_true.dtype, np.integer)
+        or y_true.min() < 0
+        or y_true.max() >= len(class_names)
+    ):
+        raise InputError(
+            f"`y_true` must hold int labels in [0, {len(class_names) - 1}] (indices into "
+            f"`class_names`). Received: dtype {y_true.dtype}, values "
+            f"{sorted(set(y_true.tolist()))[:10]}."
+        )
+    if y_true.size == 0:
+        raise InputError("No examples to report on: `y_true` is empty.")
+    return y_true.astype(np.int64), probabilities, class_names
+
+
+def classification_metrics(y_true, probabilities, class_names) -> dict:
+    """Accuracy, per-class precision/recall/F1/support, averages and the confusion matrix.
+
+    Args:
+        y_true: int labels, shape `(n,)`.
+        probabilities: scores per class, shape `(n, k)`; the prediction is the arg-max.
+        class_names: the `k` class names, in column order.
+
+    Returns:
+        A JSON-ready dict: `n`, `accuracy`, `class_names`, `per_class` (name -> precision,
+        recall, f1, support), `macro_avg`, `weighted_avg`, `confusion_matrix` (rows: true class,
+        columns: predicted class, nested lists of ints).
+    """
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    y_true, probabilities, class_names = check_predictions(y_true, probabilities, class_names)
+    labels = list(range(len(class_names)))
+    y_pred = probabilities.argmax(axis=1)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0
+    )
+    per_class = {
+        name: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, name in enumerate(class_names)
+    }
+    averages = {}
+    for average in ("macro", "weighted"):
+        p, r, f, _ = precision_recall_fscore_support(
+            y_true, y_pred, labels=labels, average=average, zero_division=0
+        )
+        averages[f"{average}_avg"] = {
+            "precision": float(p),
+            "recall": float(r),
+            "f1": float(f),
+            "support": int(len(y_true)),
+        }
+    matrix = confusion_matrix(y_true, y_pred, labels=labels)
+    return {
+        "n": int(len(y_true)),
+        "accuracy": float((y_pred == y_true).mean()),
+        "class_names": class_names,
+        "per_class": per_class,
+        **averages,
+        "confusion_matrix": matrix.astype(int).tolist(),
+    }
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_format_value(v) for v in value)
+    return str(value)
+
+
+def summary_text(metrics: Mapping, extra: Mapping | None = None, title: str = "") -> str:
+    """A short plain-text summary of `classification_metrics` output, for the console and
+    `summary.txt`: title, n, accuracy, macro F1, a per-class table, then `extra` key/values.
+
+    Args:
+        metrics: the dict from `classification_metrics` (or `write_classification_report`).
+        extra: more lines to show, e.g. `{"backbone": "efficientnet_lite0", "run": "runs/..."}`.
+            Default `None`.
+        title: first line. Default `""` (no title line).
+    """
+    lines = []
+    if title:
+        lines += [title, "=" * len(title)]
+    lines.append(f"examples: {metrics['n']}")
+    lines.append(f"accuracy: {metrics['accuracy']:.2%}")
+    if "macro_avg" in metrics:
+        lines.append(f"macro F1: {metrics['macro_avg']['f1']:.3f}")
+    per_class = metrics.get("per_class") or {}
+    if per_class:
+        width = max(len("class"), *(len(name) for name in per_class))
+        lines.append("")
+        lines.append(f"{'class':<{width}}  precision  recall     F1  support")
+        for name, row in per_class.items():
+            lines.append(
+                f"{name:<{width}}  {row['precision']:9.3f}  {row['recall']:6.3f}  "
+                f"{row['f1']:5.3f}  {row['support']:7d}"
+            )
+    if extra:
+        lines.append("")
+        width = max(len(str(key)) for key in extra)
+        for key, value in extra.items():
+            lines.append(f"{str(key):<{width}}  {_format_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def mistake_order(true_labels, predicted_labels, scores) -> np.ndarray:
+    """Indices of the wrong predictions, most confident first (the highest `scores`)."""
+    true_labels = np.asarray(true_labels)
+    predicted_labels = np.asarray(predicted_labels)
+    scores = np.asarray(scores, dtype=np.float64)
+    if not (len(true_labels) == len(predicted_labels) == len(scores)):
+        raise InputError(
+            f"`true_labels`, `predicted_labels` and `scores` must have the same length. Received: "
+            f"{len(true_labels)}, {len(predicted_labels)} and {len(scores)}."
+        )
+    wrong = np.flatnonzero(true_labels != predicted_labels)
+    # Stable sort keeps input order among equal scores, so reports do not change between runs.
+    return wrong[np.argsort(-scores[wrong], kind="stable")]
+
+
+def write_text_mistakes(
+    path: str | os.PathLike,
+    texts: Sequence[str],
+    true_labels: Sequence,
+    predicted_labels: Sequence,
+    scores: Sequence[float],
+    max_items: int = 25,
+) -> Path:
+    """Writes the most confident wrong predictions to a text file (`mistakes.txt`).
+
+    Args:
+        path: the file to write.
+        texts: the input texts.
+        true_labels: the true class of each text (names, or anything `str` shows well).
+        predicted_labels: the predicted class of each text.
+        scores: the model's score for its prediction (e.g. the max probability).
+        max_items: at most this many mistakes, most confident first. Default `25`.
+
+    Returns:
+        The path written.
+    """
+    if len(texts) != len(scores):
+        raise InputError(
+            f"`texts` and `scores` must have the same length. Received: {len(texts)} and "
+            f"{len(scores)}."
+        )
+    order = mistake_order(true_labels, predicted_labels, scores)
+    shown = order[:max_items]
+    lines = [
+        f"Most confident mistakes: {len(shown)} of {len(order)} wrong predictions "
+        f"({len(texts)} texts).",
+        "",
+    ]
+    if not len(order):
+        lines.append("No mistakes.")
+    for rank, index in enumerate(shown, start=1):
+        text = " ".join(str(texts[index]).split()) or "(empty text)"  # one line per text
+        if len(text) > 500:
+            text = text[:497] + "..."
+        lines.append(
+            f"{rank}. true: {true_labels[index]} / pred: {predicted_labels[index]} "
+            f"({float(scores[index]):.2f})"
+        )
+        lines.append(f"   {text}")
+        lines.append("")
+    path = Path(path)
+    with atomic_write(path, "w") as handle:
+        handle.write("\n".join(lines).rstrip("\n") + "\n")
+    return path
