@@ -115,12 +115,18 @@ def get_spec(name: str) -> BackboneSpec:
     key = _normalize(str(name))
     if key in _REGISTRY:
         return _REGISTRY[key]
-    close = difflib.get_close_matches(key, list(_REGISTRY), n=5, cutoff=0.5)
+    close = _nearest(key, list(_REGISTRY))
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     raise UnknownBackboneError(
         f"Unknown backbone {name!r}.{hint} Run `transferkit backbones` to list all "
         f"{len(_REGISTRY)} backbones."
     )
+
+
+def _nearest(key: str, names: list[str], n: int = 5) -> list[str]:
+    """The `n` names most similar to `key`, best first, ties in alphabetical order."""
+    scored = [(difflib.SequenceMatcher(None, key, name).ratio(), name) for name in names]
+    return [name for score, name in sorted(scored, key=lambda t: (-t[0], t[1])) if score >= 0.5][:n]
 
 
 def list_backbones(pattern: str = "*") -> list[str]:

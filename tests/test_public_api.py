@@ -1,0 +1,77 @@
+"""The public names: listed once in `__all__`, each importable, and cheap to import."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import transferkit
+
+EXPECTED = {
+    "BackboneSpec", "DataError", "ImageClassifier", "ImageReadError", "InputError",
+    "MissingDependencyError", "TextClassifier", "TransferkitError", "UnknownBackboneError",
+    "UnsafeCheckpointError", "WeightsError", "WeightsUnavailableError", "__version__",
+    "backbone_table", "extract_features", "get_backbone", "get_spec", "list_backbones",
+    "load", "load_image", "pipeline", "predict_imagenet",
+}
+
+
+def test_all_lists_the_public_api():
+    assert set(transferkit.__all__) == EXPECTED
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED - {"__version__"}))
+def test_every_public_name_resolves(name):
+    assert getattr(transferkit, name) is not None
+
+
+def test_unknown_attribute_is_attribute_error():
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        transferkit.nope  # noqa: B018
+
+
+# A None entry in sys.modules makes `import tensorflow` fail the way a missing package does, while
+# `importlib.util.find_spec` (which torch._dynamo calls) still answers None instead of raising.
+BLOCK_TENSORFLOW = textwrap.dedent(
+    """
+    import sys
+    sys.modules["tensorflow"] = None
+    """
+)
+
+
+@pytest.mark.parametrize("backend", ["torch"])
+def test_import_and_build_without_tensorflow(backend):
+    """The lent GPU machine has JAX and torch but no TensorFlow: the registry must still work."""
+    pytest.importorskip(backend)
+    code = BLOCK_TENSORFLOW + textwrap.dedent(
+        """
+        import numpy as np
+        import transferkit
+        names = transferkit.list_backbones()
+        assert "efficientnet_lite0" in names and "mobilenet_v2" in names, names
+        model = transferkit.get_backbone("efficientnet_lite0", weights=None, input_shape=(64, 64, 3))
+        out = model.predict(np.zeros((1, 64, 64, 3), "float32"), verbose=0)
+        assert out.shape == (1, 2, 2, 1280), out.shape
+        import keras
+        assert keras.backend.backend() == "{backend}"
+        assert sys.modules.get("tensorflow") is None
+        print("ok", len(names))
+        """
+    ).replace("{backend}", backend)
+    env = dict(os.environ, KERAS_BACKEND=backend)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().startswith("ok")
+
+
+def test_import_is_light():
+    """`import transferkit` loads neither Keras nor TensorFlow; they load on first use."""
+    code = "import sys, transferkit; print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
