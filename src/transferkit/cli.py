@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from transferkit.errors import TransferkitError
 
+    if not args.debug:
+        _start_backend_quietly()
     try:
         result = args.handler(args)
     except TransferkitError as exc:
@@ -68,6 +70,30 @@ def main(argv: list[str] | None = None) -> int:
         print("transferkit: interrupted", file=sys.stderr)
         return 130
     return int(result or 0)
+
+
+def _start_backend_quietly() -> None:
+    """Starts Keras and its backend with the C++ start-up banner hidden.
+
+    TensorFlow 2.21 logs through absl before its log level is read, so TF_CPP_MIN_LOG_LEVEL cannot
+    silence the oneDNN and "no CUDA drivers" lines; they would bury our one-line messages. Python
+    errors still surface: they are raised after stderr is restored.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import keras
+
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            tf.config.list_logical_devices()  # creates the context now: the cuInit line goes too
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 if __name__ == "__main__":
