@@ -1,0 +1,441 @@
+"""Folders of labelled images: discovery, the train/validation split, duplicates and skipped files.
+
+Two layouts are understood, as users keep them::
+
+    DATA_DIR/cats/*.jpg, DATA_DIR/dogs/*.jpg         class sub-folders; split here (stratified,
+                                                     seeded, `validation_split` of each class)
+    DATA_DIR/train/cats/..., DATA_DIR/validation/... already split (`val/` works too)
+
+Class names are the sub-folder names, sorted. Images in nested folders inside a class folder belong
+to that class. Files that are not images (by extension) are skipped and listed, never silently
+dropped; so are files that turn out unreadable when decoded (`ImageFolder.add_unreadable`). Every
+file is hashed: identical files are kept on the same side of a split made here, and identical files
+across a given train/validation split are reported (they inflate validation accuracy).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from transferkit.data.images import IMAGE_EXTENSIONS
+from transferkit.errors import DataError, InputError
+
+__all__ = [
+    "ImageFolder",
+    "discover_image_folder",
+    "read_class_folders",
+    "first_image",
+    "IGNORED_NAMES",
+]
+
+# Files that operating systems and tools leave in folders; not the user's data, so not listed.
+IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini"})
+TRAIN_NAMES = ("train", "training")
+VALIDATION_NAMES = ("validation", "val", "valid")
+
+
+@dataclass
+class ClassFolders:
+    """The images of one folder of class sub-folders (no split)."""
+
+    root: Path
+    class_names: list[str]
+    paths: list[str]
+    labels: np.ndarray
+    skipped: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class ImageFolder:
+    """Images found under a data folder, split into train and validation.
+
+    Attributes:
+        root: the data folder.
+        layout: `"class_folders"` (split here) or `"split"` (train/ and validation/ given).
+        class_names: sorted class names; label `i` is `class_names[i]`.
+        train_paths, train_labels: the training images and their int labels.
+        validation_paths, validation_labels: the validation images and their int labels.
+        skipped: `{"path", "reason"}` for every file left out (not an image, or unreadable).
+        duplicates: groups of identical files, `{"sha256", "paths", "splits", "classes"}`.
+        digests: path -> sha256 of its content (the feature-cache key of the image).
+        validation_split: the fraction used when the split is made here, else `None`.
+        seed: the seed of that split.
+    """
+
+    root: Path
+    layout: str
+    class_names: list[str]
+    train_paths: list[str]
+    train_labels: np.ndarray
+    validation_paths: list[str]
+    validation_labels: np.ndarray
+    skipped: list[dict] = field(default_factory=list)
+    duplicates: list[dict] = field(default_factory=list)
+    digests: dict[str, str] = field(default_factory=dict)
+    validation_split: float | None = None
+    seed: int | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def duplicates_across_splits(self) -> list[dict]:
+        """Duplicate groups with copies in both train and validation."""
+        return [d for d in self.duplicates if len(set(d["splits"])) > 1]
+
+    @property
+    def conflicting_duplicates(self) -> list[dict]:
+        """Duplicate groups whose copies carry different labels."""
+        return [d for d in self.duplicates if len(set(d["classes"])) > 1]
+
+    def add_unreadable(self, items: list[dict]) -> None:
+        """Removes files that failed to decode from the splits and lists them in `skipped`.
+
+        Args:
+            items: `{"path", "reason"}` dicts, as `DecodeLog.items()` returns.
+        """
+        known = {s["path"] for s in self.skipped}
+        bad = {item["path"] for item in items}
+        for item in items:
+            if item["path"] not in known:
+                self.skipped.append({"path": item["path"], "reason": item["reason"]})
+        if not bad:
+            return
+        keep = [i for i, p in enumerate(self.train_paths) if p not in bad]
+        self.train_paths = [self.train_paths[i] for i in keep]
+        self.train_labels = self.train_labels[keep]
+        keep = [i for i, p in enumerate(self.validation_paths) if p not in bad]
+        self.validation_paths = [self.validation_paths[i] for i in keep]
+        self.validation_labels = self.validation_labels[keep]
+        _check_usable(self.root, self.class_names, self.train_labels, self.validation_labels)
+
+    def class_counts(self) -> dict[str, dict[str, int]]:
+        """`{"train": {class: n}, "validation": {class: n}}`."""
+        return {
+            split: {
+                name: int(np.sum(labels == i)) for i, name in enumerate(self.class_names)
+            }
+            for split, labels in (
+                ("train", self.train_labels),
+                ("validation", self.validation_labels),
+            )
+        }
+
+    def summary(self) -> dict:
+        """Plain data about the dataset for config files, reports and `--json`."""
+        return {
+            "root": str(self.root),
+            "layout": self.layout,
+            "classes": list(self.class_names),
+            "train_images": len(self.train_paths),
+            "validation_images": len(self.validation_paths),
+            "class_counts": self.class_counts(),
+            "validation_split": self.validation_split,
+            "seed": self.seed,
+            "skipped_files": len(self.skipped),
+            "duplicate_groups": len(self.duplicates),
+            "duplicates_across_splits": len(self.duplicates_across_splits),
+            "conflicting_duplicates": len(self.conflicting_duplicates),
+        }
+
+
+def _visible(entry: Path) -> bool:
+    return not entry.name.startswith(".") and entry.name.lower() not in IGNORED_NAMES
+
+
+def _walk_images(folder: Path, skipped: list[dict]) -> list[Path]:
+    """Image files under `folder` (recursively, sorted); other files go to `skipped`."""
+    images = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if _visible(Path(d)))
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if not _visible(path):
+                continue
+            if path.suffix.lower() in IMAGE_EXTENSIONS:
+                images.append(path)
+            else:
+                skipped.append(
+                    {
+                        "path": str(path),
+                        "reason": f"not an image file (extension {path.suffix or 'none'!r}; "
+                        f"expected one of {', '.join(IMAGE_EXTENSIONS)})",
+                    }
+                )
+    return images
+
+
+def _require_folder(path: Path, what: str) -> None:
+    if not path.exists():
+        raise DataError(f"{path}: no such folder. Pass the folder that holds {what}.")
+    if not path.is_dir():
+        raise DataError(
+            f"{path}: is a file, expected a folder that holds {what}. Pass the folder instead."
+        )
+
+
+def read_class_folders(folder: str | os.PathLike, class_names=None) -> ClassFolders:
+    """Lists the images of a folder with one sub-folder per class.
+
+    Args:
+        folder: the folder (`folder/<class>/*.jpg`).
+        class_names: the expected classes, in label order; sub-folders must be among them (a
+            model's classes, when evaluating). Default `None`: the sorted sub-folder names.
+
+    Raises:
+        DataError: the folder is missing, has no class sub-folders, a class folder has no images,
+            fewer than two classes (when `class_names` is None), or a sub-folder is not a known class.
+    """
+    root = Path(folder)
+    _require_folder(root, "one sub-folder of images per class")
+    skipped: list[dict] = []
+    subfolders = sorted(p for p in root.iterdir() if p.is_dir() and _visible(p))
+    loose = [p for p in sorted(root.iterdir()) if p.is_file() and _visible(p)]
+    if not subfolders:
+        found = f" It holds {len(loose)} files directly." if loose else " It is empty."
+        raise DataError(
+            f"{root}: no class sub-folders.{found} Put the images of each class in their own "
+            f"sub-folder, e.g. {root}/cats/*.jpg and {root}/dogs/*.jpg."
+        )
+    for path in loose:
+        skipped.append(
+            {"path": str(path), "reason": "not inside a class sub-folder, so it has no label"}
+        )
+    found_names = [p.name for p in subfolders]
+    if class_names is None:
+        names = found_names
+    else:
+        names = [str(c) for c in class_names]
+        unknown = [n for n in found_names if n not in names]
+        if unknown:
+            raise DataError(
+                f"{root}: the sub-folders {', '.join(map(repr, unknown))} are not classes of the "
+                f"model, which knows {', '.join(map(repr, names))}. Rename or remove those folders."
+            )
+    paths: list[str] = []
+    labels: list[int] = []
+    empty = []
+    for sub in subfolders:
+        images = _walk_images(sub, skipped)
+        if not images:
+            empty.append(sub)
+        label = names.index(sub.name)
+        paths.extend(str(p) for p in images)
+        labels.extend([label] * len(images))
+    if not paths:
+        raise DataError(
+            f"{root}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)} files in "
+            f"{len(subfolders)} class sub-folders). Put the images in one sub-folder per class."
+        )
+    if empty:
+        listed = ", ".join(str(p) for p in empty)
+        raise DataError(
+            f"Empty class folder: {listed} holds no images ({', '.join(IMAGE_EXTENSIONS)}). Add "
+            "images to it or remove the folder."
+        )
+    if class_names is None and len(names) < 2:
+        raise DataError(
+            f"{root}: only one class ({names[0]!r}); a classifier needs at least two. Add a "
+            "sub-folder of images for each other class."
+        )
+    return ClassFolders(root, names, paths, np.asarray(labels, dtype=np.int64), skipped)
+
+
+def _find_split_folders(root: Path) -> tuple[Path, Path] | None:
+    children = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
+    train = next((children[n] for n in TRAIN_NAMES if n in children), None)
+    validation = next((children[n] for n in VALIDATION_NAMES if n in children), None)
+    if train is None and validation is None:
+        return None
+    if train is None or validation is None:
+        have, missing = (
+            (train.name, "validation/ (or val/)") if train else (validation.name, "train/")
+        )
+        raise DataError(
+            f"{root}: has {have}/ but no {missing}. Either give both train/ and validation/ "
+            "folders of class sub-folders, or only class sub-folders (split automatically)."
+        )
+    return train, validation
+
+
+def _check_usable(root, class_names, train_labels, validation_labels) -> None:
+    missing = [
+        name for i, name in enumerate(class_names) if not np.any(np.asarray(train_labels) == i)
+    ]
+    if missing:
+        raise DataError(
+            f"{root}: no readable training images for class {', '.join(map(repr, missing))}. "
+            "Add images of every class."
+        )
+    if len(validation_labels) == 0:
+        raise DataError(
+            f"{root}: no validation images. Add images or raise `validation_split`."
+        )
+
+
+def _hash_all(paths: list[str]) -> dict[str, str]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from transferkit.training.feature_cache import file_digest
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return dict(zip(paths, pool.map(file_digest, paths)))
+
+
+def _duplicate_groups(entries: list[tuple[str, str, str]], digests: dict[str, str]) -> list[dict]:
+    """`entries` are `(path, split, class)`; groups of 2+ identical files."""
+    groups: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+    for entry in entries:
+        groups[digests[entry[0]]].append(entry)
+    return [
+        {
+            "sha256": digest,
+            "paths": [e[0] for e in members],
+            "splits": [e[1] for e in members],
+            "classes": [e[2] for e in members],
+        }
+        for digest, members in sorted(groups.items(), key=lambda kv: kv[1][0][0])
+        if len(members) > 1
+    ]
+
+
+def _stratified_split(paths, labels, digests, validation_split, seed):
+    """Per class, whole groups of identical files go to validation until it holds its share."""
+    rng = np.random.default_rng(seed)
+    train_idx, val_idx = [], []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i in members:
+            groups[digests[paths[i]]].append(int(i))
+        order = list(groups.values())
+        rng.shuffle(order)
+        n = len(members)
+        target = int(round(n * validation_split))
+        if n >= 2:
+            target = min(max(target, 1), n - 1)
+        else:
+            target = 0
+        taken = 0
+        for group in order:
+            if taken < target:
+                val_idx.extend(group)
+                taken += len(group)
+            else:
+                train_idx.extend(group)
+        if taken >= n:  # only duplicates of one file: keep the class trainable
+            train_idx.extend(val_idx[-taken:])
+            del val_idx[-taken:]
+    return sorted(train_idx), sorted(val_idx)
+
+
+def discover_image_folder(
+    data_dir: str | os.PathLike, validation_split: float = 0.2, seed: int = 0
+) -> ImageFolder:
+    """Finds the images and classes under `data_dir` and splits them.
+
+    Args:
+        data_dir: class sub-folders, or `train/` and `validation/` (or `val/`) with class
+            sub-folders each.
+        validation_split: fraction of each class kept for validation when the folder is not split
+            already. Default 0.2.
+        seed: seed of that split. Default 0.
+
+    Returns:
+        An `ImageFolder`.
+
+    Raises:
+        DataError: a missing folder, no images, an empty class folder, a single class, train and
+            validation with different classes.
+        InputError: `validation_split` not between 0 and 1.
+    """
+    root = Path(data_dir)
+    _require_folder(root, "one sub-folder of images per class")
+    split_folders = _find_split_folders(root)
+    if split_folders is None:
+        if isinstance(validation_split, bool) or not (
+            isinstance(validation_split, (int, float)) and 0 < validation_split < 1
+        ):
+            raise InputError(
+                "`validation_split` must be a fraction between 0 and 1 (exclusive). "
+                f"Received: validation_split={validation_split!r}."
+            )
+        found = read_class_folders(root)
+        digests = _hash_all(found.paths)
+        train_idx, val_idx = _stratified_split(
+            found.paths, found.labels, digests, float(validation_split), seed
+        )
+        folder = ImageFolder(
+            root=root,
+            layout="class_folders",
+            class_names=found.class_names,
+            train_paths=[found.paths[i] for i in train_idx],
+            train_labels=found.labels[train_idx],
+            validation_paths=[found.paths[i] for i in val_idx],
+            validation_labels=found.labels[val_idx],
+            skipped=found.skipped,
+            digests=digests,
+            validation_split=float(validation_split),
+            seed=int(seed),
+        )
+    else:
+        train_dir, validation_dir = split_folders
+        train = read_class_folders(train_dir)
+        validation_names = sorted(
+            p.name for p in validation_dir.iterdir() if p.is_dir() and _visible(p)
+        )
+        if validation_names != train.class_names:
+            raise DataError(
+                f"{root}: train/ has classes {train.class_names} but {validation_dir.name}/ has "
+                f"{validation_names}. Give both the same class sub-folders."
+            )
+        validation = read_class_folders(validation_dir, class_names=train.class_names)
+        digests = _hash_all(train.paths + validation.paths)
+        folder = ImageFolder(
+            root=root,
+            layout="split",
+            class_names=train.class_names,
+            train_paths=train.paths,
+            train_labels=train.labels,
+            validation_paths=validation.paths,
+            validation_labels=validation.labels,
+            skipped=train.skipped + validation.skipped,
+            digests=digests,
+        )
+    names = folder.class_names
+    entries = [(p, "train", names[l]) for p, l in zip(folder.train_paths, folder.train_labels)]
+    entries += [
+        (p, "validation", names[l])
+        for p, l in zip(folder.validation_paths, folder.validation_labels)
+    ]
+    folder.duplicates = _duplicate_groups(entries, folder.digests)
+    _check_usable(root, names, folder.train_labels, folder.validation_labels)
+    return folder
+
+
+def first_image(path: str | os.PathLike) -> Path:
+    """`path` itself if it is a file, else the first image (sorted) of a data folder's training
+    images; for previews.
+
+    Raises:
+        DataError: no such path, or a folder without images.
+    """
+    path = Path(path)
+    if path.is_file():
+        return path
+    _require_folder(path, "images")
+    pair = _find_split_folders(path)
+    folder = pair[0] if pair else path
+    images = _walk_images(folder, [])
+    if not images:
+        raise DataError(
+            f"{path}: no images found ({', '.join(IMAGE_EXTENSIONS)}). Pass an image file or a "
+            "folder with images."
+        )
+    return images[0]
