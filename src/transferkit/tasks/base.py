@@ -68,6 +68,14 @@ def labels_layer(model) -> ClassLabels:
     )
 
 
+# transferkit's own serialisable layers and the modules that register them: `load` imports the
+# ones a model file names, so that loading works in a process that has not imported them yet.
+_LAYER_MODULES = {
+    "transferkit>ImagePreprocessing": "transferkit.backbones.preprocessing",
+    "transferkit>InferenceMode": "transferkit.tasks.image_classifier",
+}
+
+
 def load(path: str | os.PathLike) -> Any:
     """Loads a classifier saved by transferkit (`.keras` file) with `safe_mode=True`.
 
@@ -91,6 +99,9 @@ def load(path: str | os.PathLike) -> Any:
     if _mentions(path, b"keras_hub"):
         # keras-hub registers its layers on import; it is heavy, so only for models that use it.
         _import_optional("keras_hub")
+    for registered_name, module_name in _LAYER_MODULES.items():
+        if _mentions(path, registered_name.encode()):
+            importlib.import_module(module_name)  # registers the layer for deserialisation
     try:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # zip, h5py and deserialisation errors all mean "not our model file"
