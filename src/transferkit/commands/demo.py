@@ -47,13 +47,7 @@ def run(args) -> int:
         if part == "imagenet":
             summary[part] = _imagenet_part(output)
             continue
-        try:
-            module = importlib.import_module(f"transferkit.demos.{part}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"transferkit.demos.{part}":
-                raise
-            print(f"  ({part} training demo not available in this version)")
-            continue
+        module = importlib.import_module(f"transferkit.demos.{part}")
         summary[part] = module.run(output / part)
     if args.json:
         print_json(summary)
