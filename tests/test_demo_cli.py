@@ -1,0 +1,50 @@
+"""README's first command: `transferkit demo` runs every part offline and says where the reports are.
+
+Run as a user runs it (a fresh process, the installed console entry point's module), so that what
+README.md promises is checked, not just the parts one by one.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.slow
+def test_demo_command_predicts_and_trains_offline(tmp_path):
+    output = tmp_path / "demo_output"
+    result = subprocess.run(
+        [sys.executable, "-m", "transferkit.cli", "demo", "--output", str(output), "--json"],
+        capture_output=True, text=True, timeout=1500, check=False, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(summary) == {"imagenet", "images", "text"}
+
+    best = {
+        Path(p["path"]).name: p["top"][0]["label"].lower() for p in summary["imagenet"]["predictions"]
+    }
+    assert "cat" in best["cat.jpg"], best
+    assert any(word in best["coffee.jpg"] for word in ("espresso", "cup", "coffee")), best
+
+    images = summary["images"]
+    assert images["classes"] == ["face", "not_face"]
+    assert images["validation_accuracy"] >= 0.9
+    image_report = Path(images["report_dir"])
+    for name in ("curves.png", "confusion_matrix.png", "mistakes.png", "metrics.json"):
+        assert (image_report / name).is_file(), name
+    assert Path(images["model_path"]).is_file()
+
+    text = summary["text"]
+    assert sorted(text["classes"]) == ["fresh", "rotten"]
+    assert text["test_accuracy"] >= 0.7  # a frozen MiniLM head; about 0.76 measured
+    assert (Path(text["report_dir"]) / "metrics.json").is_file()
+    assert Path(text["model_path"]).is_file()
+
+    # The printed text tells the user where to look.
+    assert f"Report: {images['report_dir']}" in result.stdout
+    assert f"report: {text['report_dir']}" in result.stdout
