@@ -96,7 +96,9 @@ def test_write_classification_report_writes_every_file(tmp_path):
         class_names=names,
         history=HISTORY,
         title="pets",
-        summary_extra={"backbone": "efficientnet_lite0", "epochs": [3, 2]},
+        summary_extra={
+            "backbone": "efficientnet_lite0", "epochs": [3, 2], "fine-tune accuracy": None
+        },
     )
     report = tmp_path / "report"
     assert sorted(p.name for p in report.iterdir()) == [
@@ -110,7 +112,8 @@ def test_write_classification_report_writes_every_file(tmp_path):
     assert summary.startswith("pets\n====\n")
     assert f"accuracy: {saved['accuracy']:.2%}" in summary
     assert "a very long class name indeed" in summary and "efficientnet_lite0" in summary
-    assert "\nepochs    3, 2\n" in summary
+    assert "\nepochs              3, 2\n" in summary
+    assert "\nfine-tune accuracy  n/a\n" in summary  # skipped, not Python's "None"
     assert summary == summary_text(metrics, metrics["extra"], title="pets")
     width, height = _png(report / "confusion_matrix.png")
     assert width > 300 and height > 300

@@ -116,6 +116,8 @@ def classification_metrics(y_true, probabilities, class_names) -> dict:
 
 
 def _format_value(value: Any) -> str:
+    if value is None:  # e.g. a fine-tune accuracy when fine-tuning was skipped
+        return "n/a"
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, (list, tuple)):
