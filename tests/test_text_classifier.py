@@ -168,13 +168,42 @@ def test_sentence_encoder_classifier_learns_caches_and_round_trips(bert_folder, 
     loaded = transferkit.load(path)  # the whole model: tokenizer ids -> BERT -> pooling -> head
     np.testing.assert_allclose(loaded.predict_proba(test_texts), frozen, atol=1e-5)
     assert labels_layer(loaded.model).metadata["sentence_encoder"]["pooling"] == "mean"
+    assert labels_layer(loaded.model).metadata["features"] == "layers"
+    assert loaded.features == "layers"
 
-    backbone = next(layer for layer in clf.model.layers if "backbone" in layer.name)
-    before = backbone.get_weights()[0].copy()
+    encoder = clf.model.get_layer("encoder_layers")  # the transformer, shared with its backbone
+    before = encoder.get_weights()[0].copy()
     clf.fine_tune(texts, labels, epochs=1)
-    assert not np.allclose(before, backbone.get_weights()[0])
+    assert not np.allclose(before, encoder.get_weights()[0])
     assert clf.metadata["fine_tuned"] is True
     assert accuracy(clf, test_texts, test_labels) >= 0.85
+
+
+def test_sentence_vector_features_still_train_and_round_trip(bert_folder, tmp_path):
+    texts, labels = toy_texts(80, cues=3, fillers=1)
+    clf = TextClassifier(
+        str(bert_folder), features="sentence", epochs=60, cache_dir=tmp_path, verbose=0
+    )
+    clf.fit(texts, labels, validation_data=toy_texts(20, seed=1, cues=3, fillers=1))
+    assert clf.embed(texts[:3]).shape == (3, 32)  # the encoder's own 32-d sentence vector
+    assert clf.model.get_layer("head").input.shape == (None, 32)
+    test_texts, test_labels = toy_texts(30, seed=2, cues=3, fillers=1)
+    assert accuracy(clf, test_texts, test_labels) >= 0.8
+    loaded = transferkit.load(clf.save(tmp_path / "s.keras"))
+    assert loaded.features == "sentence"
+    np.testing.assert_allclose(
+        loaded.predict_proba(test_texts), clf.predict_proba(test_texts), atol=1e-5
+    )
+
+
+def test_features_errors_say_what_to_do(bert_folder, vectors_file):
+    texts, labels = toy_texts(20, cues=3, fillers=1)
+    with pytest.raises(InputError, match=r"Received: features='cls'"):
+        TextClassifier(str(bert_folder), features="cls", verbose=0).fit(texts, labels)
+    with pytest.raises(InputError, match=r"uses word vectors and a BiLSTM. Leave `features` unset"):
+        TextClassifier(
+            "glove-bilstm", word_vectors=vectors_file, features="layers", verbose=0
+        ).fit(texts, labels)
 
 
 def test_evaluate_on_a_table_and_write_a_report(word_classifier, tmp_path):

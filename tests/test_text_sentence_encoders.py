@@ -194,8 +194,10 @@ def reference_tokenizer(vocabulary):
     return tokenizer
 
 
-def reference_embeddings(folder, token_lists, exact_gelu=True):
-    """Mean-pooled, L2-normalised BERT outputs, from the equations, in float64 NumPy."""
+def reference_embeddings(folder, token_lists, exact_gelu=True, every_layer=False):
+    """Mean-pooled, L2-normalised BERT outputs, from the equations, in float64 NumPy.
+
+    With `every_layer`, a list: the pooled embedding output, then each layer's."""
     from safetensors.numpy import load_file
     from scipy.special import erf
 
@@ -229,6 +231,13 @@ def reference_embeddings(folder, token_lists, exact_gelu=True):
         + w("embeddings.token_type_embeddings.weight")[0]
     )
     x = layer_norm(x, "embeddings.LayerNorm")
+    m = mask[..., None].astype(np.float64)
+
+    def pool(x):
+        pooled = (x * m).sum(1) / m.sum(1)
+        return pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+
+    layers = [pool(x)]
     for i in range(config["num_hidden_layers"]):
         p = f"encoder.layer.{i}."
 
@@ -255,9 +264,8 @@ def reference_embeddings(folder, token_lists, exact_gelu=True):
         else:  # the tanh approximation, which KerasHub's BertBackbone uses
             h = 0.5 * h * (1 + np.tanh(np.sqrt(2 / np.pi) * (h + 0.044715 * h**3)))
         x = layer_norm(x + linear(h, "output.dense"), p + "output.LayerNorm")
-    m = mask[..., None].astype(np.float64)
-    pooled = (x * m).sum(1) / m.sum(1)
-    return pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+        layers.append(pool(x))
+    return layers if every_layer else layers[-1]
 
 
 @pytest.fixture(scope="module")
@@ -295,6 +303,23 @@ def test_embeddings_match_a_numpy_bert(tiny_encoder, tiny_folder):
     # Against Hugging Face's exact GELU the only difference is KerasHub's tanh approximation.
     exact = reference_embeddings(tiny_folder, [s.tolist() for s in sequences], exact_gelu=True)
     assert np.abs(ours - exact).max() < 5e-3
+
+
+def test_layer_features_are_every_layer_pooled_and_concatenated(tiny_encoder, tiny_folder):
+    preprocessor = tiny_encoder.preprocessor(32)
+    sequences = preprocessor.encode(SENTENCES)
+    ours = tiny_encoder.embed(sequences, preprocessor, batch_size=2, features="layers")
+    assert tiny_encoder.num_layers == 2
+    assert ours.shape == (len(SENTENCES), 16 * 3) == (len(SENTENCES), tiny_encoder.feature_dim("layers"))
+    expected = reference_embeddings(
+        tiny_folder, [s.tolist() for s in sequences], exact_gelu=False, every_layer=True
+    )
+    np.testing.assert_allclose(ours, np.concatenate(expected, axis=1), atol=2e-5)
+    # The last block is the sentence vector itself.
+    sentence = tiny_encoder.embed(sequences, preprocessor, batch_size=2)
+    np.testing.assert_allclose(ours[:, -16:], sentence, atol=1e-6)
+    with pytest.raises(InputError, match=r"`features` must be one of 'layers', 'sentence'"):
+        tiny_encoder.embed(sequences, preprocessor, features="cls")
 
 
 def test_padding_and_batching_do_not_change_a_sentence(tiny_encoder):

@@ -53,6 +53,14 @@ def add_commands(subparsers, train) -> None:
         help="word ids for glove-bilstm (default: 10000)",
     )
     parser.add_argument(
+        "--features",
+        choices=["layers", "sentence"],
+        default=None,
+        help="for sentence encoders, what the head learns from: layers (every layer's mean-pooled "
+        "output, concatenated; the default, about two points more accurate) or sentence (the "
+        "encoder's own sentence vector)",
+    )
+    parser.add_argument(
         "--epochs",
         type=int,
         default=None,
@@ -109,6 +117,7 @@ def run_train_text(args) -> int:
         word_vectors=args.word_vectors,
         max_length=args.max_length,
         vocabulary_size=args.vocabulary_size,
+        features=args.features,
         epochs=args.epochs,
         fine_tune_epochs=args.fine_tune_epochs,
         batch_size=args.batch_size,
