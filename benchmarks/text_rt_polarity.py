@@ -37,7 +37,7 @@ CONFIGS = {
 LABELS = {
     "glove-bilstm": "glove-bilstm (GloVe 6B 50d frozen, BiLSTM)",
     "glove-bilstm-ft": "glove-bilstm, then embedding fine-tuned",
-    "minilm": "minilm frozen (cached vectors, linear head)",
+    "minilm": "minilm frozen (cached layer features, linear head)",
     "minilm-ft": "minilm fine-tuned",
 }
 

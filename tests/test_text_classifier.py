@@ -369,3 +369,13 @@ def test_cli_rare_classes_and_resume_errors(tmp_path, capsys):
     assert "is not a transferkit run folder: it has no config.json" in capsys.readouterr().err
     assert main(["train", "text"]) == 1
     assert "Pass the DATA table to train on, or --resume RUN_DIR" in capsys.readouterr().err
+    # --features belongs to sentence encoders; refused before any run folder is made.
+    ok = tmp_path / "ok.csv"
+    ok.write_text("text,label\n" + "".join(f"t{i},{'ab'[i % 2]}\n" for i in range(20)))
+    args = ["train", "text", str(ok), "--output", str(tmp_path / "r2"), "--features", "layers"]
+    assert main(args) == 1
+    assert "uses word vectors and a BiLSTM. Drop --features" in capsys.readouterr().err
+    assert not (tmp_path / "r2").exists()
+    with pytest.raises(SystemExit):  # argparse: "invalid choice: 'cls'"
+        main(["train", "text", str(ok), "--encoder", "minilm", "--features", "cls"])
+    assert "argument --features: invalid choice: 'cls'" in capsys.readouterr().err

