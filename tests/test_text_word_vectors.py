@@ -17,7 +17,6 @@ from transferkit.backbones.word_vectors import (
     list_word_vectors,
     load_word_vectors,
     read_word_vectors,
-    split_punctuation,
 )
 from transferkit.errors import InputError, UnknownBackboneError
 
@@ -165,35 +164,6 @@ def test_word_tokenizer_fits_on_given_texts_only():
     assert batch["token_ids"].tolist() == [[2, 1, 1], [1, 0, 0], [1, 0, 0]]
     clone = WordTokenizer.from_config(tokenizer.get_config())
     assert [i.tolist() for i in clone.encode(["bad was great"])] == [[3, 4, 2]]
-
-
-@pytest.mark.parametrize(
-    ("text", "words"),
-    [
-        ("It doesn't work, can't and won't!", "it does n't work ca n't and wo n't"),
-        ("peter jackson's co-writer/director", "peter jackson 's co writer director"),
-        ("He’s GREAT... (isn't he?)", "he 's great is n't he"),
-        ("rock 'n' roll, 'twas \"so\" 10/10", "rock n roll twas so 10 10"),
-        ("  ?!  ", ""),
-    ],
-)
-def test_split_punctuation_tokenizes_like_glove(text, words):
-    assert split_punctuation(text) == words
-
-
-def test_word_tokenizer_can_split_punctuation_like_glove():
-    texts = ["It doesn't work.", "the co-writer isn't bad", "doesn't"]
-    tokenizer = WordTokenizer.adapt(texts, standardize="lower_and_split_punctuation")
-    assert set(tokenizer.vocabulary) == {"n't", "does", "it", "work", "the", "co", "writer", "is", "bad"}
-    (ids,) = tokenizer.encode(["Doesn't it WORK?"])
-    vocabulary = tokenizer.get_vocabulary()
-    assert [vocabulary[i] for i in ids] == ["does", "n't", "it", "work"]
-    clone = WordTokenizer.from_config(tokenizer.get_config())  # the mode travels with the model
-    assert clone.standardize == "lower_and_split_punctuation"
-    assert [i.tolist() for i in clone.encode(["Doesn't it WORK?"])] == [ids.tolist()]
-    # Keras's own mode glues the pieces into words GloVe lacks or knows as typos.
-    plain = WordTokenizer.adapt(texts, standardize="lower_and_strip_punctuation")
-    assert {"doesnt", "cowriter", "isnt"} <= set(plain.vocabulary)
 
 
 def test_word_tokenizer_errors():

@@ -23,7 +23,6 @@ import gzip
 import importlib.util
 import io
 import os
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,37 +52,6 @@ __all__ = [
 ]
 
 DEFAULT_WORD_VECTORS = "glove-6b-50d"
-
-# English contractions as the Penn Treebank tokenizer splits them, and so GloVe 6B's corpus
-# ("does n't", "he 's"): each is a word with its own vector.
-_CLITICS = ("n't", "'s", "'re", "'ve", "'ll", "'d", "'m")
-_CLITIC = re.compile(r"(?<=\w)(n't|'s|'re|'ve|'ll|'d|'m)\b")
-_NOT_WORD_OR_APOSTROPHE = re.compile(r"[^\w\s']+")
-
-
-def split_punctuation(text: str) -> str:
-    """Lower-cases `text` and tokenizes it the way GloVe's corpus was tokenized.
-
-    Contractions split off as words of their own ("doesn't" -> "does n't", "he's" -> "he 's");
-    any other punctuation separates words and is dropped ("co-writer/director" -> "co writer
-    director"), where Keras's `"lower_and_strip_punctuation"` would glue the pieces together
-    ("cowriterdirector", "doesnt", "hes"), words the vectors mostly lack or know only as typos.
-
-    Returns:
-        The words, separated by single spaces.
-    """
-    text = _NOT_WORD_OR_APOSTROPHE.sub(" ", str(text).lower().replace("\u2019", "'"))
-    words = []
-    for token in _CLITIC.sub(r" \1", text).split():
-        if token in _CLITICS:
-            words.append(token)
-        else:  # quotes: 'twas, rock 'n' roll
-            words.extend(token.replace("'", " ").split())
-    return " ".join(words)
-
-
-# `standardize` names computed in Python before `TextVectorization` (which then only splits).
-_PYTHON_STANDARDIZERS = {"lower_and_split_punctuation": split_punctuation}
 
 
 @dataclass(frozen=True)
@@ -529,21 +497,6 @@ def embedding_matrix(
     return matrix, found
 
 
-def _layer_standardize(standardize):
-    """What `TextVectorization` itself does: nothing when the texts were standardised in Python."""
-    return None if standardize in _PYTHON_STANDARDIZERS else standardize
-
-
-def _prepare(texts, standardize) -> np.ndarray:
-    """Texts as the object array `TextVectorization` takes, standardised first where that runs in
-    Python."""
-    function = _PYTHON_STANDARDIZERS.get(standardize)
-    texts = [str(t) for t in texts]
-    if function is not None:
-        texts = [function(t) for t in texts]
-    return np.asarray(texts, dtype=object)
-
-
 class WordTokenizer:
     """Texts -> word ids with Keras `TextVectorization`: the word-vector encoder's preprocessor.
 
@@ -554,10 +507,7 @@ class WordTokenizer:
     Args:
         vocabulary: the words, without the two reserved entries (`""` and `"[UNK]"`).
         max_length: the most words kept per text. Default `100`.
-        standardize: `"lower_and_split_punctuation"` (`split_punctuation`: contractions split as
-            in GloVe's corpus, other punctuation separates words) or one of `TextVectorization`'s
-            (`"lower_and_strip_punctuation"`, `"lower"`, `"strip_punctuation"`). Default
-            `"lower_and_strip_punctuation"`.
+        standardize: `TextVectorization`'s `standardize`. Default `"lower_and_strip_punctuation"`.
         split: `TextVectorization`'s `split`. Default `"whitespace"`.
     """
 
@@ -608,9 +558,9 @@ class WordTokenizer:
                 f"Received: vocabulary_size={vocabulary_size!r}."
             )
         layer = keras.layers.TextVectorization(
-            max_tokens=vocabulary_size, standardize=_layer_standardize(standardize), split=split
+            max_tokens=vocabulary_size, standardize=standardize, split=split
         )
-        layer.adapt(_prepare(texts, standardize), batch_size=1024)
+        layer.adapt(np.asarray([str(t) for t in texts], dtype=object), batch_size=1024)
         vocabulary = layer.get_vocabulary()[2:]
         return cls(vocabulary, max_length=max_length, standardize=standardize, split=split)
 
@@ -627,7 +577,7 @@ class WordTokenizer:
 
         if self._layer is None:
             self._layer = keras.layers.TextVectorization(
-                standardize=_layer_standardize(self.standardize),
+                standardize=self.standardize,
                 split=self.split,
                 vocabulary=self.vocabulary or ["[none]"],
             )
@@ -639,10 +589,10 @@ class WordTokenizer:
         import keras
 
         layer = self._vectorizer()
-        texts = _prepare(texts, self.standardize)
+        texts = [str(t) for t in texts]
         out: list[np.ndarray] = []
         for start in range(0, len(texts), 1024):
-            chunk = texts[start : start + 1024]
+            chunk = np.asarray(texts[start : start + 1024], dtype=object)
             ids = keras.ops.convert_to_numpy(layer(chunk)).astype(np.int32)
             ids = ids[:, : self.max_length]
             lengths = (ids != 0).sum(axis=1)  # padding is at the end and 0 is never a word
