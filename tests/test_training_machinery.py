@@ -32,6 +32,7 @@ from transferkit.training import (
     save_weights_atomic,
     write_json,
 )
+from transferkit.training.interrupts import catch_interrupts, interrupt_received, on_sigint
 from transferkit.training.io import remove_partial_files
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -334,6 +335,33 @@ def test_resume_after_ctrl_c_trains_only_the_remaining_epochs(tmp_path):
     # Weights, Adam moments and step count restored: same result as the uninterrupted run.
     assert int(model.optimizer.iterations.numpy()) == 4 * 4
     _assert_weights_equal(model.get_weights(), reference.get_weights(), rtol=1e-5, atol=1e-6)
+
+
+class _SwallowedInterruptAfter(keras.callbacks.Callback):
+    """Ctrl-C at the end of epoch `n`, raised where Python drops it (as in a finalizer)."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.n = n
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.n:
+            try:
+                on_sigint(signal.SIGINT, None)
+            except KeyboardInterrupt:
+                pass  # what `__del__` or a weakref callback does with it
+
+
+def test_a_swallowed_ctrl_c_still_stops_the_run(tmp_path):
+    x, y = _data()
+    run = RunDirectory(tmp_path / "run")
+    with catch_interrupts(), pytest.raises(KeyboardInterrupt):
+        _fit(_model(), run, x, y, val=(x, y), extra_callbacks=[_SwallowedInterruptAfter(2)])
+    assert run.state()["head"]["epochs_done"] == 2  # the epoch it came in was still saved
+    assert run.state()["head"]["finished"] is False
+    assert not interrupt_received()  # forgotten once the command is over
+    # Outside the CLI's block nothing is remembered, so an in-process fit is not stopped.
+    assert len(_fit(_model(), RunDirectory(tmp_path / "free"), x, y, epochs=2)) == 2
 
 
 def test_resume_trusts_the_weights_file_when_the_state_write_was_lost(tmp_path):

@@ -50,11 +50,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     from transferkit.errors import TransferkitError
+    from transferkit.training.interrupts import catch_interrupts
 
     if not args.debug:
         _start_backend_quietly()
     try:
-        result = args.handler(args)
+        with catch_interrupts():
+            result = args.handler(args)
     except TransferkitError as exc:
         if args.debug:
             raise

@@ -35,6 +35,7 @@ import keras
 import numpy as np
 
 from transferkit.errors import InputError
+from transferkit.training.interrupts import interrupt_received
 from transferkit.training.io import (
     atomic_write,
     load_weights,
@@ -276,6 +277,17 @@ class _EpochRecorder(keras.callbacks.Callback):
 # -- fit_phase ----------------------------------------------------------------------------------
 
 
+class _StopOnInterrupt(keras.callbacks.Callback):
+    """Raises `KeyboardInterrupt` after a batch if a Ctrl-C arrived and was swallowed (see
+    `transferkit.training.interrupts`). Last in the list, so a finished epoch is saved first."""
+
+    def _check(self, *args, **kwargs):
+        if interrupt_received():
+            raise KeyboardInterrupt
+
+    on_train_batch_end = on_test_batch_end = on_epoch_end = _check
+
+
 def _has_validation(validation_data, fit_kwargs) -> bool:
     return validation_data is not None or bool(fit_kwargs.get("validation_split"))
 
@@ -415,6 +427,7 @@ def fit_phase(
             keras.callbacks.TensorBoard(log_dir=str(Path(run.log_dir) / phase), write_graph=False)
         )
     callbacks.extend(extra_callbacks)
+    callbacks.append(_StopOnInterrupt())
 
     if epochs_done < epochs and not (resume and resume["stopped"]):
         model.fit(
