@@ -737,6 +737,12 @@ class SentenceEncoder:
             )
         return self._layers_model
 
+    def encoder_model(self, features: str = "sentence"):
+        """The Keras model `pool` runs for `features`: the backbone, or `layers_model()`. Freeze
+        and unfreeze this one: it is the one inside a classifier."""
+        check_features(features)
+        return self.backbone if features == "sentence" else self.layers_model()
+
     def _mean(self, sequence, mask, name: str):
         import keras
 
@@ -759,16 +765,13 @@ class SentenceEncoder:
         """
         import keras
 
-        check_features(features)
-        feed = {name: inputs[name] for name in self.input_names}
+        outputs = self.encoder_model(features)({name: inputs[name] for name in self.input_names})
         if features == "sentence":
-            outputs = self.backbone(feed)
             sequence = outputs["sequence_output"] if isinstance(outputs, dict) else outputs
             return self._mean(sequence, inputs["padding_mask"], "")
-        sequences = self.layers_model()(feed)
         pooled = [
             self._mean(sequence, inputs["padding_mask"], f"_{index}")
-            for index, sequence in enumerate(sequences)
+            for index, sequence in enumerate(outputs)
         ]
         return keras.layers.Concatenate(name="layer_features")(pooled)
 

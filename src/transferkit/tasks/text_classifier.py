@@ -186,16 +186,19 @@ def build_sentence_head(
     return keras.Model(inputs, _output_layer(num_classes)(x), name="head")
 
 
-def _unfreeze(layer) -> None:
-    """Makes `layer` and every layer inside it trainable.
+def _check_features_setting(encoder, features, option: str, fix: str) -> None:
+    """`features` must be unset for word vectors and one of `SENTENCE_FEATURES` otherwise.
 
-    Setting `trainable` on a model reaches its layers only when the model's own flag changes. The
-    layer-features model shares its layers with the KerasHub backbone, which `fit` froze, while
-    its own flag stayed `True`; so each nested layer is set here too.
+    `option` names the setting in the message (`--features` or `` `features` ``), `fix` ends it.
     """
-    layer.trainable = True
-    for inner in getattr(layer, "layers", ()):
-        _unfreeze(inner)
+    if _kind(encoder) == "word":
+        if features is not None:
+            raise InputError(
+                f"{option} chooses what a sentence encoder gives its head; {os.fspath(encoder)!r} "
+                f"uses word vectors and a BiLSTM. {fix}"
+            )
+    elif features is not None:
+        check_features(features)
 
 
 def _compile(model, num_classes: int, learning_rate: float) -> None:
@@ -446,14 +449,13 @@ class TextClassifier:
         """
         import keras
 
-        if self.kind == "sentence":
-            check_features(self._default("features"))
-        elif self.features is not None:
-            raise InputError(
-                f"`features` chooses what a sentence encoder gives its head; {self.encoder!r} "
-                "uses word vectors and a BiLSTM. Leave `features` unset, or pick a sentence "
-                f"encoder such as 'minilm'. Received: features={self.features!r}."
-            )
+        _check_features_setting(
+            self.encoder,
+            self.features,
+            "`features`",
+            "Leave `features` unset, or pick a sentence encoder such as 'minilm'. "
+            f"Received: features={self.features!r}.",
+        )
         texts, y, class_names = self._encode_labels(texts, labels)
         validation = self._validation(validation_data, class_names)
         keras.utils.set_random_seed(self.seed)
@@ -503,7 +505,7 @@ class TextClassifier:
         keras.utils.set_random_seed(self.seed + 1)
         num_classes = len(self.class_names)
         for layer in self.model.layers:
-            _unfreeze(layer)
+            layer.trainable = True
         for layer in self.model.layers:
             # KerasHub BERT backbones carry a pooler our pooling does not use; frozen, so that no
             # "gradients do not exist" warning fires for it.
@@ -754,7 +756,9 @@ class TextClassifier:
         }
         inputs = encoder.inputs()
         outputs = head(encoder.pool(inputs, features))
-        encoder.backbone.trainable = False
+        # Freeze the model that sits in the classifier (for layer features not the backbone, whose
+        # layers it shares): `fine_tune` setting it trainable again then reaches every layer.
+        encoder.encoder_model(features).trainable = False
         self.model = keras.Model(inputs, self._labels_layer()(outputs), name="text_classifier")
 
     # -- inference --
@@ -1088,14 +1092,12 @@ def train_text_classifier(
             f"fine_tune_epochs={settings['fine_tune_epochs']!r}."
         )
 
-    if settings.get("features") is not None:
-        if _kind(settings["encoder"]) == "word":
-            raise InputError(
-                f"--features chooses what a sentence encoder gives its head; "
-                f"{settings['encoder']!r} uses word vectors and a BiLSTM. Drop --features, or "
-                "pass --encoder minilm."
-            )
-        check_features(settings["features"])
+    _check_features_setting(
+        settings["encoder"],
+        settings.get("features"),
+        "--features",
+        "Drop --features, or pass --encoder minilm.",
+    )
 
     # Read and split before making the run folder, so bad data leaves nothing behind.
     table = read_text_table(settings["data"], settings["text_column"], settings["label_column"])
