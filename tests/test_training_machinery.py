@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -77,15 +78,22 @@ class _EpochLog(keras.callbacks.Callback):
 
 
 class _InterruptAfter(keras.callbacks.Callback):
-    """Raises KeyboardInterrupt at the end of epoch `n` (1-based), as Ctrl-C would mid-run."""
+    """Raises KeyboardInterrupt at the end of epoch `n` (1-based), as Ctrl-C would mid-run. With
+    `swallowed`, the Ctrl-C comes through the CLI's handler and is then dropped, as Python drops
+    one raised in a finalizer."""
 
-    def __init__(self, n):
+    def __init__(self, n, swallowed=False):
         super().__init__()
         self.n = n
+        self.swallowed = swallowed
 
     def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.n:
+        if epoch + 1 != self.n:
+            return
+        if not self.swallowed:
             raise KeyboardInterrupt
+        with contextlib.suppress(KeyboardInterrupt):
+            on_sigint(signal.SIGINT, None)
 
 
 def _fit(model, run, x, y, val=None, **kwargs):
@@ -337,26 +345,11 @@ def test_resume_after_ctrl_c_trains_only_the_remaining_epochs(tmp_path):
     _assert_weights_equal(model.get_weights(), reference.get_weights(), rtol=1e-5, atol=1e-6)
 
 
-class _SwallowedInterruptAfter(keras.callbacks.Callback):
-    """Ctrl-C at the end of epoch `n`, raised where Python drops it (as in a finalizer)."""
-
-    def __init__(self, n):
-        super().__init__()
-        self.n = n
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.n:
-            try:
-                on_sigint(signal.SIGINT, None)
-            except KeyboardInterrupt:
-                pass  # what `__del__` or a weakref callback does with it
-
-
 def test_a_swallowed_ctrl_c_still_stops_the_run(tmp_path):
     x, y = _data()
     run = RunDirectory(tmp_path / "run")
     with catch_interrupts(), pytest.raises(KeyboardInterrupt):
-        _fit(_model(), run, x, y, val=(x, y), extra_callbacks=[_SwallowedInterruptAfter(2)])
+        _fit(_model(), run, x, y, val=(x, y), extra_callbacks=[_InterruptAfter(2, swallowed=True)])
     assert run.state()["head"]["epochs_done"] == 2  # the epoch it came in was still saved
     assert run.state()["head"]["finished"] is False
     assert not interrupt_received()  # forgotten once the command is over
