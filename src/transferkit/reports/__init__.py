@@ -18,6 +18,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from transferkit.files import atomic_write, write_json
 from transferkit.reports.metrics import (
     classification_metrics,
     summary_text,
@@ -29,7 +30,6 @@ from transferkit.reports.plots import (
     plot_image_grid,
     plot_image_mistakes,
 )
-from transferkit.training.io import atomic_write, write_json
 
 __all__ = [
     "write_classification_report",

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from transferkit.errors import InputError
-from transferkit.training.io import atomic_write
+from transferkit.files import atomic_write
 
 __all__ = [
     "classification_metrics",

@@ -4,9 +4,9 @@ Training a head on a frozen backbone spends nearly all its time computing the ba
 they only change when the images (or texts), the backbone, its weights or the preprocessing change.
 `FeatureCache` stores one `.npy` file per key, where the key is a hash of exactly those things:
 
-    cache = FeatureCache(default_cache_root())
-    key = cache.key(backbone="efficientnet_lite0", weights=file_digest(weights_path),
-                    image_size=224, files=[file_digest(p) for p in paths])
+    cache = FeatureCache(cache_dir("features", "images"))
+    key = cache.key(backbone="efficientnet_lite0", weights=sha256_file(weights_path),
+                    image_size=224, files=[sha256_file(p) for p in paths])
     features = cache.get(key)
     if features is None:
         features = backbone.predict(images)
@@ -28,39 +28,11 @@ from typing import Any
 import numpy as np
 
 from transferkit.errors import InputError
-from transferkit.training.io import atomic_write, remove_partial_files
+from transferkit.files import atomic_write, remove_partial_files
 
-__all__ = ["FeatureCache", "default_cache_root", "file_digest"]
+__all__ = ["FeatureCache"]
 
-_CHUNK = 1 << 20
 _STALE_S = 24 * 3600
-
-
-def default_cache_root() -> Path:
-    """Where features are cached: `$TRANSFERKIT_CACHE_DIR` if set, else the user cache folder
-    (`~/.cache/transferkit/features` on Linux) from platformdirs."""
-    configured = os.environ.get("TRANSFERKIT_CACHE_DIR")
-    if configured:
-        return Path(configured).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("transferkit")) / "features"
-
-
-def file_digest(path: str | os.PathLike) -> str:
-    """The sha256 of a file's content (hex), read in 1 MiB chunks.
-
-    Raises:
-        InputError: the path is missing or is a folder.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file; cannot hash it for the feature cache key.")
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _canonical(value: Any) -> Any:
@@ -88,8 +60,8 @@ class FeatureCache:
     """Arrays on disk under content keys, one `<key>.npy` file each.
 
     Args:
-        root: the cache folder (created on the first `put`). Use `default_cache_root()` unless the
-            user chose one.
+        root: the cache folder (created on the first `put`), usually a sub-folder of
+            `transferkit.files.cache_dir()`.
     """
 
     def __init__(self, root: str | os.PathLike):
@@ -104,7 +76,7 @@ class FeatureCache:
         """The sha256 (hex) of the sorted JSON of `parts`; same parts, same key, in any order.
 
         Put everything the features depend on in the parts: backbone name, a digest of its weights
-        (`file_digest`), image size or sequence length, preprocessing, and the inputs' digests.
+        (`transferkit.files.sha256_file`), image size or sequence length, preprocessing, and the inputs' digests.
         """
         if not parts:
             raise InputError(

@@ -1,164 +1,25 @@
-"""Writing files so that a crash never leaves half of one behind.
+"""Saving Keras models and weights atomically (see `transferkit.files.atomic_path`).
 
-Every file a run writes (models, weights, checkpoints, JSON state, cached features) goes through
-`atomic_write`: the bytes go to a temporary file in the same folder, are flushed to disk, and only
-then `os.replace` puts the file in place. A process killed mid-write (Ctrl-C, SIGKILL, a full disk)
-leaves either the old file or the new one, never a truncated mix, so a rerun can trust what it
-finds.
+A process killed mid-save leaves the previous `.keras` or `.weights.h5` file, never half of one.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-__all__ = [
-    "atomic_write",
-    "write_json",
-    "read_json",
-    "save_model_atomic",
-    "save_weights_atomic",
-    "load_weights",
-    "remove_partial_files",
-]
+from transferkit.files import atomic_path
 
-# Temporary files are named `.<target name>.tmp-<random><suffix>`: hidden, and easy to find again.
-_TEMP_MARK = ".tmp-"
-
-
-def _temp_path(path: Path, suffix: str) -> Path:
-    """A fresh, unused path beside `path` whose name ends with `suffix`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}{_TEMP_MARK}", suffix=suffix
-    )
-    os.close(handle)
-    return Path(name)
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; not possible (nor needed) on Windows.
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _commit(temp: Path, path: Path) -> None:
-    with open(temp, "rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
-    _fsync_dir(path.parent)
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb", **open_kwargs: Any) -> Iterator[IO]:
-    """Opens a temporary file that replaces `path` only when the `with` block succeeds.
-
-    Args:
-        path: the file to write. Its folder is created if needed.
-        mode: `"wb"` (default) or `"w"` for text.
-        **open_kwargs: passed to `open` (for example `encoding="utf-8"`, `newline=""`).
-
-    Yields:
-        The open temporary file. On success it is flushed, fsynced and renamed onto `path`; if the
-        block raises, the temporary file is deleted and an existing `path` is left untouched.
-
-    Example:
-        >>> with atomic_write("scores.txt", "w") as handle:
-        ...     handle.write("0.97\\n")
-    """
-    if mode not in ("w", "wb", "wt"):
-        # Appending or updating would start from an empty temporary file, not the old content.
-        raise ValueError(f"`mode` must be 'wb' or 'w'. Received: mode={mode!r}.")
-    path = Path(path)
-    if "b" not in mode:
-        open_kwargs.setdefault("encoding", "utf-8")
-    temp = _temp_path(path, ".tmp")
-    try:
-        with open(temp, mode, **open_kwargs) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        raise
-
-
-def remove_partial_files(folder: str | os.PathLike, older_than_s: float = 0.0) -> int:
-    """Deletes the temporary files a killed process left in `folder` (not its sub-folders).
-
-    A process killed by SIGKILL cannot clean up; its half-written temporary file stays beside the
-    target (the target itself is intact). Call this where only one process writes, or with
-    `older_than_s` so that files other processes are writing right now are spared.
-
-    Args:
-        folder: the folder to clean. A missing folder is fine.
-        older_than_s: only delete files not modified for this many seconds. Default `0`.
-
-    Returns:
-        How many files were deleted.
-    """
-    import time
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        return 0
-    removed = 0
-    now = time.time()
-    for path in folder.glob(f".*{_TEMP_MARK}*"):
-        try:
-            if path.is_file() and now - path.stat().st_mtime >= older_than_s:
-                path.unlink()
-                removed += 1
-        except OSError:
-            continue
-    return removed
-
-
-def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Writes `data` as indented JSON, atomically. Values JSON cannot hold are written as `str`."""
-    text = json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n"
-    with atomic_write(path, "w") as handle:
-        handle.write(text)
-
-
-def read_json(path: str | os.PathLike) -> Any:
-    """Reads a JSON file written by `write_json`."""
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+__all__ = ["load_weights", "save_model_atomic", "save_weights_atomic"]
 
 
 def _save_via_temp(path: str | os.PathLike, suffix: str, save) -> None:
     path = Path(path)
     if not path.name.endswith(suffix):
         raise ValueError(f"The file name must end in `{suffix}`. Received: path={str(path)!r}.")
-    # Keras checks the extension of the file it writes, so the temporary name keeps it.
-    temp = _temp_path(path, suffix)
-    try:
-        temp.unlink()  # Keras (h5py) wants to create the file itself
+    with atomic_path(path) as temp:
         save(temp)
-        _commit(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        raise
 
 
 def save_model_atomic(model, path: str | os.PathLike) -> None:

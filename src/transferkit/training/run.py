@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from transferkit.errors import InputError
-from transferkit.training.io import read_json, write_json
+from transferkit.files import read_json, write_json
 
 __all__ = ["RunDirectory", "default_run_dir", "read_history_csv"]
 

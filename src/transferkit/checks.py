@@ -1,0 +1,100 @@
+"""Checks of argument values, each raising an `InputError` that names the Python argument.
+
+One place for the checks every module needs, so the messages read the same everywhere:
+
+    `epochs` must be an int >= 0. Received: epochs=-1.
+
+Library messages name Python arguments in backticks; the command line rewrites those to its flag
+names (`--epochs`), so one message serves both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from transferkit.errors import InputError
+
+__all__ = ["check_choice", "check_fraction", "check_int", "check_number"]
+
+
+def _is_int(value: Any) -> bool:
+    import numbers
+
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_int(value: Any, name: str, minimum: int | None = None, why: str = "") -> int:
+    """`value` as an int, if it is one and at least `minimum`.
+
+    Args:
+        value: what the caller passed.
+        name: the argument's name, for the message.
+        minimum: the smallest value allowed. Default `None`: no bound.
+        why: a few words on the bound, put in the message in brackets. Default `""`.
+
+    Raises:
+        InputError: not an int (bools are not ints here), or below `minimum`.
+    """
+    if not _is_int(value) or (minimum is not None and value < minimum):
+        bound = f" >= {minimum}" if minimum is not None else ""
+        because = f" ({why})" if why else ""
+        raise InputError(f"`{name}` must be an int{bound}{because}. Received: {name}={value!r}.")
+    return int(value)
+
+
+def check_number(
+    value: Any,
+    name: str,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    *,
+    include_minimum: bool = True,
+    include_maximum: bool = True,
+) -> float:
+    """`value` as a float, if it is a number between `minimum` and `maximum`.
+
+    Args:
+        value: what the caller passed.
+        name: the argument's name, for the message.
+        minimum: the lower bound; default `None`: none.
+        maximum: the upper bound; default `None`: none.
+        include_minimum: whether `minimum` itself is allowed. Default `True`.
+        include_maximum: whether `maximum` itself is allowed. Default `True`.
+
+    Raises:
+        InputError: not a number (bools are not numbers here), or out of range.
+    """
+    import numbers
+
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if ok and minimum is not None:
+        ok = value >= minimum if include_minimum else value > minimum
+    if ok and maximum is not None:
+        ok = value <= maximum if include_maximum else value < maximum
+    if not ok:
+        if minimum is not None and maximum is not None:
+            low, high = "[" if include_minimum else "(", "]" if include_maximum else ")"
+            bound = f" in {low}{minimum}, {maximum}{high}"
+        elif minimum is not None:
+            bound = f" {'>=' if include_minimum else '>'} {minimum}"
+        elif maximum is not None:
+            bound = f" {'<=' if include_maximum else '<'} {maximum}"
+        else:
+            bound = ""
+        raise InputError(f"`{name}` must be a number{bound}. Received: {name}={value!r}.")
+    return float(value)
+
+
+def check_fraction(value: Any, name: str) -> float:
+    """`value` as a float strictly between 0 and 1 (a share of the data)."""
+    return check_number(value, name, 0, 1, include_minimum=False, include_maximum=False)
+
+
+def check_choice(value: Any, name: str, choices: Iterable[str]) -> str:
+    """`value` if it is one of `choices` (strings); the message lists them."""
+    choices = tuple(choices)
+    if value not in choices:
+        listed = ", ".join(repr(c) for c in choices)
+        raise InputError(f"`{name}` must be one of {listed}. Received: {name}={value!r}.")
+    return value
