@@ -1,13 +1,18 @@
 """transferkit: transfer learning on images and text with Keras 3.
 
 The public names are listed in `__all__` and imported on first use, so `import transferkit` does
-not load TensorFlow or build any model (it works with `KERAS_BACKEND=jax` or `torch` too).
+not load Keras or TensorFlow or build any model (it works with `KERAS_BACKEND=jax` or `torch`
+too). It does register transferkit's Keras layers as soon as Keras is imported, so that a saved
+classifier loads with `keras.saving.load_model(path, safe_mode=True)`.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.util
 import os
+import sys
 
 # TensorFlow's C++ start-up banner is noise for our users; keep their setting if they chose one.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -32,11 +37,15 @@ _EXPORTS = {
     "backbone_table": "transferkit.backbones.registry",
     "load_image": "transferkit.data.images",
     "predict_imagenet": "transferkit.imagenet",
+    "ImageTrainConfig": "transferkit.config",
+    "TextTrainConfig": "transferkit.config",
     "load": "transferkit.tasks.base",
     "ImageClassifier": "transferkit.tasks.image_classifier",
     "extract_features": "transferkit.tasks.image_classifier",
     "TextClassifier": "transferkit.tasks.text_classifier",
     "pipeline": "transferkit.tasks.text_classifier",
+    "train_images": "transferkit.pipelines.images",
+    "train_text": "transferkit.pipelines.text",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -53,3 +62,40 @@ def __getattr__(name: str):
 
 def __dir__():
     return sorted(set(globals()) | set(__all__))
+
+
+class _RegisterLayersAfterKeras(importlib.abc.MetaPathFinder):
+    """Imports `transferkit.layers` right after `keras` is imported, once.
+
+    Keras finds a saved model's custom layers in its registry; ours register when
+    `transferkit.layers` is imported, which needs Keras. Importing Keras here would make
+    `import transferkit` slow (TensorFlow loads with it), so this finder wraps the loader of the
+    `keras` package instead: when Keras has loaded, the layers are registered.
+    """
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != "keras":
+            return None
+        sys.meta_path.remove(self)  # one shot; and the search below must not find us again
+        spec = importlib.util.find_spec("keras")
+        if spec is not None and spec.loader is not None:
+            spec.loader = _ThenRegisterLayers(spec.loader)
+        return spec
+
+
+class _ThenRegisterLayers(importlib.abc.Loader):
+    def __init__(self, loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        self.loader.exec_module(module)
+        importlib.import_module("transferkit.layers")
+
+
+if "keras" in sys.modules:
+    importlib.import_module("transferkit.layers")
+elif not any(isinstance(finder, _RegisterLayersAfterKeras) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterLayersAfterKeras())

@@ -1,8 +1,9 @@
-"""Pretrained image backbones: the registry and its families."""
+"""Pretrained backbones and text encoders: the registries and their families."""
 
-from transferkit.backbones.preprocessing import ImagePreprocessing, Preprocessing
+from transferkit.backbones.preprocessing import Preprocessing
 from transferkit.backbones.registry import (
     BackboneSpec,
+    Registry,
     backbone_table,
     get_backbone,
     get_spec,
@@ -13,8 +14,8 @@ from transferkit.backbones.registry import (
 
 __all__ = [
     "BackboneSpec",
-    "ImagePreprocessing",
     "Preprocessing",
+    "Registry",
     "backbone_table",
     "get_backbone",
     "get_spec",

@@ -45,6 +45,7 @@ import numpy as np
 
 from transferkit.backbones.preprocessing import PRESETS
 from transferkit.backbones.registry import BackboneSpec, register
+from transferkit.config import ImageTrainConfig
 from transferkit.errors import (
     InputError,
     MissingDependencyError,
@@ -232,6 +233,79 @@ def _check_input_shape(variant: Variant, input_shape) -> tuple[int, int, int]:
     return tuple(int(s) for s in shape)
 
 
+class _Layers:
+    """Makes the architecture's layers, and keeps the feature map's size for `SAME` padding."""
+
+    def __init__(self, input_shape: tuple[int, int, int]):
+        self.height, self.width = input_shape[:2]
+
+    @staticmethod
+    def batch_norm(name):
+        from keras import layers
+
+        return layers.BatchNormalization(
+            axis=-1, momentum=_BATCH_NORM_MOMENTUM, epsilon=_BATCH_NORM_EPSILON, name=name
+        )
+
+    @staticmethod
+    def relu6(name):
+        from keras import layers
+
+        return layers.ReLU(max_value=6.0, name=name)
+
+    @staticmethod
+    def pointwise(filters, name):
+        from keras import layers
+
+        return layers.Conv2D(
+            filters, 1, padding="valid", use_bias=False, data_format="channels_last", name=name
+        )
+
+    def pad(self, x, kernel_size, strides, name):
+        """Pads like TF `SAME` when strided; returns `(x, keras padding mode)`."""
+        from keras import layers
+
+        if strides == 1:
+            return x, "same"
+        x = layers.ZeroPadding2D(
+            padding=(
+                _same_padding(self.height, kernel_size, strides),
+                _same_padding(self.width, kernel_size, strides),
+            ),
+            data_format="channels_last",
+            name=name,
+        )(x)
+        self.height, self.width = -(-self.height // strides), -(-self.width // strides)
+        return x, "valid"
+
+    def mbconv(self, x, block):
+        """One inverted-residual block: expand, depthwise, project, (drop and) add."""
+        from keras import layers
+
+        name, shortcut = block.name, x
+        if block.expand_ratio != 1:
+            x = self.pointwise(block.input_filters * block.expand_ratio, f"{name}_expand_conv")(x)
+            x = self.batch_norm(f"{name}_expand_bn")(x)
+            x = self.relu6(f"{name}_expand_activation")(x)
+        x, padding = self.pad(x, block.kernel_size, block.strides, f"{name}_dwconv_pad")
+        x = layers.DepthwiseConv2D(
+            block.kernel_size, strides=block.strides, padding=padding, use_bias=False,
+            data_format="channels_last", name=f"{name}_dwconv",
+        )(x)  # fmt: skip
+        x = self.batch_norm(f"{name}_bn")(x)
+        x = self.relu6(f"{name}_activation")(x)
+        x = self.pointwise(block.output_filters, f"{name}_project_conv")(x)
+        x = self.batch_norm(f"{name}_project_bn")(x)
+        if block.strides == 1 and block.input_filters == block.output_filters:
+            if block.drop_rate > 0:
+                # Stochastic depth: drop the whole residual branch per example.
+                x = layers.Dropout(
+                    block.drop_rate, noise_shape=(None, 1, 1, 1), name=f"{name}_drop"
+                )(x)
+            x = layers.Add(name=f"{name}_add")([x, shortcut])
+        return x
+
+
 def _build_model(
     variant: Variant,
     include_top: bool,
@@ -241,82 +315,22 @@ def _build_model(
     import keras
     from keras import layers
 
-    channels_last = "channels_last"
-
-    def batch_norm(name):
-        return layers.BatchNormalization(
-            axis=-1, momentum=_BATCH_NORM_MOMENTUM, epsilon=_BATCH_NORM_EPSILON, name=name
-        )
-
-    def relu6(name):
-        return layers.ReLU(max_value=6.0, name=name)
-
-    height, width = input_shape[:2]
-
-    def pad_for(kernel_size, strides, name, x):
-        """Pads like TF `SAME` when strided; returns (x, keras padding mode, new h, new w)."""
-        nonlocal height, width
-        if strides == 1:
-            return x, "same"
-        x = layers.ZeroPadding2D(
-            padding=(
-                _same_padding(height, kernel_size, strides),
-                _same_padding(width, kernel_size, strides),
-            ),
-            data_format=channels_last,
-            name=name,
-        )(x)
-        height, width = -(-height // strides), -(-width // strides)
-        return x, "valid"
-
+    make = _Layers(input_shape)
     inputs = keras.Input(shape=input_shape, name="input")
-    x, padding = pad_for(3, 2, "stem_conv_pad", inputs)
+    x, padding = make.pad(inputs, 3, 2, "stem_conv_pad")
     x = layers.Conv2D(
         _STEM_FILTERS, 3, strides=2, padding=padding, use_bias=False,
-        data_format=channels_last, name="stem_conv",
+        data_format="channels_last", name="stem_conv",
     )(x)  # fmt: skip
-    x = batch_norm("stem_bn")(x)
-    x = relu6("stem_activation")(x)
-
+    x = make.batch_norm("stem_bn")(x)
+    x = make.relu6("stem_activation")(x)
     for block in _block_plan(variant):
-        name = block.name
-        shortcut = x
-        filters = block.input_filters * block.expand_ratio
-        if block.expand_ratio != 1:
-            x = layers.Conv2D(
-                filters, 1, padding="valid", use_bias=False, data_format=channels_last,
-                name=f"{name}_expand_conv",
-            )(x)  # fmt: skip
-            x = batch_norm(f"{name}_expand_bn")(x)
-            x = relu6(f"{name}_expand_activation")(x)
-        x, padding = pad_for(block.kernel_size, block.strides, f"{name}_dwconv_pad", x)
-        x = layers.DepthwiseConv2D(
-            block.kernel_size, strides=block.strides, padding=padding, use_bias=False,
-            data_format=channels_last, name=f"{name}_dwconv",
-        )(x)  # fmt: skip
-        x = batch_norm(f"{name}_bn")(x)
-        x = relu6(f"{name}_activation")(x)
-        x = layers.Conv2D(
-            block.output_filters, 1, padding="valid", use_bias=False,
-            data_format=channels_last, name=f"{name}_project_conv",
-        )(x)  # fmt: skip
-        x = batch_norm(f"{name}_project_bn")(x)
-        if block.strides == 1 and block.input_filters == block.output_filters:
-            if block.drop_rate > 0:
-                # Stochastic depth: drop the whole residual branch per example.
-                x = layers.Dropout(
-                    block.drop_rate, noise_shape=(None, 1, 1, 1), name=f"{name}_drop"
-                )(x)
-            x = layers.Add(name=f"{name}_add")([x, shortcut])
-
-    x = layers.Conv2D(
-        _HEAD_FILTERS, 1, padding="valid", use_bias=False, data_format=channels_last,
-        name="top_conv",
-    )(x)  # fmt: skip
-    x = batch_norm("top_bn")(x)
-    x = relu6("top_activation")(x)
+        x = make.mbconv(x, block)
+    x = make.pointwise(_HEAD_FILTERS, "top_conv")(x)
+    x = make.batch_norm("top_bn")(x)
+    x = make.relu6("top_activation")(x)
     if include_top:
-        x = layers.GlobalAveragePooling2D(data_format=channels_last, name="avg_pool")(x)
+        x = layers.GlobalAveragePooling2D(data_format="channels_last", name="avg_pool")(x)
         x = layers.Dropout(variant.dropout, name="top_dropout")(x)
         x = layers.Dense(_NUM_CLASSES, activation=classifier_activation, name="predictions")(x)
     return keras.Model(inputs, x, name=variant.name)
@@ -461,11 +475,12 @@ def _assign_state_dict(model, variant: Variant, state_dict: dict[str, np.ndarray
 
 
 def _load_imagenet(model, variant: Variant, include_top: bool) -> None:
+    from transferkit.files import cache_dir, sha256_file
     from transferkit.weights import cache
     from transferkit.weights.torch_checkpoint import load_state_dict
 
     checkpoint = _packaged_checkpoint(variant)
-    digest = cache.sha256_file(checkpoint)
+    digest = sha256_file(checkpoint)
     if digest != variant.sha256:
         raise WeightsError(
             f"The checkpoint {checkpoint} has sha256 {digest}, expected {variant.sha256}: the "
@@ -473,7 +488,7 @@ def _load_imagenet(model, variant: Variant, include_top: bool) -> None:
             f"--force-reinstall {variant.distribution}=={variant.distribution_version}`."
         )
     top = "top" if include_top else "notop"
-    target = cache.cache_dir("weights") / (
+    target = cache_dir("weights") / (
         f"{variant.name}_{top}_{digest[:16]}_v{_CONVERSION_VERSION}.weights.h5"
     )
     if cache.is_valid(target):
@@ -510,7 +525,7 @@ def _load_path(model, variant: Variant, path: str) -> None:
 def efficientnet_lite(
     name: str = "efficientnet_lite0",
     include_top: bool = True,
-    weights: str | os.PathLike | None = "imagenet",
+    weights: str | os.PathLike | None = ImageTrainConfig.weights,
     input_shape=None,
     classifier_activation: str | None = "softmax",
 ):

@@ -426,10 +426,11 @@ def _construct(app: _KerasApp, weights, **kwargs):
 
 def _build(
     app: _KerasApp,
-    include_top: bool = False,
-    weights: str | None = "imagenet",
-    input_shape=None,
-    classifier_activation: str | None = "softmax",
+    *,
+    include_top: bool,
+    weights: str | None,
+    input_shape,
+    classifier_activation: str | None,
 ):
     """`BackboneSpec.builder` of a keras.applications model; see `registry.get_backbone`."""
     if input_shape is None:

@@ -1,20 +1,17 @@
 """Image preprocessing bound to a backbone.
 
 Each backbone declares how raw RGB pixels (floats in [0, 255]) become its inputs: a per-channel
-mean and std on the 0-255 scale, and the channel order. `ImagePreprocessing` is the Keras layer
-that applies it inside the model, so the right `preprocess_input` travels with the backbone and
-with every model saved from it (the most common transfer-learning bug is the wrong one).
+mean and std on the 0-255 scale, and the channel order. The Keras layer
+`transferkit.layers.ImagePreprocessing` applies it inside the model, so the right
+`preprocess_input` travels with the backbone and with every model saved from it (the most common
+transfer-learning bug is the wrong one).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
-import keras
-from keras import ops
-
-__all__ = ["Preprocessing", "ImagePreprocessing", "PRESETS"]
+__all__ = ["Preprocessing", "PRESETS"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +32,10 @@ class Preprocessing:
     channel_order: str = "rgb"
     resize: str = "center_crop"
 
-    def to_layer(self, name: str | None = None) -> "ImagePreprocessing":
+    def to_layer(self, name: str | None = None):
+        """The `transferkit.layers.ImagePreprocessing` layer that applies this preprocessing."""
+        from transferkit.layers import ImagePreprocessing
+
         return ImagePreprocessing(
             mean=self.mean, std=self.std, channel_order=self.channel_order, name=name
         )
@@ -55,48 +55,3 @@ PRESETS: dict[str, Preprocessing] = {
     "lite": Preprocessing("lite", (127.0, 127.0, 127.0), (128.0, 128.0, 128.0)),
     "builtin": Preprocessing("builtin"),
 }
-
-
-@keras.saving.register_keras_serializable(package="transferkit")
-class ImagePreprocessing(keras.layers.Layer):
-    """`(x[..., order] - mean) / std` on RGB images in [0, 255], channels last.
-
-    Args:
-        mean: three floats, 0-255 scale, in the output channel order. Default `(0, 0, 0)`.
-        std: three floats, 0-255 scale. Default `(1, 1, 1)`.
-        channel_order: `"rgb"` (default) or `"bgr"` (reverses the channels first).
-    """
-
-    def __init__(
-        self,
-        mean: Sequence[float] = (0.0, 0.0, 0.0),
-        std: Sequence[float] = (1.0, 1.0, 1.0),
-        channel_order: str = "rgb",
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        if channel_order not in ("rgb", "bgr"):
-            raise ValueError(
-                f"`channel_order` must be 'rgb' or 'bgr'. Received: channel_order={channel_order!r}."
-            )
-        self.mean = tuple(float(m) for m in mean)
-        self.std = tuple(float(s) for s in std)
-        self.channel_order = channel_order
-
-    def call(self, inputs):
-        x = ops.cast(inputs, self.compute_dtype)
-        if self.channel_order == "bgr":
-            x = ops.flip(x, axis=-1)
-        mean = ops.convert_to_tensor(self.mean, dtype=self.compute_dtype)
-        std = ops.convert_to_tensor(self.std, dtype=self.compute_dtype)
-        return (x - mean) / std
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {"mean": list(self.mean), "std": list(self.std), "channel_order": self.channel_order}
-        )
-        return config

@@ -1,8 +1,11 @@
-"""The backbone registry: names in, specs as data, Keras models out.
+"""Registries: names in, specs as data, Keras models out.
 
-A family module (`efficientnet_lite.py`, `keras_applications.py`) describes each backbone with a
-`BackboneSpec` and calls `register(spec)` at import. Family modules are imported the first time the
-registry is asked anything, so `import transferkit` stays light.
+`Registry` is the one mechanism behind every name transferkit resolves (image backbones, word
+vectors, sentence encoders, text-encoder kinds): one normaliser, one "did you mean".
+
+For image backbones, a family module (`efficientnet_lite.py`, `keras_applications.py`) describes
+each backbone with a `BackboneSpec` and calls `register(spec)` at import. Family modules are
+imported the first time the registry is asked anything, so `import transferkit` stays light.
 """
 
 from __future__ import annotations
@@ -15,10 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from transferkit.backbones.preprocessing import Preprocessing
+from transferkit.config import ImageTrainConfig
 from transferkit.errors import InputError, UnknownBackboneError, WeightsError
 
 __all__ = [
+    "BACKBONES",
     "BackboneSpec",
+    "Registry",
     "register",
     "get_spec",
     "list_backbones",
@@ -81,28 +87,104 @@ class BackboneSpec:
         }
 
 
-_REGISTRY: dict[str, BackboneSpec] = {}
-_loaded = False
+class Registry:
+    """Names in, specs out: one registry mechanism for every kind of pretrained asset.
+
+    Image backbones, packaged word vectors, packaged sentence encoders and text-encoder kinds each
+    keep one `Registry`. Names are matched case-insensitively with `-` and `_` alike; an unknown
+    name raises `UnknownBackboneError` with the nearest registered names. Registering a name twice
+    is an error.
+
+    Args:
+        what: what is registered, for messages (`"backbone"`, `"word vectors"`).
+        modules: modules that register entries when imported; imported on the first query, so
+            that creating the registry stays cheap. Default `()`.
+        hint: the end of the unknown-name message: what to do instead; `{names}` in it becomes the
+            registered names. Default `""`.
+    """
+
+    def __init__(self, what: str, modules: tuple[str, ...] = (), hint: str = ""):
+        self.what = what
+        self.hint = hint
+        self._modules = modules
+        self._loaded = not modules
+        self._entries: dict[str, Any] = {}  # normalised name or alias -> entry
+        self._names: dict[str, str] = {}  # normalised name -> display name (no aliases)
+
+    @staticmethod
+    def normalize(name: str) -> str:
+        """The key a name is matched by: stripped, lower case, `-` read as `_`."""
+        return str(name).strip().lower().replace("-", "_")
+
+    def register(self, name: str, entry: Any, aliases: tuple[str, ...] = ()) -> Any:
+        """Adds `entry` under `name` (and `aliases`); returns it. A name in use raises ValueError."""
+        keys = [self.normalize(n) for n in (name, *aliases)]
+        for key, shown in zip(keys, (name, *aliases)):
+            if key in self._entries:
+                raise ValueError(f"The {self.what} name {shown!r} is already registered.")
+        for key in keys:
+            self._entries[key] = entry
+        self._names[keys[0]] = name
+        return entry
+
+    def _load(self) -> None:
+        if not self._loaded:
+            self._loaded = True
+            for module in self._modules:
+                importlib.import_module(module)
+
+    def find(self, name: str) -> Any | None:
+        """The entry registered under `name` (or an alias), or None."""
+        self._load()
+        return self._entries.get(self.normalize(name))
+
+    def __contains__(self, name: str) -> bool:
+        return self.find(name) is not None
+
+    def get(self, name: str) -> Any:
+        """The entry registered under `name`.
+
+        Raises:
+            UnknownBackboneError: no such name; the message lists the nearest names.
+        """
+        entry = self.find(name)
+        if entry is not None:
+            return entry
+        close = self.nearest(name)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        tail = " " + self.hint.replace("{names}", ", ".join(self.names())) if self.hint else ""
+        raise UnknownBackboneError(f"Unknown {self.what} {name!r}.{hint}{tail}")
+
+    def names(self, pattern: str = "*") -> list[str]:
+        """Registered names (not aliases) matching the shell-style `pattern`, sorted."""
+        self._load()
+        pattern = self.normalize(pattern)
+        return sorted(shown for key, shown in self._names.items() if fnmatch.fnmatchcase(key, pattern))
+
+    def nearest(self, name: str, n: int = 5, cutoff: float = 0.5) -> list[str]:
+        """Up to `n` registered names most similar to `name`, best first, ties alphabetical."""
+        self._load()
+        key = self.normalize(name)
+        scored = [
+            (difflib.SequenceMatcher(None, key, candidate).ratio(), shown)
+            for candidate, shown in self._names.items()
+        ]
+        ranked = sorted(scored, key=lambda t: (-t[0], t[1]))
+        return [shown for score, shown in ranked if score >= cutoff][:n]
+
+    def __len__(self) -> int:
+        self._load()
+        return len(self._names)
+
+
+BACKBONES = Registry(
+    "backbone", FAMILY_MODULES, hint="Run `transferkit backbones` to list all image backbones."
+)
 
 
 def register(spec: BackboneSpec) -> BackboneSpec:
-    """Adds `spec` to the registry; a second spec under the same name is an error."""
-    if spec.name in _REGISTRY:
-        raise ValueError(f"A backbone named {spec.name!r} is already registered.")
-    _REGISTRY[spec.name] = spec
-    return spec
-
-
-def _ensure_loaded() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        for module in FAMILY_MODULES:
-            importlib.import_module(module)
-
-
-def _normalize(name: str) -> str:
-    return name.strip().lower().replace("-", "_")
+    """Adds `spec` to the image backbone registry; a second spec under the same name is an error."""
+    return BACKBONES.register(spec.name, spec)
 
 
 def get_spec(name: str) -> BackboneSpec:
@@ -111,29 +193,12 @@ def get_spec(name: str) -> BackboneSpec:
     Raises:
         UnknownBackboneError: no such backbone; the message lists the nearest names.
     """
-    _ensure_loaded()
-    key = _normalize(str(name))
-    if key in _REGISTRY:
-        return _REGISTRY[key]
-    close = _nearest(key, list(_REGISTRY))
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    raise UnknownBackboneError(
-        f"Unknown backbone {name!r}.{hint} Run `transferkit backbones` to list all "
-        f"{len(_REGISTRY)} backbones."
-    )
-
-
-def _nearest(key: str, names: list[str], n: int = 5) -> list[str]:
-    """The `n` names most similar to `key`, best first, ties in alphabetical order."""
-    scored = [(difflib.SequenceMatcher(None, key, name).ratio(), name) for name in names]
-    return [name for score, name in sorted(scored, key=lambda t: (-t[0], t[1])) if score >= 0.5][:n]
+    return BACKBONES.get(name)
 
 
 def list_backbones(pattern: str = "*") -> list[str]:
     """Registered backbone names matching the shell-style `pattern` (default `"*"`), sorted."""
-    _ensure_loaded()
-    pattern = _normalize(pattern)
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
+    return BACKBONES.names(pattern)
 
 
 def backbone_table(pattern: str = "*") -> list[dict]:
@@ -169,7 +234,7 @@ def _check_input_shape(spec: BackboneSpec, input_shape) -> tuple[int, int, int]:
 def get_backbone(
     name: str,
     include_top: bool = False,
-    weights: str | os.PathLike | None = "imagenet",
+    weights: str | os.PathLike | None = ImageTrainConfig.weights,
     input_shape=None,
     classifier_activation: str | None = "softmax",
 ):
