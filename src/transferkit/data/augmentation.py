@@ -7,11 +7,11 @@ model without custom code. They work on RGB pixels in [0, 255].
 
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 import numpy as np
 
+from transferkit.config import ImageTrainConfig
 from transferkit.errors import InputError
 
 __all__ = [
@@ -20,7 +20,6 @@ __all__ = [
     "parse_augment",
     "build_augmentation",
     "augment_views",
-    "preview_augmentation",
 ]
 
 # name -> (layer factory taking a seed, what it does). The strengths follow the Keras
@@ -57,7 +56,8 @@ AUGMENTATIONS = {
     ),
 }
 
-DEFAULT_AUGMENT = ("flip", "rotate", "zoom")
+# `transferkit.config.ImageTrainConfig.augment` is where the default is written.
+DEFAULT_AUGMENT = tuple(ImageTrainConfig.augment.split(","))
 
 
 def _layers():
@@ -119,14 +119,14 @@ def build_augmentation(augment, seed: int | None = None):
     return keras.Sequential(layers, name="augmentation")
 
 
-def augment_views(images: np.ndarray, augment, count: int, seed: int = 0) -> np.ndarray:
+def augment_views(images: np.ndarray, augment, count: int, *, seed: int) -> np.ndarray:
     """`count` augmented versions of each image: `(n, count, h, w, 3)` float32 in [0, 255].
 
     Args:
         images: `(n, h, w, 3)` RGB in [0, 255].
         augment: as `parse_augment`; must name at least one augmentation.
         count: views per image.
-        seed: seed of the random layers. Default 0.
+        seed: seed of the random layers.
     """
     layer = build_augmentation(augment, seed=seed)
     if layer is None:
@@ -134,57 +134,3 @@ def augment_views(images: np.ndarray, augment, count: int, seed: int = 0) -> np.
     images = np.asarray(images, dtype=np.float32)
     views = [np.asarray(layer(images, training=True)) for _ in range(count)]
     return np.stack(views, axis=1)
-
-
-def preview_augmentation(
-    image,
-    path: str | os.PathLike,
-    augment=DEFAULT_AUGMENT,
-    *,
-    image_size=224,
-    policy: str = "center_crop",
-    count: int = 12,
-    seed: int = 0,
-    title: str = "",
-):
-    """Writes a grid of augmented versions of one image (the first panel is the original).
-
-    Args:
-        image: an image file or an RGB array.
-        path: the `.png` to write.
-        augment: as `parse_augment`. Default `flip,rotate,zoom`.
-        image_size: the size the classifier sees. Default 224.
-        policy: `"center_crop"` (default) or `"stretch"`.
-        count: panels in the grid, original included. Default 12.
-        seed: seed of the random layers. Default 0.
-        title: figure title. Default: the augmentations used.
-
-    Returns:
-        The path written.
-    """
-    from transferkit.data.images import image_size_pair, load_resized, resize_image
-    from transferkit.reports import plot_image_grid
-
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise InputError(f"`count` must be a positive int. Received: count={count!r}.")
-    size = image_size_pair(image_size)
-    if isinstance(image, (str, os.PathLike)):
-        base = load_resized(image, size, policy).astype(np.float32)
-    else:
-        base = resize_image(np.asarray(image, dtype=np.uint8), size, policy)
-    names = parse_augment(augment)
-    panels = [base]
-    titles = ["original"]
-    if names and count > 1:
-        views = augment_views(base[None], names, count - 1, seed=seed)[0]
-        panels.extend(views)
-        titles.extend(f"view {i + 1}" for i in range(count - 1))
-    label = ", ".join(names) if names else "none"
-    plot_image_grid(
-        path,
-        np.clip(np.stack(panels), 0, 255).astype(np.uint8),
-        titles=titles,
-        ncols=4,
-        title=title or f"Augmentation: {label}",
-    )
-    return path

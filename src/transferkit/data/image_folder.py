@@ -3,7 +3,7 @@
 Two layouts are understood, as users keep them::
 
     DATA_DIR/cats/*.jpg, DATA_DIR/dogs/*.jpg         class sub-folders; split here (stratified,
-                                                     seeded, `validation_split` of each class)
+                                                     seeded, `validation_size` of each class)
     DATA_DIR/train/cats/..., DATA_DIR/validation/... already split (`val/` works too)
 
 Class names are the sub-folder names, sorted. Images in nested folders inside a class folder belong
@@ -22,13 +22,17 @@ from pathlib import Path
 
 import numpy as np
 
+from transferkit.checks import check_fraction
+from transferkit.config import ImageTrainConfig
 from transferkit.data.images import IMAGE_EXTENSIONS
-from transferkit.errors import DataError, InputError
+from transferkit.data.labels import stratified_split
+from transferkit.errors import DataError
 
 __all__ = [
     "ImageFolder",
     "discover_image_folder",
     "read_class_folders",
+    "read_evaluation_folder",
     "first_image",
     "IGNORED_NAMES",
 ]
@@ -63,7 +67,7 @@ class ImageFolder:
         skipped: `{"path", "reason"}` for every file left out (not an image, or unreadable).
         duplicates: groups of identical files, `{"sha256", "paths", "splits", "classes"}`.
         digests: path -> sha256 of its content (the feature-cache key of the image).
-        validation_split: the fraction used when the split is made here, else `None`.
+        validation_size: the share used when the split is made here, else `None`.
         seed: the seed of that split.
     """
 
@@ -77,7 +81,7 @@ class ImageFolder:
     skipped: list[dict] = field(default_factory=list)
     duplicates: list[dict] = field(default_factory=list)
     digests: dict[str, str] = field(default_factory=dict)
-    validation_split: float | None = None
+    validation_size: float | None = None
     seed: int | None = None
 
     @property
@@ -136,7 +140,7 @@ class ImageFolder:
             "train_images": len(self.train_paths),
             "validation_images": len(self.validation_paths),
             "class_counts": self.class_counts(),
-            "validation_split": self.validation_split,
+            "validation_size": self.validation_size,
             "seed": self.seed,
             "skipped_files": len(self.skipped),
             "duplicate_groups": len(self.duplicates),
@@ -275,17 +279,17 @@ def _check_usable(root, class_names, train_labels, validation_labels) -> None:
         )
     if len(validation_labels) == 0:
         raise DataError(
-            f"{root}: no validation images. Add images or raise `validation_split`."
+            f"{root}: no validation images. Add images or raise `validation_size`."
         )
 
 
 def _hash_all(paths: list[str]) -> dict[str, str]:
     from concurrent.futures import ThreadPoolExecutor
 
-    from transferkit.training.feature_cache import file_digest
+    from transferkit.files import sha256_file
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(zip(paths, pool.map(file_digest, paths)))
+        return dict(zip(paths, pool.map(sha256_file, paths)))
 
 
 def _duplicate_groups(entries: list[tuple[str, str, str]], digests: dict[str, str]) -> list[dict]:
@@ -305,47 +309,19 @@ def _duplicate_groups(entries: list[tuple[str, str, str]], digests: dict[str, st
     ]
 
 
-def _stratified_split(paths, labels, digests, validation_split, seed):
-    """Per class, whole groups of identical files go to validation until it holds its share."""
-    rng = np.random.default_rng(seed)
-    train_idx, val_idx = [], []
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        groups: dict[str, list[int]] = defaultdict(list)
-        for i in members:
-            groups[digests[paths[i]]].append(int(i))
-        order = list(groups.values())
-        rng.shuffle(order)
-        n = len(members)
-        target = int(round(n * validation_split))
-        if n >= 2:
-            target = min(max(target, 1), n - 1)
-        else:
-            target = 0
-        taken = 0
-        for group in order:
-            if taken < target:
-                val_idx.extend(group)
-                taken += len(group)
-            else:
-                train_idx.extend(group)
-        if taken >= n:  # only duplicates of one file: keep the class trainable
-            train_idx.extend(val_idx[-taken:])
-            del val_idx[-taken:]
-    return sorted(train_idx), sorted(val_idx)
-
-
 def discover_image_folder(
-    data_dir: str | os.PathLike, validation_split: float = 0.2, seed: int = 0
+    data_dir: str | os.PathLike,
+    validation_size: float = ImageTrainConfig.validation_size,
+    seed: int = ImageTrainConfig.seed,
 ) -> ImageFolder:
     """Finds the images and classes under `data_dir` and splits them.
 
     Args:
         data_dir: class sub-folders, or `train/` and `validation/` (or `val/`) with class
             sub-folders each.
-        validation_split: fraction of each class kept for validation when the folder is not split
-            already. Default 0.2.
-        seed: seed of that split. Default 0.
+        validation_size: share of each class kept for validation when the folder is not split
+            already. Default `ImageTrainConfig.validation_size` (0.2).
+        seed: seed of that split. Default `ImageTrainConfig.seed` (0).
 
     Returns:
         An `ImageFolder`.
@@ -353,24 +329,20 @@ def discover_image_folder(
     Raises:
         DataError: a missing folder, no images, an empty class folder, a single class, train and
             validation with different classes.
-        InputError: `validation_split` not between 0 and 1.
+        InputError: `validation_size` not between 0 and 1.
     """
     root = Path(data_dir)
     _require_folder(root, "one sub-folder of images per class")
     split_folders = _find_split_folders(root)
     if split_folders is None:
-        if isinstance(validation_split, bool) or not (
-            isinstance(validation_split, (int, float)) and 0 < validation_split < 1
-        ):
-            raise InputError(
-                "`validation_split` must be a fraction between 0 and 1 (exclusive). "
-                f"Received: validation_split={validation_split!r}."
-            )
+        check_fraction(validation_size, "validation_size")
         found = read_class_folders(root)
         digests = _hash_all(found.paths)
-        train_idx, val_idx = _stratified_split(
-            found.paths, found.labels, digests, float(validation_split), seed
+        split = stratified_split(
+            found.labels, {"validation": float(validation_size)}, seed,
+            groups=[digests[p] for p in found.paths],
         )
+        train_idx, val_idx = split["train"], split["validation"]
         folder = ImageFolder(
             root=root,
             layout="class_folders",
@@ -381,7 +353,7 @@ def discover_image_folder(
             validation_labels=found.labels[val_idx],
             skipped=found.skipped,
             digests=digests,
-            validation_split=float(validation_split),
+            validation_size=float(validation_size),
             seed=int(seed),
         )
     else:
@@ -417,6 +389,23 @@ def discover_image_folder(
     folder.duplicates = _duplicate_groups(entries, folder.digests)
     _check_usable(root, names, folder.train_labels, folder.validation_labels)
     return folder
+
+
+def read_evaluation_folder(path: str | os.PathLike, class_names) -> ClassFolders:
+    """The labelled images to measure a model on: `path`'s class sub-folders, or those of its
+    `validation/` (or `val/`) folder when it holds `train/` and `validation/`.
+
+    Args:
+        path: the data folder.
+        class_names: the model's classes; sub-folders must be among them.
+
+    Raises:
+        DataError: as `read_class_folders`.
+    """
+    root = Path(path)
+    _require_folder(root, "one sub-folder of images per class")
+    pair = _find_split_folders(root)
+    return read_class_folders(pair[1] if pair else root, class_names=class_names)
 
 
 def first_image(path: str | os.PathLike) -> Path:

@@ -233,10 +233,10 @@ def image_dataset(
     labels=None,
     *,
     image_size,
+    batch_size: int,
     policy: str = "center_crop",
-    batch_size: int = 32,
     shuffle: bool = False,
-    seed: int = 0,
+    seed: int | None = None,
     decode_log: DecodeLog | None = None,
     keep_unreadable: bool = False,
 ):
@@ -252,9 +252,9 @@ def image_dataset(
         labels: one int per path, or `None` for unlabelled images. Default `None`.
         image_size: an int or `(height, width)`.
         policy: `"center_crop"` (default) or `"stretch"`.
-        batch_size: images per batch. Default 32.
+        batch_size: images per batch.
         shuffle: shuffle the files each epoch (seeded by `seed`). Default `False`.
-        seed: shuffle seed. Default 0.
+        seed: shuffle seed. Default `None`: a new order each run.
         decode_log: where unreadable files are recorded. Default `None` (a new, private log).
         keep_unreadable: keep rows of unreadable files, with an `ok` flag. Default `False`.
 
@@ -266,22 +266,7 @@ def image_dataset(
 
     height, width = image_size_pair(image_size)
     paths = [os.fspath(p) for p in paths]
-    log = decode_log if decode_log is not None else DecodeLog()
-
-    def _load(path_bytes):
-        path = path_bytes.decode("utf-8") if isinstance(path_bytes, bytes) else str(path_bytes)
-        try:
-            return load_resized(path, (height, width), policy), True
-        except ImageReadError as exc:
-            log.add(path, str(exc))
-            return np.zeros((height, width, 3), np.uint8), False
-
-    def _decode(path):
-        image, ok = tf.numpy_function(_load, [path], (tf.uint8, tf.bool), stateful=False)
-        image.set_shape((height, width, 3))
-        ok.set_shape(())
-        return image, ok
-
+    decode = _decoder((height, width), policy, decode_log if decode_log is not None else DecodeLog())
     index = tf.data.Dataset.from_tensor_slices(tf.constant(paths, dtype=tf.string))
     if labels is not None:
         labels = np.asarray(labels)
@@ -291,30 +276,41 @@ def image_dataset(
     if shuffle:
         index = index.shuffle(max(1, len(paths)), seed=seed, reshuffle_each_iteration=True)
 
-    if labels is None:
+    def element(path, *label):  # (image, ok) or (image, label, ok)
+        image, ok = decode(path)
+        return (image, *label, ok)
 
-        def _element(path):
-            return _decode(path)
+    def readable(*parts):
+        return parts[-1]
 
-        def _readable(image, ok):
-            return ok
+    def drop_flag(*parts):
+        return parts[0] if len(parts) == 2 else parts[:-1]
 
-        def _drop_flag(image, ok):
-            return image
-
-    else:
-
-        def _element(path, label):
-            image, ok = _decode(path)
-            return image, label, ok
-
-        def _readable(image, label, ok):
-            return ok
-
-        def _drop_flag(image, label, ok):
-            return image, label
-
-    dataset = index.map(_element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = index.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if not keep_unreadable:
-        dataset = dataset.filter(_readable).map(_drop_flag)
+        dataset = dataset.filter(readable).map(drop_flag)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _decoder(size: tuple[int, int], policy: str, log: DecodeLog):
+    """A tf.data function: path -> (uint8 image, ok), decoded with Pillow in a worker thread; an
+    unreadable file gives a black image, `ok=False`, and a line in `log`."""
+    import tensorflow as tf
+
+    height, width = size
+
+    def load(path_bytes):
+        path = path_bytes.decode("utf-8") if isinstance(path_bytes, bytes) else str(path_bytes)
+        try:
+            return load_resized(path, size, policy), True
+        except ImageReadError as exc:
+            log.add(path, str(exc))
+            return np.zeros((height, width, 3), np.uint8), False
+
+    def decode(path):
+        image, ok = tf.numpy_function(load, [path], (tf.uint8, tf.bool), stateful=False)
+        image.set_shape((height, width, 3))
+        ok.set_shape(())
+        return image, ok
+
+    return decode

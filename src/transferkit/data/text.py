@@ -2,8 +2,7 @@
 
 `read_text_table` returns the usable rows and a record of every row it dropped (encoding problems,
 empty or missing text, missing labels, malformed rows) with the line numbers, so a report can say
-exactly what was left out. `stratified_split` makes seeded, stratified train/validation/test splits
-and refuses labels that cannot be split, naming the classes at fault.
+exactly what was left out. Splitting is `transferkit.data.labels.stratified_split`, as for images.
 
 Lines are counted as a text editor counts them (the header is line 1); Parquet tables have no lines,
 so their rows are numbered from 1.
@@ -20,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from transferkit.errors import DataError, InputError
 
 __all__ = [
@@ -30,8 +27,6 @@ __all__ = [
     "TEXT_COLUMN_CANDIDATES",
     "TextTable",
     "read_text_table",
-    "sort_class_names",
-    "stratified_split",
 ]
 
 # Column names guessed when the user names none, in order of preference (case-insensitive).
@@ -257,7 +252,7 @@ def _parquet_rows(path: Path) -> Iterator:
 
 
 def _guess_column(
-    columns: list[str], candidates: tuple[str, ...], what: str, flag: str, path
+    columns: list[str], candidates: tuple[str, ...], what: str, argument: str, path
 ) -> str:
     lowered = {c.lower(): c for c in columns}
     found = [lowered[c] for c in candidates if c in lowered]
@@ -267,15 +262,15 @@ def _guess_column(
     if found:
         raise DataError(
             f"{path}: several columns could hold the {what} ({', '.join(map(repr, found))}). "
-            f"Choose one with {flag} NAME. Columns: {listed}."
+            f"Choose one with `{argument}`. Columns: {listed}."
         )
     raise DataError(
         f"{path}: no {what} column found (looked for {', '.join(candidates)}). Choose one with "
-        f"{flag} NAME. Columns: {listed}."
+        f"`{argument}`. Columns: {listed}."
     )
 
 
-def _check_column(columns: list[str], name: str, what: str, flag: str, path) -> str:
+def _check_column(columns: list[str], name: str, what: str, argument: str, path) -> str:
     if name in columns:
         return name
     lowered = {c.lower(): c for c in columns}
@@ -283,8 +278,8 @@ def _check_column(columns: list[str], name: str, what: str, flag: str, path) -> 
         return lowered[name.lower()]
     listed = ", ".join(repr(c) for c in columns) or "none"
     raise DataError(
-        f"{path}: no column named {name!r} for the {what}. Pass one of the columns to {flag}: "
-        f"{listed}."
+        f"{path}: no column named {name!r} for the {what}. Pass one of the columns as "
+        f"`{argument}`: {listed}."
     )
 
 
@@ -338,42 +333,50 @@ def read_text_table(
             "labels."
         )
     fmt = _table_format(path)
-    if fmt == "csv":
-        rows = _csv_rows(path, ",")
-    elif fmt == "tsv":
-        rows = _csv_rows(path, "\t")
-    elif fmt == "jsonl":
-        rows = _jsonl_rows(path)
-    else:
-        rows = _parquet_rows(path)
+    readers = {
+        "csv": lambda: _csv_rows(path, ","),
+        "tsv": lambda: _csv_rows(path, "\t"),
+        "jsonl": lambda: _jsonl_rows(path),
+        "parquet": lambda: _parquet_rows(path),
+    }
+    rows = readers[fmt]()
     columns = next(rows)
-    if text_column is None:
-        text_column = _guess_column(columns, TEXT_COLUMN_CANDIDATES, "texts", "--text-column", path)
-    else:
-        text_column = _check_column(columns, text_column, "texts", "--text-column", path)
-    text_index = columns.index(text_column)
-    label_index = None
+    text_column = _find_column(columns, text_column, TEXT_COLUMN_CANDIDATES, "texts", path)
     if require_labels:
-        if label_column is None:
-            label_column = _guess_column(
-                columns, LABEL_COLUMN_CANDIDATES, "labels", "--label-column", path
-            )
-        else:
-            label_column = _check_column(columns, label_column, "labels", "--label-column", path)
-        label_index = columns.index(label_column)
+        label_column = _find_column(columns, label_column, LABEL_COLUMN_CANDIDATES, "labels", path)
     else:
         label_column = None
+    table = TextTable(
+        texts=[],
+        labels=[] if label_column is not None else None,
+        row_numbers=[],
+        text_column=text_column,
+        label_column=label_column,
+        path=str(path),
+        unit="row" if fmt == "parquet" else "line",
+    )
+    _keep_usable_rows(table, rows, columns)
+    if not table.texts:
+        why = table.describe_drops() or "the table has no rows"
+        raise DataError(f"{path}: no usable rows. {why}.")
+    return table
 
-    texts: list[str] = []
-    labels: list[str] = []
-    numbers: list[int] = []
+
+def _find_column(columns, name, candidates, what: str, path) -> str:
+    argument = "text_column" if what == "texts" else "label_column"
+    if name is None:
+        return _guess_column(columns, candidates, what, argument, path)
+    return _check_column(columns, name, what, argument, path)
+
+
+def _keep_usable_rows(table: TextTable, rows, columns: list[str]) -> None:
+    """Appends the usable rows to `table` and records the others in `table.dropped`."""
+    text_index = columns.index(table.text_column)
+    label_index = None if table.label_column is None else columns.index(table.label_column)
     dropped: dict[str, list[int]] = {reason: [] for reason in DROP_REASONS}
     for number, values in rows:
-        if values is None:
-            dropped["malformed"].append(number)
-            continue
-        if values == "encoding":
-            dropped["encoding"].append(number)
+        if values is None or values == "encoding":
+            dropped["malformed" if values is None else "encoding"].append(number)
             continue
         text = _as_text(values[text_index])
         label = _as_text(values[label_index]) if label_index is not None else None
@@ -390,113 +393,7 @@ def read_text_table(
             if not label:
                 dropped["missing_label"].append(number)
                 continue
-            labels.append(label)
-        texts.append(text)
-        numbers.append(number)
-    table = TextTable(
-        texts=texts,
-        labels=labels if label_index is not None else None,
-        row_numbers=numbers,
-        text_column=text_column,
-        label_column=label_column,
-        dropped={reason: rows for reason, rows in dropped.items() if rows},
-        path=str(path),
-        unit="row" if fmt == "parquet" else "line",
-    )
-    if not texts:
-        why = table.describe_drops() or "the table has no rows"
-        raise DataError(f"{path}: no usable rows. {why}.")
-    return table
-
-
-def sort_class_names(labels) -> list[str]:
-    """The distinct labels in a stable order: numerically if all are numbers, else alphabetically.
-
-    Args:
-        labels: label strings.
-
-    Returns:
-        The class names; position `i` is the model's output `i`.
-    """
-    names = sorted(set(labels))
-    try:
-        return sorted(names, key=lambda n: (float(n), n))
-    except ValueError:
-        return names
-
-
-def _check_fraction(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-        raise InputError(
-            f"`{name}` must be a number between 0 and 1 (exclusive). Received: {name}={value!r}."
-        )
-    return float(value)
-
-
-def stratified_split(
-    labels,
-    test_size: float = 0.2,
-    validation_size: float = 0.1,
-    seed: int = 0,
-) -> dict[str, np.ndarray]:
-    """Seeded, stratified train/validation/test indices: every class is in every split.
-
-    Each class is shuffled with `seed` and cut so that about `test_size` of it goes to the test
-    split and `validation_size` to the validation split (at least one example each), the rest to
-    training.
-
-    Args:
-        labels: one label per example.
-        test_size: share of each class for the test split. Default `0.2`.
-        validation_size: share of each class for the validation split. Default `0.1`.
-        seed: the shuffling seed. Default `0`.
-
-    Returns:
-        `{"train": idx, "validation": idx, "test": idx}`, sorted integer index arrays.
-
-    Raises:
-        InputError: the sizes are not in (0, 1) or add up to 1 or more.
-        DataError: fewer than two classes, or a class with fewer than 3 examples (the message names
-            each such class and its count).
-    """
-    test_size = _check_fraction(test_size, "test_size")
-    validation_size = _check_fraction(validation_size, "validation_size")
-    if test_size + validation_size >= 1:
-        raise InputError(
-            "`test_size + validation_size` must be below 1 to leave examples for training. "
-            f"Received: test_size={test_size}, validation_size={validation_size}."
-        )
-    labels = np.asarray([str(label) for label in labels])
-    classes, counts = np.unique(labels, return_counts=True)
-    classes = [str(c) for c in classes]  # np.str_ would show as np.str_('x') in messages
-    counts = [int(n) for n in counts]
-    if len(classes) < 2:
-        only = f"({classes[0]!r}) " if len(classes) else ""
-        raise DataError(
-            f"The label column has only one class {only}after dropping unusable rows; a "
-            "classifier needs at least two. Check --label-column and the labels in the file."
-        )
-    rare = [(c, n) for c, n in zip(classes, counts) if n < 3]
-    if rare:
-        listed = ", ".join(f"{c!r} ({n} example{'s' if n > 1 else ''})" for c, n in rare)
-        raise DataError(
-            f"Classes too rare to split: {listed}. Each class needs at least 3 examples (one each "
-            "for training, validation and test). Add examples, or merge or remove these classes."
-        )
-    rng = np.random.default_rng(seed)
-    parts: dict[str, list[np.ndarray]] = {"train": [], "validation": [], "test": []}
-    for name in classes:
-        indices = np.flatnonzero(labels == name)
-        rng.shuffle(indices)
-        n = len(indices)
-        n_test = max(1, round(n * test_size))
-        n_val = max(1, round(n * validation_size))
-        while n - n_test - n_val < 1:  # tiny classes: keep one for training
-            if n_test >= n_val:
-                n_test -= 1
-            else:
-                n_val -= 1
-        parts["test"].append(indices[:n_test])
-        parts["validation"].append(indices[n_test : n_test + n_val])
-        parts["train"].append(indices[n_test + n_val :])
-    return {name: np.sort(np.concatenate(chunks)) for name, chunks in parts.items()}
+            table.labels.append(label)
+        table.texts.append(text)
+        table.row_numbers.append(number)
+    table.dropped = {reason: numbers for reason, numbers in dropped.items() if numbers}

@@ -12,8 +12,15 @@ A pipeline trains in phases (`"head"` on a frozen backbone, then `"fine_tune"`);
   phase finishes only `<phase>.weights.h5` stays: the final weights (the best epoch's by default).
 
 Rerunning the same pipeline on the same run folder resumes: a phase that finished is loaded and
-skipped; a phase that was interrupted (Ctrl-C, SIGKILL, power cut) continues after its last finished
-epoch with the weights, optimizer moments and early-stopping bookkeeping it had then.
+skipped (its recorded rows returned); a phase interrupted after `k` finished epochs (Ctrl-C,
+SIGKILL, power cut) continues from epoch `k + 1` with the weights, optimizer moments and
+early-stopping bookkeeping it had then, so an interruption costs at most the epoch in progress.
+
+To resume, rerun with a model of the same architecture, compiled the same way (same optimizer,
+same trainable weights), on the same `run` and `phase`. A finished phase stays finished even if
+`epochs` changed; train longer in a new run folder. Data order after a resume follows the input
+pipeline from its start, so a shuffled run is equivalent to, not bit-identical with, an
+uninterrupted one.
 
 The weights file is the commit point of an epoch: it carries the number of epochs it holds and
 the best epoch so far (HDF5 attributes), and the optimizer and best-weights files it goes with are
@@ -35,13 +42,9 @@ import keras
 import numpy as np
 
 from transferkit.errors import InputError
+from transferkit.files import atomic_write, remove_partial_files
 from transferkit.training.interrupts import interrupt_received
-from transferkit.training.io import (
-    atomic_write,
-    load_weights,
-    remove_partial_files,
-    save_weights_atomic,
-)
+from transferkit.training.io import load_weights, save_weights_atomic
 from transferkit.training.run import RunDirectory, read_history_csv
 
 __all__ = ["fit_phase", "HISTORY_KEYS"]
@@ -311,39 +314,28 @@ def fit_phase(
     epochs: int,
     run: RunDirectory,
     phase: str,
+    patience: int,
     monitor: str = "val_loss",
-    patience: int = 5,
     restore_best_weights: bool = True,
     tensorboard: bool = True,
     verbose: Any = "auto",
     extra_callbacks: Iterable[keras.callbacks.Callback] = (),
     **fit_kwargs: Any,
 ) -> list[dict]:
-    """Trains one phase of a run with early stopping, logs, history and per-epoch checkpoints.
-
-    The model must be compiled. A phase that `run.state()` marks finished is not trained again: its
-    final weights are loaded and its recorded rows returned. A phase interrupted after `k` finished
-    epochs continues from epoch `k + 1` (weights, optimizer state and early-stopping bookkeeping
-    restored), so Ctrl-C or a killed process costs at most the epoch in progress.
-
-    To resume, rerun with a model of the same architecture, compiled the same way (same optimizer,
-    same trainable weights), on the same `run` and `phase`. A finished phase stays finished even
-    if `epochs` changed; train longer in a new run folder. Data order after a resume follows the
-    input pipeline from its start, so a shuffled run is equivalent to, not bit-identical with, an
-    uninterrupted one.
+    """Trains one phase of a run with early stopping, logs, history and per-epoch checkpoints; a
+    finished phase is loaded, an interrupted one resumed (see the module docstring).
 
     Args:
         model: a compiled Keras model.
-        train_data: what `model.fit` takes as `x` (a `tf.data.Dataset`, a `PyDataset`, arrays...).
-            Arrays of labels go in `fit_kwargs` as `y=...`.
+        train_data: what `model.fit` takes as `x` (a dataset, arrays with `y=...` in `fit_kwargs`).
         validation_data: what `model.fit` takes as `validation_data`. Default `None`; then a
             `monitor` starting with `val_` watches the training metric instead (`"val_loss"` ->
             `"loss"`), unless `validation_split` is passed.
         epochs: the number of epochs of this phase (not counting earlier phases).
         run: the `RunDirectory` that holds checkpoints, logs, `history.csv` and state.
         phase: the phase's name, e.g. `"head"` or `"fine_tune"`; names the checkpoint files.
+        patience: epochs without improvement before stopping.
         monitor: the metric early stopping and "best" follow. Default `"val_loss"`.
-        patience: epochs without improvement before stopping. Default `5`.
         restore_best_weights: leave the best epoch's weights in the model (and in
             `checkpoints/<phase>.weights.h5`) at the end. Default `True`.
         tensorboard: write TensorBoard logs to `run.log_dir / phase`. Default `True`.
@@ -356,11 +348,70 @@ def fit_phase(
         from 1 within the phase, then the metrics), including epochs from before a resume.
 
     Raises:
-        InputError: bad `epochs`/`phase`, or a `monitor` the model does not log (the message lists
-            the metrics that exist).
+        InputError: bad `epochs`/`phase`, or a `monitor` the model does not log (listing those it
+            does).
     """
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-        raise InputError(f"`epochs` must be an int >= 0. Received: epochs={epochs!r}.")
+    _check_arguments(epochs, phase, fit_kwargs)
+    if not isinstance(run, RunDirectory):
+        run = RunDirectory(run)
+    if monitor.startswith("val_") and not _has_validation(validation_data, fit_kwargs):
+        monitor = monitor[len("val_") :]
+
+    for folder in (run.path, run.checkpoint_dir):
+        remove_partial_files(folder)  # left by a run killed mid-write; one process per run folder
+    phase_state = run.state().get(phase) or {}
+    attrs = _weights_attrs(_weights_path(run, phase)) if phase_state.get("epochs_done") else None
+    if _finished(model, run, phase, phase_state, attrs):
+        return _phase_rows(run, phase)
+    epochs_done, resume = _restore(model, run, phase, attrs, restore_best_weights)
+
+    early_stopping = _ResumableEarlyStopping(
+        monitor=monitor, patience=patience, restore_best_weights=restore_best_weights,
+        resume=resume,
+    )
+    recorder = _EpochRecorder(run, phase, epochs, early_stopping, monitor, restore_best_weights)
+    callbacks = [early_stopping, recorder, *_logs(run, phase, tensorboard), *extra_callbacks,
+                 _StopOnInterrupt()]
+    if epochs_done < epochs and not (resume and resume["stopped"]):
+        model.fit(train_data, validation_data=validation_data, epochs=epochs,
+                  initial_epoch=epochs_done, callbacks=callbacks, verbose=verbose, **fit_kwargs)
+        stopped_early = early_stopping.stopped_epoch > 0
+        best = (early_stopping.best_epoch + 1, early_stopping.best)
+    else:
+        # Killed after the last epoch (or the early stop) but before the phase was marked
+        # finished: nothing left to train, only the best weights to put back.
+        stopped_early = bool(resume and resume["stopped"])
+        if resume and resume.get("best_weights") is not None:
+            model.set_weights(resume["best_weights"])
+        best = (resume["best_epoch"] + 1, resume["best"]) if resume else (None, None)
+    return _finish(model, run, phase, epochs, epochs_done, monitor, stopped_early, best)
+
+
+def _logs(run, phase: str, tensorboard: bool) -> list:
+    if not tensorboard:
+        return []
+    # No graph: Keras 3 cannot show it in TensorBoard, and serialising a big backbone to JSON at
+    # the start of every phase costs time (and warns for layers that do not serialise).
+    return [keras.callbacks.TensorBoard(log_dir=str(Path(run.log_dir) / phase), write_graph=False)]
+
+
+def _finished(model, run, phase: str, phase_state: dict, attrs) -> bool:
+    """Whether the phase finished before; then its final weights are loaded into `model`."""
+    weights_path = _weights_path(run, phase)
+    if not weights_path.is_file() or not (
+        phase_state.get("finished") or (attrs and attrs.get(_FINISHED_ATTR))
+    ):
+        return False
+    load_weights(model, weights_path)
+    if not phase_state.get("finished"):  # killed between the last two writes
+        run.update_state(**{phase: {**phase_state, "finished": True}})
+    return True
+
+
+def _check_arguments(epochs, phase, fit_kwargs) -> None:
+    from transferkit.checks import check_int
+
+    check_int(epochs, "epochs", minimum=0)
     if not phase or not isinstance(phase, str) or any(c in phase for c in "/\\") or phase == ".":
         raise InputError(
             f"`phase` must be a non-empty name without slashes, e.g. 'head'. Received: "
@@ -372,94 +423,48 @@ def fit_phase(
                 f"`{reserved}` is set by fit_phase; do not pass it in `fit_kwargs`. Received: "
                 f"{reserved}={fit_kwargs[reserved]!r}."
             )
-    if not isinstance(run, RunDirectory):
-        run = RunDirectory(run)
-    if monitor.startswith("val_") and not _has_validation(validation_data, fit_kwargs):
-        monitor = monitor[len("val_") :]
 
-    for folder in (run.path, run.checkpoint_dir):
-        remove_partial_files(folder)  # left by a run killed mid-write; one process per run folder
-    weights_path = _weights_path(run, phase)
-    phase_state = run.state().get(phase) or {}
-    attrs = _weights_attrs(weights_path) if phase_state.get("epochs_done") else None
-    if weights_path.is_file() and (
-        phase_state.get("finished") or (attrs and attrs.get(_FINISHED_ATTR))
-    ):
-        load_weights(model, weights_path)
-        if not phase_state.get("finished"):  # killed between the last two writes
-            run.update_state(**{phase: {**phase_state, "finished": True}})
-        return _phase_rows(run, phase)
 
-    # Where to resume: the weights file says how many epochs it holds (it is written before the
-    # state, so it may be one epoch ahead of state.json, never behind).
+def _restore(model, run, phase, attrs, restore_best_weights: bool) -> tuple[int, dict | None]:
+    """Loads an interrupted phase's last checkpoint into `model`. Returns the epochs it holds and
+    the early-stopping bookkeeping to continue with (None when there is nothing to resume)."""
+    # The weights file says how many epochs it holds (it is written before the state, so it may
+    # be one epoch ahead of state.json, never behind).
     epochs_done = int(attrs[_EPOCHS_ATTR]) if attrs and _EPOCHS_ATTR in attrs else 0
-    resume = None
-    if epochs_done > 0:
-        load_weights(model, weights_path)
-        _load_optimizer(model, _epoch_file(run, phase, "optimizer", epochs_done))
-        best_epoch = int(attrs.get(_BEST_EPOCH_ATTR, epochs_done))
-        best_value = float(attrs.get(_BEST_VALUE_ATTR, math.nan))
-        resume = {
-            "best": best_value if math.isfinite(best_value) else None,
-            "best_epoch": best_epoch - 1,
-            "wait": epochs_done - best_epoch,
-            "stopped": bool(attrs.get(_STOPPED_ATTR)),
-        }
-        if restore_best_weights:
-            resume["best_weights"] = _load_best_weights_list(
-                model, _epoch_file(run, phase, "best", best_epoch)
-            )
     # Forget rows of epochs the checkpoint does not hold (they will be trained again).
     _replace_history_rows(run.history_path, phase, epochs_done, None)
-
-    early_stopping = _ResumableEarlyStopping(
-        monitor=monitor,
-        patience=patience,
-        restore_best_weights=restore_best_weights,
-        resume=resume,
-    )
-    recorder = _EpochRecorder(run, phase, epochs, early_stopping, monitor, restore_best_weights)
-    callbacks: list = [early_stopping, recorder]
-    if tensorboard:
-        # No graph: Keras 3 cannot show it in TensorBoard, and serialising a big backbone to JSON
-        # at the start of every phase costs time (and warns for layers that do not serialise).
-        callbacks.append(
-            keras.callbacks.TensorBoard(log_dir=str(Path(run.log_dir) / phase), write_graph=False)
+    if epochs_done <= 0:
+        return 0, None
+    load_weights(model, _weights_path(run, phase))
+    _load_optimizer(model, _epoch_file(run, phase, "optimizer", epochs_done))
+    best_epoch = int(attrs.get(_BEST_EPOCH_ATTR, epochs_done))
+    best_value = float(attrs.get(_BEST_VALUE_ATTR, math.nan))
+    resume = {
+        "best": best_value if math.isfinite(best_value) else None,
+        "best_epoch": best_epoch - 1,
+        "wait": epochs_done - best_epoch,
+        "stopped": bool(attrs.get(_STOPPED_ATTR)),
+    }
+    if restore_best_weights:
+        resume["best_weights"] = _load_best_weights_list(
+            model, _epoch_file(run, phase, "best", best_epoch)
         )
-    callbacks.extend(extra_callbacks)
-    callbacks.append(_StopOnInterrupt())
+    return epochs_done, resume
 
-    if epochs_done < epochs and not (resume and resume["stopped"]):
-        model.fit(
-            train_data,
-            validation_data=validation_data,
-            epochs=epochs,
-            initial_epoch=epochs_done,
-            callbacks=callbacks,
-            verbose=verbose,
-            **fit_kwargs,
-        )
-        stopped_early = early_stopping.stopped_epoch > 0
-        best_epoch, best_value = early_stopping.best_epoch + 1, early_stopping.best
-    else:
-        # Killed after the last epoch (or the early stop) but before the phase was marked
-        # finished: nothing left to train, only the best weights to put back.
-        stopped_early = bool(resume and resume["stopped"])
-        if resume and resume.get("best_weights") is not None:
-            model.set_weights(resume["best_weights"])
-        best_epoch = resume["best_epoch"] + 1 if resume else None
-        best_value = resume["best"] if resume else None
 
+def _finish(model, run, phase, epochs, epochs_done, monitor, stopped_early, best) -> list[dict]:
+    """Writes the phase's final weights and state, deletes what only resuming needed, and
+    returns the phase's history rows."""
     rows = _phase_rows(run, phase)
     done = rows[-1]["epoch"] if rows else epochs_done
-    best_value = _as_number(best_value)
-    best = (
+    best_epoch, best_value = best[0], _as_number(best[1])
+    summary = (
         {"monitor": monitor, "value": best_value, "epoch": best_epoch}
         if isinstance(best_value, float)
         else None
     )
     # The final weights of the phase: the best epoch's when restore_best_weights, else the last.
-    save_weights_atomic(model, weights_path, **{_EPOCHS_ATTR: done, _FINISHED_ATTR: 1})
+    save_weights_atomic(model, _weights_path(run, phase), **{_EPOCHS_ATTR: done, _FINISHED_ATTR: 1})
     run.update_state(
         **{
             phase: {
@@ -467,7 +472,7 @@ def fit_phase(
                 "epochs": epochs,
                 "finished": True,
                 "stopped_early": stopped_early,
-                "best": best,
+                "best": summary,
             }
         }
     )

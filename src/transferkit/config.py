@@ -1,0 +1,323 @@
+"""Training settings as data: the one place where every default of `train images` and
+`train text` is written.
+
+`ImageTrainConfig` and `TextTrainConfig` are frozen dataclasses. Everything else derives from them:
+the classifiers' `fit` and `fine_tune` take their defaults from here, the command line builds its
+flags and help text from the fields (as `transformers.HfArgumentParser` does), `--config FILE`
+(TOML or JSON) is read into the same class, and a run folder's `config.json` is the dataclass
+as JSON, so every run can be repeated. A test fails if a default of these names is written
+anywhere else.
+
+A field whose default is `None` means "decided by something else": the backbone (`image_size`),
+or, for text, the encoder (`epochs`, `learning_rate`, ...; see `transferkit.backbones.text_encoders`).
+
+Example:
+    >>> config = ImageTrainConfig(epochs=5)          # the rest are the defaults
+    >>> config.fine_tune_learning_rate
+    1e-05
+    >>> ImageTrainConfig.from_dict({"fine-tune-epochs": 0}).fine_tune_epochs
+    0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from transferkit.checks import check_choice, check_fraction, check_int, check_number
+from transferkit.errors import InputError
+
+__all__ = ["ImageTrainConfig", "TextTrainConfig", "TrainConfig", "read_config_file"]
+
+
+def _setting(default, help: str, *, type: type = str, check: Callable | None = None,
+             none_means: str | Callable[[], str] | None = None, choices=None, flag: bool = True):
+    """A dataclass field with what the command line and the checks need in its metadata.
+
+    Args:
+        default: the default value: the only place it is written.
+        help: what the setting does, for `--help` (the default is appended).
+        type: how the command line parses the flag's text (`int`, `float`, `str`).
+        check: `check(value, name)` raises `InputError` for a bad value (not called for None).
+        none_means: what a `None` default stands for, in words (or a function giving them).
+        choices: the values the command line accepts. Default: any.
+        flag: whether the field gets a `--flag` (False for `data`, a positional argument).
+    """
+    metadata = {"help": help, "type": type, "check": check, "none_means": none_means,
+                "choices": choices, "flag": flag}
+    return field(default=default, metadata=metadata)
+
+
+def _int(minimum: int, why: str = "") -> Callable:
+    return lambda value, name: check_int(value, name, minimum=minimum, why=why)
+
+
+def _positive(value, name):
+    return check_number(value, name, 0, include_minimum=False)
+
+
+def _dropout(value, name):
+    return check_number(value, name, 0, 1, include_maximum=False)
+
+
+def _fraction(value, name):
+    return check_fraction(value, name)
+
+
+def _image_size(value, name):
+    from transferkit.data.images import image_size_pair
+
+    image_size_pair(value)
+
+
+def _augment(value, name):
+    from transferkit.data.augmentation import parse_augment
+
+    parse_augment(value)
+
+
+def _unfreeze(value, name):
+    from transferkit.training.unfreeze import parse_unfreeze
+
+    parse_unfreeze(value)
+
+
+def _encoder_default(name: str) -> Callable[[], str]:
+    def describe() -> str:
+        from transferkit.backbones.text_encoders import describe_default
+
+        return describe_default(name)
+
+    return describe
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What both training commands share: reading settings, checking them, saving them.
+
+    Subclasses declare their fields with `_setting(...)`; the order of the fields is the order of
+    the flags in `--help`.
+    """
+
+    task: ClassVar[str] = ""
+
+    def __post_init__(self):
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            check = item.metadata.get("check")
+            if value is not None and check is not None:
+                check(value, item.name)
+            choices = item.metadata.get("choices")
+            if value is not None and choices:
+                check_choice(value, item.name, choices)
+
+    @classmethod
+    def names(cls) -> list[str]:
+        """The settings, in declaration order."""
+        return [item.name for item in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "") -> TrainConfig:
+        """A config from plain data (a config file, a saved `config.json`); `-` in names is `_`.
+
+        Args:
+            data: setting -> value; settings not given keep their defaults.
+            source: where the data came from, for messages (a file name). Default `""`.
+
+        Raises:
+            InputError: an unknown setting (the message lists the known ones) or a bad value.
+        """
+        values = {str(key).replace("-", "_"): value for key, value in data.items()}
+        unknown = sorted(set(values) - set(cls.names()))
+        if unknown:
+            where = f"{source}: " if source else ""
+            raise InputError(
+                f"{where}unknown setting(s) {', '.join(unknown)} for `train {cls.task}`. Known: "
+                f"{', '.join(cls.names())}."
+            )
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as plain JSON data (what a run folder's `config.json` holds)."""
+        return {
+            name: list(value) if isinstance(value, tuple) else value
+            for name, value in dataclasses.asdict(self).items()
+        }
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with `changes` applied (and checked)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def default_text(cls, name: str) -> str:
+        """The default of setting `name` in words, for help texts."""
+        item = next(f for f in dataclasses.fields(cls) if f.name == name)
+        if item.default is None:
+            meaning = item.metadata.get("none_means")
+            return meaning() if callable(meaning) else (meaning or "none")
+        return str(item.default)
+
+
+_EPOCHS = "the most epochs of the head on the frozen backbone (early stopping may end sooner)"
+_FINE_TUNE_EPOCHS = "epochs with the backbone unfrozen, after the head; 0 skips fine-tuning"
+_LEARNING_RATE = "Adam's learning rate for the head"
+_FINE_TUNE_LEARNING_RATE = "Adam's learning rate for fine-tuning; keep it low"
+_BATCH_SIZE = "examples per training step"
+_PATIENCE = "epochs without a better validation loss before the head phase stops"
+_FINE_TUNE_PATIENCE = "epochs without a better validation loss before fine-tuning stops"
+_SEED = "seed of the split, shuffling, augmentation and initial weights"
+
+
+@dataclass(frozen=True)
+class ImageTrainConfig(TrainConfig):
+    """The settings of `transferkit train images` and their defaults."""
+
+    task: ClassVar[str] = "images"
+
+    data: str | None = _setting(
+        None, "class sub-folders, or train/ and validation/ (or val/) with class sub-folders",
+        flag=False,
+    )
+    backbone: str = _setting("efficientnet_lite0", "a registered backbone (`transferkit backbones`)")
+    image_size: int | None = _setting(
+        None, "input side in pixels", type=int, check=_image_size, none_means="the backbone's"
+    )
+    weights: str | None = _setting(
+        "imagenet", "'imagenet' or a .weights.h5 file of the backbone", none_means="random"
+    )
+    epochs: int = _setting(20, _EPOCHS, type=int, check=_int(0))
+    fine_tune_epochs: int = _setting(10, _FINE_TUNE_EPOCHS, type=int, check=_int(0))
+    learning_rate: float = _setting(1e-3, _LEARNING_RATE, type=float, check=_positive)
+    fine_tune_learning_rate: float = _setting(
+        1e-5, _FINE_TUNE_LEARNING_RATE, type=float, check=_positive
+    )
+    unfreeze: str | int = _setting(
+        "all", "what fine-tuning trains: all, N (the top N layers) or a layer name (it and all "
+        "above it)", check=_unfreeze,
+    )
+    augment: str = _setting(
+        "flip,rotate,zoom", "comma-separated: flip, vflip, rotate, zoom, translate, contrast, "
+        "brightness; or none", check=_augment,
+    )
+    augment_views: int = _setting(
+        2, "augmented views per training image, cached for the head", type=int, check=_int(0)
+    )
+    batch_size: int = _setting(32, _BATCH_SIZE, type=int, check=_int(1))
+    validation_size: float = _setting(
+        0.2, "share of each class held out for validation when DATA is not split already",
+        type=float, check=_fraction,
+    )
+    patience: int = _setting(5, _PATIENCE, type=int, check=_int(1))
+    fine_tune_patience: int = _setting(3, _FINE_TUNE_PATIENCE, type=int, check=_int(1))
+    dropout: float = _setting(
+        0.2, "dropout rate before the last layer",
+        type=float, check=_dropout,
+    )
+    seed: int = _setting(0, _SEED, type=int, check=_int(0))
+
+
+@dataclass(frozen=True)
+class TextTrainConfig(TrainConfig):
+    """The settings of `transferkit train text` and their defaults.
+
+    `None` means "the encoder's default": each kind of text encoder states its own
+    (`transferkit.backbones.text_encoders`).
+    """
+
+    task: ClassVar[str] = "text"
+
+    data: str | None = _setting(
+        None, "a CSV, TSV, JSON Lines or Parquet table of texts and labels", flag=False
+    )
+    text_column: str | None = _setting(
+        None, "the column of the texts", none_means="the one named text, sentence or review"
+    )
+    label_column: str | None = _setting(
+        None, "the column of the labels", none_means="the one named label or sentiment"
+    )
+    encoder: str = _setting(
+        "glove-bilstm", "glove-bilstm, minilm, a sentence-transformers model folder, or a "
+        "KerasHub preset such as hf://sentence-transformers/all-MiniLM-L6-v2 (online)",
+    )
+    word_vectors: str | None = _setting(
+        None, "for glove-bilstm: packaged word vectors or a GloVe .txt, word2vec .bin/.txt or "
+        "fastText .vec file", none_means=_encoder_default("word_vectors"),
+    )
+    vocabulary_size: int | None = _setting(
+        None, "for glove-bilstm: word ids in all, padding and unknown word included", type=int,
+        check=_int(3, "padding, unknown word and at least one word"),
+        none_means=_encoder_default("vocabulary_size"),
+    )
+    max_length: int | None = _setting(
+        None, "the most tokens per text", type=int, check=_int(3),
+        none_means=_encoder_default("max_length"),
+    )
+    features: str | None = _setting(
+        None, "for sentence encoders, what the head learns from: layers (every layer's "
+        "mean-pooled output, concatenated) or sentence (the encoder's own sentence vector)",
+        choices=("layers", "sentence"), none_means=_encoder_default("features"),
+    )
+    head_units: int | None = _setting(
+        None, "for sentence encoders: hidden units of the head; 0 is a linear head", type=int,
+        check=_int(0), none_means=_encoder_default("head_units"),
+    )
+    epochs: int | None = _setting(
+        None, _EPOCHS, type=int, check=_int(0), none_means=_encoder_default("epochs")
+    )
+    fine_tune_epochs: int = _setting(0, _FINE_TUNE_EPOCHS, type=int, check=_int(0))
+    learning_rate: float | None = _setting(
+        None, _LEARNING_RATE, type=float, check=_positive,
+        none_means=_encoder_default("learning_rate"),
+    )
+    fine_tune_learning_rate: float | None = _setting(
+        None, _FINE_TUNE_LEARNING_RATE, type=float, check=_positive,
+        none_means=_encoder_default("fine_tune_learning_rate"),
+    )
+    batch_size: int = _setting(32, _BATCH_SIZE, type=int, check=_int(1))
+    test_size: float = _setting(
+        0.2, "share of each class held out for the test", type=float, check=_fraction
+    )
+    validation_size: float = _setting(
+        0.1, "share of each class held out for validation", type=float, check=_fraction
+    )
+    patience: int = _setting(10, _PATIENCE, type=int, check=_int(1))
+    fine_tune_patience: int = _setting(3, _FINE_TUNE_PATIENCE, type=int, check=_int(1))
+    seed: int = _setting(0, _SEED, type=int, check=_int(0))
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.test_size + self.validation_size >= 1:
+            raise InputError(
+                "`test_size + validation_size` must be below 1 to leave examples for training. "
+                f"Received: test_size={self.test_size}, validation_size={self.validation_size}."
+            )
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The settings in a TOML or JSON file (`.json` is JSON, anything else TOML), as a dict.
+
+    Raises:
+        InputError: no such file, not valid TOML/JSON, or not a table of settings.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"{file}: no such config file. Pass a TOML or JSON file of settings.")
+    text = file.read_text(encoding="utf-8")
+    try:
+        if file.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import tomllib
+
+            data = tomllib.loads(text)
+    except ValueError as exc:  # json.JSONDecodeError and tomllib.TOMLDecodeError both are
+        kind = "JSON" if file.suffix.lower() == ".json" else "TOML"
+        raise InputError(f"{file}: not valid {kind} ({exc}).") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{file}: expected a table of settings (name = value), not a list.")
+    return data

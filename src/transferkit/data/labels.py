@@ -1,0 +1,172 @@
+"""Labels and splits, the same for images and texts: class names, int labels, stratified splits."""
+
+from __future__ import annotations
+
+import numbers
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+
+from transferkit.errors import DataError, InputError
+
+__all__ = ["check_sizes", "encode_labels", "sort_class_names", "stratified_split"]
+
+
+def sort_class_names(labels) -> list[str]:
+    """The distinct labels in a stable order: numerically if all are numbers, else alphabetically.
+
+    Args:
+        labels: label strings.
+
+    Returns:
+        The class names; position `i` is the model's output `i`.
+    """
+    names = sorted({str(label) for label in labels})
+    try:
+        return sorted(names, key=lambda n: (float(n), n))
+    except ValueError:
+        return names
+
+
+def _is_index(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def encode_labels(labels, class_names: Sequence[str] | None = None) -> tuple[np.ndarray, list[str]]:
+    """Int labels (indices into the class names) and the class names, from the labels as given.
+
+    Labels are values (strings, numbers): without `class_names` the classes are their distinct
+    values, sorted (`sort_class_names`). With `class_names`, string labels must be among them and
+    ints are indices into them (`[0, len(class_names))`), as Keras's sparse labels are.
+
+    Args:
+        labels: one label per example.
+        class_names: the known classes in output order. Default `None`: learned from `labels`.
+
+    Returns:
+        `(int64 labels, class names)`.
+
+    Raises:
+        DataError: a label that is not among `class_names` (the message lists them), or an index
+            out of range.
+    """
+    values = list(np.asarray(labels, dtype=object).tolist()) if len(labels) else []
+    if class_names is None:
+        names = sort_class_names(str(v) for v in values)
+    else:
+        names = [str(name) for name in class_names]
+        if values and all(_is_index(v) for v in values):
+            ints = np.asarray(values, dtype=np.int64)
+            if ints.min() < 0 or ints.max() >= len(names):
+                raise DataError(
+                    f"Int labels are class indices and must be in [0, {len(names) - 1}] for the "
+                    f"{len(names)} classes {names}. Received: min {ints.min()}, max {ints.max()}."
+                )
+            return ints, names
+    index = {name: i for i, name in enumerate(names)}
+    unknown = sorted({str(v) for v in values} - set(index))
+    if unknown:
+        raise DataError(
+            f"Labels not among the classes {names}: {unknown[:10]}. Use the classes the model "
+            "was trained on."
+        )
+    return np.asarray([index[str(v)] for v in values], dtype=np.int64), names
+
+
+def stratified_split(
+    labels,
+    sizes: dict[str, float],
+    seed: int,
+    groups: Sequence[str] | None = None,
+    min_per_split: bool = False,
+) -> dict[str, np.ndarray]:
+    """Seeded, stratified splits: each class is shared out between `sizes` and `"train"`.
+
+    Each class is shuffled with `seed` (its groups, when given: identical files stay together)
+    and cut from the front: the first split in `sizes` gets about its share (at least one
+    example), then the next, and the rest goes to `"train"`, which always keeps at least one.
+
+    Args:
+        labels: one label per example (any hashable values).
+        sizes: split name -> share of each class, e.g. `{"test": 0.2, "validation": 0.1}`.
+        seed: the shuffling seed.
+        groups: one key per example; examples with the same key go to the same split. Default
+            `None`: every example on its own.
+        min_per_split: refuse classes too small to give every split one example. Default
+            `False`: a class of one example goes to `"train"` only.
+
+    Returns:
+        `{"train": idx, **{name: idx}}`, sorted integer index arrays.
+
+    Raises:
+        InputError: a share not in (0, 1), or shares that add up to 1 or more.
+        DataError: with `min_per_split`, classes with too few examples (each is named with its
+            count), or fewer than two classes.
+    """
+    check_sizes(sizes)
+    labels = np.asarray(labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    if min_per_split:
+        _check_splittable([str(c) for c in classes], [int(n) for n in counts], len(sizes) + 1)
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[int]] = {"train": [], **{name: [] for name in sizes}}
+    for name in classes:
+        members = np.flatnonzero(labels == name)
+        if groups is None:
+            order = [[int(i)] for i in members]
+        else:
+            grouped: dict[str, list[int]] = defaultdict(list)
+            for i in members:
+                grouped[groups[i]].append(int(i))
+            order = list(grouped.values())
+        rng.shuffle(order)
+        n = len(members)
+        targets = {split: max(1, round(n * share)) for split, share in sizes.items()}
+        while n - sum(targets.values()) < 1 and any(targets.values()):
+            largest = max(targets, key=lambda split: (targets[split], split == next(iter(sizes))))
+            targets[largest] -= 1  # tiny classes: keep one for training
+        taken_groups: list[tuple[str, list[int]]] = []
+        for split, target in targets.items():
+            taken = 0
+            while order and taken < target:
+                group = order.pop(0)
+                taken_groups.append((split, group))
+                taken += len(group)
+        if not order and taken_groups:
+            # Identical copies took every example: the last group stays for training.
+            order.append(taken_groups.pop()[1])
+        for split, group in taken_groups:
+            parts[split].extend(group)
+        parts["train"].extend(i for group in order for i in group)
+    return {split: np.asarray(sorted(indices), dtype=np.int64) for split, indices in parts.items()}
+
+
+def _check_splittable(classes: list[str], counts: list[int], splits: int) -> None:
+    if len(classes) < 2:
+        only = f"({classes[0]!r}) " if classes else ""
+        raise DataError(
+            f"The labels have only one class {only}after dropping unusable rows; a classifier "
+            "needs at least two."
+        )
+    rare = [(c, n) for c, n in zip(classes, counts) if n < splits]
+    if rare:
+        listed = ", ".join(f"{c!r} ({n} example{'s' if n > 1 else ''})" for c, n in rare)
+        raise DataError(
+            f"Classes too rare to split: {listed}. Each class needs at least {splits} examples "
+            "(one for each split). Add examples, or merge or remove these classes."
+        )
+
+
+def check_sizes(sizes: dict[str, float]) -> None:
+    """Raises `InputError` unless every share is in (0, 1) and they leave room for training."""
+    from transferkit.checks import check_fraction
+
+    for name, share in sizes.items():
+        check_fraction(share, f"{name}_size")
+    if sum(sizes.values()) >= 1:
+        listed = ", ".join(f"{name}_size={share}" for name, share in sizes.items())
+        raise InputError(
+            f"The held-out shares must add up to less than 1, to leave examples for training. "
+            f"Received: {listed}."
+        )
