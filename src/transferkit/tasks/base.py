@@ -1,60 +1,76 @@
-"""What every saved transferkit classifier shares: labels inside the `.keras` file, and `load`.
+"""`Classifier`: what the image and the text classifier share, written once.
 
-A saved classifier is one `.keras` file. Its last layer is `ClassLabels` (named `"labels"`), an
-identity on the logits whose config carries the task (`"image"` or `"text"`), the class names and
-plain-data metadata (backbone, image size, ...). So the labels travel with the model, the file loads
-with `safe_mode=True`, and `load(path)` knows which task class to wrap it in.
+A classifier is a pretrained backbone (or text encoder), a small head, and two Keras models over
+the same layers:
+
+* `network`: the part that trains; its inputs are what the backbone takes (images of any size, or
+  token ids) and its output is logits (one for two classes, one per class otherwise);
+* `model`: what is saved and served: the raw inputs (images, or strings) -> `network` ->
+  `ClassLabels`, which turns the logits into class probabilities and carries the class names and
+  plain-data metadata. One `.keras` file, loaded with `safe_mode=True`.
+
+`Classifier` owns the labels, the settings and their defaults (`transferkit.config`), compiling
+(binary: one logit and `from_logits=True`), the two training phases (`fit`: the head on the
+frozen backbone; `fine_tune`: end to end at a low learning rate), `predict`, `predict_proba`,
+`evaluate` with its report, `save`/`load`, and `get_config`/`from_config`. A subclass adds only
+what its modality needs, through the `_hook` methods at the end of the class.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import inspect
 import os
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, ClassVar
 
 import keras
+import numpy as np
 
-from transferkit.errors import InputError
+from transferkit.errors import InputError, MissingDependencyError
+from transferkit.layers import ClassLabels
 
-__all__ = ["ClassLabels", "load", "TASK_CLASSES"]
+__all__ = ["Classifier", "Splits", "labels_layer", "load", "TASK_CLASSES"]
 
-# task name -> "module:Class"; each class has `from_keras_model(model)`.
+# task name -> "module:Class"
 TASK_CLASSES = {
     "image": "transferkit.tasks.image_classifier:ImageClassifier",
     "text": "transferkit.tasks.text_classifier:TextClassifier",
 }
 
+# Settings of `fit`/`fine_tune` that default to the task's config (`transferkit.config`).
+_FIT_SETTINGS = ("epochs", "batch_size", "learning_rate", "patience", "validation_size")
+_FINE_TUNE_SETTINGS = {
+    "epochs": "fine_tune_epochs",
+    "learning_rate": "fine_tune_learning_rate",
+    "batch_size": "batch_size",
+    "patience": "fine_tune_patience",
+    "validation_size": "validation_size",
+}
 
-@keras.saving.register_keras_serializable(package="transferkit")
-class ClassLabels(keras.layers.Layer):
-    """Identity on logits that stores what the outputs mean.
 
-    Args:
-        class_names: the label of each class, in output order.
-        task: `"image"` or `"text"`.
-        metadata: plain JSON-serialisable data about how the model was made. Default `{}`.
+@dataclass
+class Splits:
+    """Labelled data split for training: items (images or texts) and int labels per split.
+
+    Attributes:
+        class_names: label `i` is `class_names[i]`.
+        parts: split name (`"train"`, `"validation"`) -> `(items, int labels)`.
+        skipped: `{"path" or "line", "reason"}` for every input left out.
+        source: where the data came from (an `ImageFolder`, a `TextTable`), or None.
     """
 
-    def __init__(self, class_names, task: str, metadata: dict | None = None, **kwargs):
-        kwargs.setdefault("name", "labels")
-        super().__init__(**kwargs)
-        self.class_names = [str(c) for c in class_names]
-        self.task = task
-        self.metadata = dict(metadata or {})
+    class_names: list[str]
+    parts: dict[str, tuple[Any, np.ndarray]]
+    skipped: list[dict] = field(default_factory=list)
+    source: Any = None
 
-    def call(self, inputs):
-        return inputs
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {"class_names": self.class_names, "task": self.task, "metadata": self.metadata}
-        )
-        return config
+    def __getitem__(self, name: str) -> tuple[Any, np.ndarray]:
+        return self.parts[name]
 
 
 def labels_layer(model) -> ClassLabels:
@@ -68,19 +84,525 @@ def labels_layer(model) -> ClassLabels:
     )
 
 
-# transferkit's own serialisable layers and the modules that register them: `load` imports the
-# ones a model file names, so that loading works in a process that has not imported them yet.
-_LAYER_MODULES = {
-    "transferkit>ImagePreprocessing": "transferkit.backbones.preprocessing",
-    "transferkit>InferenceMode": "transferkit.tasks.image_classifier",
-}
+def _plain(value: Any) -> Any:
+    """A constructor argument as plain JSON data."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
 
 
-def load(path: str | os.PathLike) -> Any:
+class Classifier:
+    """The shared base of `ImageClassifier` and `TextClassifier`; not used on its own.
+
+    Constructors only store their arguments (each an attribute of the same name); `fit` reads the
+    data and builds the models.
+
+    Attributes:
+        model: the saved model (raw inputs -> class probabilities), once built or loaded.
+        network: its trainable part (backbone inputs -> logits).
+        class_names: the classes, in output order (set by `fit` when not given).
+        history: one dict per finished epoch of every phase (`phase`, `epoch`, metrics).
+        metadata: plain data about how the model was made, saved inside the model.
+        skipped: inputs left out of training, `{"path" or "line", "reason"}` each.
+    """
+
+    task: ClassVar[str] = ""
+    config_class: ClassVar[type] = type(None)
+
+    def _init_state(self) -> None:
+        self.model = None
+        self.network = None
+        self.history: list[dict] = []
+        self.metadata: dict = {}
+        self.skipped: list[dict] = []
+        self.run_dir: Path | None = None
+        self._splits: Splits | None = None
+
+    def __repr__(self) -> str:
+        state = f"classes={list(self.class_names)}" if self.model is not None else "not fitted"
+        return f"{type(self).__name__}({state})"
+
+    # -- configuration -------------------------------------------------------------------------
+
+    @classmethod
+    def _arguments(cls) -> list[str]:
+        return [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
+
+    def get_config(self) -> dict:
+        """The constructor's arguments as plain data; `from_config` makes the same classifier."""
+        return {name: _plain(getattr(self, name)) for name in self._arguments()}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        """A new (unfitted) classifier from `get_config()` data; unknown keys are an error."""
+        unknown = sorted(set(config) - set(cls._arguments()))
+        if unknown:
+            raise InputError(
+                f"Unknown {cls.__name__} argument(s) {unknown}. Known: {cls._arguments()}."
+            )
+        return cls(**config)
+
+    @classmethod
+    def from_keras_model(cls, model):
+        """Wraps a classifier model saved by transferkit (e.g. from `keras.saving.load_model`).
+
+        Raises:
+            InputError: the model is not a transferkit classifier of this task.
+        """
+        labels = labels_layer(model)
+        if labels.task != cls.task:
+            raise InputError(
+                f"{model.name!r} is a {labels.task!r} classifier, not a {cls.task!r} one. Load it "
+                "with `transferkit.load(path)`, which returns the right kind."
+            )
+        metadata = dict(labels.metadata)
+        config = dict(metadata.pop("config", {}))
+        known = set(cls._arguments())
+        classifier = cls(**{key: value for key, value in config.items() if key in known})
+        classifier.model = model
+        classifier.network = model.get_layer("network")
+        classifier.class_names = list(labels.class_names)
+        classifier.metadata = metadata
+        classifier._attach()
+        return classifier
+
+    @classmethod
+    def load(cls, path: str | os.PathLike):
+        """Loads a classifier of this kind saved by transferkit (a `.keras` file or run folder)."""
+        classifier = load(path)
+        if not isinstance(classifier, cls):
+            raise InputError(f"{path}: is a {type(classifier).__name__}, not a {cls.__name__}.")
+        return classifier
+
+    # -- settings ------------------------------------------------------------------------------
+
+    def _settings(self, names: dict[str, str], **given: Any) -> SimpleNamespace:
+        """`given` settings, each `None` replaced by the config default named in `names`."""
+        defaults = self._train_defaults()
+        return SimpleNamespace(
+            **{
+                name: getattr(defaults, names[name]) if value is None else value
+                for name, value in given.items()
+            }
+        )
+
+    # -- classes and compiling -----------------------------------------------------------------
+
+    def _set_classes(self, names: list[str]) -> None:
+        known = None if self.class_names is None else [str(c) for c in self.class_names]
+        if known is not None and list(names) != known:
+            raise InputError(
+                f"The data has classes {list(names)} but this classifier was made for {known} "
+                f"(`class_names`). Pass matching `class_names`, leave them unset, or use a new "
+                f"{type(self).__name__} for other classes."
+            )
+        self.class_names = list(names)
+
+    def _require_model(self):
+        if self.model is None:
+            raise InputError(
+                f"This {type(self).__name__} has no trained model yet. Call `fit(...)` first, or "
+                "load one with `transferkit.load(path)`."
+            )
+        return self.model
+
+    def _labels_layer(self) -> ClassLabels:
+        return labels_layer(self._require_model())
+
+    def _class_labels(self) -> ClassLabels:
+        """A new `ClassLabels` layer for this classifier's classes and metadata."""
+        metadata = {"config": {**self.get_config(), "cache_dir": None}, **self.metadata}
+        return ClassLabels(self.class_names, task=self.task, metadata=metadata)
+
+    def _scores(self, logits) -> np.ndarray:
+        """Class probabilities from logits, exactly as the saved model computes them."""
+        outputs = self._labels_layer()(keras.ops.convert_to_tensor(np.asarray(logits)))
+        return np.asarray(keras.ops.convert_to_numpy(outputs), dtype=np.float64)
+
+    def _compile(self, model, learning_rate: float) -> None:
+        """Adam, and a loss on logits: binary cross-entropy on one logit for two classes."""
+        if len(self.class_names) == 2:
+            loss = keras.losses.BinaryCrossentropy(from_logits=True)
+            metric = keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)
+        else:
+            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+            metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=[metric],
+            jit_compile=False,
+        )
+
+    # -- training ------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _run_folder(self, output):
+        """The run folder of a phase: `output`, else the one `fit` was given, else a temporary one
+        (deleted afterwards)."""
+        from transferkit.training.run import RunDirectory
+
+        if output is None and self.run_dir is not None:
+            output = self.run_dir
+        if output is not None:
+            run = output if isinstance(output, RunDirectory) else RunDirectory(output)
+            self.run_dir = run.path
+            yield run
+            return
+        with tempfile.TemporaryDirectory(prefix=f"transferkit-{self.task}-") as folder:
+            yield RunDirectory(folder)
+
+    def _record(self, phase: str, rows: list[dict]) -> None:
+        self.history = [row for row in self.history if row.get("phase") != phase] + list(rows)
+
+    def fit(self, x, y=None, validation_data=None, *, epochs: int | None = None,
+            batch_size: int | None = None, learning_rate: float | None = None,
+            patience: int | None = None, validation_size: float | None = None, output=None,
+            verbose: Any = "auto"):
+        """Trains the head on the frozen backbone (steps 1-4 of the Keras guide). Returns `self`.
+
+        Args:
+            x: the data: see the subclass (a folder or table, or images or texts with `y`).
+            y: labels of `x`: class names (strings) or values; ints are class indices when
+                `class_names` are set. Default `None` (the labels come with `x`).
+            validation_data: `(x, y)` for early stopping and the best epoch. Default `None`:
+                `validation_size` of each class of `x` is held out (stratified, seeded).
+            epochs: the most head epochs; early stopping may end sooner. Default `None`: the
+                task's config (`ImageTrainConfig` / `TextTrainConfig`).
+            batch_size: examples per step. Default `None`: the config's.
+            learning_rate: Adam's learning rate. Default `None`: the config's.
+            patience: epochs without a better validation loss before stopping. Default `None`:
+                the config's.
+            validation_size: share held out when `validation_data` is None and the data is not
+                split already. Default `None`: the config's.
+            output: the run folder for checkpoints, TensorBoard logs and `history.csv`; a rerun on
+                the same folder resumes. Default `None`: a temporary folder.
+            verbose: Keras progress output. Default `"auto"`.
+
+        Returns:
+            `self`; the epochs are in `self.history`.
+        """
+        from transferkit.training.callbacks import fit_phase
+
+        settings = self._settings(
+            {name: name for name in _FIT_SETTINGS}, epochs=epochs, batch_size=batch_size,
+            learning_rate=learning_rate, patience=patience, validation_size=validation_size,
+        )
+        splits = self._labelled(x, y, validation_data, settings.validation_size)
+        self._set_classes(splits.class_names)
+        with self._run_folder(output) as run:
+            head, train, validation, fit_kwargs = self._head_phase(splits, settings, run, verbose)
+            self._compile(head, settings.learning_rate)
+            rows = fit_phase(
+                head, train, validation, epochs=settings.epochs, run=run, phase="head",
+                patience=settings.patience, verbose=verbose, **fit_kwargs,
+            )
+        self._record("head", rows)
+        self._splits = splits
+        self.skipped = list(splits.skipped)
+        return self
+
+    def fine_tune(self, x=None, y=None, validation_data=None, *, epochs: int | None = None,
+                  learning_rate: float | None = None, batch_size: int | None = None,
+                  patience: int | None = None, validation_size: float | None = None,
+                  output=None, verbose: Any = "auto"):
+        """Unfreezes the backbone and trains end to end at a low learning rate (step 5).
+
+        Args:
+            x, y, validation_data: as in `fit`; default `None`: the data `fit` used.
+            epochs: the most epochs (early stopping may end sooner). Default `None`: the config's
+                `fine_tune_epochs`.
+            learning_rate: Adam's learning rate; keep it low. Default `None`: the config's
+                `fine_tune_learning_rate`.
+            batch_size: examples per step. Default `None`: the config's.
+            patience: Default `None`: the config's `fine_tune_patience`.
+            validation_size: as in `fit`. Default `None`: the config's.
+            output: as in `fit`; default `None`: the folder `fit` used (or a temporary one).
+            verbose: Keras progress output. Default `"auto"`.
+
+        Returns:
+            `self`; the epochs are added to `self.history`.
+        """
+        from transferkit.checks import check_int
+        from transferkit.training.callbacks import fit_phase
+
+        self._require_model()
+        settings = self._settings(
+            _FINE_TUNE_SETTINGS, epochs=epochs, learning_rate=learning_rate,
+            batch_size=batch_size, patience=patience, validation_size=validation_size,
+        )
+        if epochs is None and settings.epochs < 1:
+            raise InputError(
+                f"`fine_tune()` needs `epochs` >= 1: the default, {self.config_class.__name__}"
+                f".fine_tune_epochs, is {settings.epochs}. Pass epochs=N."
+            )
+        check_int(settings.epochs, "epochs", minimum=1)
+        if x is None:
+            if self._splits is None:
+                raise InputError("`fine_tune()` without data needs a `fit(...)` first; or pass the data.")
+            splits = self._splits
+        else:
+            splits = self._labelled(x, y, validation_data, settings.validation_size)
+            self._set_classes(splits.class_names)
+        self._unfreeze()
+        self._compile(self.network, settings.learning_rate)
+        with self._run_folder(output) as run, self._fine_tune_data(
+            splits, settings.batch_size
+        ) as (train, validation):
+            rows = fit_phase(
+                self.network, train, validation, epochs=settings.epochs, run=run,
+                phase="fine_tune", patience=settings.patience, verbose=verbose, shuffle=False,
+            )
+        self._record("fine_tune", rows)
+        self._splits = splits
+        self.skipped = list(splits.skipped)
+        self.metadata["fine_tuned"] = True
+        return self
+
+    # -- using the model -----------------------------------------------------------------------
+
+    def split_data(self, name: str) -> tuple[list, np.ndarray]:
+        """The inputs and int labels of split `name` (`"train"`, `"validation"`) of the last
+        `fit` or `fine_tune`, without the inputs that turned out unreadable."""
+        if self._splits is None:
+            raise InputError("No data yet: call `fit(...)` first.")
+        items, labels = self._splits[name]
+        return list(items), np.asarray(labels)
+
+    def predict_proba(self, x, batch_size: int | None = None) -> np.ndarray:
+        """Class probabilities `(n, num_classes)`, columns in `class_names` order.
+
+        Raises:
+            ImageReadError: (images) files that cannot be read; all of them are named.
+        """
+        self._require_model()
+        items = self._items(x)
+        batch_size = self._settings({"batch_size": "batch_size"}, batch_size=batch_size).batch_size
+        probabilities, unreadable = self._probabilities(items, batch_size)
+        if unreadable:
+            raise self._unreadable_error(unreadable)
+        return probabilities
+
+    def predict_proba_cached(self, x, batch_size: int | None = None) -> np.ndarray:
+        """`predict_proba`, through the feature cache while the backbone is still frozen.
+
+        Right after `fit`, the features of the training and validation inputs are in the cache,
+        so this runs only the head on them (the same numbers, in a fraction of the time); new
+        inputs are computed once and cached. After `fine_tune`, or for an encoder without
+        cached features, it is `predict_proba`.
+        """
+        self._require_model()
+        items = self._items(x)
+        batch_size = self._settings({"batch_size": "batch_size"}, batch_size=batch_size).batch_size
+        logits = None if self.metadata.get("fine_tuned") else self._cached_logits(items, batch_size)
+        if logits is None:
+            return self.predict_proba(items, batch_size=batch_size)
+        return self._scores(logits)
+
+    def predict(self, x, batch_size: int | None = None) -> list[dict]:
+        """The most likely class of each input, like a Hugging Face pipeline.
+
+        Args:
+            x: the inputs (images or texts; see the subclass).
+            batch_size: inputs per forward pass. Default `None`: the config's.
+
+        Returns:
+            One dict per input, in order: `label`, `score` (its probability) and `probabilities`
+            (class -> probability); `path` too for image files.
+        """
+        items = self._items(x)
+        probabilities = self.predict_proba(items, batch_size=batch_size)
+        names = list(self.class_names)
+        results = []
+        for item, row in zip(items, probabilities):
+            best = int(np.argmax(row))
+            results.append(
+                {
+                    **self._describe_item(item),
+                    "label": names[best],
+                    "score": float(row[best]),
+                    "probabilities": {name: float(p) for name, p in zip(names, row)},
+                }
+            )
+        return results
+
+    def evaluate(self, x, y=None, *, report_dir=None, batch_size: int | None = None,
+                 title: str = "") -> dict:
+        """Measures the classifier on labelled data; optionally writes the full report.
+
+        Args:
+            x: the data: see the subclass (a folder or table, or images or texts with `y`).
+            y: labels of `x`. Default `None` (they come with `x`).
+            report_dir: also write `metrics.json`, `summary.txt`, `confusion_matrix.png` and the
+                most confident mistakes there. Default `None`.
+            batch_size: inputs per forward pass. Default `None`: the config's.
+            title: the report's title. Default `""`: "Evaluation of <backbone or encoder>".
+
+        Returns:
+            `accuracy`, `n`, `classes`, per-class metrics, averages and the confusion matrix
+            (`transferkit.reports.classification_metrics`), plus `skipped` (inputs that could
+            not be used, with the reason) and `num_skipped`.
+
+        Raises:
+            DataError: labels that are not among the model's classes, or nothing to evaluate.
+        """
+        from transferkit.errors import DataError
+
+        self._require_model()
+        items, labels, skipped = self._evaluation_data(x, y)
+        batch_size = self._settings({"batch_size": "batch_size"}, batch_size=batch_size).batch_size
+        probabilities, unreadable = self._probabilities(items, batch_size)
+        bad = {entry["index"] for entry in unreadable}
+        keep = np.asarray([i not in bad for i in range(len(items))], dtype=bool)
+        skipped = list(skipped) + [
+            {"path": entry["path"], "reason": entry["reason"]} for entry in unreadable
+        ]
+        if not keep.any():
+            raise DataError("None of the inputs could be read; nothing to evaluate.")
+        kept = [item for item, ok in zip(items, keep) if ok]
+        metrics = self.report(
+            kept, labels[keep], probabilities[keep], report_dir=report_dir,
+            title=title or f"Evaluation of {self._source_name()}",
+            extra={"skipped inputs": len(skipped)} if report_dir is not None else None,
+        )
+        metrics.update(classes=list(self.class_names), skipped=skipped, num_skipped=len(skipped))
+        return metrics
+
+    def report(self, items, y_true, probabilities, *, report_dir=None, title: str = "",
+               extra: dict | None = None, history=()) -> dict:
+        """Metrics of predictions, and with `report_dir` the report files and mistakes.
+
+        Args:
+            items: the inputs (image paths or arrays, or texts), for the mistakes.
+            y_true: their int labels.
+            probabilities: `(n, num_classes)`.
+            report_dir: where to write the files. Default `None`: metrics only.
+            title: the report's title. Default `""`.
+            extra: more lines for the summary. Default `None`.
+            history: rows of `history.csv`, for `curves.png`. Default `()`.
+
+        Returns:
+            The metrics (see `transferkit.reports.classification_metrics`); with `report_dir`
+            also `files` (name -> path of each file written).
+        """
+        from transferkit.reports import classification_metrics, write_classification_report
+
+        names = list(self.class_names)
+        if report_dir is None:
+            return classification_metrics(y_true, probabilities, names)
+        metrics = write_classification_report(
+            report_dir, y_true=y_true, probabilities=probabilities, class_names=names,
+            history=history, title=title, summary_extra=extra,
+        )
+        predicted = np.asarray(probabilities).argmax(axis=1)
+        path = self._write_mistakes(
+            Path(report_dir), items, [names[i] for i in y_true], [names[i] for i in predicted],
+            np.asarray(probabilities).max(axis=1),
+        )
+        metrics["files"]["mistakes"] = str(path)
+        return metrics
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Writes the classifier to one `.keras` file, atomically. Returns the path.
+
+        The file takes raw inputs (images of any size, or strings) and returns class
+        probabilities; it loads with `transferkit.load(path)`, or with
+        `keras.saving.load_model(path, safe_mode=True)` after `import transferkit`.
+        """
+        from transferkit.training.io import save_model_atomic
+
+        model = self._require_model()
+        path = Path(path)
+        if path.suffix != ".keras":
+            raise InputError(f"The file name must end in `.keras`. Received: path={str(path)!r}.")
+        labels = self._labels_layer()
+        labels.metadata = dict(self._class_labels().metadata)
+        save_model_atomic(model, path)
+        return path
+
+    # -- hooks for subclasses ------------------------------------------------------------------
+
+    def check_settings(self) -> None:
+        """Raises `InputError` for settings that cannot work (an unknown backbone, an option of
+        another kind of encoder...), before any data is read or model built."""
+
+    def _train_defaults(self):
+        """The config whose values fill `None` settings (resolved for this classifier)."""
+        return self.config_class()
+
+    def _attach(self) -> None:
+        """Called after `from_keras_model` set `model`, `network` and `metadata`."""
+
+    def _source_name(self) -> str:
+        raise NotImplementedError
+
+    def _items(self, x) -> list:
+        """`x` as a list of single inputs."""
+        raise NotImplementedError
+
+    def _describe_item(self, item) -> dict:
+        return {}
+
+    def _labelled(self, x, y, validation_data, validation_size) -> Splits:
+        raise NotImplementedError
+
+    def _head_phase(self, splits: Splits, settings, run, verbose) -> tuple:
+        """Builds what the head phase trains: `(model, train data, validation data, fit kwargs)`."""
+        raise NotImplementedError
+
+    def _unfreeze(self) -> None:
+        raise NotImplementedError
+
+    def _fine_tune_data(self, splits: Splits, batch_size: int):
+        """A context manager giving `(train data, validation data)` for fine-tuning."""
+        raise NotImplementedError
+
+    def _probabilities(self, items: list, batch_size: int) -> tuple[np.ndarray, list[dict]]:
+        """Probabilities of `items`, and `{"index", "path", "reason"}` of those unreadable."""
+        raise NotImplementedError
+
+    def _cached_logits(self, items: list, batch_size: int) -> np.ndarray | None:
+        """Logits of `items` from cached frozen features and the head, or None if not possible."""
+        return None
+
+    def _unreadable_error(self, unreadable: list[dict]) -> Exception:
+        raise NotImplementedError
+
+    def _evaluation_data(self, x, y) -> tuple[list, np.ndarray, list[dict]]:
+        """`(items, int labels, skipped)` to evaluate on."""
+        raise NotImplementedError
+
+    def _write_mistakes(self, report_dir: Path, items, true_names, predicted_names,
+                        scores) -> Path:
+        raise NotImplementedError
+
+
+def _import_keras_hub_for(path: Path) -> None:
+    """KerasHub registers its layers on import; Keras imports it when a file names it, but a
+    missing KerasHub should say how to install it, not fail deep inside deserialisation."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            mentions = b"keras_hub" in archive.read("config.json")
+    except (zipfile.BadZipFile, KeyError, OSError):
+        return
+    if mentions:
+        try:
+            importlib.import_module("keras_hub")
+        except ImportError:
+            raise MissingDependencyError(
+                f"{path} uses KerasHub layers. Install KerasHub with: pip install "
+                "'keras-hub==0.32.*'"
+            ) from None
+
+
+def load(path: str | os.PathLike) -> Classifier:
     """Loads a classifier saved by transferkit (`.keras` file) with `safe_mode=True`.
 
     Args:
-        path: the `.keras` file written by `transferkit train` or `Classifier.save`.
+        path: the `.keras` file written by `transferkit train` or `Classifier.save`, or its run
+            folder.
 
     Returns:
         An `ImageClassifier` or a `TextClassifier`, ready to `predict` and `evaluate`.
@@ -96,12 +618,7 @@ def load(path: str | os.PathLike) -> Any:
             f"{path}: no such model file. Pass the `.keras` file (or the run folder) written by "
             "`transferkit train`."
         )
-    if _mentions(path, b"keras_hub"):
-        # keras-hub registers its layers on import; it is heavy, so only for models that use it.
-        _import_optional("keras_hub")
-    for registered_name, module_name in _LAYER_MODULES.items():
-        if _mentions(path, registered_name.encode()):
-            importlib.import_module(module_name)  # registers the layer for deserialisation
+    _import_keras_hub_for(path)
     try:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # zip, h5py and deserialisation errors all mean "not our model file"
@@ -115,20 +632,3 @@ def load(path: str | os.PathLike) -> Any:
     module_name, class_name = TASK_CLASSES[task].split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     return cls.from_keras_model(model)
-
-
-def _mentions(path: Path, needle: bytes) -> bool:
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return needle in archive.read("config.json")
-    except (zipfile.BadZipFile, KeyError, OSError):
-        return False
-
-
-def _import_optional(name: str) -> None:
-    try:
-        importlib.import_module(name)
-    except ImportError:
-        pass
