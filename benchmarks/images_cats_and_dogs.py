@@ -28,6 +28,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from transferkit.config import ImageTrainConfig  # noqa: E402  (light: no Keras)
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cats_and_dogs"
 
@@ -40,12 +42,13 @@ def _decode_overhead(classifier, paths, batch_size: int, count: int = 320, round
 
     import numpy as np
 
+    from transferkit.data.image_inputs import ImageInputs
     from transferkit.data.images import load_resized
-    from transferkit.tasks.image_classifier import ImageClassifier, _Inputs
+    from transferkit.tasks.image_classifier import ImageClassifier
 
     paths = paths[:count]
     model = classifier._feature_model()
-    images = np.stack([load_resized(p, classifier._size()) for p in paths])
+    images = np.stack([load_resized(p, classifier.input_size) for p in paths])
     model.predict(images[:batch_size], verbose=0)  # trace once, as the pipeline does
     bare, pipeline = [], []
     for _ in range(rounds):
@@ -54,22 +57,25 @@ def _decode_overhead(classifier, paths, batch_size: int, count: int = 320, round
         bare.append(len(images) / (time.perf_counter() - started))
         with tempfile.TemporaryDirectory(prefix="tk-bench-overhead-") as cache:
             fresh = ImageClassifier(backbone=classifier.backbone, class_names=classifier.class_names,
-                                    image_size=classifier.image_size, cache_dir=cache)
-            fresh.model = classifier.model
+                                    image_size=classifier.image_size, augment="none",
+                                    cache_dir=cache)
+            fresh.model, fresh.network = classifier.model, classifier.network
             started = time.perf_counter()
-            fresh._features(_Inputs(paths), batch_size=batch_size)
+            fresh._features(ImageInputs(paths), batch_size=batch_size)
             pipeline.append(len(paths) / (time.perf_counter() - started))
     return statistics.median(bare), statistics.median(pipeline)
 
 
 def _plain_recipe(folder, *, epochs: int, batch_size: int, learning_rate: float, seed: int) -> dict:
     """The seed's recipe: frozen base inside the model, recomputed on every image each epoch."""
-    from transferkit.tasks.image_classifier import ImageClassifier, _filtered_dataset_warnings
+    from transferkit.data.image_inputs import filtered_dataset_warnings
+    from transferkit.tasks.image_classifier import ImageClassifier
 
-    classifier = ImageClassifier(class_names=folder.class_names, seed=seed, cache_dir=False)
+    classifier = ImageClassifier(class_names=folder.class_names, augment="none", seed=seed,
+                                 cache_dir=False)
     classifier.build()
-    classifier._compile(classifier.model, learning_rate)
-    size, policy = classifier._size(), classifier._policy()
+    classifier._compile(classifier.network, learning_rate)
+    size, policy = classifier.input_size, classifier.resize_policy
     from transferkit.data.images import image_dataset
 
     train = image_dataset(folder.train_paths, folder.train_labels, image_size=size, policy=policy,
@@ -77,8 +83,8 @@ def _plain_recipe(folder, *, epochs: int, batch_size: int, learning_rate: float,
     validation = image_dataset(folder.validation_paths, folder.validation_labels, image_size=size,
                                policy=policy, batch_size=batch_size)
     started = time.perf_counter()
-    with _filtered_dataset_warnings():
-        history = classifier.model.fit(train, validation_data=validation, epochs=epochs,
+    with filtered_dataset_warnings():
+        history = classifier.network.fit(train, validation_data=validation, epochs=epochs,
                                        verbose=2, shuffle=False)
     seconds = time.perf_counter() - started
     return {
@@ -92,13 +98,14 @@ def _plain_recipe(folder, *, epochs: int, batch_size: int, learning_rate: float,
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA))
-    parser.add_argument("--backbone", default="efficientnet_lite0")
-    parser.add_argument("--epochs", type=int, default=20, help="head epochs (default 20)")
-    parser.add_argument("--fine-tune-epochs", type=int, default=3)
-    parser.add_argument("--fine-tune-lr", type=float, default=1e-5)
-    parser.add_argument("--unfreeze", default="all")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backbone", default=ImageTrainConfig.backbone)
+    parser.add_argument("--epochs", type=int, default=ImageTrainConfig.epochs, help="head epochs")
+    parser.add_argument("--fine-tune-epochs", type=int, default=3)  # the benchmark's own choice
+    parser.add_argument("--fine-tune-learning-rate", type=float,
+                        default=ImageTrainConfig.fine_tune_learning_rate)
+    parser.add_argument("--unfreeze", default=ImageTrainConfig.unfreeze)
+    parser.add_argument("--batch-size", type=int, default=ImageTrainConfig.batch_size)
+    parser.add_argument("--seed", type=int, default=ImageTrainConfig.seed)
     parser.add_argument("--plain-epochs", type=int, default=None,
                         help="cap the plain recipe's epochs and extrapolate its time")
     parser.add_argument("--skip-plain", action="store_true")
@@ -120,7 +127,7 @@ def main(argv=None) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="tk-bench-cache-") as cache:  # a cold cache
         classifier = ImageClassifier(backbone=args.backbone, class_names=folder.class_names,
-                                     augment=None, seed=args.seed, cache_dir=cache)
+                                     augment="none", seed=args.seed, cache_dir=cache)
         classifier.build()
         bare_rate, pipeline_rate = _decode_overhead(classifier, folder.validation_paths,
                                                     args.batch_size)
@@ -128,14 +135,13 @@ def main(argv=None) -> dict:
               flush=True)
 
         started = time.perf_counter()
-        head_rows = classifier.fit(folder, epochs=args.epochs, batch_size=args.batch_size,
-                                   run_dir=output / "cached", verbose=2)
+        classifier.fit(folder, epochs=args.epochs, batch_size=args.batch_size,
+                       output=output / "cached", verbose=2)
+        head_rows = classifier.history
         head_seconds = time.perf_counter() - started
         feature_seconds = classifier.feature_seconds
-        features = classifier._split_features["validation"]
-        probabilities = classifier._probabilities(
-            classifier._head_model().predict(features, batch_size=256, verbose=0))
-        y_val = classifier._split.validation_labels
+        validation, y_val = classifier.split_data("validation")
+        probabilities = classifier.predict_proba_cached(validation)  # the head on cached features
         head_accuracy = float((probabilities.argmax(1) == y_val).mean())
         extraction_rate = n_images / feature_seconds
         print(f"cached head: {head_accuracy:.4f} in {head_seconds:.0f} s "
@@ -155,14 +161,14 @@ def main(argv=None) -> dict:
         fine = None
         if args.fine_tune_epochs > 0:
             started = time.perf_counter()
-            rows = classifier.fine_tune(epochs=args.fine_tune_epochs, learning_rate=args.fine_tune_lr,
-                                        unfreeze=args.unfreeze, batch_size=args.batch_size,
-                                        verbose=2)
-            probabilities = classifier.predict_proba(classifier._split.validation.items,
-                                                     args.batch_size)
+            classifier.fine_tune(epochs=args.fine_tune_epochs,
+                                 learning_rate=args.fine_tune_learning_rate,
+                                 unfreeze=args.unfreeze, batch_size=args.batch_size, verbose=2)
+            validation, y_val = classifier.split_data("validation")
+            probabilities = classifier.predict_proba(validation, args.batch_size)
             fine = {
                 "seconds": time.perf_counter() - started,
-                "epochs": len(rows),
+                "epochs": sum(row["phase"] == "fine_tune" for row in classifier.history),
                 "validation_accuracy": float((probabilities.argmax(1) == y_val).mean()),
             }
             print(f"fine-tuned: {fine['validation_accuracy']:.4f} in {fine['seconds']:.0f} s",

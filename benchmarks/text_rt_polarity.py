@@ -27,7 +27,7 @@ DEFAULT_DATA = (
     Path(__file__).resolve().parents[2] / "shared" / "data" / "rt_polarity" / "sentences.csv"
 )
 
-# name -> (train_text_classifier arguments, target test accuracy)
+# name -> (train_text settings, target test accuracy)
 CONFIGS = {
     "glove-bilstm": ({"encoder": "glove-bilstm"}, 0.75),
     "glove-bilstm-ft": ({"encoder": "glove-bilstm"}, 0.75),  # + embedding fine-tuning
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
         print(f"skipped: the rt-polarity data is not at {args.data} (pass --data PATH)")
         return 0
 
-    from transferkit.tasks.text_classifier import train_text_classifier
+    from transferkit.pipelines.text import train_text
     from transferkit.training.run import default_run_dir
 
     rows = []
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
             settings["fine_tune_epochs"] = args.fine_tune_epochs
         print(f"== {name} ==", file=sys.stderr, flush=True)
         started = time.perf_counter()
-        result = train_text_classifier(
+        result = train_text(
             args.data,
             test_size=0.1,
             validation_size=0.1,

@@ -2,6 +2,8 @@
 
 Each module in `transferkit.commands` adds its sub-commands with `add_commands(subparsers, train)`.
 Errors that transferkit raises on purpose print one line and exit 1; `--debug` shows the traceback.
+Library messages name Python arguments in backticks (`` `fine_tune_epochs` ``); the one line
+printed here names the command's flag instead (`--fine-tune-epochs`), or its positional argument.
 """
 
 from __future__ import annotations
@@ -9,13 +11,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 
 COMMAND_MODULES = (
     "transferkit.commands.backbones",
     "transferkit.commands.imagenet",
-    "transferkit.commands.images",
-    "transferkit.commands.text",
+    "transferkit.commands.train",
+    "transferkit.commands.preview",
     "transferkit.commands.models",
     "transferkit.commands.demo",
 )
@@ -38,7 +41,29 @@ def build_parser() -> argparse.ArgumentParser:
     train_parser.set_defaults(handler=lambda args: train_parser.error("choose `images` or `text`"))
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).add_commands(subparsers, train)
+    for command in (*subparsers.choices.values(), *train.choices.values()):
+        command.set_defaults(flag_names=_flag_names(command))
     return parser
+
+
+def _flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Python argument name -> how this command spells it (`--fine-tune-epochs`, `DATA`)."""
+    names = {}
+    for action in parser._actions:
+        if action.option_strings:
+            names[action.dest] = max(action.option_strings, key=len)
+        elif action.dest not in (argparse.SUPPRESS, "command", "train_kind"):
+            names[action.dest] = action.metavar or action.dest.upper()
+    return names
+
+
+def command_line_message(message: str, flag_names: dict[str, str]) -> str:
+    """`message` with each backticked Python argument this command has replaced by its flag."""
+    return re.sub(
+        r"`([a-z_]+)`",
+        lambda match: flag_names.get(match.group(1), match.group(0)),
+        message,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     except TransferkitError as exc:
         if args.debug:
             raise
-        print(f"transferkit: error: {exc}", file=sys.stderr)
+        message = command_line_message(str(exc), getattr(args, "flag_names", {}))
+        print(f"transferkit: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("transferkit: interrupted", file=sys.stderr)

@@ -18,11 +18,11 @@ from typing import Iterable
 
 import numpy as np
 
+from transferkit.config import ImageTrainConfig
 from transferkit.errors import InputError, MissingDependencyError
 
 __all__ = ["imagenet_class_names", "predict_imagenet"]
 
-DEFAULT_BACKBONE = "efficientnet_lite0"
 
 
 @functools.lru_cache(maxsize=1)
@@ -51,9 +51,9 @@ def imagenet_class_names() -> tuple[str, ...]:
 def predict_imagenet(
     paths: Iterable[str | os.PathLike],
     top: int = 3,
-    backbone: str = DEFAULT_BACKBONE,
-    weights: str | os.PathLike | None = "imagenet",
-    batch_size: int = 16,
+    backbone: str = ImageTrainConfig.backbone,
+    weights: str | os.PathLike | None = ImageTrainConfig.weights,
+    batch_size: int = ImageTrainConfig.batch_size,
 ) -> list[dict]:
     """Predicts the top ImageNet classes of each image with a pretrained backbone.
 
@@ -63,10 +63,11 @@ def predict_imagenet(
     Args:
         paths: image files.
         top: how many classes to return per image. Default 3.
-        backbone: a registered backbone name. Default `"efficientnet_lite0"` (offline weights).
+        backbone: a registered backbone name. Default `ImageTrainConfig.backbone`
+            (`"efficientnet_lite0"`, offline weights).
         weights: `"imagenet"` (default), or a path to a `.weights.h5` of the bare architecture
             with its ImageNet top.
-        batch_size: images per forward pass. Default 16.
+        batch_size: images per forward pass. Default `ImageTrainConfig.batch_size` (32).
 
     Returns:
         One dict per image, in input order:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from transferkit.commands import print_json
+from transferkit.config import ImageTrainConfig
 
 
 def add_commands(subparsers, train) -> None:
@@ -10,9 +11,13 @@ def add_commands(subparsers, train) -> None:
         "predict-imagenet", help="predict ImageNet classes of images with a pretrained backbone"
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-    parser.add_argument("--backbone", default="efficientnet_lite0", help="default: efficientnet_lite0")
     parser.add_argument(
-        "--weights", default="imagenet", help="'imagenet' (default) or PATH to a .weights.h5 file"
+        "--backbone", default=ImageTrainConfig.backbone,
+        help=f"a registered backbone (default: {ImageTrainConfig.backbone})",
+    )
+    parser.add_argument(
+        "--weights", default=ImageTrainConfig.weights,
+        help="'imagenet' (default) or PATH to a .weights.h5 file",
     )
     parser.add_argument("--top", type=int, default=3, help="classes per image (default: 3)")
     parser.add_argument("--json", action="store_true", help="print a JSON list")

@@ -52,7 +52,11 @@ def run_evaluate(args) -> int:
     if args.json:
         print_json(metrics)
         return 0
-    print(f"accuracy {metrics['accuracy']:.4f} on {metrics['n']} examples ({len(metrics['classes'])} classes)")
+    skipped = f"; {metrics['num_skipped']} skipped (see --json)" if metrics["num_skipped"] else ""
+    print(
+        f"accuracy {metrics['accuracy']:.4f} on {metrics['n']} examples "
+        f"({len(metrics['classes'])} classes){skipped}"
+    )
     if args.report_dir:
-        print(f"report: {args.report_dir}")
+        print(f"Report: {args.report_dir}")
     return 0

@@ -4,7 +4,7 @@ The data is scikit-image's `lfw_subset` (bundled with the package, no download):
 25x25 crops, the first 100 faces from Labeled Faces in the Wild and the last 100 random patches of
 non-face images. They are written as PNG files in class sub-folders, exactly as a user's data
 would be, and `train_images` runs the whole pipeline on them: cached features, head, fine-tuning,
-report.
+report. `DEMO_OPTIONS` are settings of `ImageTrainConfig`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ DEMO_OPTIONS = {
     "epochs": 30,
     "fine_tune_epochs": 3,
     "unfreeze": "block6a_expand_conv",
-    "fine_tune_lr": 1e-4,
+    "fine_tune_learning_rate": 1e-4,
     "augment": "flip,rotate,zoom",
     "augment_views": 2,
     "seed": 0,
@@ -54,7 +54,7 @@ def run(output_dir: str | os.PathLike, log=print) -> dict:
     Returns:
         The results of `train_images` (accuracies, `model_path`, `report_dir`, `seconds`, ...).
     """
-    from transferkit.tasks.image_classifier import train_images
+    from transferkit.pipelines.images import train_images
 
     output_dir = Path(output_dir)
     data = write_lfw_subset(output_dir / "lfw_faces")

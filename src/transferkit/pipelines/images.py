@@ -1,0 +1,110 @@
+"""`train_images`: the whole `transferkit train images` run, on the shared run skeleton."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from transferkit.config import ImageTrainConfig
+from transferkit.pipelines.run import TrainingRun
+
+__all__ = ["train_images"]
+
+
+def train_images(
+    data: str | os.PathLike | None = None,
+    *,
+    output: str | os.PathLike | None = None,
+    resume: str | os.PathLike | None = None,
+    config: ImageTrainConfig | None = None,
+    log: Callable[[str], None] = print,
+    verbose: Any = "auto",
+    **options: Any,
+) -> dict:
+    """Trains an image classifier end to end and writes the model and its report.
+
+    Args:
+        data: the data folder (class sub-folders, or train/ and validation/); default the
+            config's `data`, or the run's when resuming.
+        output: the run folder; default `runs/images-<date>-<time>`.
+        resume: an interrupted run folder to continue from its last finished epoch, with its
+            saved settings.
+        config: settings to start from. Default `None`: `ImageTrainConfig()`.
+        log: called with each progress line. Default `print`.
+        verbose: Keras progress output. Default `"auto"`.
+        **options: settings of `ImageTrainConfig` (`backbone`, `epochs`, `fine_tune_epochs`...)
+            that override `config`.
+
+    Returns:
+        The result (see `TrainingRun.finish`): `validation_accuracy`,
+        `head_validation_accuracy`, `fine_tune_validation_accuracy` (None without fine-tuning),
+        paths, times, and `backbone`, `image_size`, `feature_seconds`, `skipped_files`,
+        `duplicates_across_splits`, `train_images`, `validation_images`.
+    """
+    from transferkit.data.image_folder import discover_image_folder
+    from transferkit.reports.augmentation import preview_augmentation
+    from transferkit.tasks.image_classifier import ImageClassifier
+
+    with TrainingRun(ImageTrainConfig, data, output=output, resume=resume, config=config,
+                     options=options, log=log, verbose=verbose) as run:
+        c = run.config
+        folder = discover_image_folder(c.data, validation_size=c.validation_size, seed=c.seed)
+        log(
+            f"Data: {len(folder.train_paths)} train / {len(folder.validation_paths)} validation "
+            f"images, {folder.num_classes} classes ({', '.join(folder.class_names)})"
+            + (f"; {len(folder.skipped)} files skipped" if folder.skipped else "")
+        )
+        if folder.duplicates_across_splits:
+            log(
+                f"Warning: {len(folder.duplicates_across_splits)} images appear in both train and "
+                "validation (identical files); validation accuracy is inflated. See "
+                "report/data.json."
+            )
+        classifier = ImageClassifier(
+            backbone=c.backbone, class_names=folder.class_names, image_size=c.image_size,
+            weights=c.weights, dropout=c.dropout, augment=c.augment,
+            augment_views=c.augment_views, seed=c.seed,
+        )
+        classifier.check_settings()
+        run.start()
+        log(f"Head: {c.backbone} frozen, features cached; up to {c.epochs} epochs")
+        phases = run.train(
+            classifier, folder, report=lambda: classifier.split_data("validation"),
+            report_split="validation", fine_tune_options={"unfreeze": c.unfreeze},
+        )
+        train_items = classifier.split_data("train")[0]
+        preview_augmentation(
+            train_items[0], Path(run.run.report_dir) / "augmentation.png",
+            classifier.augmentations, image_size=classifier.input_size,
+            policy=classifier.resize_policy, seed=c.seed,
+        )
+        extra, result, facts = _facts(c, classifier, folder, len(train_items), phases)
+        return run.finish(classifier, phases, title=f"{c.backbone} on {Path(c.data).name}",
+                          extra=extra, result=result, data=facts)
+
+
+def _facts(c: ImageTrainConfig, classifier, folder, train_images: int, phases: dict):
+    """The summary's lines, the result's keys and `data.json`, for `TrainingRun.finish`."""
+    size = "x".join(map(str, classifier.input_size))
+    skipped = classifier.skipped
+    duplicates = len(folder.duplicates_across_splits)
+    extra = {
+        "backbone": c.backbone,
+        "image size": size,
+        "train / validation images": f"{train_images} / {len(phases['items'])}",
+        "features": f"{classifier.feature_seconds:.0f} s",
+        "skipped files": len(skipped),
+        "duplicates across splits": duplicates,
+    }
+    result = {
+        "backbone": c.backbone,
+        "image_size": size,
+        "feature_seconds": round(classifier.feature_seconds, 1),
+        "skipped_files": len(skipped),
+        "duplicates_across_splits": duplicates,
+        "train_images": train_images,
+        "validation_images": len(phases["items"]),
+    }
+    data = {**folder.summary(), "skipped": skipped, "duplicates": folder.duplicates}
+    return extra, result, data

@@ -1,0 +1,250 @@
+"""The skeleton of every `transferkit train` run, written once for images and text.
+
+```
+settings    a config (`ImageTrainConfig` / `TextTrainConfig`) from defaults, a file and options;
+            with `resume`, the run's saved config, after checking which command made the run
+data        read and checked by the pipeline *before* the run folder exists, so bad data leaves
+            nothing behind; a folder that already holds a run is refused unless resumed
+run folder  created, `config.json` written (the config as JSON, with its task)
+head        `classifier.fit(...)` on the frozen backbone; accuracy on the report split
+fine-tune   `classifier.fine_tune(...)` when `fine_tune_epochs` > 0; accuracy again
+finish      `model.keras`, the report (`report/`: metrics, pictures, data.json, config.json,
+            history.csv), the result as plain data (also in `state.json`)
+```
+
+Checkpoints, resume and interrupts come from `fit_phase`: a killed run rerun with `resume`
+continues after its last finished epoch. Ctrl-C ends the run with a line saying how to resume.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from transferkit.errors import InputError
+
+__all__ = ["TrainingRun"]
+
+
+def _accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    return float((np.asarray(probabilities).argmax(axis=1) == np.asarray(labels)).mean())
+
+
+def _state_line(state: dict) -> str:
+    phases = [
+        f"{phase} {info.get('epochs_done', 0)}/{info.get('epochs', '?')} epochs"
+        + (" (finished)" if info.get("finished") else "")
+        for phase, info in state.items()
+        if isinstance(info, dict) and "epochs_done" in info
+    ]
+    return ", ".join(phases) or "nothing finished yet"
+
+
+class TrainingRun:
+    """One training run: its settings, its folder, its phases and its report.
+
+    Args:
+        config_class: `ImageTrainConfig` or `TextTrainConfig`.
+        data: the data (folder or table); default from the config, or the run's when resuming.
+        output: the run folder of a new run. Default `None`: `runs/<task>-<date>-<time>`.
+        resume: a run folder to continue with its saved settings. Default `None`.
+        config: settings to start from. Default `None`: the config class's defaults.
+        options: settings that override `config` (`None` values are ignored).
+        log: called with each progress line.
+        verbose: Keras progress output for the phases.
+    """
+
+    def __init__(self, config_class, data=None, *, output=None, resume=None, config=None,
+                 options: dict[str, Any] | None = None, log: Callable[[str], None] = print,
+                 verbose: Any = "auto"):
+        self.started = time.perf_counter()
+        self.task = config_class.task
+        self.log = log
+        self.verbose = verbose
+        self.run = None
+        options = {key: value for key, value in (options or {}).items() if value is not None}
+        if resume is not None:
+            self.config, self.path = self._resume(config_class, resume, data, options)
+            self.resuming = True
+        else:
+            self.config, self.path = self._new(config_class, data, output, config, options)
+            self.resuming = False
+
+    def _resume(self, config_class, resume, data, options):
+        from transferkit.training.run import RunDirectory
+
+        path = Path(resume)
+        if not path.is_dir():
+            raise InputError(
+                f"{path}: no such run folder. Pass a folder written by `transferkit train "
+                f"{self.task}` as `resume`."
+            )
+        run = RunDirectory(path)
+        saved = run.load_config()
+        if saved.get("task") != self.task:
+            raise InputError(
+                f"{path} is a run of `train {saved.get('task', '?')}`, not `train {self.task}`. "
+                "Resume it with the matching command."
+            )
+        config = config_class.from_dict(
+            {key: value for key, value in saved.items() if key != "task"},
+            source=str(run.config_path),
+        )
+        given = {**options, **({} if data is None else {"data": os.fspath(data)})}
+        ignored = sorted(key for key, value in given.items() if value != getattr(config, key, value))
+        self.log(f"Resuming {path} (state: {_state_line(run.state())})")
+        if ignored:
+            self.log(f"Resuming uses the run's saved settings; ignored: {', '.join(ignored)}")
+        return config, path
+
+    def _new(self, config_class, data, output, config, options):
+        from transferkit.training.run import default_run_dir
+
+        config = config if config is not None else config_class()
+        if data is not None:
+            options["data"] = os.fspath(data)
+        config = config.replace(**options) if options else config
+        if config.data is None:
+            raise InputError("Pass the data to train on (`data`), or a run folder to `resume`.")
+        config = config.replace(data=str(Path(config.data).resolve()))
+        path = Path(output) if output is not None else default_run_dir(self.task)
+        if (path / "config.json").exists():
+            raise InputError(
+                f"{path} already holds a run. Pass it as `resume` to continue it, or a new "
+                "`output` folder."
+            )
+        return config, path
+
+    # -- the run ---------------------------------------------------------------------------------
+
+    def __enter__(self) -> TrainingRun:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if kind is KeyboardInterrupt and self.run is not None:
+            self.log(
+                f"Interrupted; the finished epochs are saved. Continue with: transferkit train "
+                f"{self.task} --resume {self.path}"
+            )
+
+    def start(self) -> None:
+        """Creates the run folder and writes `config.json` (call once the data is read)."""
+        from transferkit.training.run import RunDirectory
+
+        self.run = RunDirectory(self.path)
+        if not self.resuming:
+            self.run.save_config({"task": self.task, **self.config.to_dict()})
+
+    def train(self, classifier, x, y=None, validation_data=None, *,
+              report: Callable[[], tuple[list, np.ndarray]], report_split: str,
+              fine_tune_options: dict | None = None) -> dict:
+        """The head phase, then fine-tuning if the config asks for it.
+
+        Args:
+            classifier: an unfitted `ImageClassifier` or `TextClassifier`.
+            x, y, validation_data: what `classifier.fit` takes.
+            report: gives the inputs and labels the report measures (after each phase, so that
+                inputs found unreadable during training are left out).
+            report_split: their name for messages and keys (`"validation"`, `"test"`).
+            fine_tune_options: more arguments of `fine_tune` (`unfreeze`). Default `None`.
+
+        Returns:
+            `probabilities` of the report inputs from the last phase, the accuracies of both
+            phases and their times, for `finish`.
+        """
+        config = self.config
+        started = time.perf_counter()
+        classifier.fit(
+            x, y, validation_data, epochs=config.epochs, batch_size=config.batch_size,
+            learning_rate=config.learning_rate, patience=config.patience,
+            validation_size=config.validation_size, output=self.run, verbose=self.verbose,
+        )
+        items, labels = report()
+        probabilities = classifier.predict_proba_cached(items)
+        phases = {"head_accuracy": _accuracy(probabilities, labels),
+                  "head_seconds": time.perf_counter() - started,
+                  "fine_tune_accuracy": None, "fine_tune_seconds": 0.0}
+        self.log(f"Head: {report_split} accuracy {phases['head_accuracy']:.4f} "
+                 f"({phases['head_seconds']:.0f} s)")
+        if config.fine_tune_epochs > 0:
+            how = "".join(f", {key} {value}" for key, value in (fine_tune_options or {}).items())
+            if config.fine_tune_learning_rate is not None:
+                how += f", learning rate {config.fine_tune_learning_rate:g}"
+            self.log(f"Fine-tune: up to {config.fine_tune_epochs} epochs{how}")
+            started = time.perf_counter()
+            classifier.fine_tune(
+                epochs=config.fine_tune_epochs, learning_rate=config.fine_tune_learning_rate,
+                batch_size=config.batch_size, patience=config.fine_tune_patience,
+                output=self.run, verbose=self.verbose, **(fine_tune_options or {}),
+            )
+            items, labels = report()
+            probabilities = classifier.predict_proba(items)
+            phases["fine_tune_accuracy"] = _accuracy(probabilities, labels)
+            phases["fine_tune_seconds"] = time.perf_counter() - started
+            self.log(f"Fine-tune: {report_split} accuracy {phases['fine_tune_accuracy']:.4f} "
+                     f"({phases['fine_tune_seconds']:.0f} s)")
+        return {**phases, "probabilities": probabilities, "items": items, "labels": labels,
+                "split": report_split}
+
+    def finish(self, classifier, phases: dict, *, title: str, extra: dict, result: dict,
+               data: dict) -> dict:
+        """Saves the model, writes the report, and returns the run's result.
+
+        Args:
+            classifier: the trained classifier.
+            phases: what `train` returned.
+            title: the report's title.
+            extra: the pipeline's lines for `summary.txt` (after the shared ones).
+            result: the pipeline's keys of the result.
+            data: facts about the data, written to `report/data.json`.
+
+        Returns:
+            The result: `classes`, `<split>_accuracy`, `head_<split>_accuracy`,
+            `fine_tune_<split>_accuracy` (None without fine-tuning), `model_path`, `report_dir`,
+            `run_dir`, `seconds`, `head_seconds`, `fine_tune_seconds`, `macro_f1`, `summary`,
+            and the pipeline's own keys.
+        """
+        from transferkit.files import write_json
+
+        run, split = self.run, phases["split"]
+        classifier.save(run.model_path)
+        report_dir = Path(run.report_dir)
+        lines = {
+            f"head {split} accuracy": round(phases["head_accuracy"], 4),
+            f"fine-tune {split} accuracy": None if phases["fine_tune_accuracy"] is None
+            else round(phases["fine_tune_accuracy"], 4),
+            **extra,
+            "model": str(run.model_path),
+            "tensorboard": f"tensorboard --logdir {run.log_dir}",
+        }
+        metrics = classifier.report(
+            phases["items"], phases["labels"], phases["probabilities"], report_dir=report_dir,
+            title=title, extra=lines, history=run.history_rows(),
+        )
+        write_json(report_dir / "data.json", data)
+        shutil.copyfile(run.config_path, report_dir / "config.json")
+        if Path(run.history_path).is_file():
+            shutil.copyfile(run.history_path, report_dir / "history.csv")
+        outcome = {
+            "classes": list(classifier.class_names),
+            f"{split}_accuracy": metrics["accuracy"],
+            f"head_{split}_accuracy": phases["head_accuracy"],
+            f"fine_tune_{split}_accuracy": phases["fine_tune_accuracy"],
+            "macro_f1": metrics["macro_avg"]["f1"],
+            "model_path": str(run.model_path),
+            "report_dir": str(report_dir),
+            "run_dir": str(run.path),
+            "seconds": round(time.perf_counter() - self.started, 1),
+            "head_seconds": round(phases["head_seconds"], 1),
+            "fine_tune_seconds": round(phases["fine_tune_seconds"], 1),
+            **result,
+        }
+        run.update_state(result=outcome)
+        outcome["summary"] = (report_dir / "summary.txt").read_text(encoding="utf-8")
+        return outcome

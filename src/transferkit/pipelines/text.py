@@ -1,0 +1,159 @@
+"""`train_text`: the whole `transferkit train text` run, on the shared run skeleton."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+import numpy as np
+
+from transferkit.config import TextTrainConfig
+from transferkit.pipelines.run import TrainingRun
+
+__all__ = ["train_text"]
+
+
+def train_text(
+    data: str | os.PathLike | None = None,
+    *,
+    output: str | os.PathLike | None = None,
+    resume: str | os.PathLike | None = None,
+    config: TextTrainConfig | None = None,
+    log: Callable[[str], None] = print,
+    verbose: Any = "auto",
+    cache_dir: str | os.PathLike | None = None,
+    **options: Any,
+) -> dict:
+    """Reads a table, splits it, trains, evaluates, reports and saves: `transferkit train text`.
+
+    The table is split per class (seeded) into train, validation (early stopping) and test (the
+    report) before the run folder is made, so bad data leaves nothing behind.
+
+    Args:
+        data: a CSV, TSV, JSON Lines or Parquet table of texts and labels; default the config's
+            `data`, or the run's when resuming.
+        output: the run folder. Default `None`: `runs/text-<date>-<time>`.
+        resume: a run folder to continue: its saved settings are used and training goes on
+            from the last finished epoch. Default `None`.
+        config: settings to start from. Default `None`: `TextTrainConfig()`.
+        log: called with each progress line. Default `print`.
+        verbose: Keras progress output. Default `"auto"`.
+        cache_dir: where a sentence encoder's features are cached. Default `None`: the
+            transferkit cache.
+        **options: settings of `TextTrainConfig` (`encoder`, `epochs`, `fine_tune_epochs`...)
+            that override `config`.
+
+    Returns:
+        The result (see `TrainingRun.finish`): `test_accuracy`, `head_test_accuracy`,
+        `fine_tune_test_accuracy` (None without fine-tuning), `validation_accuracy`, paths,
+        times, and `encoder`, `max_length`, `features`, `splits`, `dropped_rows`, `dropped`,
+        `vocabulary_coverage` and `token_coverage` (word vectors), and
+        `embedding_sentences_per_second` (sentence encoders).
+    """
+    from transferkit.tasks.text_classifier import TextClassifier
+
+    with TrainingRun(TextTrainConfig, data, output=output, resume=resume, config=config,
+                     options=options, log=log, verbose=verbose) as run:
+        c = run.config
+        table, names, parts = _read_and_split(c, log)
+        classifier = TextClassifier(
+            c.encoder, class_names=names, word_vectors=c.word_vectors,
+            vocabulary_size=c.vocabulary_size, max_length=c.max_length, features=c.features,
+            head_units=c.head_units, seed=c.seed, cache_dir=cache_dir,
+        )
+        classifier.check_settings()
+        run.start()
+        classifier.metadata.update(text_column=table.text_column, label_column=table.label_column)
+        log(f"Head: {c.encoder} frozen; training the head")
+        phases = run.train(classifier, *parts["train"], parts["validation"],
+                           report=lambda: parts["test"], report_split="test")
+        val_texts, val_labels = parts["validation"]
+        validation = classifier.predict_proba_cached(val_texts)
+        validation_accuracy = float((validation.argmax(axis=1) == val_labels).mean())
+        extra, result, facts = _facts(c, table, names, parts, classifier.metadata["encoder"])
+        return run.finish(
+            classifier, phases, title=f"Text classifier ({c.encoder}): test split",
+            extra={**extra, "validation accuracy": round(validation_accuracy, 4)},
+            result={"validation_accuracy": validation_accuracy, **result}, data=facts,
+        )
+
+
+def _read_and_split(c: TextTrainConfig, log) -> tuple:
+    """The table, its classes, and `{"train", "test", "validation"}: (texts, int labels)`."""
+    from transferkit.data.labels import encode_labels, stratified_split
+    from transferkit.data.text import read_text_table
+    from transferkit.errors import DataError
+
+    table = read_text_table(c.data, c.text_column, c.label_column)
+    if table.num_dropped:
+        log(table.describe_drops())
+    y, names = encode_labels(table.labels)
+    try:
+        index = stratified_split(
+            table.labels, {"test": c.test_size, "validation": c.validation_size}, c.seed,
+            min_per_split=True,
+        )
+    except DataError as exc:
+        raise DataError(f"{table.path}, column {table.label_column!r}: {exc}") from None
+    texts = np.asarray(table.texts, dtype=object)
+    parts = {name: (texts[i].tolist(), y[i]) for name, i in index.items()}
+    log(f"{len(table)} texts, {len(names)} classes; "
+        + ", ".join(f"{name} {len(i)}" for name, i in index.items()))
+    return table, names, parts
+
+
+def _facts(c: TextTrainConfig, table, names, parts, encoder: dict) -> tuple[dict, dict, dict]:
+    """The summary's lines, the result's keys and `data.json`, for `TrainingRun.finish`."""
+    y = np.concatenate([labels for _, labels in parts.values()])
+    measured = _encoder_facts(encoder)
+    drops = {"dropped": table.describe_drops().replace("\n", "; ")} if table.num_dropped else {}
+    extra = {
+        "encoder": c.encoder,
+        "max_length": encoder.get("sequence_length"),
+        "features": encoder.get("features"),
+        "data": c.data,
+        "train / validation / test": " / ".join(
+            str(len(parts[name][1])) for name in ("train", "validation", "test")
+        ),
+        "dropped rows": table.num_dropped,
+        **drops,
+        **measured["summary"],
+    }
+    result = {
+        "encoder": c.encoder,
+        "max_length": encoder.get("sequence_length"),
+        "features": encoder.get("features"),
+        "splits": {name: len(labels) for name, (_, labels) in parts.items()},
+        "dropped_rows": table.num_dropped,
+        **({"dropped": table.drop_summary()} if table.num_dropped else {}),
+        **measured["result"],
+    }
+    data = {
+        "path": table.path,
+        "text_column": table.text_column,
+        "label_column": table.label_column,
+        "rows_used": len(table),
+        "dropped_rows": table.num_dropped,
+        "dropped": table.drop_summary(),
+        "classes": {name: int((y == i).sum()) for i, name in enumerate(names)},
+        **({"coverage": encoder["coverage"]} if "coverage" in encoder else {}),
+    }
+    return extra, result, data
+
+
+def _encoder_facts(encoder: dict) -> dict:
+    """What the encoder measured, for the summary and the result."""
+    summary: dict[str, Any] = {}
+    result: dict[str, Any] = {}
+    coverage = encoder.get("coverage")
+    if coverage:
+        summary["word vectors"] = encoder.get("word_vectors")
+        summary["vocabulary coverage"] = round(coverage["vocabulary_coverage"], 4)
+        summary["token coverage"] = round(coverage["token_coverage"], 4)
+        result["vocabulary_coverage"] = coverage["vocabulary_coverage"]
+        result["token_coverage"] = coverage["token_coverage"]
+    speed = (encoder.get("embedding") or {}).get("sentences_per_second")
+    if speed:
+        summary["embedding speed (sentences/s)"] = speed
+        result["embedding_sentences_per_second"] = speed
+    return {"summary": summary, "result": result}
