@@ -1,13 +1,12 @@
-"""Shared fixtures: tiny real files made on the fly, and the location of the shared dev data."""
+"""Shared fixtures: an isolated cache, and tiny real data built once per session (helpers.py)."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from helpers import tiny_bert_folder, write_faces, write_vectors_file
 
 
 @pytest.fixture(autouse=True)
@@ -20,9 +19,65 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("TRANSFERKIT_CACHE_DIR", os.fspath(root))
 
 
-def shared_data(*parts: str) -> Path:
-    """A path under ../shared/data, or a skip that says why when it is absent."""
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"needs the shared dev data at {path} (present in CI and dev machines)")
-    return path
+@pytest.fixture(scope="session")
+def faces(tmp_path_factory):
+    """20 faces and 20 non-faces (skimage's lfw_subset, 25x25 PNGs) in class folders."""
+    return write_faces(tmp_path_factory.mktemp("faces") / "data", per_class=20)
+
+
+@pytest.fixture(scope="session")
+def vectors_file(tmp_path_factory):
+    """Toy GloVe-format word vectors in which positive and negative words point apart."""
+    return write_vectors_file(tmp_path_factory.mktemp("vectors") / "toy.vec.txt")
+
+
+@pytest.fixture(scope="session")
+def bert_folder(tmp_path_factory):
+    """A tiny random BERT in sentence-transformers layout, close to its embeddings."""
+    return tiny_bert_folder(
+        tmp_path_factory.mktemp("bert"), hidden=32, intermediate=64, layer_scale=0.1
+    )
+
+
+@pytest.fixture(scope="session")
+def image_run(tmp_path_factory):
+    """One short `train images --json` run (head + one fine-tune epoch) on 12 + 12 faces with a
+    stray text file, shared by the command-line tests: `(exit code, stdout, stderr, run folder,
+    data folder)`."""
+    import contextlib
+    import io
+
+    from transferkit.cli import main
+
+    data = write_faces(tmp_path_factory.mktemp("with_notes") / "data", per_class=12)
+    (data / "face" / "notes.txt").write_text("not an image")
+    run = tmp_path_factory.mktemp("runs") / "images"
+    argv = [
+        "train", "images", data, "--image-size", "64", "--epochs", "4", "--fine-tune-epochs", "1",
+        "--unfreeze", "5", "--augment", "flip,zoom", "--augment-views", "1", "--output", run,
+        "--json",
+    ]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue(), run, data
+
+
+@pytest.fixture(scope="session")
+def text_run(tmp_path_factory, vectors_file):
+    """One short `train text --json` run (GloVe-style toy vectors, 3 head epochs, one fine-tune
+    epoch) on a table with two bad rows: `(exit code, stdout, stderr, run folder, table)`."""
+    import contextlib
+    import io
+
+    from helpers import write_table
+    from transferkit.cli import main
+
+    table = write_table(tmp_path_factory.mktemp("table") / "reviews.csv")
+    run = tmp_path_factory.mktemp("runs") / "text"
+    argv = ["train", "text", table, "--word-vectors", vectors_file, "--epochs", "3",
+            "--fine-tune-epochs", "1", "--output", run, "--json"]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue(), run, table

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -12,11 +13,12 @@ import pytest
 import transferkit
 
 EXPECTED = {
-    "BackboneSpec", "DataError", "ImageClassifier", "ImageReadError", "InputError",
-    "MissingDependencyError", "TextClassifier", "TransferkitError", "UnknownBackboneError",
-    "UnsafeCheckpointError", "WeightsError", "WeightsUnavailableError", "__version__",
-    "backbone_table", "extract_features", "get_backbone", "get_spec", "list_backbones",
-    "load", "load_image", "pipeline", "predict_imagenet",
+    "BackboneSpec", "DataError", "ImageClassifier", "ImageReadError", "ImageTrainConfig",
+    "InputError", "MissingDependencyError", "TextClassifier", "TextTrainConfig",
+    "TransferkitError", "UnknownBackboneError", "UnsafeCheckpointError", "WeightsError",
+    "WeightsUnavailableError", "__version__", "backbone_table", "extract_features",
+    "get_backbone", "get_spec", "list_backbones", "load", "load_image", "pipeline",
+    "predict_imagenet", "train_images", "train_text",
 }
 
 
@@ -25,8 +27,10 @@ def test_all_lists_the_public_api():
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED - {"__version__"}))
-def test_every_public_name_resolves(name):
-    assert getattr(transferkit, name) is not None
+def test_every_public_name_resolves_to_where_it_is_defined(name):
+    value = getattr(transferkit, name)
+    module = importlib.import_module(transferkit._EXPORTS[name])
+    assert value is getattr(module, name) and value.__module__.startswith("transferkit.")
 
 
 def test_unknown_attribute_is_attribute_error():

@@ -23,6 +23,7 @@ from transferkit.errors import (
     WeightsError,
     WeightsUnavailableError,
 )
+from transferkit.files import CACHE_DIR_ENV
 from transferkit.weights import cache
 from transferkit.weights.torch_checkpoint import load_state_dict
 
@@ -37,7 +38,7 @@ def session_cache(tmp_path_factory):
     # Module fixtures run before conftest's function-level cache fixture: point at its folder.
     root = tmp_path_factory.getbasetemp() / "transferkit-cache"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(cache.CACHE_DIR_ENV, os.fspath(root))
+        patch.setenv(CACHE_DIR_ENV, os.fspath(root))
         yield root
 
 
@@ -235,7 +236,7 @@ def test_torch_backend_without_tensorflow(tmp_path, keras_lite0, session_cache):
         f"np.save({os.fspath(tmp_path / 'logits.npy')!r}, y.detach().numpy())\n"
         "print(json.dumps({'tf': 'tensorflow' in sys.modules, 'type': type(y).__module__}))\n"
     )
-    env = {**os.environ, "KERAS_BACKEND": "torch", cache.CACHE_DIR_ENV: os.fspath(session_cache)}
+    env = {**os.environ, "KERAS_BACKEND": "torch", CACHE_DIR_ENV: os.fspath(session_cache)}
     done = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
     )
@@ -255,7 +256,7 @@ def cache_files(folder: Path) -> list[str]:
 
 
 def test_conversion_is_cached_and_corruption_is_rebuilt(tmp_path, monkeypatch):
-    monkeypatch.setenv(cache.CACHE_DIR_ENV, os.fspath(tmp_path))
+    monkeypatch.setenv(CACHE_DIR_ENV, os.fspath(tmp_path))
     images = np.random.default_rng(5).uniform(-1, 1, (1, 64, 64, 3)).astype(np.float32)
 
     def build():
@@ -292,7 +293,7 @@ def test_conversion_is_cached_and_corruption_is_rebuilt(tmp_path, monkeypatch):
 
 
 def test_cached_file_that_hashes_but_does_not_load_is_rebuilt(tmp_path, monkeypatch):
-    monkeypatch.setenv(cache.CACHE_DIR_ENV, os.fspath(tmp_path))
+    monkeypatch.setenv(CACHE_DIR_ENV, os.fspath(tmp_path))
     efficientnet_lite(
         "efficientnet_lite0", include_top=False, weights="imagenet", input_shape=(32, 32, 3)
     )

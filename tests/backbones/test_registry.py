@@ -20,7 +20,6 @@ import pytest
 from keras.src.legacy.saving import legacy_h5_format
 
 from transferkit.backbones import keras_applications as ka
-from transferkit.backbones.preprocessing import ImagePreprocessing
 from transferkit.backbones.registry import (
     backbone_table,
     get_backbone,
@@ -35,6 +34,7 @@ from transferkit.errors import (
     WeightsError,
     WeightsUnavailableError,
 )
+from transferkit.layers import ImagePreprocessing
 
 # Over ~2 s each to build and run at the smallest input on two CPU cores (measured with Keras 3.15):
 # these run with `-m slow`. Every family keeps its smallest members in the default run.
@@ -211,7 +211,7 @@ def test_names_are_case_and_dash_insensitive():
 
 
 def test_registering_a_name_twice_raises():
-    with pytest.raises(ValueError, match="A backbone named 'mobilenet_v2' is already registered"):
+    with pytest.raises(ValueError, match="The backbone name 'mobilenet_v2' is already registered"):
         register(get_spec("mobilenet_v2"))
 
 
@@ -514,3 +514,22 @@ def test_keras_argument_errors_become_input_errors():
             "vgg16", include_top=True, weights=None, input_shape=(32, 32, 3),
             classifier_activation="no_such_activation",
         )  # fmt: skip
+
+
+def test_one_registry_mechanism_for_every_kind_of_name():
+    from transferkit.backbones.registry import Registry
+    from transferkit.backbones.sentence_encoders import SENTENCE_ENCODERS
+    from transferkit.backbones.word_vectors import WORD_VECTORS
+
+    registry = Registry("widget", hint="Known: {names}.")
+    registry.register("Blue-Widget", 1, aliases=("bw",))
+    assert registry.get("blue_widget") == 1 and registry.get(" BW ") == 1  # case, -/_ alike
+    assert registry.names() == ["Blue-Widget"] and registry.names("blue*") == ["Blue-Widget"]
+    with pytest.raises(UnknownBackboneError, match=r"^Unknown widget 'blu-widget'\. Did you mean: "
+                                                   r"Blue-Widget\? Known: Blue-Widget\.$"):
+        registry.get("blu-widget")
+    with pytest.raises(ValueError, match=r"The widget name 'BW' is already registered"):
+        registry.register("other", 2, aliases=("BW",))
+    assert registry.names() == ["Blue-Widget"]  # a refused entry leaves no trace
+    # The three asset registries are this one class.
+    assert all(isinstance(r, Registry) for r in (WORD_VECTORS, SENTENCE_ENCODERS))

@@ -11,172 +11,30 @@ all-MiniLM-L6-v2.
 from __future__ import annotations
 
 import json
-from itertools import pairwise
 
 import numpy as np
 import pytest
 
+from helpers import SENTENCES, VOCABULARY, tiny_bert_folder
 from transferkit.backbones import sentence_encoders as se
+from transferkit.backbones.registry import Registry
 from transferkit.backbones.sentence_encoders import (
     SentenceEncoderSpec,
-    SentenceTokenizer,
     choose_sequence_length,
     get_sentence_encoder_spec,
-    length_sorted_batches,
     list_sentence_encoders,
     load_sentence_encoder,
 )
+from transferkit.backbones.text_encoders import tokenize
 from transferkit.errors import InputError, MissingDependencyError, UnknownBackboneError
 
-WORDS = [
-    "the",
-    "a",
-    "movie",
-    "film",
-    "is",
-    "was",
-    "great",
-    "good",
-    "bad",
-    "dull",
-    "fun",
-    "boring",
-    "and",
-    "but",
-    "not",
-    "very",
-    "cafe",
-    "plot",
-    "story",
-    "actors",
-    "acting",
-    "it",
-    "this",
-    "that",
-    "of",
-    "to",
-    "too",
-    "long",
-    "short",
-    "funny",
-    "sad",
-    "love",
-    "hate",
-    "best",
-    "worst",
-    "ever",
-]
-SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-VOCABULARY = SPECIAL + WORDS + [".", ",", "!", "'", "##s", "##ing", "##ly"]
-SENTENCES = [
-    "The movie was great!",
-    "a DULL, boring film .",
-    "Café plot: not very funny, but the actors are the best ever",
-    "it",
-    "unknownword zzz",
-]
 
-
-def tiny_bert_folder(
-    path, *, hidden=16, layers=2, heads=2, intermediate=32, seed=0, pooling=None, layer_scale=0.5
-):
-    """Writes a random BERT in Hugging Face sentence-transformers layout to `path`.
-
-    `layer_scale` is the spread of the attention and feed-forward weights: small values keep each
-    token close to its own embedding (a random encoder whose outputs still tell words apart).
-    """
-    from safetensors.numpy import save_file
-
-    path.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    vocab = len(VOCABULARY)
-
-    def w(*shape, scale=0.2):
-        return (rng.standard_normal(shape) * scale).astype(np.float32)
-
-    tensors = {
-        "embeddings.word_embeddings.weight": w(vocab, hidden),
-        "embeddings.position_embeddings.weight": w(64, hidden),
-        "embeddings.token_type_embeddings.weight": w(2, hidden),
-        "embeddings.LayerNorm.weight": 1 + w(hidden, scale=0.1),
-        "embeddings.LayerNorm.bias": w(hidden, scale=0.1),
-        "pooler.dense.weight": w(hidden, hidden),
-        "pooler.dense.bias": w(hidden),
-    }
-    for i in range(layers):
-        p = f"encoder.layer.{i}."
-        for name in ("query", "key", "value"):
-            tensors[p + f"attention.self.{name}.weight"] = w(hidden, hidden, scale=layer_scale)
-            tensors[p + f"attention.self.{name}.bias"] = w(hidden)
-        tensors[p + "attention.output.dense.weight"] = w(hidden, hidden, scale=layer_scale * 0.4)
-        tensors[p + "attention.output.dense.bias"] = w(hidden)
-        tensors[p + "attention.output.LayerNorm.weight"] = 1 + w(hidden, scale=0.1)
-        tensors[p + "attention.output.LayerNorm.bias"] = w(hidden, scale=0.1)
-        tensors[p + "intermediate.dense.weight"] = w(intermediate, hidden, scale=layer_scale)
-        tensors[p + "intermediate.dense.bias"] = w(intermediate)
-        tensors[p + "output.dense.weight"] = w(hidden, intermediate, scale=layer_scale * 0.4)
-        tensors[p + "output.dense.bias"] = w(hidden)
-        tensors[p + "output.LayerNorm.weight"] = 1 + w(hidden, scale=0.1)
-        tensors[p + "output.LayerNorm.bias"] = w(hidden, scale=0.1)
-    save_file(tensors, str(path / "model.safetensors"))
-    config = {
-        "architectures": ["BertModel"],
-        "model_type": "bert",
-        "vocab_size": vocab,
-        "hidden_size": hidden,
-        "num_hidden_layers": layers,
-        "num_attention_heads": heads,
-        "intermediate_size": intermediate,
-        "max_position_embeddings": 64,
-        "type_vocab_size": 2,
-        "hidden_act": "gelu",
-        "layer_norm_eps": 1e-12,
-        "pad_token_id": 0,
-    }
-    (path / "config.json").write_text(json.dumps(config))
-    (path / "vocab.txt").write_text("\n".join(VOCABULARY) + "\n")
-    (path / "tokenizer_config.json").write_text(
-        json.dumps(
-            {"do_lower_case": True, "strip_accents": None, "tokenizer_class": "BertTokenizer"}
-        )
-    )
-    (path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 32}))
-    (path / "modules.json").write_text(
-        json.dumps(
-            [
-                {
-                    "idx": 0,
-                    "name": "0",
-                    "path": "",
-                    "type": "sentence_transformers.models.Transformer",
-                },
-                {
-                    "idx": 1,
-                    "name": "1",
-                    "path": "1_Pooling",
-                    "type": "sentence_transformers.models.Pooling",
-                },
-                {
-                    "idx": 2,
-                    "name": "2",
-                    "path": "2_Normalize",
-                    "type": "sentence_transformers.models.Normalize",
-                },
-            ]
-        )
-    )
-    (path / "1_Pooling").mkdir(exist_ok=True)
-    (path / "1_Pooling" / "config.json").write_text(
-        json.dumps(
-            {
-                "word_embedding_dimension": hidden,
-                "pooling_mode_cls_token": pooling == "cls",
-                "pooling_mode_mean_tokens": pooling in (None, "mean"),
-                "pooling_mode_max_tokens": pooling == "max",
-            }
-        )
-    )
-    return path
+def token_lists(inputs: dict) -> list[list[int]]:
+    """The real tokens of each row of a tokenizer layer's fixed-length output."""
+    return [
+        row[: int(mask.sum())].tolist()
+        for row, mask in zip(inputs["token_ids"], inputs["padding_mask"])
+    ]
 
 
 def reference_tokenizer(vocabulary):
@@ -286,87 +144,66 @@ def test_tiny_folder_loads_with_its_pooling(tiny_encoder, tiny_folder):
 
 
 def test_token_ids_match_hugging_face_including_accents(tiny_encoder):
-    preprocessor = tiny_encoder.preprocessor(32)
-    ours = [s.tolist() for s in preprocessor.encode(SENTENCES)]
+    ours = token_lists(tokenize(tiny_encoder.text_inputs(32), SENTENCES))
     theirs = [e.ids for e in reference_tokenizer(VOCABULARY).encode_batch(SENTENCES)]
     assert ours == theirs
     assert ours[2][1] == VOCABULARY.index("cafe")  # "Café": accents stripped, as Hugging Face does
 
 
 def test_embeddings_match_a_numpy_bert(tiny_encoder, tiny_folder):
-    preprocessor = tiny_encoder.preprocessor(32)
-    sequences = preprocessor.encode(SENTENCES)
-    ours = tiny_encoder.embed(sequences, preprocessor, batch_size=2)
-    expected = reference_embeddings(tiny_folder, [s.tolist() for s in sequences], exact_gelu=False)
+    inputs = tokenize(tiny_encoder.text_inputs(32), SENTENCES)
+    ours = tiny_encoder.embed(inputs, features="sentence", batch_size=2)
+    expected = reference_embeddings(tiny_folder, token_lists(inputs), exact_gelu=False)
     np.testing.assert_allclose(ours, expected, atol=2e-5)
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
     # Against Hugging Face's exact GELU the only difference is KerasHub's tanh approximation.
-    exact = reference_embeddings(tiny_folder, [s.tolist() for s in sequences], exact_gelu=True)
+    exact = reference_embeddings(tiny_folder, token_lists(inputs), exact_gelu=True)
     assert np.abs(ours - exact).max() < 5e-3
 
 
 def test_layer_features_are_every_layer_pooled_and_concatenated(tiny_encoder, tiny_folder):
-    preprocessor = tiny_encoder.preprocessor(32)
-    sequences = preprocessor.encode(SENTENCES)
-    ours = tiny_encoder.embed(sequences, preprocessor, batch_size=2, features="layers")
+    inputs = tokenize(tiny_encoder.text_inputs(32), SENTENCES)
+    ours = tiny_encoder.embed(inputs, features="layers", batch_size=2)
     assert tiny_encoder.num_layers == 2
     assert ours.shape == (len(SENTENCES), 16 * 3) == (len(SENTENCES), tiny_encoder.feature_dim("layers"))
     expected = reference_embeddings(
-        tiny_folder, [s.tolist() for s in sequences], exact_gelu=False, every_layer=True
+        tiny_folder, token_lists(inputs), exact_gelu=False, every_layer=True
     )
     np.testing.assert_allclose(ours, np.concatenate(expected, axis=1), atol=2e-5)
     # The last block is the sentence vector itself.
-    sentence = tiny_encoder.embed(sequences, preprocessor, batch_size=2)
+    sentence = tiny_encoder.embed(inputs, features="sentence", batch_size=2)
     np.testing.assert_allclose(ours[:, -16:], sentence, atol=1e-6)
     with pytest.raises(InputError, match=r"`features` must be one of 'layers', 'sentence'"):
-        tiny_encoder.embed(sequences, preprocessor, features="cls")
+        tiny_encoder.embed(inputs, features="cls", batch_size=2)
 
 
 def test_padding_and_batching_do_not_change_a_sentence(tiny_encoder):
-    preprocessor = tiny_encoder.preprocessor(32)
-    sequences = preprocessor.encode(SENTENCES)
-    alone = tiny_encoder.embed(sequences[3:4], preprocessor)
-    together = tiny_encoder.embed(sequences, preprocessor, batch_size=64)  # padded to the longest
+    inputs = tokenize(tiny_encoder.text_inputs(32), SENTENCES)
+    alone = tiny_encoder.embed({name: array[3:4] for name, array in inputs.items()},
+                               features="sentence", batch_size=64)
+    together = tiny_encoder.embed(inputs, features="sentence", batch_size=64)  # cut to the longest of all five
     np.testing.assert_allclose(alone[0], together[3], atol=1e-5)
+    # Padded to the full 32 tokens, as the saved model sees them, the numbers are the same.
+    full = tiny_encoder.embedding_model("sentence").predict(inputs, verbose=0)
+    np.testing.assert_allclose(full, together, atol=1e-5)
 
 
 def test_truncation_keeps_the_end_token(tiny_encoder):
-    preprocessor = tiny_encoder.preprocessor(4)
-    (ids,) = preprocessor.encode(["the movie was great and fun"])
-    assert ids.tolist() == [2, VOCABULARY.index("the"), VOCABULARY.index("movie"), 3]
-    batch = preprocessor.pad(preprocessor.encode(["the", "the movie was"]))
+    layer = tiny_encoder.text_inputs(4)
+    ids = tokenize(layer, ["the movie was great and fun"])["token_ids"]
+    assert ids.tolist() == [[2, VOCABULARY.index("the"), VOCABULARY.index("movie"), 3]]
+    batch = tokenize(layer, ["the", "the movie was"])
     assert batch["token_ids"].tolist() == [[2, 5, 3, 0], [2, 5, 7, 3]]
     assert batch["padding_mask"].tolist() == [[1, 1, 1, 0], [1, 1, 1, 1]]
     assert batch["segment_ids"].tolist() == [[0] * 4] * 2
-
-
-def test_tokenizer_config_is_plain_data_and_round_trips(tiny_encoder):
-    preprocessor = tiny_encoder.preprocessor(12)
-    config = json.loads(json.dumps(preprocessor.get_config()))  # JSON-safe
-    assert config["kind"] == "keras_hub_tokenizer" and config["sequence_length"] == 12
-    clone = SentenceTokenizer.from_config(config)
-    assert [s.tolist() for s in clone.encode(SENTENCES)] == [
-        s.tolist() for s in preprocessor.encode(SENTENCES)
-    ]
+    with pytest.raises(InputError, match=r"`max_length` must be between 3 and 64 tokens"):
+        tiny_encoder.text_inputs(65)
 
 
 def test_sequence_length_follows_the_data():
     assert choose_sequence_length([10] * 95 + [200] * 5) == 16  # 95th percentile, rounded up to 8
     assert choose_sequence_length([500] * 10) == 256  # capped
     assert choose_sequence_length([3, 4]) == 8
-
-
-def test_length_sorted_batches_cover_every_index_once():
-    lengths = np.random.default_rng(0).integers(1, 60, size=1000)
-    for shuffle in (False, True):
-        batches = length_sorted_batches(lengths, 32, shuffle=shuffle, seed=1)
-        flat = np.concatenate(batches)
-        assert sorted(flat.tolist()) == list(range(1000))
-        # similar lengths together: little padding
-        waste = sum(lengths[b].max() * len(b) - lengths[b].sum() for b in batches) / lengths.sum()
-        assert waste < 0.1
-    sorted_batches = length_sorted_batches(lengths, 32)
-    assert all(lengths[a].max() <= lengths[b].min() for a, b in pairwise(sorted_batches))
 
 
 def test_registry_and_lookup_errors(tmp_path, monkeypatch):
@@ -389,7 +226,9 @@ def test_registry_and_lookup_errors(tmp_path, monkeypatch):
         folder="model",
         pip_name="--no-deps gone-pkg==1.0",
     )
-    monkeypatch.setitem(se._REGISTRY, "gone", missing)
+    registry = Registry("sentence encoder")
+    registry.register("gone", missing)
+    monkeypatch.setattr(se, "SENTENCE_ENCODERS", registry)
     with pytest.raises(
         MissingDependencyError,
         match=r"needs the package 'gone-pkg'\. Install it with: "
@@ -428,10 +267,9 @@ def test_minilm_matches_a_numpy_reference():
     reference.no_padding()
     reference.no_truncation()
     expected_ids = [e.ids for e in reference.encode_batch(sentences)]
-    preprocessor = encoder.preprocessor(128)
-    sequences = preprocessor.encode(sentences)
-    assert [s.tolist() for s in sequences] == expected_ids
-    ours = encoder.embed(sequences, preprocessor)
+    inputs = tokenize(encoder.text_inputs(128), sentences)
+    assert token_lists(inputs) == expected_ids
+    ours = encoder.embed(inputs, features="sentence", batch_size=64)
     tanh = reference_embeddings(folder, expected_ids, exact_gelu=False)
     exact = reference_embeddings(folder, expected_ids, exact_gelu=True)
     # Same function as KerasHub computes it: float32 rounding only.

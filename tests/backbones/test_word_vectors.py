@@ -1,4 +1,4 @@
-"""Word vectors (packaged GloVe and user files in four formats), the word tokenizer, coverage."""
+"""Word vectors: packaged GloVe and user files in four formats, the embedding matrix, coverage."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from transferkit.backbones.word_vectors import (
-    WordTokenizer,
     WordVectors,
     coverage,
     embedding_matrix,
@@ -147,34 +146,6 @@ def test_embedding_matrix_rows():
     np.testing.assert_array_equal(matrix, again)
 
 
-def test_word_tokenizer_fits_on_given_texts_only():
-    tokenizer = WordTokenizer.adapt(
-        ["The movie was GREAT!", "bad, bad film...", "great great great"],
-        vocabulary_size=5,
-        max_length=3,
-    )
-    assert tokenizer.get_vocabulary() == ["", "[UNK]", "great", "bad", "was"]
-    ids = tokenizer.encode(["GREAT film, truly great", "", "?!"])
-    assert [i.tolist() for i in ids] == [
-        [2, 1, 1],
-        [1],
-        [1],
-    ]  # truncated; empty -> OOV, never empty
-    batch = tokenizer.pad(ids)
-    assert batch["token_ids"].tolist() == [[2, 1, 1], [1, 0, 0], [1, 0, 0]]
-    clone = WordTokenizer.from_config(tokenizer.get_config())
-    assert [i.tolist() for i in clone.encode(["bad was great"])] == [[3, 4, 2]]
-
-
-def test_word_tokenizer_errors():
-    with pytest.raises(InputError, match=r"`vocabulary_size` must be an int >= 3"):
-        WordTokenizer.adapt(["a"], vocabulary_size=2)
-    with pytest.raises(
-        InputError, match=r"`max_length` must be a positive int\. Received: max_length=0"
-    ):
-        WordTokenizer(["a"], max_length=0)
-
-
 def test_coverage_counts_words_and_tokens():
     found = np.array([False, False, True, False, True])  # "", [UNK], w2 (found), w3, w4 (found)
     sequences = [np.array([2, 2, 3]), np.array([1, 4])]
@@ -182,3 +153,18 @@ def test_coverage_counts_words_and_tokens():
     assert result["vocabulary_coverage"] == pytest.approx(2 / 3)
     assert result["token_coverage"] == pytest.approx(3 / 5)  # the OOV token counts as uncovered
     assert (result["tokens"], result["tokens_with_vectors"]) == (5, 3)
+    padded = np.array([[2, 2, 3, 0], [1, 4, 0, 0]])  # tokenizer rows: padding 0 is not a word
+    assert coverage(found, padded) == result
+
+
+def test_check_word_vectors_reads_nothing_and_says_what_is_wrong(tmp_path):
+    from transferkit.backbones.word_vectors import check_word_vectors
+
+    check_word_vectors("glove-6b-50d")  # registered (and installed with transferkit)
+    (tmp_path / "v.txt").write_text("a 1 2\n")
+    check_word_vectors(tmp_path / "v.txt")
+    with pytest.raises(UnknownBackboneError, match=r"Unknown word vectors 'glove-6b-5'\. Did you "
+                                                   r"mean: glove-6b-50d\?"):
+        check_word_vectors("glove-6b-5")
+    with pytest.raises(InputError, match=r"missing\.txt: no such word-vectors file"):
+        check_word_vectors(tmp_path / "missing.txt")

@@ -47,4 +47,4 @@ def test_demo_command_predicts_and_trains_offline(tmp_path):
 
     # The printed text tells the user where to look.
     assert f"Report: {images['report_dir']}" in result.stdout
-    assert f"report: {text['report_dir']}" in result.stdout
+    assert f"Report: {text['report_dir']}" in result.stdout

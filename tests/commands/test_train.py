@@ -1,47 +1,38 @@
-"""`transferkit train images`, `preview-augmentation`, and the image side of `predict`/`evaluate`,
-run as a user runs them; killing a run and resuming it; the real cats-and-dogs data (slow)."""
+"""`transferkit train images` and `transferkit train text`, run as a user runs them: flags from the
+config dataclasses, `--config` files, `--json`, the run folder and report, resume, and one-line
+errors that name the flags."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import shared_data
-from transferkit.cli import main
+from transferkit.cli import build_parser, main
+from transferkit.config import ImageTrainConfig, TextTrainConfig
+from transferkit.errors import InputError
 
-JSON_KEYS = {
+IMAGE_KEYS = {
     "classes", "head_validation_accuracy", "validation_accuracy", "fine_tune_validation_accuracy",
-    "model_path", "report_dir", "seconds", "skipped_files",
+    "model_path", "report_dir", "run_dir", "seconds", "skipped_files", "backbone", "macro_f1",
+}
+TEXT_KEYS = {
+    "classes", "validation_accuracy", "test_accuracy", "head_test_accuracy",
+    "fine_tune_test_accuracy", "model_path", "report_dir", "run_dir", "seconds", "dropped_rows",
+    "vocabulary_coverage", "token_coverage", "splits", "macro_f1",
 }
 REPORT_FILES = {
-    "curves.png", "confusion_matrix.png", "mistakes.png", "augmentation.png", "metrics.json",
-    "summary.txt", "config.json", "history.csv", "skipped_files.json", "duplicates.json",
+    "curves.png", "confusion_matrix.png", "metrics.json", "summary.txt", "config.json",
+    "history.csv", "data.json",
 }
 
 
-def _write_faces(folder: Path, per_class: int) -> Path:
-    import skimage.data
-
-    images = skimage.data.lfw_subset()
-    for label, offset in (("face", 0), ("not_face", 100)):
-        (folder / label).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            pixels = (images[offset + i] * 255).round().astype(np.uint8)
-            Image.fromarray(pixels, mode="L").save(folder / label / f"{label}_{i:03d}.png")
-    return folder
-
-
-def _history(run: Path) -> list[dict]:
+def _history(run) -> list[dict]:
     with open(run / "history.csv", newline="") as handle:
         return list(csv.DictReader(handle))
 
@@ -52,58 +43,59 @@ def _run(argv, capsys):
     return code, out, err
 
 
-@pytest.fixture(scope="module")
-def faces(tmp_path_factory):
-    return _write_faces(tmp_path_factory.mktemp("faces") / "data", per_class=12)
-
-
-@pytest.fixture(scope="module")
-def trained_run(faces, tmp_path_factory):
-    """One short `train images --json` run (head + one fine-tune epoch), shared by the tests."""
-    run = tmp_path_factory.mktemp("runs") / "run"
-    data = _write_faces(tmp_path_factory.mktemp("with_notes") / "data", per_class=12)
-    (data / "face" / "notes.txt").write_text("not an image")
-    argv = [
-        "train", "images", data, "--image-size", "64", "--epochs", "4", "--fine-tune-epochs", "1",
-        "--unfreeze", "5", "--augment", "flip,zoom", "--augment-views", "1", "--output", run, "--json",
-    ]
-    code = main([str(a) for a in argv])
-    return code, run
-
-
-def test_train_images_json_and_report(trained_run, capsys):
-    code, run = trained_run
-    assert code == 0
-    history = _history(run)
-    assert [r["phase"] for r in history] == ["head"] * 4 + ["fine_tune"]
-    result = json.loads((run / "report" / "metrics.json").read_text())
-    assert result["n"] == 4 and set(result["per_class"]) == {"face", "not_face"}
-    assert REPORT_FILES <= {p.name for p in (run / "report").iterdir()}
+def test_train_images_json_and_report(image_run):
+    code, out, err, run, _ = image_run
+    assert code == 0, err[-2000:]
+    result = json.loads(out.strip().splitlines()[-1])  # the JSON is the last line of stdout
+    assert IMAGE_KEYS <= set(result) and "summary" not in result
+    assert result["classes"] == ["face", "not_face"] and result["skipped_files"] == 1
+    assert result["validation_accuracy"] == result["fine_tune_validation_accuracy"]
+    assert "accuracy:" in err and "Report:" in err  # the summary goes to stderr with --json
+    assert [r["phase"] for r in _history(run)] == ["head"] * 4 + ["fine_tune"]
+    metrics = json.loads((run / "report" / "metrics.json").read_text())
+    assert metrics["n"] == 4 and set(metrics["per_class"]) == {"face", "not_face"}
+    assert REPORT_FILES | {"mistakes.png", "augmentation.png"} <= {
+        p.name for p in (run / "report").iterdir()
+    }
     assert (run / "model.keras").is_file() and (run / "logs" / "head").is_dir()
-    config = json.loads((run / "config.json").read_text())
-    assert config["unfreeze"] == "5" and config["augment"] == "flip,zoom"
-    assert config["data"]["skipped_files"] == 1
-    skipped = json.loads((run / "report" / "skipped_files.json").read_text())
-    assert [Path(s["path"]).name for s in skipped] == ["notes.txt"]
+    config = json.loads((run / "config.json").read_text())  # the dataclass, as JSON
+    assert config.pop("task") == "images"
+    assert ImageTrainConfig.from_dict(config).unfreeze == "5" and config["augment"] == "flip,zoom"
+    data = json.loads((run / "report" / "data.json").read_text())
+    assert data["skipped_files"] == 1 and data["skipped"][0]["path"].endswith("notes.txt")
     with Image.open(run / "report" / "curves.png") as image:
         assert image.size[0] > 400
 
 
-def test_train_images_prints_json_last(faces, tmp_path, capsys):
-    code, out, err = _run(
-        ["train", "images", faces, "--image-size", "64", "--epochs", "2", "--fine-tune-epochs", "0",
-         "--augment", "none", "--output", tmp_path / "run", "--json"],
-        capsys,
-    )
-    assert code == 0
+def test_train_text_json_report_and_resume(text_run, capsys):
+    code, out, err, run, table = text_run
+    assert code == 0, err[-2000:]
     result = json.loads(out.strip().splitlines()[-1])
-    assert JSON_KEYS <= set(result)
-    assert result["classes"] == ["face", "not_face"]
-    assert result["fine_tune_validation_accuracy"] is None
-    assert result["validation_accuracy"] == result["head_validation_accuracy"]
-    assert Path(result["model_path"]).is_file() and Path(result["report_dir"]).is_dir()
-    assert result["skipped_files"] == 0 and result["seconds"] > 0
-    assert "accuracy:" in err and "Report:" in err  # the summary goes to stderr with --json
+    assert TEXT_KEYS <= set(result)
+    assert result["classes"] == ["negative", "positive"] and result["dropped_rows"] == 2
+    assert result["test_accuracy"] == result["fine_tune_test_accuracy"]
+    assert result["vocabulary_coverage"] == 1.0
+    assert result["splits"] == {"train": 42, "validation": 6, "test": 12}
+    assert REPORT_FILES | {"mistakes.txt"} <= {p.name for p in (run / "report").iterdir()}
+    data = json.loads((run / "report" / "data.json").read_text())
+    assert data["dropped"]["empty_text"]["first_lines"] == [62]
+    assert data["dropped"]["missing_label"]["first_lines"] == [63]
+    assert data["coverage"]["vocabulary_coverage"] == 1.0
+    assert "vocabulary coverage" in (run / "report" / "summary.txt").read_text()
+    config = json.loads((run / "config.json").read_text())
+    assert config["task"] == "text" and config["fine_tune_epochs"] == 1
+
+    # Resuming a finished run trains nothing again and gives the same numbers.
+    rows = (run / "history.csv").read_text()
+    code, out, err = _run(["train", "text", "--resume", run, "--json"], capsys)
+    assert code == 0 and "Resuming" in err
+    assert (run / "history.csv").read_text() == rows
+    assert json.loads(out.strip().splitlines()[-1])["test_accuracy"] == result["test_accuracy"]
+    # A used folder is not overwritten by accident, and a run resumes only with its own command.
+    with pytest.raises(InputError, match=r"already holds a run\. Pass it as `resume`"):
+        main(["--debug", "train", "text", str(table), "--output", str(run)])
+    code, _, err = _run(["train", "images", "--resume", run], capsys)
+    assert code == 1 and "is a run of `train text`, not `train images`" in err
 
 
 def test_config_file_and_flags(faces, tmp_path, capsys):
@@ -116,127 +108,82 @@ def test_config_file_and_flags(faces, tmp_path, capsys):
     )
     assert code == 0 and "Report:" in out
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["epochs"] == 1 and config["image_size"] == [48, 48] and config["seed"] == 7
+    assert config["epochs"] == 1 and config["image_size"] == 48 and config["seed"] == 7
+    assert _history(tmp_path / "run")[-1]["epoch"] == "1"
     (tmp_path / "bad.toml").write_text("epoch = 3\n")
     code, _, err = _run(["train", "images", faces, "--config", tmp_path / "bad.toml"], capsys)
-    assert code == 1 and "unknown option(s) epoch" in err
+    assert code == 1 and "bad.toml: unknown setting(s) epoch for `train images`" in err
+    (tmp_path / "text.json").write_text(json.dumps({"encoder": "glove-bilstm", "epochs": -2}))
+    code, _, err = _run(["train", "text", faces, "--config", tmp_path / "text.json"], capsys)
+    assert code == 1 and "--epochs must be an int >= 0. Received: epochs=-2." in err
 
 
-def test_clear_errors(tmp_path, capsys):
+def test_every_setting_is_a_flag_with_its_default_in_the_help():
+    parser = build_parser()
+    train = next(a for a in parser._actions if a.dest == "command").choices["train"]
+    kinds = next(a for a in train._actions if a.dest == "train_kind").choices
+    for kind, config_class in (("images", ImageTrainConfig), ("text", TextTrainConfig)):
+        actions = {a.dest: a for a in kinds[kind]._actions}
+        for item in dataclasses.fields(config_class):
+            action = actions[item.name]
+            assert action.default is None, item.name  # the dataclass fills unset flags
+            assert f"(default: {config_class.default_text(item.name)})" in action.help
+    assert TextTrainConfig.default_text("epochs") == "30 for glove-bilstm; 100 for sentence encoders"
+    assert TextTrainConfig.default_text("word_vectors") == "glove-6b-50d for glove-bilstm"
+
+
+def test_image_errors_are_one_line_and_leave_no_run_folder(tmp_path, capsys):
     (tmp_path / "data" / "a").mkdir(parents=True)
     (tmp_path / "data" / "b").mkdir(parents=True)
-    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "data" / "a" / "x.png")
-    code, _, err = _run(["train", "images", tmp_path / "data"], capsys)
-    assert code == 1
+    Image.new("RGB", (4, 4)).save(tmp_path / "data" / "a" / "x.png")
+    code, _, err = _run(["train", "images", tmp_path / "data", "--output", tmp_path / "r"], capsys)
+    assert code == 1 and not (tmp_path / "r").exists()
     assert err.startswith("transferkit: error: Empty class folder:") and err.count("\n") == 1
     code, _, err = _run(["train", "images", tmp_path / "data", "--unfreeze", "0"], capsys)
-    assert code == 1 and "`unfreeze` as a number of top layers must be >= 1" in err
+    assert code == 1 and "--unfreeze as a number of top layers must be >= 1 (to skip " \
+        "fine-tuning, pass --fine-tune-epochs=0)" in err
     code, _, err = _run(["train", "images", tmp_path / "nope"], capsys)
     assert code == 1 and "nope: no such folder" in err
     code, _, err = _run(["train", "images"], capsys)
-    assert code == 1 and "Pass the data folder (DATA_DIR), or --resume RUN_DIR" in err
+    assert code == 1 and "Pass the data to train on (DATA), or a run folder to --resume." in err
     code, _, err = _run(["train", "images", tmp_path / "data", "--augment", "blur"], capsys)
     assert code == 1 and "Unknown augmentation 'blur'" in err
 
 
-def test_preview_augmentation(faces, tmp_path, capsys):
-    code, out, _ = _run(
-        ["preview-augmentation", faces, "--output", tmp_path / "grid.png", "--image-size", "64"],
-        capsys,
+def test_text_errors_name_the_flags(tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("body,stars\nnice,5\nbad,1\n")
+    process = subprocess.run(
+        [sys.executable, "-m", "transferkit.cli", "train", "text", str(data)],
+        capture_output=True, text=True, timeout=300, check=False,
+        cwd=tmp_path,  # where a default run folder would go
     )
-    assert code == 0 and "12 panels" in out and "face_000.png" in out
-    with Image.open(tmp_path / "grid.png") as grid:
-        assert grid.size[0] > grid.size[1]
-
-
-def test_predict_and_evaluate_commands(trained_run, faces, capsys):
-    _, run = trained_run
-    images = [faces / "face" / "face_000.png", faces / "not_face" / "not_face_001.png"]
-    code, out, _ = _run(["predict", run / "model.keras", *images, "--json"], capsys)
-    assert code == 0
-    results = json.loads(out.strip().splitlines()[-1])
-    assert [r["path"] for r in results] == [str(p) for p in images]
-    assert all(r["label"] in ("face", "not_face") and 0.5 <= r["probability"] <= 1 for r in results)
-    code, out, _ = _run(["evaluate", run, faces, "--json"], capsys)
-    assert code == 0
-    metrics = json.loads(out.strip().splitlines()[-1])
-    assert metrics["n"] == 24 and metrics["classes"] == ["face", "not_face"]
-    assert 0 <= metrics["accuracy"] <= 1
-
-
-def test_predict_in_a_fresh_process(trained_run, faces):
-    """`transferkit.load` must find transferkit's layers without the test having imported them."""
-    _, run = trained_run
-    result = subprocess.run(
-        [sys.executable, "-m", "transferkit.cli", "predict", str(run / "model.keras"),
-         str(faces / "face" / "face_002.png"), "--json"],
-        capture_output=True, text=True, timeout=300,
+    assert process.returncode == 1
+    assert not (tmp_path / "runs").exists()  # bad data leaves no run folder behind
+    assert process.stderr.strip().splitlines()[-1] == (
+        f"transferkit: error: {data}: no texts column found (looked for text, sentence, review). "
+        "Choose one with --text-column. Columns: 'body', 'stars'."
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    (prediction,) = json.loads(result.stdout.strip().splitlines()[-1])
-    assert prediction["label"] in ("face", "not_face")
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT])
-def test_killed_run_resumes_from_the_last_finished_epoch(faces, tmp_path, stop):
-    run = tmp_path / "run"
-    base = [sys.executable, "-m", "transferkit.cli", "train", "images"]
-    options = ["--image-size", "64", "--epochs", "2", "--fine-tune-epochs", "6",
-               "--fine-tune-patience", "50", "--unfreeze", "20", "--augment", "none"]
-    process = subprocess.Popen(
-        base + [str(faces), "--output", str(run), *options],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 400
-    done = 0
-    while time.time() < deadline and process.poll() is None:
-        state = json.loads((run / "state.json").read_text()) if (run / "state.json").is_file() else {}
-        done = (state.get("fine_tune") or {}).get("epochs_done", 0)
-        if done >= 2:
-            break
-        time.sleep(0.2)
-    assert process.poll() is None, "the run ended before it could be interrupted"
-    process.send_signal(stop)
-    process.wait(timeout=120)
-    assert process.returncode != 0
-    before = _history(run)
-    finished = [r for r in before if r["phase"] == "fine_tune"]
-    assert 2 <= len(finished) < 6
-    assert not (run / "model.keras").exists()
-
-    result = subprocess.run(
-        base + ["--resume", str(run), "--json"], capture_output=True, text=True, timeout=600
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "Resuming" in result.stderr
-    after = _history(run)
-    assert [r["phase"] for r in after] == ["head"] * 2 + ["fine_tune"] * 6
-    assert after[: len(before)] == before  # finished epochs kept, not trained again
-    assert json.loads(result.stdout.strip().splitlines()[-1])["fine_tune_validation_accuracy"] is not None
-
-
-@pytest.mark.slow
-def test_cats_and_dogs_head_on_real_data(tmp_path, capsys):
-    """The real thing: EfficientNet-Lite0 at 224 on 2000 + 1000 photos, head only."""
-    data = shared_data("cats_and_dogs")
-    code, out, _ = _run(
-        ["train", "images", data, "--fine-tune-epochs", "0", "--augment", "none",
-         "--output", tmp_path / "run", "--json"],
-        capsys,
-    )
-    assert code == 0
-    result = json.loads(out.strip().splitlines()[-1])
-    assert result["classes"] == ["cats", "dogs"] and result["validation_images"] == 1000
-    assert result["head_validation_accuracy"] >= 0.96
-    assert result["skipped_files"] == 0
-    if os.environ.get("TRANSFERKIT_CACHE_DIR"):
-        cached = list(Path(os.environ["TRANSFERKIT_CACHE_DIR"]).glob("images/*.npy"))
-        assert len(cached) >= 3000
-
-
-def test_every_training_option_has_a_flag():
-    from transferkit.commands.images import _TRAIN_OPTIONS
-    from transferkit.tasks.image_classifier import TRAIN_DEFAULTS
-
-    assert sorted(_TRAIN_OPTIONS) == sorted(TRAIN_DEFAULTS)
+def test_text_settings_are_checked_before_a_run_folder_exists(tmp_path, capsys):
+    data = tmp_path / "d.csv"
+    data.write_text("text,label\n" + "".join(f"t{i},a\n" for i in range(10)) + "u,b\nv,b\n")
+    code, _, err = _run(["train", "text", data, "--output", tmp_path / "r1"], capsys)
+    assert code == 1 and "column 'label': Classes too rare to split: 'b' (2 examples)" in err
+    assert not (tmp_path / "r1").exists()
+    code, _, err = _run(["train", "text", "--resume", tmp_path / "nothing"], capsys)
+    assert code == 1 and "nothing: no such run folder. Pass a folder written by" in err
+    (tmp_path / "empty").mkdir()
+    code, _, err = _run(["train", "text", "--resume", tmp_path / "empty"], capsys)
+    assert code == 1 and "is not a transferkit run folder: it has no config.json" in err
+    # --features belongs to sentence encoders; refused before any run folder is made.
+    ok = tmp_path / "ok.csv"
+    ok.write_text("text,label\n" + "".join(f"t{i},{'ab'[i % 2]}\n" for i in range(20)))
+    code, _, err = _run(["train", "text", ok, "--output", tmp_path / "r2", "--features",
+                         "layers"], capsys)
+    assert code == 1 and "--features is an option of sentence encoders, not of 'glove-bilstm'" in err
+    assert not (tmp_path / "r2").exists()
+    with pytest.raises(SystemExit):  # argparse: "invalid choice: 'cls'"
+        main(["train", "text", str(ok), "--encoder", "minilm", "--features", "cls"])
+    assert "argument --features: invalid choice: 'cls'" in capsys.readouterr().err

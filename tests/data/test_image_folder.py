@@ -38,7 +38,7 @@ def _classes(root: Path, counts: dict[str, int], start: int = 0) -> Path:
 
 def test_class_folders_split_stratified_and_seeded(tmp_path):
     root = _classes(tmp_path / "data", {"cats": 10, "dogs": 20})
-    folder = discover_image_folder(root, validation_split=0.2, seed=0)
+    folder = discover_image_folder(root, validation_size=0.2, seed=0)
     assert isinstance(folder, ImageFolder) and folder.layout == "class_folders"
     assert folder.class_names == ["cats", "dogs"]
     assert folder.class_counts() == {
@@ -48,9 +48,9 @@ def test_class_folders_split_stratified_and_seeded(tmp_path):
     assert not set(folder.train_paths) & set(folder.validation_paths)
     assert all(Path(p).parent.name == "cats" for p, label in
                zip(folder.train_paths, folder.train_labels) if label == 0)
-    again = discover_image_folder(root, validation_split=0.2, seed=0)
+    again = discover_image_folder(root, validation_size=0.2, seed=0)
     assert again.validation_paths == folder.validation_paths
-    other = discover_image_folder(root, validation_split=0.2, seed=1)
+    other = discover_image_folder(root, validation_size=0.2, seed=1)
     assert other.validation_paths != folder.validation_paths
     summary = folder.summary()
     assert summary["train_images"] == 24 and summary["validation_images"] == 6
@@ -62,8 +62,8 @@ def test_given_split_is_used(tmp_path, validation_name):
     root = tmp_path / "data"
     _classes(root / "train", {"a": 3, "b": 4})
     _classes(root / validation_name, {"a": 1, "b": 2}, start=100)
-    folder = discover_image_folder(root, validation_split=0.5)
-    assert folder.layout == "split" and folder.validation_split is None
+    folder = discover_image_folder(root, validation_size=0.5)
+    assert folder.layout == "split" and folder.validation_size is None
     assert len(folder.train_paths) == 7 and len(folder.validation_paths) == 3
     assert all(f"/{validation_name}/" in p for p in folder.validation_paths)
 
@@ -74,7 +74,7 @@ def test_nested_folders_belong_to_their_class_and_other_files_are_listed(tmp_pat
     (root / "a" / "notes.txt").write_text("not an image")
     (root / "a" / ".DS_Store").write_bytes(b"\0")  # hidden: the system's, not the user's
     (root / "loose.png").write_bytes(b"")
-    folder = discover_image_folder(root, validation_split=0.25)
+    folder = discover_image_folder(root, validation_size=0.25)
     paths = folder.train_paths + folder.validation_paths
     assert str(root / "a" / "more" / "deep.jpg") in paths and len(paths) == 9
     reasons = {Path(s["path"]).name: s["reason"] for s in folder.skipped}
@@ -87,7 +87,7 @@ def test_duplicates_stay_on_one_side_of_a_split_made_here(tmp_path):
     root = _classes(tmp_path / "data", {"a": 10, "b": 10})
     for i in range(4):  # four extra copies of one image
         shutil.copy(root / "a" / "a0.png", root / "a" / f"copy{i}.png")
-    folder = discover_image_folder(root, validation_split=0.3, seed=3)
+    folder = discover_image_folder(root, validation_size=0.3, seed=3)
     assert len(folder.duplicates) == 1
     group = folder.duplicates[0]
     assert len(group["paths"]) == 5 and len(set(group["splits"])) == 1
@@ -109,7 +109,7 @@ def test_duplicates_across_a_given_split_are_reported(tmp_path):
 
 def test_unreadable_files_leave_the_splits_and_are_listed(tmp_path):
     root = _classes(tmp_path / "data", {"a": 5, "b": 5})
-    folder = discover_image_folder(root, validation_split=0.2)
+    folder = discover_image_folder(root, validation_size=0.2)
     victim = folder.train_paths[0]
     folder.add_unreadable([{"path": victim, "reason": f"{victim}: corrupt"}])
     assert victim not in folder.train_paths and len(folder.train_labels) == 7
@@ -164,10 +164,10 @@ def test_train_and_validation_with_different_classes(tmp_path):
 
 
 @pytest.mark.parametrize("split", [0, 1, 1.5, -0.1, True, "0.2"])
-def test_bad_validation_split(tmp_path, split):
+def test_bad_validation_size(tmp_path, split):
     root = _classes(tmp_path / "data", {"a": 2, "b": 2})
-    with pytest.raises(InputError, match=r"`validation_split` must be a fraction between 0 and 1"):
-        discover_image_folder(root, validation_split=split)
+    with pytest.raises(InputError, match=r"`validation_size` must be a number in \(0, 1\)"):
+        discover_image_folder(root, validation_size=split)
 
 
 def test_unknown_class_when_evaluating(tmp_path):
@@ -181,7 +181,7 @@ def test_unknown_class_when_evaluating(tmp_path):
 
 def test_tiny_classes_keep_a_training_image(tmp_path):
     root = _classes(tmp_path / "data", {"a": 1, "b": 2, "c": 9})
-    folder = discover_image_folder(root, validation_split=0.5)
+    folder = discover_image_folder(root, validation_size=0.5)
     counts = folder.class_counts()
     assert counts["train"] == {"a": 1, "b": 1, "c": 5}  # round(4.5) == 4 held out
     assert counts["validation"] == {"a": 0, "b": 1, "c": 4}

@@ -1,4 +1,5 @@
-"""The input pipeline (tf.data, parallel decode, skips) and augmentation layers."""
+"""Reading images: `load_image`'s conversions and errors, `load_resized`, and the tf.data pipeline
+(parallel decode, unreadable files listed)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from transferkit.data.augmentation import (
-    AUGMENTATIONS,
-    DEFAULT_AUGMENT,
-    augment_views,
-    build_augmentation,
-    parse_augment,
-    preview_augmentation,
-)
+from helpers import photo
 from transferkit.data.images import (
     DecodeLog,
     image_dataset,
@@ -25,19 +19,10 @@ from transferkit.data.images import (
 from transferkit.errors import ImageReadError, InputError
 
 
-def _photo(height=60, width=80, seed=0) -> np.ndarray:
-    """A smooth colour image (JPEG-friendly), different for each seed."""
-    y, x = np.mgrid[0:height, 0:width]
-    rng = np.random.default_rng(seed)
-    phase = rng.uniform(0, 6, 3)
-    channels = [127 + 120 * np.sin(x / (7 + 3 * c) + y / 11 + phase[c]) for c in range(3)]
-    return np.stack(channels, axis=-1).astype(np.uint8)
-
-
 @pytest.fixture
 def mixed_files(tmp_path):
     """One file per format and mode users have, plus a corrupt one."""
-    base = Image.fromarray(_photo())
+    base = Image.fromarray(photo())
     files = {}
     for name, image, suffix in [
         ("rgb", base, ".jpg"),
@@ -78,7 +63,7 @@ def test_load_resized_matches_load_then_resize(mixed_files):
 
 
 def test_load_resized_large_jpeg_decodes_at_reduced_scale_and_stays_close(tmp_path):
-    big = np.asarray(Image.fromarray(_photo(60, 80)).resize((1600, 1200), Image.BICUBIC))
+    big = np.asarray(Image.fromarray(photo(60, 80)).resize((1600, 1200), Image.BICUBIC))
     Image.fromarray(big).save(tmp_path / "big.jpg", quality=95)
     fast = load_resized(tmp_path / "big.jpg", 64).astype(float)
     full = resize_image(load_image(tmp_path / "big.jpg"), 64)
@@ -139,48 +124,105 @@ def test_dataset_shuffles_with_a_seed(tmp_path):
         paths.append(tmp_path / f"{i}.png")
 
     def order(seed):
-        ds = image_dataset(paths, list(range(12)), image_size=4, shuffle=True, seed=seed)
+        ds = image_dataset(paths, list(range(12)), image_size=4, batch_size=32, shuffle=True,
+                           seed=seed)
         return [int(v) for _, labels in ds for v in labels.numpy()]
 
     assert order(1) == order(1) and sorted(order(1)) == list(range(12))
     assert order(1) != order(2) and order(1) != list(range(12))
 
 
-def test_parse_augment():
-    assert parse_augment(None) == () and parse_augment("none") == () and parse_augment("") == ()
-    assert parse_augment("default") == DEFAULT_AUGMENT
-    assert parse_augment(" Flip, zoom ,flip") == ("flip", "zoom")
-    assert parse_augment(["rotate"]) == ("rotate",)
-    with pytest.raises(InputError, match=r"Unknown augmentation 'blur', 'spin'\. Choose from flip, "):
-        parse_augment("flip,blur,spin")
-    with pytest.raises(InputError, match=r"`augment` must be a comma-separated string"):
-        parse_augment(3)
+# -- load_image -------------------------------------------------------------------------------
 
 
-def test_augmentation_is_active_only_in_training():
-    layer = build_augmentation(",".join(AUGMENTATIONS), seed=1)
-    assert layer.name == "augmentation" and len(layer.layers) == len(AUGMENTATIONS)
-    assert build_augmentation("none") is None
-    images = _photo(32, 32)[None].astype("float32").repeat(2, axis=0)
-    np.testing.assert_array_equal(np.asarray(layer(images, training=False)), images)
-    changed = np.asarray(layer(images, training=True))
-    assert changed.shape == images.shape and np.abs(changed - images).mean() > 1.0
+def _gradient(width=6, height=4):
+    x = np.arange(width * height * 3, dtype=np.uint8).reshape(height, width, 3) * 3
+    return x
 
 
-def test_augment_views_differ_from_each_other():
-    views = augment_views(_photo(24, 24)[None], "flip,rotate,zoom", count=3, seed=0)
-    assert views.shape == (1, 3, 24, 24, 3)
-    assert np.abs(views[0, 0] - views[0, 1]).mean() > 0.5
-    with pytest.raises(InputError, match=r"needs at least one augmentation"):
-        augment_views(_photo()[None], "none", count=2)
+def test_rgb_png_round_trip(tmp_path):
+    pixels = _gradient()
+    Image.fromarray(pixels).save(tmp_path / "a.png")
+    np.testing.assert_array_equal(load_image(tmp_path / "a.png"), pixels)
 
 
-def test_preview_writes_a_grid_of_twelve(tmp_path):
-    source = tmp_path / "photo.jpg"
-    Image.fromarray(_photo(90, 120)).save(source)
-    out = preview_augmentation(source, tmp_path / "grid.png", "flip,rotate,zoom", image_size=48)
-    with Image.open(out) as grid:
-        width, height = grid.size
-    assert width > height > 0  # 4 columns, 3 rows
-    with pytest.raises(InputError, match=r"`count` must be a positive int"):
-        preview_augmentation(source, tmp_path / "x.png", count=0)
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK", "I;16", "LA"])
+def test_modes_become_rgb(tmp_path, mode):
+    base = Image.fromarray(_gradient(8, 5))
+    if mode == "I;16":
+        image = Image.fromarray((np.arange(40, dtype=np.uint16).reshape(5, 8) * 1000))
+        suffix = ".png"
+    else:
+        image = base.convert(mode)
+        suffix = ".jpg" if mode == "CMYK" else ".png"
+    path = tmp_path / f"img{suffix}"
+    image.save(path)
+    out = load_image(path)
+    assert out.shape == (5, 8, 3) and out.dtype == np.uint8
+    if mode == "I;16":
+        # 16-bit values up to 39000 are scaled into 0..255, not clipped to white.
+        assert out.max() == 255 and out[0, 0, 0] == 0 and len(np.unique(out)) > 10
+
+
+def test_transparent_pixels_composite_on_white(tmp_path):
+    rgba = np.zeros((2, 2, 4), dtype=np.uint8)  # fully transparent black
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "t.png")
+    assert (load_image(tmp_path / "t.png") == 255).all()
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    pixels = np.zeros((4, 10, 3), dtype=np.uint8)  # wide image
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise when shown
+    image.save(tmp_path / "r.jpg", exif=exif)
+    assert load_image(tmp_path / "r.jpg").shape == (10, 4, 3)
+
+
+def test_gif_webp_bmp(tmp_path):
+    for suffix in (".gif", ".webp", ".bmp"):
+        Image.fromarray(_gradient()).save(tmp_path / f"x{suffix}")
+        assert load_image(tmp_path / f"x{suffix}").shape == (4, 6, 3)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ImageReadError, match=r"nope\.jpg: no such file\. Check the path"):
+        load_image(tmp_path / "nope.jpg")
+
+
+def test_folder_instead_of_file(tmp_path):
+    with pytest.raises(ImageReadError, match=r"is a folder, expected an image file"):
+        load_image(tmp_path)
+
+
+def test_not_an_image(tmp_path):
+    (tmp_path / "notes.jpg").write_text("hello")
+    with pytest.raises(ImageReadError, match=r"notes\.jpg: not an image Pillow can read"):
+        load_image(tmp_path / "notes.jpg")
+
+
+def test_truncated_image(tmp_path):
+    Image.fromarray(_gradient(64, 64)).save(tmp_path / "full.jpg", quality=95)
+    data = (tmp_path / "full.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError, match=r"cut\.jpg: the image is corrupt or truncated"):
+        load_image(tmp_path / "cut.jpg")
+
+
+def test_errors_are_input_errors_and_value_errors():
+    assert issubclass(ImageReadError, InputError) and issubclass(ImageReadError, ValueError)
+
+
+def test_resize_center_crop_keeps_aspect():
+    image = np.zeros((100, 200, 3), dtype=np.uint8)
+    image[:, 50:150] = 255  # white centre square, black sides
+    out = resize_image(image, 50, "center_crop")
+    assert out.shape == (50, 50, 3) and out.dtype == np.float32
+    assert out.mean() > 250  # the crop kept only the white centre
+    stretched = resize_image(image, 50, "stretch")
+    assert 100 < stretched.mean() < 160
+
+
+def test_resize_rejects_unknown_policy():
+    with pytest.raises(ValueError, match="`policy` must be 'center_crop' or 'stretch'"):
+        resize_image(np.zeros((4, 4, 3), np.uint8), 2, "pad")

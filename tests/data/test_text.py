@@ -1,13 +1,12 @@
-"""Reading text tables (CSV, TSV, JSON Lines, Parquet), dropping bad rows, stratified splits."""
+"""Reading text tables (CSV, TSV, JSON Lines, Parquet) and dropping bad rows, with line numbers."""
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
-from transferkit.data.text import read_text_table, sort_class_names, stratified_split
+from transferkit.data.text import read_text_table
 from transferkit.errors import DataError, InputError
 
 ROWS = [("a fine film", "pos"), ("a dull film", "neg"), ("great fun", "pos"), ("boring", "neg")]
@@ -55,7 +54,7 @@ def test_ambiguous_or_missing_columns_list_the_columns(tmp_path):
     with pytest.raises(
         DataError,
         match=r"several columns could hold the texts \('text', 'review'\)"
-        r"\. Choose one with --text-column NAME\. Columns: 'text', 'review', 'label'",
+        r"\. Choose one with `text_column`\. Columns: 'text', 'review', 'label'",
     ):
         read_text_table(both)
     none = write_csv(tmp_path / "none.csv", header="body,label", rows=[("a", "x")])
@@ -68,7 +67,7 @@ def test_ambiguous_or_missing_columns_list_the_columns(tmp_path):
     with pytest.raises(
         DataError,
         match=r"no column named 'stars' for the labels\. Pass one of the "
-        r"columns to --label-column: 'body', 'label'",
+        r"columns as `label_column`: 'body', 'label'",
     ):
         read_text_table(none, text_column="body", label_column="stars")
     # naming the column explicitly works where guessing could not
@@ -157,48 +156,3 @@ def test_file_errors(tmp_path):
     (tmp_path / "bad.parquet").write_bytes(b"not parquet")
     with pytest.raises(DataError, match=r"not a readable Parquet file"):
         read_text_table(tmp_path / "bad.parquet")
-
-
-def test_class_names_sort_numbers_numerically():
-    assert sort_class_names(["10", "2", "1", "2"]) == ["1", "2", "10"]
-    assert sort_class_names(["pos", "neg", "neutral"]) == ["neg", "neutral", "pos"]
-
-
-def test_stratified_split_is_seeded_stratified_and_complete():
-    labels = ["a"] * 50 + ["b"] * 30 + ["c"] * 20
-    splits = stratified_split(labels, test_size=0.2, validation_size=0.1, seed=3)
-    everything = np.concatenate(list(splits.values()))
-    assert sorted(everything.tolist()) == list(range(100))  # each index exactly once
-    labels = np.array(labels)
-    for name, share in (("test", 0.2), ("validation", 0.1)):
-        for cls, count in (("a", 50), ("b", 30), ("c", 20)):
-            assert (labels[splits[name]] == cls).sum() == round(count * share)
-    again = stratified_split(labels, 0.2, 0.1, seed=3)
-    assert all(np.array_equal(splits[k], again[k]) for k in splits)
-    other = stratified_split(labels, 0.2, 0.1, seed=4)
-    assert not np.array_equal(splits["test"], other["test"])
-
-
-def test_tiny_classes_still_reach_every_split():
-    splits = stratified_split(["a"] * 3 + ["b"] * 40, 0.2, 0.1, seed=0)
-    labels = np.array(["a"] * 3 + ["b"] * 40)
-    assert all((labels[idx] == "a").sum() == 1 for idx in splits.values())
-
-
-def test_split_errors_name_the_classes():
-    with pytest.raises(DataError, match=r"only one class \('pos'\) after dropping unusable rows"):
-        stratified_split(["pos"] * 10)
-    with pytest.raises(
-        DataError,
-        match=r"Classes too rare to split: 'b' \(2 examples\), 'c' \(1 example\)\. "
-        r"Each class needs at least 3 examples",
-    ):
-        stratified_split(["a"] * 10 + ["b"] * 2 + ["c"])
-    with pytest.raises(
-        InputError,
-        match=r"`test_size` must be a number between 0 and 1 \(exclusive\)\. "
-        r"Received: test_size=1\.5",
-    ):
-        stratified_split(["a", "b"] * 5, test_size=1.5)
-    with pytest.raises(InputError, match=r"`test_size \+ validation_size` must be below 1"):
-        stratified_split(["a", "b"] * 5, test_size=0.6, validation_size=0.5)

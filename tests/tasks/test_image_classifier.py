@@ -12,74 +12,58 @@ import pytest
 from PIL import Image
 
 import transferkit
+from helpers import write_faces
+from transferkit.data.image_inputs import ImageInputs
 from transferkit.errors import DataError, ImageReadError, InputError
-from transferkit.tasks.image_classifier import (
-    ImageClassifier,
-    InferenceMode,
-    _Inputs,
-    extract_features,
-)
+from transferkit.layers import ClassLabels, InferenceMode
+from transferkit.tasks.image_classifier import ImageClassifier, extract_features
 
 SIZE = 64
-
-
-def _write_faces(folder: Path, per_class: int) -> Path:
-    import skimage.data
-
-    images = skimage.data.lfw_subset()  # 100 faces, then 100 non-faces; 25x25 in [0, 1]
-    for label, offset in (("face", 0), ("not_face", 100)):
-        (folder / label).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            pixels = (images[offset + i] * 255).round().astype(np.uint8)
-            Image.fromarray(pixels, mode="L").save(folder / label / f"{label}_{i:03d}.png")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def faces(tmp_path_factory) -> Path:
-    return _write_faces(tmp_path_factory.mktemp("faces") / "data", per_class=20)
 
 
 @pytest.fixture(scope="module")
 def trained(faces, tmp_path_factory):
     """A classifier whose head is trained (no fine-tuning), shared by the read-only tests."""
-    clf = ImageClassifier(image_size=SIZE, seed=0)
-    rows = clf.fit(faces, epochs=15, validation_split=0.25, verbose=0,
-                   run_dir=tmp_path_factory.mktemp("run"))
-    return clf, rows
+    clf = ImageClassifier(image_size=SIZE, augment="none", seed=0)
+    returned = clf.fit(faces, epochs=15, validation_size=0.25, verbose=0,
+                       output=tmp_path_factory.mktemp("run"))
+    assert returned is clf  # the scikit-learn contract
+    return clf
 
 
 def test_head_is_the_seed_recipe(trained):
-    clf, _ = trained
-    model = clf.model
-    assert [layer.name for layer in model.layers[1:]] == [
-        "resize", "backbone", "pool", "dropout", "classifier", "labels"
+    network = trained.network
+    assert [layer.name for layer in network.layers[1:]] == [
+        "resize", "backbone", "pool", "dropout", "classifier"
     ]
-    assert isinstance(model.get_layer("backbone"), InferenceMode)
-    assert isinstance(model.get_layer("pool"), keras.layers.GlobalAveragePooling2D)
-    assert model.get_layer("dropout").rate == 0.2
-    dense = model.get_layer("classifier")
+    assert isinstance(network.get_layer("backbone"), InferenceMode)
+    assert isinstance(network.get_layer("pool"), keras.layers.GlobalAveragePooling2D)
+    assert network.get_layer("dropout").rate == 0.2
+    dense = network.get_layer("classifier")
     assert dense.units == 1 and dense.activation.__name__ == "linear"  # one logit, two classes
-    assert clf._backbone_model().trainable is False
-    assert model.get_layer("labels").class_names == ["face", "not_face"]
-    three = ImageClassifier(image_size=SIZE, num_classes=3, cache_dir=False).build()
-    dense = three.get_layer("classifier")
-    assert dense.units == 3 and dense.activation.__name__ == "softmax"
+    assert trained._backbone_model().trainable is False
+    labels = trained.model.layers[-1]
+    assert isinstance(labels, ClassLabels) and labels.class_names == ["face", "not_face"]
+    three = ImageClassifier(image_size=SIZE, num_classes=3, cache_dir=False)
+    three.build()
+    dense = three.network.get_layer("classifier")
+    assert dense.units == 3 and dense.activation.__name__ == "linear"  # logits; softmax after
 
 
 def test_head_learns_faces(trained):
-    clf, rows = trained
+    rows = trained.history
     assert [r["phase"] for r in rows] == ["head"] * len(rows)
     assert rows[-1]["accuracy"] > 0.9
     assert max(r["val_accuracy"] for r in rows) >= 0.9
-    assert clf.skipped == []
+    assert trained.skipped == []
 
 
 def test_batchnorm_stays_in_inference_mode_when_unfrozen():
-    clf = ImageClassifier(image_size=SIZE, num_classes=3, dropout=0.0, cache_dir=False)
+    clf = ImageClassifier(image_size=SIZE, num_classes=3, dropout=0.0, augment="none",
+                          cache_dir=False)
     clf.build()
     frozen = len(clf.model.trainable_weights)
-    clf._unfreeze("all")
+    clf._unfreeze()  # "all", the default
     assert len(clf.model.trainable_weights) > 100 > frozen
     x = np.random.default_rng(0).uniform(0, 255, (4, SIZE, SIZE, 3)).astype("float32")
     # training=True is what fit passes; with BatchNorm in inference mode (and stochastic depth off)
@@ -91,54 +75,37 @@ def test_batchnorm_stays_in_inference_mode_when_unfrozen():
     bn = next(l for l in clf._backbone_model().get_layer("efficientnet_lite0").layers
               if isinstance(l, keras.layers.BatchNormalization))
     before = np.asarray(bn.moving_mean).copy()
-    clf._compile(clf.model, 1e-5)
-    clf.model.fit(x, np.array([0, 1, 2, 0]), epochs=1, verbose=0)
+    clf._compile(clf.network, 1e-5)
+    clf.network.fit(x, np.array([0, 1, 2, 0]), epochs=1, verbose=0)
     np.testing.assert_array_equal(np.asarray(bn.moving_mean), before)
-
-
-def test_unfreeze_choices():
-    clf = ImageClassifier(image_size=SIZE, num_classes=2, cache_dir=False)
-    clf.build()
-    arch = clf._backbone_model().get_layer("efficientnet_lite0")
-    layers = [l for l in arch.layers if l.__class__.__name__ != "InputLayer"]
-    assert clf._unfreeze(5) == 5
-    assert [l.trainable for l in layers[-5:]] == [True] * 5 and not layers[-6].trainable
-    assert clf._unfreeze("block6a_expand_conv") == len(layers) - [l.name for l in layers].index(
-        "block6a_expand_conv"
-    )
-    assert arch.get_layer("block6a_expand_conv").trainable
-    assert not arch.get_layer("block5c_project_conv").trainable
-    assert clf._unfreeze("all") == len(layers) and all(l.trainable for l in layers)
-    with pytest.raises(InputError, match=r"names no layer of efficientnet_lite0: 'block6a_expnd_conv'\. "
-                                         r"Did you mean: block6a_expand_conv"):
-        clf._unfreeze("block6a_expnd_conv")
-    with pytest.raises(InputError, match=r"must be >= 1 \(to skip fine-tuning, pass fine_tune_epochs=0\)"):
-        clf._unfreeze(0)
 
 
 def test_features_are_cached_per_image_and_the_head_is_grafted(faces, tmp_path):
     paths = sorted(str(p) for p in faces.glob("*/*.png"))[:6]
-    clf = ImageClassifier(image_size=SIZE, num_classes=2, cache_dir=tmp_path / "cache")
+    clf = ImageClassifier(image_size=SIZE, num_classes=2, augment="none",
+                          cache_dir=tmp_path / "cache")
     clf.build()
-    first, ok = clf._features(_Inputs(paths))
+    first, ok = clf._features(ImageInputs(paths))
     assert first.shape == (6, 1280) and ok.all()
     files = sorted((tmp_path / "cache").glob("*.npy"))
     assert len(files) == 6
     stamps = [f.stat().st_mtime_ns for f in files]
-    fresh = ImageClassifier(image_size=SIZE, num_classes=2, cache_dir=tmp_path / "cache")
+    fresh = ImageClassifier(image_size=SIZE, num_classes=2, augment="none",
+                            cache_dir=tmp_path / "cache")
     fresh.build()  # same backbone and weights, so the same keys: read, not recomputed
-    again, _ = fresh._features(_Inputs(paths))
+    again, _ = fresh._features(ImageInputs(paths))
     np.testing.assert_array_equal(first, again)
     assert [f.stat().st_mtime_ns for f in sorted((tmp_path / "cache").glob("*.npy"))] == stamps
     # Another image size is another key.
-    other = ImageClassifier(image_size=48, num_classes=2, cache_dir=tmp_path / "cache")
+    other = ImageClassifier(image_size=48, num_classes=2, augment="none",
+                            cache_dir=tmp_path / "cache")
     other.build()
-    other._features(_Inputs(paths[:2]))
+    other._features(ImageInputs(paths[:2]))
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 8
-    # The head on cached features gives what the whole model gives on the image files.
+    # The head on cached features gives what the whole network gives on the image files.
     head = clf._head_model()
     via_cache = np.asarray(head.predict(first, verbose=0))
-    end_to_end = np.asarray(clf.model.predict(
+    end_to_end = np.asarray(clf.network.predict(
         np.stack([np.asarray(Image.open(p).convert("RGB").resize((SIZE, SIZE), Image.BICUBIC))
                   for p in paths]).astype("float32"), verbose=0))
     np.testing.assert_allclose(via_cache, end_to_end, atol=1e-4)
@@ -149,8 +116,8 @@ def test_augmented_views_are_precomputed(faces, tmp_path):
     clf = ImageClassifier(image_size=SIZE, num_classes=2, augment="flip,rotate,zoom",
                           augment_views=3, cache_dir=tmp_path / "cache")
     clf.build()
-    plain, _ = clf._features(_Inputs(paths))
-    views, _ = clf._features(_Inputs(paths), views=3)
+    plain, _ = clf._features(ImageInputs(paths))
+    views, _ = clf._features(ImageInputs(paths), views=3)
     assert views.shape == (4, 3, 1280)
     assert np.abs(views[:, 0] - views[:, 1]).mean() > 1e-3
     assert np.abs(views[:, 0] - plain).mean() > 1e-3
@@ -161,13 +128,13 @@ def test_augmented_views_are_precomputed(faces, tmp_path):
 
 
 def test_predict_files_and_arrays_of_any_size(trained, faces):
-    clf, _ = trained
+    clf = trained
     paths = [faces / "face" / "face_000.png", faces / "not_face" / "not_face_000.png"]
     results = clf.predict(paths)
     assert [r["path"] for r in results] == [str(p) for p in paths]
     for result in results:
-        assert set(result) == {"path", "label", "score", "probability", "probabilities"}
-        assert result["score"] == result["probability"] == max(result["probabilities"].values())
+        assert set(result) == {"path", "label", "score", "probabilities"}
+        assert result["score"] == max(result["probabilities"].values())
         assert abs(sum(result["probabilities"].values()) - 1) < 1e-6
     assert [r["label"] for r in results] == ["face", "not_face"]
     big = np.asarray(Image.open(paths[0]).convert("RGB").resize((150, 90)))
@@ -177,7 +144,7 @@ def test_predict_files_and_arrays_of_any_size(trained, faces):
 
 
 def test_predict_names_unreadable_files(trained, tmp_path):
-    clf, _ = trained
+    clf = trained
     (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(ImageReadError, match=r"1 image\(s\) could not be read: .*bad\.jpg: not an image"):
         clf.predict([tmp_path / "bad.jpg"])
@@ -186,7 +153,7 @@ def test_predict_names_unreadable_files(trained, tmp_path):
 
 
 def test_save_and_load_round_trip(trained, faces, tmp_path):
-    clf, _ = trained
+    clf = trained
     path = clf.save(tmp_path / "faces.keras")
     assert [p.name for p in tmp_path.iterdir()] == ["faces.keras"]  # no temporary left behind
     raw = keras.saving.load_model(path, safe_mode=True)
@@ -196,8 +163,8 @@ def test_save_and_load_round_trip(trained, faces, tmp_path):
     assert isinstance(loaded, ImageClassifier)
     assert loaded.class_names == ["face", "not_face"] and loaded.image_size == SIZE
     image = faces / "face" / "face_001.png"
-    assert loaded.predict([image])[0]["probability"] == pytest.approx(
-        clf.predict([image])[0]["probability"], abs=1e-5
+    assert loaded.predict([image])[0]["score"] == pytest.approx(
+        clf.predict([image])[0]["score"], abs=1e-5
     )
     with pytest.raises(InputError, match=r"must end in `\.keras`"):
         clf.save(tmp_path / "faces.h5")
@@ -209,14 +176,14 @@ def test_config_round_trip():
     config = clf.get_config()
     assert json.loads(json.dumps(config)) == config
     assert ImageClassifier.from_config(config).get_config() == config
-    assert config["augment"] == ["flip"] and config["image_size"] == [48, 64]
+    assert config["augment"] == "flip" and config["image_size"] == [48, 64]
 
 
 def test_evaluate_folder_with_report(trained, faces, tmp_path):
-    clf, _ = trained
+    clf = trained
     metrics = clf.evaluate(faces, report_dir=tmp_path / "report")
     assert metrics["n"] == 40 and metrics["classes"] == ["face", "not_face"]
-    assert metrics["accuracy"] >= 0.9 and metrics["skipped_files"] == 0
+    assert metrics["accuracy"] >= 0.9 and metrics["num_skipped"] == 0
     names = {p.name for p in (tmp_path / "report").iterdir()}
     assert {"metrics.json", "summary.txt", "confusion_matrix.png", "mistakes.png"} <= names
     quick = clf.evaluate(faces)
@@ -224,65 +191,65 @@ def test_evaluate_folder_with_report(trained, faces, tmp_path):
 
 
 def test_evaluate_skips_and_lists_corrupt_files(trained, faces, tmp_path):
-    clf, _ = trained
-    data = _write_faces(tmp_path / "eval", per_class=3)
+    clf = trained
+    data = write_faces(tmp_path / "eval", per_class=3)
     (data / "face" / "broken.png").write_bytes(b"\x89PNG broken")
     metrics = clf.evaluate(data)
-    assert metrics["n"] == 6 and metrics["skipped_files"] == 1
+    assert metrics["n"] == 6 and metrics["num_skipped"] == 1
     assert metrics["skipped"][0]["path"].endswith("broken.png")
 
 
 def test_evaluate_rejects_unknown_classes(trained, tmp_path):
-    clf, _ = trained
-    data = _write_faces(tmp_path / "other", per_class=1)
+    clf = trained
+    data = write_faces(tmp_path / "other", per_class=1)
     (data / "face").rename(data / "cat")
     with pytest.raises(DataError, match=r"'cat' are not classes of the model"):
         clf.evaluate(data)
 
 
 def test_fit_skips_corrupt_files_and_fine_tunes(faces, tmp_path):
-    data = _write_faces(tmp_path / "data", per_class=8)
+    data = write_faces(tmp_path / "data", per_class=8)
     (data / "face" / "zz_truncated.png").write_bytes(
         (data / "face" / "face_000.png").read_bytes()[:60]
     )
     clf = ImageClassifier(image_size=SIZE, augment="flip", augment_views=1,
                           cache_dir=tmp_path / "cache")
     run = tmp_path / "run"
-    clf.fit(data, epochs=2, validation_split=0.25, verbose=0, run_dir=run)
+    clf.fit(data, epochs=2, validation_size=0.25, verbose=0, output=run)
     assert [Path(s["path"]).name for s in clf.skipped] == ["zz_truncated.png"]
-    rows = clf.fine_tune(epochs=1, unfreeze=10, verbose=0)
+    assert clf.fine_tune(epochs=1, unfreeze=10, verbose=0) is clf
     assert [r["phase"] for r in clf.history] == ["head", "head", "fine_tune"]
-    assert rows[0]["epoch"] == 1 and "val_accuracy" in rows[0]
+    assert clf.history[-1]["epoch"] == 1 and "val_accuracy" in clf.history[-1]
     assert (run / "checkpoints" / "fine_tune.weights.h5").is_file()
     assert (run / "logs" / "fine_tune").is_dir()
 
 
 def test_fit_resumes_a_run_folder(faces, tmp_path):
     run = tmp_path / "run"
-    first = ImageClassifier(image_size=SIZE, cache_dir=tmp_path / "cache")
-    early = first.fit(faces, epochs=3, verbose=0, run_dir=run)
-    second = ImageClassifier(image_size=SIZE, cache_dir=tmp_path / "cache")
-    rows = second.fit(faces, epochs=3, verbose=0, run_dir=run)
-    assert rows == early  # finished phase: loaded, not trained again
+    first = ImageClassifier(image_size=SIZE, augment="none", cache_dir=tmp_path / "cache")
+    first.fit(faces, epochs=3, verbose=0, output=run)
+    second = ImageClassifier(image_size=SIZE, augment="none", cache_dir=tmp_path / "cache")
+    second.fit(faces, epochs=3, verbose=0, output=run)
+    assert second.history == first.history  # finished phase: loaded, not trained again
     np.testing.assert_array_equal(
-        first.model.get_layer("classifier").get_weights()[0],
-        second.model.get_layer("classifier").get_weights()[0],
+        first.network.get_layer("classifier").get_weights()[0],
+        second.network.get_layer("classifier").get_weights()[0],
     )
 
 
 def test_fit_errors(faces, tmp_path):
     with pytest.raises(InputError, match=r"The data has classes \['face', 'not_face'\] but this "
                                          r"classifier was made for \['0', '1', '2'\]"):
-        ImageClassifier(image_size=SIZE, num_classes=3).fit(faces, run_dir=tmp_path, verbose=0)
-    with pytest.raises(InputError, match=r"`dropout` must be a float in \[0, 1\)"):
-        ImageClassifier(image_size=SIZE, dropout=1.5).fit(faces, run_dir=tmp_path, verbose=0)
+        ImageClassifier(image_size=SIZE, num_classes=3).fit(faces, output=tmp_path, verbose=0)
+    with pytest.raises(InputError, match=r"`dropout` must be a number in \[0, 1\)"):
+        ImageClassifier(image_size=SIZE, dropout=1.5).fit(faces, output=tmp_path, verbose=0)
     with pytest.raises(InputError, match=r"A classifier needs at least 2 classes"):
         ImageClassifier(num_classes=1).build()
     with pytest.raises(InputError, match=r"has no trained model yet\. Call `fit\(\.\.\.\)` first"):
         ImageClassifier().predict(["x.png"])
     x = np.zeros((4, SIZE, SIZE, 3), np.uint8)
     with pytest.raises(DataError, match=r"single class"):
-        ImageClassifier(image_size=SIZE).fit((x, [0, 0, 0, 0]), run_dir=tmp_path, verbose=0)
+        ImageClassifier(image_size=SIZE).fit(x, [0, 0, 0, 0], output=tmp_path, verbose=0)
 
 
 def test_fit_on_arrays_with_string_labels(tmp_path):
@@ -291,8 +258,8 @@ def test_fit_on_arrays_with_string_labels(tmp_path):
     bright = rng.uniform(190, 255, (8, 40, 40, 3))
     images = np.concatenate([dark, bright]).astype(np.uint8)
     labels = ["dark"] * 8 + ["bright"] * 8
-    clf = ImageClassifier(image_size=SIZE, cache_dir=tmp_path / "cache")
-    clf.fit((images, labels), epochs=10, validation_split=0.25, verbose=0, run_dir=tmp_path / "r")
+    clf = ImageClassifier(image_size=SIZE, augment="none", cache_dir=tmp_path / "cache")
+    clf.fit(images, labels, epochs=10, validation_size=0.25, verbose=0, output=tmp_path / "r")
     assert clf.class_names == ["bright", "dark"]
     assert [r["label"] for r in clf.predict(images[[0, -1]])] == ["dark", "bright"]
 

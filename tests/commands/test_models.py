@@ -1,0 +1,76 @@
+"""`transferkit predict` and `transferkit evaluate`: any saved classifier, image or text."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from transferkit.cli import main
+
+
+def _run(argv, capsys):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_predict_and_evaluate_an_image_model(image_run, faces, capsys):
+    run = image_run[3]
+    images = [faces / "face" / "face_000.png", faces / "not_face" / "not_face_001.png"]
+    code, out, _ = _run(["predict", run / "model.keras", *images, "--json"], capsys)
+    assert code == 0
+    results = json.loads(out.strip().splitlines()[-1])
+    assert [r["path"] for r in results] == [str(p) for p in images]
+    for result in results:
+        assert result["label"] in ("face", "not_face")
+        assert result["score"] == max(result["probabilities"].values())
+    code, out, _ = _run(["predict", run, *images], capsys)  # a run folder works too
+    lines = out.strip().splitlines()
+    assert code == 0 and len(lines) == 2 and lines[0].endswith("face_000.png")
+    code, out, _ = _run(["evaluate", run, faces, "--json"], capsys)
+    assert code == 0
+    metrics = json.loads(out.strip().splitlines()[-1])
+    assert metrics["n"] == 40 and metrics["classes"] == ["face", "not_face"]
+    right = sum(row[i] for i, row in enumerate(metrics["confusion_matrix"]))
+    assert metrics["accuracy"] == right / 40
+
+
+def test_evaluate_says_what_it_skipped(image_run, faces, tmp_path, capsys):
+    run = image_run[3]
+    data = tmp_path / "data"
+    for name in ("face", "not_face"):
+        (data / name).mkdir(parents=True)
+        (data / name / "a.png").write_bytes((faces / name / f"{name}_000.png").read_bytes())
+    (data / "face" / "broken.png").write_bytes(b"\x89PNG broken")
+    code, out, _ = _run(["evaluate", run, data, "--report-dir", tmp_path / "report"], capsys)
+    assert code == 0 and "on 2 examples (2 classes); 1 skipped" in out
+    assert f"Report: {tmp_path / 'report'}" in out
+    assert (tmp_path / "report" / "mistakes.png").is_file()
+
+
+def test_predict_and_evaluate_a_text_model(text_run, capsys):
+    run, table = text_run[3], text_run[4]
+    code, out, _ = _run(["predict", run / "model.keras", "a great fun film", "dull boring",
+                         "--json"], capsys)
+    assert code == 0
+    assert [p["label"] for p in json.loads(out.strip().splitlines()[-1])] == [
+        "positive", "negative"
+    ]
+    code, out, _ = _run(["evaluate", run, table, "--json"], capsys)
+    evaluation = json.loads(out.strip().splitlines()[-1])
+    assert code == 0 and evaluation["n"] == 60 and evaluation["num_skipped"] == 2
+    assert evaluation["classes"] == ["negative", "positive"]
+
+
+def test_predict_in_a_fresh_process(image_run, faces):
+    """`transferkit.load` must find transferkit's layers without the test having imported them."""
+    run = image_run[3]
+    result = subprocess.run(
+        [sys.executable, "-m", "transferkit.cli", "predict", str(run / "model.keras"),
+         str(faces / "face" / "face_002.png"), "--json"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    (prediction,) = json.loads(result.stdout.strip().splitlines()[-1])
+    assert prediction["label"] in ("face", "not_face")

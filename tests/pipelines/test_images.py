@@ -1,0 +1,82 @@
+"""`train_images` end to end: a killed run resumes to the same epochs (slow), and the real
+cats-and-dogs photos (slow, from ../shared/data)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import shared_data
+from transferkit.pipelines.images import train_images
+
+
+def _history(run: Path) -> list[dict]:
+    with open(run / "history.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT])
+def test_killed_run_resumes_from_the_last_finished_epoch(faces, tmp_path, stop):
+    run = tmp_path / "run"
+    base = [sys.executable, "-m", "transferkit.cli", "train", "images"]
+    options = ["--image-size", "64", "--epochs", "2", "--fine-tune-epochs", "6",
+               "--fine-tune-patience", "50", "--unfreeze", "20", "--augment", "none"]
+    with open(tmp_path / "stderr.txt", "w") as stderr:
+        process = subprocess.Popen(
+            base + [str(faces), "--output", str(run), *options],
+            stdout=subprocess.DEVNULL, stderr=stderr,
+        )
+        deadline = time.time() + 400
+        while time.time() < deadline and process.poll() is None:
+            state = (
+                json.loads((run / "state.json").read_text())
+                if (run / "state.json").is_file() else {}
+            )
+            if (state.get("fine_tune") or {}).get("epochs_done", 0) >= 2:
+                break
+            time.sleep(0.2)
+        assert process.poll() is None, "the run ended before it could be interrupted"
+        process.send_signal(stop)
+        process.wait(timeout=120)
+    assert process.returncode != 0
+    if stop == signal.SIGINT:  # a clean stop says how to go on
+        assert f"Continue with: transferkit train images --resume {run}" in (
+            tmp_path / "stderr.txt"
+        ).read_text()
+    before = _history(run)
+    finished = [r for r in before if r["phase"] == "fine_tune"]
+    assert 2 <= len(finished) < 6
+    assert not (run / "model.keras").exists()
+
+    result = subprocess.run(
+        base + ["--resume", str(run), "--json"], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resuming" in result.stderr
+    after = _history(run)
+    assert [r["phase"] for r in after] == ["head"] * 2 + ["fine_tune"] * 6
+    assert after[: len(before)] == before  # finished epochs kept, not trained again
+    result = json.loads(result.stdout.strip().splitlines()[-1])
+    assert result["fine_tune_validation_accuracy"] == result["validation_accuracy"]
+
+
+@pytest.mark.slow
+def test_cats_and_dogs_head_on_real_data(tmp_path):
+    """The real thing: EfficientNet-Lite0 at 224 on 2000 + 1000 photos, head only."""
+    data = shared_data("cats_and_dogs")
+    result = train_images(data, output=tmp_path / "run", fine_tune_epochs=0, augment="none",
+                          verbose=0, log=lambda line: None)
+    assert result["classes"] == ["cats", "dogs"] and result["validation_images"] == 1000
+    assert result["head_validation_accuracy"] >= 0.96
+    assert result["skipped_files"] == 0
+    cached = list(Path(os.environ["TRANSFERKIT_CACHE_DIR"]).glob("features/images/*.npy"))
+    assert len(cached) >= 3000
