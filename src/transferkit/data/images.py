@@ -62,6 +62,12 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     Raises:
         ImageReadError: the path does not exist, is a folder, or is not a readable image.
     """
+    return np.asarray(_open_rgb(path), dtype=np.uint8).copy()
+
+
+def _open_rgb(path: str | os.PathLike, draft: tuple[int, int] | None = None):
+    """The image at `path` as a loaded RGB Pillow image, EXIF orientation applied; a JPEG at least
+    twice `draft` is decoded at a reduced scale. Every failure is an `ImageReadError`."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
@@ -74,10 +80,13 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         )
     try:
         with Image.open(path) as image:
+            if draft is not None and image.format == "JPEG":
+                # Square request: both sides stay >= the larger target side whatever the EXIF
+                # rotation, so the crop never has to upscale.
+                image.draft(None, (max(draft), max(draft)))
             image = ImageOps.exif_transpose(image)
             image.load()
-            rgb = _to_rgb(image)
-            return np.asarray(rgb, dtype=np.uint8).copy()
+            return _to_rgb(image)
     except UnidentifiedImageError:
         raise ImageReadError(
             f"{path}: not an image Pillow can read. Use JPEG, PNG, BMP, GIF or WebP files."
@@ -171,36 +180,12 @@ def load_resized(
     Raises:
         ImageReadError: as `load_image`.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     size = image_size_pair(image_size)
     if policy not in ("center_crop", "stretch"):
         raise ValueError(
             f"`policy` must be 'center_crop' or 'stretch'. Received: policy={policy!r}."
         )
-    path = Path(path)
-    if not path.is_file():
-        load_image(path)  # raises the missing-file or folder message
-    try:
-        with Image.open(path) as image:
-            if image.format == "JPEG":
-                # Square request: both sides stay >= the larger target side whatever the EXIF
-                # rotation, so the crop never has to upscale.
-                image.draft(None, (max(size), max(size)))
-            image = ImageOps.exif_transpose(image)
-            image.load()
-            rgb = _to_rgb(image)
-            return np.asarray(_resize_pil(rgb, size, policy), dtype=np.uint8)
-    except UnidentifiedImageError:
-        raise ImageReadError(
-            f"{path}: not an image Pillow can read. Use JPEG, PNG, BMP, GIF or WebP files."
-        ) from None
-    except PermissionError:
-        raise ImageReadError(f"{path}: permission denied. Make the file readable.") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError(
-            f"{path}: the image is corrupt or truncated ({exc}). Re-export or remove the file."
-        ) from None
+    return np.asarray(_resize_pil(_open_rgb(path, draft=size), size, policy), dtype=np.uint8)
 
 
 class DecodeLog:

@@ -160,11 +160,23 @@ def summary_text(metrics: Mapping, extra: Mapping | None = None, title: str = ""
     return "\n".join(lines) + "\n"
 
 
-def mistake_order(true_labels, predicted_labels, scores) -> np.ndarray:
-    """Indices of the wrong predictions, most confident first (the highest `scores`)."""
+def mistake_order(true_labels, predicted_labels, scores, inputs=None,
+                  inputs_name: str = "inputs") -> np.ndarray:
+    """Indices of the wrong predictions, most confident first (the highest `scores`).
+
+    Args:
+        true_labels, predicted_labels, scores: one per input.
+        inputs: the inputs themselves, to check their number too. Default `None`.
+        inputs_name: their argument's name, for the message. Default `"inputs"`.
+    """
     true_labels = np.asarray(true_labels)
     predicted_labels = np.asarray(predicted_labels)
     scores = np.asarray(scores, dtype=np.float64)
+    if inputs is not None and len(inputs) != len(scores):
+        raise InputError(
+            f"`{inputs_name}` and `scores` must have the same length. Received: {len(inputs)} "
+            f"and {len(scores)}."
+        )
     if not (len(true_labels) == len(predicted_labels) == len(scores)):
         raise InputError(
             f"`true_labels`, `predicted_labels` and `scores` must have the same length. Received: "
@@ -196,12 +208,7 @@ def write_text_mistakes(
     Returns:
         The path written.
     """
-    if len(texts) != len(scores):
-        raise InputError(
-            f"`texts` and `scores` must have the same length. Received: {len(texts)} and "
-            f"{len(scores)}."
-        )
-    order = mistake_order(true_labels, predicted_labels, scores)
+    order = mistake_order(true_labels, predicted_labels, scores, texts, "texts")
     shown = order[:max_items]
     lines = [
         f"Most confident mistakes: {len(shown)} of {len(order)} wrong predictions "

@@ -329,12 +329,7 @@ def plot_image_mistakes(
     """
     from transferkit.reports.metrics import mistake_order
 
-    if len(images) != len(scores):
-        raise InputError(
-            f"`images` and `scores` must have the same length. Received: {len(images)} and "
-            f"{len(scores)}."
-        )
-    order = mistake_order(true_labels, predicted_labels, scores)
+    order = mistake_order(true_labels, predicted_labels, scores, images, "images")
     shown = order[:max_items]
     if not len(shown):
         figure = _figure(4, 1.2)

@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import keras
 import numpy as np
 
-from transferkit.errors import InputError, MissingDependencyError
+from transferkit.errors import DataError, InputError, MissingDependencyError
 from transferkit.layers import ClassLabels
 
 __all__ = ["Classifier", "Splits", "labels_layer", "load", "TASK_CLASSES"]
@@ -110,6 +110,15 @@ class Classifier:
 
     task: ClassVar[str] = ""
     config_class: ClassVar[type] = type(None)
+    item_noun: ClassVar[str] = "inputs"  # "images", "texts": for messages
+    data_forms: ClassVar[str] = ""  # what `x` may be besides inputs with labels, for messages
+
+    def _store(self, arguments: dict) -> None:
+        """Stores the constructor's arguments (`locals()`) as attributes of the same name, as
+        scikit-learn's estimators do, and sets up the state that `fit` fills."""
+        for name in self._arguments():
+            setattr(self, name, arguments[name])
+        self._init_state()
 
     def _init_state(self) -> None:
         self.model = None
@@ -446,8 +455,6 @@ class Classifier:
         Raises:
             DataError: labels that are not among the model's classes, or nothing to evaluate.
         """
-        from transferkit.errors import DataError
-
         self._require_model()
         items, labels, skipped = self._evaluation_data(x, y)
         batch_size = self._settings({"batch_size": "batch_size"}, batch_size=batch_size).batch_size
@@ -542,6 +549,33 @@ class Classifier:
 
     def _describe_item(self, item) -> dict:
         return {}
+
+    def _with_labels(self, x, y, name: str = "x") -> tuple[list, list]:
+        """Inputs and their labels from `(x, y)`, or from `x = (inputs, labels)`."""
+        if y is None:
+            if not (isinstance(x, tuple) and len(x) == 2):
+                raise InputError(
+                    f"`{name}` must be {self.data_forms}, or {self.item_noun} with their labels "
+                    f"(`y`). Received: {type(x).__name__} without labels."
+                )
+            x, y = x
+        items, labels = self._items(x), list(np.asarray(y, dtype=object).tolist())
+        if len(items) != len(labels):
+            raise InputError(
+                f"`x` and `y` must have the same length. Received: {len(items)} "
+                f"{self.item_noun} and {len(labels)} labels."
+            )
+        if not items:
+            raise DataError(f"No {self.item_noun}: `{name}` is empty.")
+        return items, labels
+
+    def _validation_pair(self, validation_data) -> tuple[list, list]:
+        if isinstance(validation_data, tuple) and len(validation_data) == 2:
+            return self._with_labels(*validation_data, name="validation_data")
+        raise InputError(
+            f"`validation_data` must be a pair `({self.item_noun}, labels)`. Received: "
+            f"{type(validation_data).__name__}."
+        )
 
     def _labelled(self, x, y, validation_data, validation_size) -> Splits:
         raise NotImplementedError

@@ -94,6 +94,8 @@ class ImageClassifier(Classifier):
 
     task = "image"
     config_class = ImageTrainConfig
+    item_noun = "images"
+    data_forms = "a folder of class sub-folders, an `ImageFolder`"
 
     def __init__(
         self,
@@ -108,17 +110,7 @@ class ImageClassifier(Classifier):
         seed: int = _D.seed,
         cache_dir: str | os.PathLike | bool | None = None,
     ):
-        self.backbone = backbone
-        self.num_classes = num_classes
-        self.class_names = class_names
-        self.image_size = image_size
-        self.weights = weights
-        self.dropout = dropout
-        self.augment = augment
-        self.augment_views = augment_views
-        self.seed = seed
-        self.cache_dir = cache_dir
-        self._init_state()
+        self._store(locals())
         self.feature_seconds = 0.0
         self._split_features: dict | None = None
         self._unfreeze_choice = _D.unfreeze
@@ -394,7 +386,7 @@ class ImageClassifier(Classifier):
                 },
                 skipped=list(x.skipped), source=x,
             )
-        images, labels = _images_and_labels(x, y, "x")
+        images, labels = self._with_labels(x, y)
         ints, names = encode_labels(labels, known)
         if len(set(ints.tolist())) < 2:
             raise DataError("The training data has a single class; a classifier needs at least two.")
@@ -408,7 +400,7 @@ class ImageClassifier(Classifier):
                 "train": (inputs.subset(parts["train"]), ints[parts["train"]]),
                 "validation": (inputs.subset(parts["validation"]), ints[parts["validation"]]),
             })
-        val_images, val_labels = _images_and_labels(*_pair(validation_data), "validation_data")
+        val_images, val_labels = self._validation_pair(validation_data)
         val_ints, _ = encode_labels(val_labels, names)
         return Splits(names, {
             "train": (inputs, ints), "validation": (ImageInputs(val_images), val_ints)
@@ -552,7 +544,7 @@ class ImageClassifier(Classifier):
             return list(found.paths), found.labels, list(found.skipped)
         if isinstance(x, ImageFolder):
             return list(x.validation_paths), x.validation_labels, []
-        images, labels = _images_and_labels(x, y, "x")
+        images, labels = self._with_labels(x, y)
         return images, encode_labels(labels, names)[0], []
 
     def _write_mistakes(self, report_dir: Path, items, true_names, predicted_names,
@@ -567,30 +559,6 @@ class ImageClassifier(Classifier):
 
 def _images_only(images, ok):
     return images
-
-
-def _pair(data) -> tuple:
-    if isinstance(data, tuple) and len(data) == 2:
-        return data
-    raise InputError(
-        f"`validation_data` must be a pair (images, labels). Received: {type(data).__name__}."
-    )
-
-
-def _images_and_labels(x, y, name: str) -> tuple[list, list]:
-    """Images and labels from `(x, y)`, or from `x = (images, labels)`."""
-    if y is None:
-        if not (isinstance(x, tuple) and len(x) == 2):
-            raise InputError(
-                f"`{name}` must be a folder of class sub-folders, an `ImageFolder`, or images "
-                f"with their labels (`y`). Received: {type(x).__name__} without labels."
-            )
-        x, y = x
-    images = image_list(x)
-    labels = list(np.asarray(y, dtype=object).tolist())
-    if len(images) != len(labels):
-        raise InputError(f"{len(images)} images but {len(labels)} labels; give one label each.")
-    return images, labels
 
 
 def extract_features(

@@ -75,6 +75,8 @@ class TextClassifier(Classifier):
 
     task = "text"
     config_class = TextTrainConfig
+    item_noun = "texts"
+    data_forms = "a table file"
 
     def __init__(
         self,
@@ -89,16 +91,7 @@ class TextClassifier(Classifier):
         seed: int = _D.seed,
         cache_dir: str | os.PathLike | None = None,
     ):
-        self.encoder = encoder
-        self.class_names = class_names
-        self.word_vectors = word_vectors
-        self.vocabulary_size = vocabulary_size
-        self.max_length = max_length
-        self.features = features
-        self.head_units = head_units
-        self.seed = seed
-        self.cache_dir = cache_dir
-        self._init_state()
+        self._store(locals())
         self._encoder = None
         self._tokenizer = None
         self._columns: tuple[str | None, str | None] = (None, None)
@@ -163,14 +156,14 @@ class TextClassifier(Classifier):
             table, skipped = self._read_table(x)
             texts, labels = table.texts, table.labels
         else:
-            texts, labels = _texts_and_labels(x, y, "x")
+            texts, labels = self._with_labels(x, y)
         ints, names = encode_labels(labels, self.class_names)
         if len(set(ints.tolist())) < 2:
             raise DataError(
                 f"The labels have only one class ({names[0]!r}); a classifier needs at least two."
             )
         if validation_data is not None:
-            val_texts, val_labels = _texts_and_labels(*_pair(validation_data), "validation_data")
+            val_texts, val_labels = self._validation_pair(validation_data)
             parts = {"train": (texts, ints),
                      "validation": (val_texts, encode_labels(val_labels, names)[0])}
         else:
@@ -295,7 +288,7 @@ class TextClassifier(Classifier):
             table, skipped = self._read_table(x, *self._columns)
             texts, labels = table.texts, table.labels
         else:
-            texts, labels = _texts_and_labels(x, y, "x")
+            texts, labels = self._with_labels(x, y)
         return texts, encode_labels(labels, self.class_names)[0], skipped
 
     def _write_mistakes(self, report_dir: Path, items, true_names, predicted_names,
@@ -304,34 +297,6 @@ class TextClassifier(Classifier):
 
         return write_text_mistakes(report_dir / "mistakes.txt", items, true_names,
                                    predicted_names, scores)
-
-
-def _pair(data) -> tuple:
-    if isinstance(data, tuple) and len(data) == 2:
-        return data
-    raise InputError(
-        f"`validation_data` must be a pair `(texts, labels)`. Received: {type(data).__name__}."
-    )
-
-
-def _texts_and_labels(x, y, name: str) -> tuple[list[str], list]:
-    """Texts and labels from `(x, y)`, or from `x = (texts, labels)`."""
-    if y is None:
-        if not (isinstance(x, tuple) and len(x) == 2):
-            raise InputError(
-                f"`{name}` must be a table file, or texts with their labels (`y`). Received: "
-                f"{type(x).__name__} without labels."
-            )
-        x, y = x
-    texts, labels = _texts(x), list(np.asarray(y, dtype=object).tolist())
-    if len(texts) != len(labels):
-        raise InputError(
-            f"`x` and `y` must have the same length. Received: {len(texts)} texts and "
-            f"{len(labels)} labels."
-        )
-    if not texts:
-        raise DataError("No texts: `x` is empty.")
-    return texts, labels
 
 
 def _dropped_rows(table) -> list[dict]:
