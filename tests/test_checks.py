@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from transferkit.checks import check_choice, check_fraction, check_int, check_number
+from transferkit.checks import (
+    check_choice,
+    check_fraction,
+    check_image_size,
+    check_int,
+    check_number,
+    check_unfreeze,
+)
 from transferkit.errors import InputError
 
 
@@ -38,3 +45,23 @@ def test_check_choice():
     with pytest.raises(InputError, match=r"`features` must be one of 'layers', 'sentence'\. "
                                          r"Received: features='cls'\."):
         check_choice("cls", "features", ("layers", "sentence"))
+
+
+def test_check_image_size():
+    assert check_image_size(32) == (32, 32)
+    assert check_image_size((24, 40)) == (24, 40)
+    assert check_image_size([24, 40]) == (24, 40)
+    for bad in (-3, 0, (3,), (3, -1), 2.5, True, "224"):
+        with pytest.raises(InputError, match=r"`image_size` must be a positive int or a pair of them"):
+            check_image_size(bad)
+
+
+def test_check_unfreeze():
+    assert check_unfreeze("all") == "all" and check_unfreeze(" block6a ") == "block6a"
+    assert check_unfreeze(5) == 5 and check_unfreeze("12") == 12
+    with pytest.raises(InputError, match=r"must be >= 1 \(to skip fine-tuning, pass "
+                                         r"`fine_tune_epochs`=0\)"):
+        check_unfreeze(0)
+    for bad in (True, "", None, 1.5):
+        with pytest.raises(InputError, match=r"`unfreeze` must be 'all', a number of top layers"):
+            check_unfreeze(bad)

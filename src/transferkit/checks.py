@@ -15,7 +15,14 @@ from typing import Any
 
 from transferkit.errors import InputError
 
-__all__ = ["check_choice", "check_fraction", "check_int", "check_number"]
+__all__ = [
+    "check_choice",
+    "check_fraction",
+    "check_image_size",
+    "check_int",
+    "check_number",
+    "check_unfreeze",
+]
 
 
 def _is_int(value: Any) -> bool:
@@ -98,3 +105,51 @@ def check_choice(value: Any, name: str, choices: Iterable[str]) -> str:
         listed = ", ".join(repr(c) for c in choices)
         raise InputError(f"`{name}` must be one of {listed}. Received: {name}={value!r}.")
     return value
+
+
+def check_image_size(image_size, name: str = "image_size") -> tuple[int, int]:
+    """`image_size` as `(height, width)`: an int gives a square.
+
+    Raises:
+        InputError: not a positive int or a pair of positive ints.
+    """
+    if _is_int(image_size):
+        pair = (int(image_size), int(image_size))
+    elif isinstance(image_size, (tuple, list)) and len(image_size) == 2 and all(
+        _is_int(side) for side in image_size
+    ):
+        pair = (int(image_size[0]), int(image_size[1]))
+    else:
+        pair = (0, 0)
+    if min(pair) <= 0:
+        raise InputError(
+            f"`{name}` must be a positive int or a pair of them. Received: {name}={image_size!r}."
+        )
+    return pair
+
+
+def check_unfreeze(unfreeze) -> str | int:
+    """What fine-tuning trains: `"all"`, an int N (the top N layers), or a layer name.
+
+    Raises:
+        InputError: a bool, an empty name, or a number below 1.
+    """
+    if isinstance(unfreeze, bool):
+        raise InputError(
+            "`unfreeze` must be 'all', a number of top layers, or a layer name. "
+            f"Received: unfreeze={unfreeze!r}."
+        )
+    if _is_int(unfreeze) or (isinstance(unfreeze, str) and unfreeze.isdigit()):
+        count = int(unfreeze)
+        if count < 1:
+            raise InputError(
+                "`unfreeze` as a number of top layers must be >= 1 (to skip fine-tuning, pass "
+                f"`fine_tune_epochs`=0). Received: unfreeze={unfreeze!r}."
+            )
+        return count
+    if isinstance(unfreeze, str) and unfreeze.strip():
+        return unfreeze.strip()
+    raise InputError(
+        "`unfreeze` must be 'all', a number of top layers, or a layer name. "
+        f"Received: unfreeze={unfreeze!r}."
+    )

@@ -10,6 +10,8 @@ anywhere else.
 
 A field whose default is `None` means "decided by something else": the backbone (`image_size`),
 or, for text, the encoder (`epochs`, `learning_rate`, ...; see `transferkit.backbones.text_encoders`).
+Augmentation names are checked by the classifier (`ImageClassifier.check_settings`), before any
+run folder exists; this module imports nothing of transferkit but `checks` and `errors`.
 
 Example:
     >>> config = ImageTrainConfig(epochs=5)          # the rest are the defaults
@@ -29,14 +31,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from transferkit.checks import check_choice, check_fraction, check_int, check_number
+from transferkit.checks import (
+    check_choice,
+    check_fraction,
+    check_image_size,
+    check_int,
+    check_number,
+    check_unfreeze,
+)
 from transferkit.errors import InputError
 
 __all__ = ["ImageTrainConfig", "TextTrainConfig", "TrainConfig", "read_config_file"]
 
 
 def _setting(default, help: str, *, type: type = str, check: Callable | None = None,
-             none_means: str | Callable[[], str] | None = None, choices=None, flag: bool = True):
+             none_means: str | None = None, choices=None, flag: bool = True):
     """A dataclass field with what the command line and the checks need in its metadata.
 
     Args:
@@ -44,7 +53,7 @@ def _setting(default, help: str, *, type: type = str, check: Callable | None = N
         help: what the setting does, for `--help` (the default is appended).
         type: how the command line parses the flag's text (`int`, `float`, `str`).
         check: `check(value, name)` raises `InputError` for a bad value (not called for None).
-        none_means: what a `None` default stands for, in words (or a function giving them).
+        none_means: what a `None` default stands for, in words.
         choices: the values the command line accepts. Default: any.
         flag: whether the field gets a `--flag` (False for `data`, a positional argument).
     """
@@ -70,30 +79,16 @@ def _fraction(value, name):
 
 
 def _image_size(value, name):
-    from transferkit.data.images import image_size_pair
-
-    image_size_pair(value)
-
-
-def _augment(value, name):
-    from transferkit.data.augmentation import parse_augment
-
-    parse_augment(value)
+    check_image_size(value, name)
 
 
 def _unfreeze(value, name):
-    from transferkit.training.unfreeze import parse_unfreeze
-
-    parse_unfreeze(value)
+    check_unfreeze(value)
 
 
-def _encoder_default(name: str) -> Callable[[], str]:
-    def describe() -> str:
-        from transferkit.backbones.text_encoders import describe_default
-
-        return describe_default(name)
-
-    return describe
+#: What a `None` default of a text setting means: the encoder kind's default (their values are
+#: with the kinds, `transferkit.backbones.text_encoders`; the command line's help lists them).
+ENCODER_DEFAULT = "the encoder's"
 
 
 @dataclass(frozen=True)
@@ -158,8 +153,7 @@ class TrainConfig:
         """The default of setting `name` in words, for help texts."""
         item = next(f for f in dataclasses.fields(cls) if f.name == name)
         if item.default is None:
-            meaning = item.metadata.get("none_means")
-            return meaning() if callable(meaning) else (meaning or "none")
+            return item.metadata.get("none_means") or "none"
         return str(item.default)
 
 
@@ -202,7 +196,7 @@ class ImageTrainConfig(TrainConfig):
     )
     augment: str = _setting(
         "flip,rotate,zoom", "comma-separated: flip, vflip, rotate, zoom, translate, contrast, "
-        "brightness; or none", check=_augment,
+        "brightness; or none",
     )
     augment_views: int = _setting(
         2, "augmented views per training image, cached for the head", type=int, check=_int(0)
@@ -246,37 +240,37 @@ class TextTrainConfig(TrainConfig):
     )
     word_vectors: str | None = _setting(
         None, "for glove-bilstm: packaged word vectors or a GloVe .txt, word2vec .bin/.txt or "
-        "fastText .vec file", none_means=_encoder_default("word_vectors"),
+        "fastText .vec file", none_means=ENCODER_DEFAULT,
     )
     vocabulary_size: int | None = _setting(
         None, "for glove-bilstm: word ids in all, padding and unknown word included", type=int,
         check=_int(3, "padding, unknown word and at least one word"),
-        none_means=_encoder_default("vocabulary_size"),
+        none_means=ENCODER_DEFAULT,
     )
     max_length: int | None = _setting(
         None, "the most tokens per text", type=int, check=_int(3),
-        none_means=_encoder_default("max_length"),
+        none_means=ENCODER_DEFAULT,
     )
     features: str | None = _setting(
         None, "for sentence encoders, what the head learns from: layers (every layer's "
         "mean-pooled output, concatenated) or sentence (the encoder's own sentence vector)",
-        choices=("layers", "sentence"), none_means=_encoder_default("features"),
+        choices=("layers", "sentence"), none_means=ENCODER_DEFAULT,
     )
     head_units: int | None = _setting(
         None, "for sentence encoders: hidden units of the head; 0 is a linear head", type=int,
-        check=_int(0), none_means=_encoder_default("head_units"),
+        check=_int(0), none_means=ENCODER_DEFAULT,
     )
     epochs: int | None = _setting(
-        None, _EPOCHS, type=int, check=_int(0), none_means=_encoder_default("epochs")
+        None, _EPOCHS, type=int, check=_int(0), none_means=ENCODER_DEFAULT
     )
     fine_tune_epochs: int = _setting(0, _FINE_TUNE_EPOCHS, type=int, check=_int(0))
     learning_rate: float | None = _setting(
         None, _LEARNING_RATE, type=float, check=_positive,
-        none_means=_encoder_default("learning_rate"),
+        none_means=ENCODER_DEFAULT,
     )
     fine_tune_learning_rate: float | None = _setting(
         None, _FINE_TUNE_LEARNING_RATE, type=float, check=_positive,
-        none_means=_encoder_default("fine_tune_learning_rate"),
+        none_means=ENCODER_DEFAULT,
     )
     batch_size: int = _setting(32, _BATCH_SIZE, type=int, check=_int(1))
     test_size: float = _setting(

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from transferkit.cli import build_parser, main
+from transferkit.commands.train import default_in_words
 from transferkit.config import ImageTrainConfig, TextTrainConfig
 from transferkit.errors import InputError
 
@@ -127,9 +128,12 @@ def test_every_setting_is_a_flag_with_its_default_in_the_help():
         for item in dataclasses.fields(config_class):
             action = actions[item.name]
             assert action.default is None, item.name  # the dataclass fills unset flags
-            assert f"(default: {config_class.default_text(item.name)})" in action.help
-    assert TextTrainConfig.default_text("epochs") == "30 for glove-bilstm; 100 for sentence encoders"
-    assert TextTrainConfig.default_text("word_vectors") == "glove-6b-50d for glove-bilstm"
+            assert f"(default: {default_in_words(config_class, item.name)})" in action.help
+    assert default_in_words(ImageTrainConfig, "epochs") == "20"
+    assert default_in_words(TextTrainConfig, "epochs") == (
+        "30 for glove-bilstm; 100 for sentence encoders"
+    )
+    assert default_in_words(TextTrainConfig, "word_vectors") == "glove-6b-50d for glove-bilstm"
 
 
 def test_image_errors_are_one_line_and_leave_no_run_folder(tmp_path, capsys):

@@ -11,7 +11,6 @@ from helpers import photo
 from transferkit.data.images import (
     DecodeLog,
     image_dataset,
-    image_size_pair,
     load_image,
     load_resized,
     resize_image,
@@ -41,15 +40,6 @@ def mixed_files(tmp_path):
     corrupt.write_bytes(files["rgb"].read_bytes()[:200])
     files["corrupt"] = corrupt
     return files
-
-
-def test_image_size_pair():
-    assert image_size_pair(32) == (32, 32)
-    assert image_size_pair((24, 40)) == (24, 40)
-    assert image_size_pair([24, 40]) == (24, 40)
-    for bad in (-3, 0, (3,), (3, -1), 2.5, True, "224"):
-        with pytest.raises(InputError, match=r"`image_size` must be a positive int or a pair of them"):
-            image_size_pair(bad)
 
 
 def test_load_resized_matches_load_then_resize(mixed_files):

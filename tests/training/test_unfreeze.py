@@ -1,4 +1,4 @@
-"""Choosing what fine-tuning trains: all of a backbone, its top N layers, or all from a layer."""
+"""Unfreezing for fine-tuning: all of a backbone, its top N layers, or all from a layer."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from transferkit.backbones.registry import get_backbone
 from transferkit.errors import InputError
-from transferkit.training.unfreeze import parse_unfreeze, unfreeze_layers
+from transferkit.training.unfreeze import unfreeze_layers
 
 
 @pytest.fixture(scope="module")
@@ -14,17 +14,6 @@ def arch():
     """The bare EfficientNet-Lite0 architecture (random weights: only its layers matter)."""
     model = get_backbone("efficientnet_lite0", weights=None, input_shape=(64, 64, 3))
     return model.get_layer("efficientnet_lite0")
-
-
-def test_parse_unfreeze():
-    assert parse_unfreeze("all") == "all" and parse_unfreeze(" block6a ") == "block6a"
-    assert parse_unfreeze(5) == 5 and parse_unfreeze("12") == 12
-    with pytest.raises(InputError, match=r"must be >= 1 \(to skip fine-tuning, pass "
-                                         r"`fine_tune_epochs`=0\)"):
-        parse_unfreeze(0)
-    for bad in (True, "", None, 1.5):
-        with pytest.raises(InputError, match=r"`unfreeze` must be 'all', a number of top layers"):
-            parse_unfreeze(bad)
 
 
 def test_unfreeze_choices(arch):

@@ -12,7 +12,7 @@ import functools
 import sys
 
 from transferkit.commands import print_json
-from transferkit.config import ImageTrainConfig, TextTrainConfig
+from transferkit.config import ENCODER_DEFAULT, ImageTrainConfig, TextTrainConfig
 
 # kind -> (pipeline "module:function", config class, help, description)
 TRAIN_COMMANDS = {
@@ -34,12 +34,22 @@ TRAIN_COMMANDS = {
 }
 
 
+def default_in_words(config_class, name: str) -> str:
+    """A setting's default for `--help`; for the encoder's defaults, each kind's value."""
+    text = config_class.default_text(name)
+    if text == ENCODER_DEFAULT:
+        from transferkit.backbones.text_encoders import describe_default
+
+        return describe_default(name)
+    return text
+
+
 def add_config_flags(parser, config_class) -> None:
     """One flag per field of `config_class` (`data` is the positional DATA), defaults `None`: the
     dataclass fills what is not given, so no default is written here."""
     for item in dataclasses.fields(config_class):
         meta = item.metadata
-        text = f"{meta['help']} (default: {config_class.default_text(item.name)})"
+        text = f"{meta['help']} (default: {default_in_words(config_class, item.name)})"
         if not meta.get("flag", True):
             parser.add_argument(item.name, nargs="?", metavar=item.name.upper(), help=text)
             continue

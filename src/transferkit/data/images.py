@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from transferkit.checks import check_image_size
 from transferkit.errors import ImageReadError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "DecodeLog",
     "image_dataset",
-    "image_size_pair",
     "load_image",
     "load_resized",
     "resize_image",
@@ -121,32 +121,6 @@ def resize_image(image: np.ndarray, size: int | tuple[int, int], policy: str = "
 # Sizes, fast loading for models, and tf.data pipelines.
 
 
-def image_size_pair(image_size) -> tuple[int, int]:
-    """`image_size` as `(height, width)`: an int gives a square.
-
-    Raises:
-        InputError: not a positive int or a pair of positive ints.
-    """
-    from transferkit.errors import InputError
-
-    if isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool):
-        pair = (int(image_size), int(image_size))
-    elif (
-        isinstance(image_size, (tuple, list))
-        and len(image_size) == 2
-        and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in image_size)
-    ):
-        pair = (int(image_size[0]), int(image_size[1]))
-    else:
-        pair = (0, 0)
-    if min(pair) <= 0:
-        raise InputError(
-            "`image_size` must be a positive int or a pair of them. "
-            f"Received: image_size={image_size!r}."
-        )
-    return pair
-
-
 def _resize_pil(pil, size: tuple[int, int], policy: str):
     from PIL import Image
 
@@ -180,7 +154,7 @@ def load_resized(
     Raises:
         ImageReadError: as `load_image`.
     """
-    size = image_size_pair(image_size)
+    size = check_image_size(image_size)
     if policy not in ("center_crop", "stretch"):
         raise ValueError(
             f"`policy` must be 'center_crop' or 'stretch'. Received: policy={policy!r}."
@@ -249,7 +223,7 @@ def image_dataset(
     """
     import tensorflow as tf
 
-    height, width = image_size_pair(image_size)
+    height, width = check_image_size(image_size)
     paths = [os.fspath(p) for p in paths]
     decode = _decoder((height, width), policy, decode_log if decode_log is not None else DecodeLog())
     index = tf.data.Dataset.from_tensor_slices(tf.constant(paths, dtype=tf.string))

@@ -40,10 +40,11 @@ def preview_augmentation(
     Returns:
         The path written.
     """
-    from transferkit.data.images import image_size_pair, load_resized, resize_image
+    from transferkit.checks import check_image_size
+    from transferkit.data.images import load_resized, resize_image
 
     check_int(count, "count", minimum=1)
-    size = image_size_pair(image_size)
+    size = check_image_size(image_size)
     if isinstance(image, (str, os.PathLike)):
         base = load_resized(image, size, policy).astype(np.float32)
     else:

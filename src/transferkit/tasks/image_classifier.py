@@ -140,10 +140,10 @@ class ImageClassifier(Classifier):
     @property
     def input_size(self) -> tuple[int, int]:
         """`(height, width)` the backbone sees: `image_size`, or the backbone's own size."""
-        from transferkit.data.images import image_size_pair
+        from transferkit.checks import check_image_size
 
         size = self.image_size if self.image_size is not None else self._spec().default_input_size
-        return image_size_pair(size)
+        return check_image_size(size)
 
     @property
     def resize_policy(self) -> str:

@@ -2,39 +2,11 @@
 
 from __future__ import annotations
 
-import numbers
-
+from transferkit.checks import check_unfreeze
 from transferkit.config import ImageTrainConfig
 from transferkit.errors import InputError
 
-__all__ = ["parse_unfreeze", "unfreeze_layers"]
-
-
-def parse_unfreeze(unfreeze) -> str | int:
-    """`"all"`, an int N (the top N layers), or a layer name, from what the user passed.
-
-    Raises:
-        InputError: a bool, an empty name, or a number below 1.
-    """
-    if isinstance(unfreeze, bool):
-        raise InputError(
-            "`unfreeze` must be 'all', a number of top layers, or a layer name. "
-            f"Received: unfreeze={unfreeze!r}."
-        )
-    if isinstance(unfreeze, numbers.Integral) or (isinstance(unfreeze, str) and unfreeze.isdigit()):
-        count = int(unfreeze)
-        if count < 1:
-            raise InputError(
-                "`unfreeze` as a number of top layers must be >= 1 (to skip fine-tuning, pass "
-                f"`fine_tune_epochs`=0). Received: unfreeze={unfreeze!r}."
-            )
-        return count
-    if isinstance(unfreeze, str) and unfreeze.strip():
-        return unfreeze.strip()
-    raise InputError(
-        "`unfreeze` must be 'all', a number of top layers, or a layer name. "
-        f"Received: unfreeze={unfreeze!r}."
-    )
+__all__ = ["unfreeze_layers"]
 
 
 def unfreeze_layers(model, unfreeze=ImageTrainConfig.unfreeze) -> int:
@@ -42,7 +14,7 @@ def unfreeze_layers(model, unfreeze=ImageTrainConfig.unfreeze) -> int:
 
     Args:
         model: a Keras model (a backbone architecture); its input layer does not count.
-        unfreeze: as `parse_unfreeze`. Default `ImageTrainConfig.unfreeze` (`"all"`).
+        unfreeze: as `transferkit.checks.check_unfreeze`. Default `ImageTrainConfig.unfreeze` (`"all"`).
 
     Returns:
         The number of trainable layers.
@@ -52,7 +24,7 @@ def unfreeze_layers(model, unfreeze=ImageTrainConfig.unfreeze) -> int:
     """
     import difflib
 
-    choice = parse_unfreeze(unfreeze)
+    choice = check_unfreeze(unfreeze)
     layers = [layer for layer in model.layers if layer.__class__.__name__ != "InputLayer"]
     model.trainable = True
     if choice == "all":
