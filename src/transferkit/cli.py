@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         message = command_line_message(str(exc), getattr(args, "flag_names", {}))
         print(f"transferkit: error: {message}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("transferkit: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"transferkit: interrupted{'; ' + str(exc) if str(exc) else ''}", file=sys.stderr)
         return 130
     return int(result or 0)
 

@@ -54,10 +54,11 @@ def test_settings_are_checked_at_once(tmp_path):
 
 
 def test_ctrl_c_says_how_to_resume(tmp_path):
-    lines = []
-    with pytest.raises(KeyboardInterrupt):
-        with TrainingRun(ImageTrainConfig, tmp_path, output=tmp_path / "run",
-                         log=lines.append) as run:
+    with pytest.raises(KeyboardInterrupt) as caught:
+        with TrainingRun(ImageTrainConfig, tmp_path, output=tmp_path / "run") as run:
             run.start()
             raise KeyboardInterrupt
-    assert lines[-1].endswith(f"Continue with: transferkit train images --resume {tmp_path / 'run'}")
+    assert str(caught.value) == (
+        f"the finished epochs are saved. Continue with: transferkit train images --resume "
+        f"{tmp_path / 'run'}"
+    )

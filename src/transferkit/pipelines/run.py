@@ -128,9 +128,10 @@ class TrainingRun:
 
     def __exit__(self, kind, error, traceback) -> None:
         if kind is KeyboardInterrupt and self.run is not None:
-            self.log(
-                f"Interrupted; the finished epochs are saved. Continue with: transferkit train "
-                f"{self.task} --resume {self.path}"
+            # The interrupt itself says how to go on (the command line prints it on one line).
+            error.args = (
+                f"the finished epochs are saved. Continue with: transferkit train {self.task} "
+                f"--resume {self.path}",
             )
 
     def start(self) -> None:
