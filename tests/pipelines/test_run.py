@@ -45,6 +45,9 @@ def test_resume_uses_the_saved_settings_and_says_what_it_ignored(tmp_path):
 
 
 def test_settings_are_checked_at_once(tmp_path):
+    with pytest.raises(InputError, match=r"Unknown setting\(s\) epoch for `train images`\. "
+                                         r"Known: data, backbone,"):
+        TrainingRun(ImageTrainConfig, tmp_path, options={"epoch": 3})
     with pytest.raises(InputError, match=r"Pass the data to train on \(`data`\)"):
         TrainingRun(ImageTrainConfig)
     with pytest.raises(InputError, match=r"`fine_tune_epochs` must be an int >= 0"):

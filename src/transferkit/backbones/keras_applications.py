@@ -351,9 +351,8 @@ def _unavailable_message(app: _KerasApp, file_name: str, reason: str) -> str:
     offline = ", ".join(offline_backbones()) or "none on this machine yet"
     return (
         f"The ImageNet weights of {app.name} need a download ({file_name}), and {reason}. "
-        "Use weights saved on disk instead: `--weights PATH` on the command line, or "
-        f'`weights="/path/file.weights.h5"` in Python; or copy {file_name} into '
-        f"{keras_cache_dir()}. Backbones whose weights load offline: {offline}."
+        "Use weights saved on disk instead: a `.weights.h5` file as `weights`; or copy "
+        f"{file_name} into {keras_cache_dir()}. Backbones whose weights load offline: {offline}."
     )
 
 

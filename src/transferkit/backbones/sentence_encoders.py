@@ -336,7 +336,7 @@ class SentenceEncoder:
             raise InputError(
                 f"{source or 'This encoder'} uses {pooling!r} pooling; transferkit supports "
                 "mean-pooling sentence encoders (all-MiniLM, all-mpnet, paraphrase-*) so far. "
-                "Choose one of those, or `--encoder minilm`."
+                "Choose one of those, or 'minilm' as `encoder`."
             )
         self.backbone = backbone
         self.tokenizer = tokenizer
@@ -548,8 +548,8 @@ def load_sentence_encoder(encoder: str | os.PathLike) -> SentenceEncoder:
         if ("://" in preset or not Path(preset).exists()) and _is_offline_error(exc):
             raise WeightsUnavailableError(
                 f"Could not download the encoder {preset!r} ({type(exc).__name__}: {exc}). "
-                "This machine seems offline: use `--encoder minilm` (packaged) or a local model "
-                "folder."
+                "This machine seems offline: use 'minilm' (packaged) or a local model folder as "
+                "`encoder`."
             ) from exc
         raise WeightsError(
             f"Could not load {preset!r} as a KerasHub text encoder ({type(exc).__name__}: {exc}). "

@@ -69,6 +69,12 @@ class TrainingRun:
         self.verbose = verbose
         self.run = None
         options = {key: value for key, value in (options or {}).items() if value is not None}
+        unknown = sorted(set(options) - set(config_class.names()))
+        if unknown:
+            raise InputError(
+                f"Unknown setting(s) {', '.join(unknown)} for `train {self.task}`. Known: "
+                f"{', '.join(config_class.names())}."
+            )
         if resume is not None:
             self.config, self.path = self._resume(config_class, resume, data, options)
             self.resuming = True
