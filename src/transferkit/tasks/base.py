@@ -522,6 +522,7 @@ class Classifier:
         path = Path(path)
         if path.suffix != ".keras":
             raise InputError(f"The file name must end in `.keras`. Received: path={str(path)!r}.")
+        self._update_metadata()
         labels = self._labels_layer()
         labels.metadata = dict(self._class_labels().metadata)
         save_model_atomic(model, path)
@@ -539,6 +540,9 @@ class Classifier:
 
     def _attach(self) -> None:
         """Called after `from_keras_model` set `model`, `network` and `metadata`."""
+
+    def _update_metadata(self) -> None:
+        """Called before saving, to bring `metadata` up to date."""
 
     def _source_name(self) -> str:
         raise NotImplementedError

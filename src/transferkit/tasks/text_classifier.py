@@ -129,6 +129,10 @@ class TextClassifier(Classifier):
     def _attach(self) -> None:
         self._tokenizer = self.model.get_layer("tokenize")
 
+    def _update_metadata(self) -> None:
+        if self._encoder is not None and self._encoder.sequence_length is not None:
+            self.metadata["encoder"] = self._encoder.describe()  # with what it measured since
+
     def _build_model(self) -> None:
         import keras
 
