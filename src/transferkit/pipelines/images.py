@@ -49,6 +49,11 @@ def train_images(
     with TrainingRun(ImageTrainConfig, data, output=output, resume=resume, config=config,
                      options=options, log=log, verbose=verbose) as run:
         c = run.config
+        classifier = ImageClassifier(  # the classes come from the data, in `fit`
+            backbone=c.backbone, image_size=c.image_size, weights=c.weights, dropout=c.dropout,
+            augment=c.augment, augment_views=c.augment_views, seed=c.seed,
+        )
+        classifier.check_settings()  # a typo fails at once, not after the data is read
         folder = discover_image_folder(c.data, validation_size=c.validation_size, seed=c.seed)
         log(
             f"Data: {len(folder.train_paths)} train / {len(folder.validation_paths)} validation "
@@ -61,12 +66,6 @@ def train_images(
                 "validation (identical files); validation accuracy is inflated. See "
                 "report/data.json."
             )
-        classifier = ImageClassifier(
-            backbone=c.backbone, class_names=folder.class_names, image_size=c.image_size,
-            weights=c.weights, dropout=c.dropout, augment=c.augment,
-            augment_views=c.augment_views, seed=c.seed,
-        )
-        classifier.check_settings()
         run.start()
         log(f"Head: {c.backbone} frozen, features cached; up to {c.epochs} epochs")
         phases = run.train(

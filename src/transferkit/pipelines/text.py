@@ -50,18 +50,12 @@ def train_text(
         `vocabulary_coverage` and `token_coverage` (word vectors), and
         `embedding_sentences_per_second` (sentence encoders).
     """
-    from transferkit.tasks.text_classifier import TextClassifier
-
     with TrainingRun(TextTrainConfig, data, output=output, resume=resume, config=config,
                      options=options, log=log, verbose=verbose) as run:
         c = run.config
+        _classifier(c, cache_dir).check_settings()  # a typo fails at once, before the data
         table, names, parts = _read_and_split(c, log)
-        classifier = TextClassifier(
-            c.encoder, class_names=names, word_vectors=c.word_vectors,
-            vocabulary_size=c.vocabulary_size, max_length=c.max_length, features=c.features,
-            head_units=c.head_units, seed=c.seed, cache_dir=cache_dir,
-        )
-        classifier.check_settings()
+        classifier = _classifier(c, cache_dir, class_names=names)  # the table's classes, all splits
         run.start()
         classifier.metadata.update(text_column=table.text_column, label_column=table.label_column)
         log(f"Head: {c.encoder} frozen; training the head")
@@ -76,6 +70,16 @@ def train_text(
             extra={**extra, "validation accuracy": round(validation_accuracy, 4)},
             result={"validation_accuracy": validation_accuracy, **result}, data=facts,
         )
+
+
+def _classifier(c: TextTrainConfig, cache_dir, class_names=None):
+    from transferkit.tasks.text_classifier import TextClassifier
+
+    return TextClassifier(
+        c.encoder, class_names=class_names, word_vectors=c.word_vectors,
+        vocabulary_size=c.vocabulary_size, max_length=c.max_length, features=c.features,
+        head_units=c.head_units, seed=c.seed, cache_dir=cache_dir,
+    )
 
 
 def _read_and_split(c: TextTrainConfig, log) -> tuple:

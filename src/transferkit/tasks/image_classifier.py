@@ -165,6 +165,9 @@ class ImageClassifier(Classifier):
         self.augmentations
         check_number(self.dropout, "dropout", 0, 1, include_maximum=False)
         check_int(self.augment_views, "augment_views", minimum=0)
+
+    def _check_classes(self) -> list[str]:
+        """The class names, from `class_names` or `num_classes`; raises if they are unusable."""
         if self.num_classes is not None and self.class_names is not None and (
             int(self.num_classes) != len(self.class_names)
         ):
@@ -182,6 +185,7 @@ class ImageClassifier(Classifier):
             raise InputError(
                 f"A classifier needs at least 2 classes. Received: num_classes={len(names)}."
             )
+        return names
 
     def _source_name(self) -> str:
         return self.backbone
@@ -194,7 +198,7 @@ class ImageClassifier(Classifier):
         from transferkit.data.augmentation import build_augmentation
 
         self.check_settings()
-        self.class_names = self._known_names()
+        self.class_names = self._check_classes()
         self.num_classes = len(self.class_names)
         spec = self._spec()
         height, width = self.input_size
