@@ -305,3 +305,36 @@ def wait_for(path: Path, process: subprocess.Popen, timeout=120.0):
             process.kill()
             raise AssertionError(f"timed out waiting for {path}")
         time.sleep(0.02)
+
+
+# -- reports -------------------------------------------------------------------------------
+
+# Five epochs of two phases, as `history.csv` holds them.
+HISTORY = [
+    {"phase": "head", "epoch": e, "loss": 1 / e, "accuracy": 0.5 + 0.1 * e,
+     "val_loss": 1.2 / e, "val_accuracy": 0.45 + 0.1 * e}
+    for e in (1, 2, 3)
+] + [
+    {"phase": "fine_tune", "epoch": e, "loss": 0.2 / e, "accuracy": 0.85 + 0.02 * e,
+     "val_loss": 0.3 / e, "val_accuracy": 0.8 + 0.02 * e}
+    for e in (1, 2)
+]
+
+
+def one_hot_probabilities(predicted, k, confidence=0.9):
+    """Probabilities that put `confidence` on each predicted class."""
+    probabilities = np.full((len(predicted), k), (1 - confidence) / (k - 1))
+    probabilities[np.arange(len(predicted)), predicted] = confidence
+    return probabilities
+
+
+def png_size(path):
+    """The size of a PNG file that shows something (not a blank canvas)."""
+    from PIL import Image
+
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(path) as image:
+        image.load()
+        array = np.asarray(image.convert("L"))
+    assert array.std() > 5  # something is drawn
+    return image.size
