@@ -34,6 +34,17 @@ def test_a_class_never_predicted_has_zero_precision_without_warnings():
     assert metrics["per_class"]["x"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
 
 
+@pytest.mark.parametrize(
+    "y_true, probabilities, names, message",
+    [
+        ([0, 1], np.ones((2, 3)), ["a", "b"], r"must have shape \(n, 2\).*both columns"),
+        ([0, 1, 1], np.ones((2, 2)), ["a", "b"], r"one int label per row of `probabilities` \(2\)"),
+        ([0, 2], np.ones((2, 2)), ["a", "b"], r"int labels in \[0, 1\].*values \[0, 2\]"),
+        ([0.0, 1.0], np.ones((2, 2)), ["a", "b"], r"int labels in \[0, 1\].*dtype float64"),
+        ([0], np.ones((1, 1)), ["a"], r"at least 2 class names"),
+        ([], np.ones((0, 2)), ["a", "b"], r"No examples to report on"),
+    ],
+)
 def test_bad_report_inputs(y_true, probabilities, names, message):
     with pytest.raises(InputError, match=message):
         classification_metrics(np.asarray(y_true), probabilities, names)
