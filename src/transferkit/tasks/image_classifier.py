@@ -112,7 +112,6 @@ class ImageClassifier(Classifier):
     ):
         self._store(locals())
         self.feature_seconds = 0.0
-        self._split_features: dict | None = None
         self._unfreeze_choice = _D.unfreeze
 
     def get_config(self) -> dict:
@@ -447,7 +446,6 @@ class ImageClassifier(Classifier):
         train_x, val_x = train_x[train_ok], val_x[val_ok]
         if view_x is not None:
             view_x = view_x[train_ok]
-        self._split_features = {"train": train_x, "validation": val_x}
         train = self._feature_dataset(train_x, splits["train"][1], view_x, settings.batch_size)
         validation = (val_x, splits["validation"][1])
         # The dataset shuffles itself; validation features fit in big batches.
@@ -509,7 +507,6 @@ class ImageClassifier(Classifier):
         with filtered_dataset_warnings():
             yield train, validation
         self._drop_unreadable(splits, log.items())
-        self._split_features = None  # the backbone changed: cached features no longer apply
 
     # -- using the model -------------------------------------------------------------------------
 
