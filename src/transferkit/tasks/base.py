@@ -34,7 +34,7 @@ import numpy as np
 from transferkit.errors import DataError, InputError, MissingDependencyError
 from transferkit.layers import ClassLabels
 
-__all__ = ["Classifier", "Splits", "labels_layer", "load", "TASK_CLASSES"]
+__all__ = ["Classifier", "Splits", "labels_layer", "load", "model_file", "TASK_CLASSES"]
 
 # task name -> "module:Class"
 TASK_CLASSES = {
@@ -639,6 +639,19 @@ def _import_keras_hub_for(path: Path) -> None:
             ) from None
 
 
+def model_file(path: str | os.PathLike) -> Path:
+    """The `.keras` file at `path`, or in the run folder `path` (raises InputError if none)."""
+    path = Path(path)
+    if path.is_dir() and (path / "model.keras").is_file():
+        path = path / "model.keras"  # a run directory
+    if not path.is_file():
+        raise InputError(
+            f"{path}: no such model file. Pass the `.keras` file (or the run folder) written by "
+            "`transferkit train`."
+        )
+    return path
+
+
 def load(path: str | os.PathLike) -> Classifier:
     """Loads a classifier saved by transferkit (`.keras` file) with `safe_mode=True`.
 
@@ -652,14 +665,7 @@ def load(path: str | os.PathLike) -> Classifier:
     Raises:
         InputError: the path is missing, not a `.keras` file, or not a transferkit model.
     """
-    path = Path(path)
-    if path.is_dir() and (path / "model.keras").is_file():
-        path = path / "model.keras"  # a run directory
-    if not path.is_file():
-        raise InputError(
-            f"{path}: no such model file. Pass the `.keras` file (or the run folder) written by "
-            "`transferkit train`."
-        )
+    path = model_file(path)
     _import_keras_hub_for(path)
     try:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)

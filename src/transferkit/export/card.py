@@ -1,0 +1,168 @@
+"""What a model is and how well it did: the facts behind `MODEL_CARD.md`, `labels.json` and the
+server's `/metadata`, gathered from the classifier and, when it sits in a run folder, the run's
+report (`report/metrics.json`, `report/data.json`)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from pathlib import Path
+
+from transferkit.files import read_json
+
+__all__ = ["model_facts", "model_card"]
+
+
+def _run_report(model_path: Path | None) -> Path | None:
+    """The `report/` folder of the run that saved `model_path`, if there is one."""
+    if model_path is None:
+        return None
+    report = Path(model_path).parent / "report"
+    return report if (report / "metrics.json").is_file() else None
+
+
+def _read(path: Path) -> dict:
+    try:
+        return read_json(path)
+    except (OSError, ValueError):
+        return {}
+
+
+def model_facts(classifier, model_path: str | os.PathLike | None = None) -> dict:
+    """Plain data about a trained classifier: task, classes, backbone or encoder, input size,
+    training data counts, and the run's metrics (when `model_path` is in a run folder).
+
+    Args:
+        classifier: an `ImageClassifier` or `TextClassifier` with a model.
+        model_path: the `.keras` file it was loaded from, to find the run's report beside it.
+    """
+    from transferkit import __version__
+
+    facts: dict = {"task": classifier.task, "classes": list(classifier.class_names)}
+    if classifier.task == "image":
+        facts["backbone"] = str(classifier.backbone)
+        facts["image_size"] = list(classifier.input_size)
+        facts["resize"] = classifier.resize_policy
+    else:
+        encoder = dict(classifier.metadata.get("encoder", {}))
+        facts["encoder"] = str(encoder.get("kind") or classifier.encoder)
+        facts["encoder_source"] = str(encoder.get("source") or classifier.encoder)
+        facts["sequence_length"] = encoder.get("sequence_length")
+    model_path = Path(model_path) if model_path is not None else None
+    report = _run_report(model_path)
+    if report is not None:
+        metrics = _read(report / "metrics.json")
+        data = _read(report / "data.json")
+        facts["metrics"] = {
+            "title": metrics.get("title"),
+            "examples": metrics.get("n"),
+            "accuracy": metrics.get("accuracy"),
+            "macro_f1": (metrics.get("macro_avg") or {}).get("f1"),
+            "per_class": metrics.get("per_class", {}),
+            "extra": metrics.get("extra", {}),
+        }
+        facts["data"] = _data_counts(data)
+    if model_path is not None and model_path.is_file():
+        mtime = model_path.stat().st_mtime
+        facts["trained"] = _dt.datetime.fromtimestamp(mtime, _dt.timezone.utc).strftime("%Y-%m-%d")
+    facts["transferkit_version"] = __version__
+    return facts
+
+
+def _data_counts(data: dict) -> dict:
+    """The training data's counts per split and class, from a run's `data.json` (both tasks)."""
+    counts: dict = {}
+    if "class_counts" in data:  # images
+        counts["source"] = data.get("root")
+        counts["per_split"] = data["class_counts"]
+        counts["skipped_files"] = data.get("skipped_files", 0)
+    else:  # text
+        counts["source"] = data.get("path")
+        counts["classes"] = data.get("classes", {})
+        counts["rows_used"] = data.get("rows_used")
+        counts["dropped_rows"] = data.get("dropped_rows", 0)
+        if "splits" in data:
+            counts["per_split"] = data["splits"]
+    return counts
+
+
+def model_card(facts: dict, export: dict | None = None) -> str:
+    """`MODEL_CARD.md`: what the model is, what it was trained on, how well it did, its limits."""
+    classes = facts["classes"]
+    what = facts.get("backbone") or facts.get("encoder")
+    lines = [
+        f"# Model card: {facts['task']} classifier ({len(classes)} classes)",
+        "",
+        f"- Task: {facts['task']} classification into {', '.join(f'`{c}`' for c in classes)}.",
+        f"- {'Backbone' if facts['task'] == 'image' else 'Text encoder'}: `{what}`"
+        + (f" (`{facts['encoder_source']}`)" if facts.get("encoder_source") not in (None, what)
+           else ""),
+    ]
+    if facts["task"] == "image":
+        height, width = facts["image_size"]
+        lines.append(f"- Input: RGB images, {height}x{width} ({facts['resize']} resize).")
+    else:
+        lines.append(f"- Input: text, up to {facts.get('sequence_length')} tokens.")
+    if facts.get("trained"):
+        lines.append(f"- Trained: {facts['trained']}; transferkit {facts['transferkit_version']}.")
+    if export:
+        lines.append(f"- This export: {export['format']}, quantization {export['quantize']}; "
+                     f"exported {export['date']}.")
+        verified = export.get("verified")
+        if verified:
+            lines.append(f"- Verified with {verified['runtime']} on {verified['inputs']} inputs: "
+                         f"largest score difference {verified['max_abs_diff']:.2g}, top-1 "
+                         f"agreement {verified['top1_agreement']:.1%} with the Keras model.")
+    data = facts.get("data")
+    if data:
+        lines += ["", "## Training data", "", f"Source: `{data.get('source')}`", ""]
+        if isinstance(data.get("per_split"), dict) and data["per_split"] and all(
+                isinstance(v, dict) for v in data["per_split"].values()):
+            splits = list(data["per_split"])
+            lines.append("| class | " + " | ".join(splits) + " |")
+            lines.append("|---|" + "---:|" * len(splits))
+            for name in classes:
+                row = [str(data["per_split"][s].get(name, 0)) for s in splits]
+                lines.append(f"| {name} | " + " | ".join(row) + " |")
+        elif data.get("classes"):
+            lines.append("| class | examples |")
+            lines.append("|---|---:|")
+            for name, count in data["classes"].items():
+                lines.append(f"| {name} | {count} |")
+    metrics = facts.get("metrics")
+    if metrics:
+        lines += ["", "## Evaluation", "", f"{metrics.get('title') or 'Held-out split'}: "
+                  f"accuracy {_pct(metrics.get('accuracy'))}, macro F1 {_num(metrics.get('macro_f1'))}"
+                  f" on {metrics.get('examples')} examples.", ""]
+        if metrics.get("per_class"):
+            lines.append("| class | precision | recall | F1 | support |")
+            lines.append("|---|---:|---:|---:|---:|")
+            for name, row in metrics["per_class"].items():
+                lines.append(f"| {name} | {_num(row.get('precision'))} | {_num(row.get('recall'))}"
+                             f" | {_num(row.get('f1'))} | {row.get('support')} |")
+        for key, value in (metrics.get("extra") or {}).items():
+            if "accuracy" in key and value is not None:
+                lines.append(f"\n{key}: {_num(value)}")
+    lines += [
+        "",
+        "## Intended use and limits",
+        "",
+        "- Made to sort inputs like its training data into the classes above. It always answers "
+        "one of these classes, even for inputs that belong to none of them; check the score.",
+        "- The numbers above come from a held-out split of the same source; accuracy on data "
+        "from elsewhere (other cameras, sites, writers, time periods) may be lower. Measure it "
+        "on your own data (`transferkit evaluate`) before relying on it.",
+        "- Scores are the model's probabilities; they are not calibrated unless a report says so.",
+        "- The pretrained " + ("backbone" if facts["task"] == "image" else "encoder")
+        + " carries the biases of the data it was pretrained on.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{value:.2%}"
+
+
+def _num(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

@@ -1,0 +1,40 @@
+"""Optional dependencies: import one, or fail with the exact line that installs it.
+
+transferkit's core trains and predicts with Keras alone. Exporting, serving and the runtimes that
+verify exports are extras (`pyproject.toml`), pinned to the versions tested together; importing
+one that is missing raises `MissingDependencyError` naming both the extra and the package.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from transferkit.errors import MissingDependencyError
+
+__all__ = ["require", "PACKAGES"]
+
+# import name -> (pip requirement, transferkit extra). Versions match pyproject.toml.
+PACKAGES = {
+    "onnx": ("onnx==1.23.2", "export"),
+    "onnxruntime": ("onnxruntime==1.32.0", "export"),
+    "tf2onnx": ("tf2onnx==1.17.0", "export"),
+    "ai_edge_litert": ("ai-edge-litert==2.3.0", "export"),
+    "onnxconverter_common": ("onnxconverter-common==1.16.0", "export"),
+    "tokenizers": ("tokenizers==0.23.3", "export"),
+    "fastapi": ("fastapi==0.165.0", "serve"),
+    "uvicorn": ("uvicorn==0.54.0", "serve"),
+    "multipart": ("python-multipart==0.0.34", "serve"),
+}
+
+
+def require(module: str, purpose: str):
+    """Imports `module` (a key of `PACKAGES`), or raises `MissingDependencyError` with the
+    `pip install` line; `purpose` says what needs it ("ONNX export")."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        requirement, extra = PACKAGES[module]
+        raise MissingDependencyError(
+            f"{purpose} needs {requirement.split('==')[0]}, which is not installed. Install it "
+            f"with: pip install 'transferkit[{extra}]' (or: pip install '{requirement}')"
+        ) from None

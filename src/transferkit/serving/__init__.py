@@ -1,0 +1,1 @@
+"""Serving trained models: runtimes behind one `Predictor` interface, and the HTTP server."""

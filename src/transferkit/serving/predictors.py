@@ -1,0 +1,160 @@
+"""One interface over the runtimes a trained model can run on, for the server and the benchmarks.
+
+`load_predictor(path)` takes a `.keras` file (or its run folder) or a folder written by
+`transferkit export`, and returns a `Predictor`:
+
+* `task` (`"image"` or `"text"`), `class_names`, `runtime` (`"keras"` or `"onnx"`);
+* `facts`: plain data about the model (backbone or encoder, input size, the run's metrics), and
+  `card`: its `MODEL_CARD.md` text;
+* `image_size` and `resize_policy` (image models): what `predict` takes;
+* `predict(items)`: a list of RGB `uint8` arrays of shape `image_size + (3,)`, or a list of
+  strings -> `(len(items), len(class_names))` float probabilities, columns in `class_names` order.
+
+Predictors are not thread-safe: the server calls `predict` from one worker thread.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from transferkit.errors import InputError
+from transferkit.files import read_json
+
+__all__ = ["Predictor", "KerasPredictor", "OnnxPredictor", "load_predictor", "RUNTIMES"]
+
+RUNTIMES = ("keras", "onnx")
+
+
+class Predictor:
+    """The common interface; see the module docstring."""
+
+    task: str
+    class_names: list[str]
+    runtime: str
+    facts: dict
+    card: str
+    image_size: tuple[int, int] | None = None
+    resize_policy: str | None = None
+
+    def predict(self, items: list) -> np.ndarray:
+        raise NotImplementedError
+
+    def metadata(self) -> dict:
+        """What the server's `/metadata` answers."""
+        return {**self.facts, "runtime": self.runtime}
+
+
+class KerasPredictor(Predictor):
+    """A `.keras` classifier run by Keras (the model as saved: raw images or strings in)."""
+
+    runtime = "keras"
+
+    def __init__(self, path: str | os.PathLike):
+        from transferkit.export.card import model_card, model_facts
+        from transferkit.tasks.base import load, model_file
+
+        path = model_file(path)
+        self.classifier = load(path)
+        self.task = self.classifier.task
+        self.class_names = list(self.classifier.class_names)
+        self.facts = model_facts(self.classifier, path)
+        self.card = model_card(self.facts)
+        if self.task == "image":
+            self.image_size = tuple(self.classifier.input_size)
+            self.resize_policy = self.classifier.resize_policy
+
+    def predict(self, items: list) -> np.ndarray:
+        model = self.classifier.model
+        if self.task == "image":
+            batch = np.stack([np.asarray(item, dtype=np.float32) for item in items])
+            return np.asarray(model(batch, training=False), dtype=np.float32)
+        import tensorflow as tf  # text models take strings: TensorFlow backend only
+
+        return np.asarray(model(tf.constant([str(t) for t in items]), training=False),
+                          dtype=np.float32)
+
+
+class OnnxPredictor(Predictor):
+    """A folder from `transferkit export --format onnx`, run by ONNX Runtime; text is tokenized
+    with the folder's `tokenizer.json` by Hugging Face `tokenizers`. Needs neither Keras nor
+    TensorFlow."""
+
+    runtime = "onnx"
+
+    def __init__(self, folder: str | os.PathLike, *, threads: int | None = None):
+        from transferkit.extras import require
+
+        folder = Path(folder)
+        contract = read_json(folder / "input.json")
+        if contract.get("format") != "onnx":
+            raise InputError(
+                f"{folder}: holds a {contract.get('format')!r} export, not an ONNX one. Export "
+                "with: transferkit export MODEL --format onnx"
+            )
+        ort = require("onnxruntime", "The ONNX runtime")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        self.session = ort.InferenceSession(
+            os.fspath(folder / contract["model_file"]), options, providers=["CPUExecutionProvider"]
+        )
+        self.contract = contract
+        self.task = contract["task"]
+        self.class_names = list(read_json(folder / "labels.json"))
+        export = read_json(folder / "export.json")
+        self.facts = dict(export.get("facts", {}))
+        card = folder / "MODEL_CARD.md"
+        self.card = card.read_text(encoding="utf-8") if card.is_file() else ""
+        if self.task == "image":
+            image = contract["image"]
+            self.image_size = (int(image["height"]), int(image["width"]))
+            self.resize_policy = image["resize"]
+            self._input = contract["inputs"][0]["name"]
+        else:
+            tokenizers = require("tokenizers", "Tokenizing text for ONNX Runtime")
+            self.tokenizer = tokenizers.Tokenizer.from_file(
+                os.fspath(folder / contract["text"]["tokenizer"])
+            )
+            self._fields = contract["text"]["inputs"]  # model input name -> encoding field
+
+    def predict(self, items: list) -> np.ndarray:
+        if self.task == "image":
+            batch = np.stack([np.asarray(item, dtype=np.uint8) for item in items])
+            return np.asarray(self.session.run(None, {self._input: batch})[0], dtype=np.float32)
+        return np.asarray(self.session.run(None, self.encode(items))[0], dtype=np.float32)
+
+    def encode(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """Token ids of `texts`, as the model's inputs."""
+        encodings = self.tokenizer.encode_batch([str(t) for t in texts])
+        return {
+            name: np.asarray([getattr(e, field) for e in encodings], dtype=np.int32)
+            for name, field in self._fields.items()
+        }
+
+
+def load_predictor(path: str | os.PathLike, runtime: str | None = None, **options) -> Predictor:
+    """A `Predictor` for `path`: a `.keras` file or run folder (`runtime="keras"`), or an export
+    folder (`runtime="onnx"`; the default for a folder holding `input.json`)."""
+    path = Path(path)
+    is_export = path.is_dir() and (path / "input.json").is_file()
+    if runtime is None:
+        runtime = "onnx" if is_export else "keras"
+    if runtime not in RUNTIMES:
+        raise InputError(f"Unknown runtime {runtime!r}. Choose one of: {', '.join(RUNTIMES)}.")
+    if runtime == "onnx":
+        if not is_export:
+            raise InputError(
+                f"{path}: the onnx runtime serves a folder from `transferkit export`. Export one "
+                f"with: transferkit export {path} --format onnx --output EXPORT_DIR, then serve "
+                "EXPORT_DIR."
+            )
+        return OnnxPredictor(path, **options)
+    if is_export:
+        raise InputError(
+            f"{path}: is an export folder; serve it with `--runtime onnx`, or serve the `.keras` "
+            "file with the keras runtime."
+        )
+    return KerasPredictor(path)
