@@ -128,11 +128,9 @@ class OnnxPredictor(Predictor):
 
     def encode(self, texts: list[str]) -> dict[str, np.ndarray]:
         """Token ids of `texts`, as the model's inputs."""
-        encodings = self.tokenizer.encode_batch([str(t) for t in texts])
-        return {
-            name: np.asarray([getattr(e, field) for e in encodings], dtype=np.int32)
-            for name, field in self._fields.items()
-        }
+        from transferkit.export.tokenizer_json import encode
+
+        return encode(self.tokenizer, self._fields, texts)
 
 
 def load_predictor(path: str | os.PathLike, runtime: str | None = None, **options) -> Predictor:

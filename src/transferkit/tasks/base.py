@@ -513,6 +513,14 @@ class Classifier:
         metrics["files"]["mistakes"] = str(path)
         return metrics
 
+    def export(self, path: str | os.PathLike, format: str = "onnx", quantize: str = "none",
+               **options) -> dict:
+        """Exports the model to `path` as `"saved_model"`, `"onnx"` or `"litert"`, optionally
+        quantized, and verifies it on that format's runtime; see `transferkit.export.export`."""
+        from transferkit.export import export
+
+        return export(self, path, format=format, quantize=quantize, **options)
+
     def save(self, path: str | os.PathLike) -> Path:
         """Writes the classifier to one `.keras` file, atomically. Returns the path.
 
