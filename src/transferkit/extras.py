@@ -23,7 +23,7 @@ PACKAGES = {
     "tokenizers": ("tokenizers==0.23.3", "export"),
     "fastapi": ("fastapi==0.165.0", "serve"),
     "uvicorn": ("uvicorn==0.54.0", "serve"),
-    "multipart": ("python-multipart==0.0.34", "serve"),
+    "python_multipart": ("python-multipart==0.0.34", "serve"),
 }
 
 

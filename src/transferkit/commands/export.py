@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from transferkit.commands import print_json
 
 
@@ -44,6 +46,8 @@ def run_export(args) -> int:
         args.model, args.output, format=args.format, quantize=args.quantize,
         calibration=args.calibration, samples=args.samples, overwrite=args.overwrite,
     )
+    if record["verified"]["warning"]:
+        print(f"WARNING: {record['verified']['warning']}", file=sys.stderr)
     if args.json:
         print_json(record)
         return 0

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+import transferkit
 from transferkit.errors import InputError
 from transferkit.export import formats
 from transferkit.export.card import model_card, model_facts
@@ -29,6 +30,8 @@ from transferkit.files import sha256_file, write_json
 __all__ = ["export"]
 
 _VERIFY_MAX = 64  # inputs run on the exported model to compare with Keras
+_FLOAT_TOLERANCE = 1e-4  # largest score difference of an unquantized export
+_AGREEMENT = 0.98  # smallest top-1 agreement of a quantized one
 
 
 def _check(classifier, format: str, quantize: str) -> None:
@@ -101,13 +104,10 @@ def export(model, path: str | os.PathLike | None = None, *, format: str = "onnx"
             says which does), an occupied `path`, or `int8` without calibration inputs.
         MissingDependencyError: the converter or runtime is not installed (with the pip line).
     """
-    from transferkit.tasks.base import Classifier, load, model_file
-
-    model_path = None
-    if not isinstance(model, Classifier):
-        model_path = model_file(model)
-        model = load(model_path)
-    if model.model is None:
+    if isinstance(model, (str, os.PathLike)):
+        model = transferkit.load(model)
+    model_path = getattr(model, "path", None)
+    if getattr(model, "model", None) is None:
         raise InputError("The classifier is not trained yet: call `fit` before `export`.")
     _check(model, format, quantize)
     output = Path(path) if path is not None else default_output(model_path, format, quantize)
@@ -256,13 +256,25 @@ def _verify(classifier, folder, format, contract, examples, reference) -> dict:
         inputs = encode(tokenizer, contract["text"]["inputs"], examples)
     scores = np.concatenate([run({k: v[i:i + 16] for k, v in inputs.items()})
                              for i in range(0, count, 16)])
-    return {
+    verified = {
         "runtime": runtime,
         "inputs": int(count),
         "max_abs_diff": float(np.abs(scores - reference).max()),
         "top1_agreement": float((scores.argmax(1) == reference.argmax(1)).mean()),
         "tokenizer": "tokenizer.json (Hugging Face tokenizers)" if "text" in contract else None,
+        "warning": None,
     }
+    quantize = contract["quantize"]
+    if quantize == "none" and verified["max_abs_diff"] > _FLOAT_TOLERANCE:
+        verified["warning"] = (
+            f"scores differ from the Keras model's by up to {verified['max_abs_diff']:.2g} "
+            f"(more than {_FLOAT_TOLERANCE:g}); check the export before using it")
+    elif quantize != "none" and verified["top1_agreement"] < _AGREEMENT:
+        verified["warning"] = (
+            f"{quantize} changes the top class of {1 - verified['top1_agreement']:.0%} of "
+            f"{count} verification inputs (the bar is {1 - _AGREEMENT:.0%}); try --quantize "
+            "dynamic or float16, or keep it unquantized")
+    return verified
 
 
 def _size(path: Path) -> int:

@@ -13,9 +13,11 @@ from transferkit.files import read_json
 
 __all__ = ["sample_inputs"]
 
+_SEED = 0  # the same sample on every export of a run
 
-def sample_inputs(classifier, calibration, model_path: Path | None, samples: int,
-                  seed: int = 0) -> tuple[list | None, str | None]:
+
+def sample_inputs(classifier, calibration, model_path: Path | None,
+                  samples: int) -> tuple[list | None, str | None]:
     """`(items, description)`: up to `samples` image paths or texts, or `(None, None)` when the
     model has no run data and `calibration` is None.
 
@@ -38,9 +40,9 @@ def sample_inputs(classifier, calibration, model_path: Path | None, samples: int
     if not items:
         raise InputError(f"No calibration inputs found in {calibration}.")
     if len(items) > samples:
-        chosen = np.random.default_rng(seed).choice(len(items), samples, replace=False)
+        chosen = np.random.default_rng(_SEED).choice(len(items), samples, replace=False)
         items = [items[i] for i in sorted(chosen)]
-    return items, f"{len(items)} inputs sampled (seed {seed}) from {source}"
+    return items, f"{len(items)} inputs sampled (seed {_SEED}) from {source}"
 
 
 def _run_data(classifier, model_path):

@@ -15,6 +15,12 @@ Keras and KerasHub write no `tokenizer.json`, and `tokenizers` cannot read their
 builds one from their configuration with the `tokenizers` API. The export verifies it: the
 exported model's scores on texts tokenized by this file must match the Keras model's on the raw
 texts.
+
+One corner differs, which a `tokenizer.json` cannot express: KerasHub splits words off
+punctuation first and then case-folds each piece with NFKC (`tf_text.case_fold_utf8`), so "…"
+becomes the single token "..." and "ß" becomes "ss"; `tokenizers` normalises before splitting.
+On rt_polarity's 10,662 sentences, 33 (0.3%, all with "…" or "½") get different ids; all others
+get the same ids.
 """
 
 from __future__ import annotations
@@ -122,3 +128,4 @@ def encode(tokenizer, fields: dict[str, str], texts) -> dict:
     encodings = tokenizer.encode_batch([str(t) for t in texts])
     return {name: np.asarray([getattr(e, field) for e in encodings], dtype=np.int32)
             for name, field in fields.items()}
+

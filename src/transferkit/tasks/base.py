@@ -127,6 +127,7 @@ class Classifier:
         self.metadata: dict = {}
         self.skipped: list[dict] = []
         self.run_dir: Path | None = None
+        self.path: Path | None = None  # the `.keras` file last saved or loaded
         self._splits: Splits | None = None
 
     def __repr__(self) -> str:
@@ -513,10 +514,11 @@ class Classifier:
         metrics["files"]["mistakes"] = str(path)
         return metrics
 
-    def export(self, path: str | os.PathLike, format: str = "onnx", quantize: str = "none",
-               **options) -> dict:
+    def export(self, path: str | os.PathLike | None = None, format: str = "onnx",
+               quantize: str = "none", **options) -> dict:
         """Exports the model to `path` as `"saved_model"`, `"onnx"` or `"litert"`, optionally
-        quantized, and verifies it on that format's runtime; see `transferkit.export.export`."""
+        quantized, and verifies it on that format's runtime; see `transferkit.export.export`.
+        (`transferkit.export` is the layer above this one: imported here, on use.)"""
         from transferkit.export import export
 
         return export(self, path, format=format, quantize=quantize, **options)
@@ -538,6 +540,7 @@ class Classifier:
         labels = self._labels_layer()
         labels.metadata = dict(self._class_labels().metadata)
         save_model_atomic(model, path)
+        self.path = path
         return path
 
     # -- hooks for subclasses ------------------------------------------------------------------
@@ -687,4 +690,6 @@ def load(path: str | os.PathLike) -> Classifier:
         raise InputError(f"{path}: unknown task {task!r} in its labels layer.")
     module_name, class_name = TASK_CLASSES[task].split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
-    return cls.from_keras_model(model)
+    classifier = cls.from_keras_model(model)
+    classifier.path = path
+    return classifier

@@ -1,0 +1,35 @@
+"""`transferkit export`: the command writes a verified export; bad options are one line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from transferkit.cli import main
+from transferkit.files import read_json
+
+
+def test_export_command_writes_into_the_run_folder(text_run, tmp_path, capsys):
+    run = shutil.copytree(text_run[3], tmp_path / "run")  # the shared run stays as it was
+    code = main(["export", str(run), "--format", "onnx", "--quantize", "dynamic", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    record = json.loads(out.strip().splitlines()[-1])
+    folder = run / "export" / "onnx-dynamic"
+    assert record["path"] == str(folder)
+    assert read_json(folder / "export.json")["quantize"] == "dynamic"
+    assert record["verified"]["runtime"].startswith("onnxruntime ")
+    code = main(["export", str(run), "--format", "onnx", "--quantize", "dynamic"])
+    out, err = capsys.readouterr()
+    assert code != 0 and err.count("\n") == 1 and "exists and is not empty" in err
+    assert "--overwrite" in err
+    code = main(["export", str(run), "--format", "onnx", "--quantize", "dynamic", "--overwrite"])
+    out, err = capsys.readouterr()
+    assert code == 0 and out.startswith(f"Exported onnx (dynamic) to {folder}")
+    assert "top-1 agreement" in out
+
+
+def test_export_command_errors(text_run, capsys):
+    code = main(["export", str(text_run[3]), "--format", "litert"])
+    _, err = capsys.readouterr()
+    assert code != 0 and "cannot be exported to LiteRT" in err and err.count("\n") == 1
