@@ -20,7 +20,9 @@ COMMAND_MODULES = (
     "transferkit.commands.train",
     "transferkit.commands.preview",
     "transferkit.commands.models",
+    "transferkit.commands.export",
     "transferkit.commands.demo",
+    "transferkit.commands.serve",
 )
 
 

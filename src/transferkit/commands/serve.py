@@ -1,0 +1,48 @@
+"""`transferkit serve`: a trained classifier behind an HTTP API and a web page."""
+
+from __future__ import annotations
+
+
+def add_commands(subparsers, train) -> None:
+    serve = subparsers.add_parser(
+        "serve",
+        help="serve a trained classifier over HTTP: POST /predict, a web page at /, docs at /docs",
+    )
+    serve.add_argument(
+        "model", metavar="MODEL",
+        help="a .keras file or run folder from `train`, or a folder from `export --format onnx`",
+    )
+    serve.add_argument(
+        "--runtime", default=None,
+        help="keras or onnx (default: onnx for an export folder, keras otherwise)",
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1",
+        help="address to listen on; 0.0.0.0 for every network (default 127.0.0.1)",
+    )
+    serve.add_argument(
+        "--port", type=int, default=8000, help="TCP port; 0 picks a free one (default 8000)"
+    )
+    serve.add_argument(
+        "--max-batch", type=int, default=32,
+        help="the most inputs in one model call; concurrent requests share it (default 32)",
+    )
+    serve.add_argument(
+        "--max-wait-ms", type=float, default=5.0,
+        help="how long a batch waits for more requests, in milliseconds (default 5)",
+    )
+    serve.set_defaults(handler=run_serve)
+
+
+def run_serve(args) -> int:
+    from transferkit.serving.app import serve
+
+    serve(
+        args.model,
+        runtime=args.runtime,
+        host=args.host,
+        port=args.port,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+    )
+    return 0
