@@ -147,10 +147,14 @@ class OnnxPredictor(Predictor):
 
 def load_predictor(path: str | os.PathLike, runtime: str | None = None, **options) -> Predictor:
     """A `Predictor` for `path`: a `.keras` file or run folder (`runtime="keras"`), or an export
-    folder (`runtime="onnx"`; the default for a folder holding `input.json`)."""
+    folder (`runtime="onnx"`). Default runtime: `"onnx"` for an export folder, and for a run
+    whose `export/onnx` was exported from its current `model.keras`; `"keras"` otherwise."""
     path = Path(path)
     is_export = path.is_dir() and (path / "input.json").is_file()
     if runtime is None:
+        beside = None if is_export else _onnx_export_of(path)
+        if beside is not None:  # the run's own, up-to-date ONNX export: the faster runtime
+            path, is_export = beside, True
         runtime = "onnx" if is_export else "keras"
     if runtime not in RUNTIMES:
         raise InputError(f"Unknown runtime {runtime!r}. Choose one of: {', '.join(RUNTIMES)}.")
@@ -168,3 +172,16 @@ def load_predictor(path: str | os.PathLike, runtime: str | None = None, **option
             "file with the keras runtime."
         )
     return KerasPredictor(path)
+
+
+def _onnx_export_of(path: Path) -> Path | None:
+    """The unquantized ONNX export of the model at `path` (a run folder or its `model.keras`),
+    if `transferkit export` wrote one into the run and the model has not changed since."""
+    from transferkit.files import sha256_file
+
+    model = path / "model.keras" if path.is_dir() else path
+    folder = model.parent / "export" / "onnx"
+    if not (model.is_file() and (folder / "export.json").is_file()):
+        return None
+    source = (read_json(folder / "export.json").get("source") or {})
+    return folder if source.get("sha256") == sha256_file(model) else None
