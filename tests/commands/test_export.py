@@ -11,21 +11,21 @@ from transferkit.files import read_json
 
 def test_export_command_writes_into_the_run_folder(text_run, tmp_path, capsys):
     run = shutil.copytree(text_run[3], tmp_path / "run")  # the shared run stays as it was
-    code = main(["export", str(run), "--format", "onnx", "--quantize", "dynamic", "--json"])
+    code = main(["export", str(run), "--format", "saved_model", "--json"])
     out, err = capsys.readouterr()
     assert code == 0, err
     record = json.loads(out.strip().splitlines()[-1])
-    folder = run / "export" / "onnx-dynamic"
+    folder = run / "export" / "saved_model"
     assert record["path"] == str(folder)
-    assert read_json(folder / "export.json")["quantize"] == "dynamic"
-    assert record["verified"]["runtime"].startswith("onnxruntime ")
-    code = main(["export", str(run), "--format", "onnx", "--quantize", "dynamic"])
+    assert read_json(folder / "export.json")["format"] == "saved_model"
+    assert record["verified"]["runtime"].startswith("tensorflow ")
+    code = main(["export", str(run), "--format", "saved_model"])
     out, err = capsys.readouterr()
     assert code != 0 and err.count("\n") == 1 and "exists and is not empty" in err
     assert "--overwrite" in err
-    code = main(["export", str(run), "--format", "onnx", "--quantize", "dynamic", "--overwrite"])
+    code = main(["export", str(run), "--format", "saved_model", "--overwrite"])
     out, err = capsys.readouterr()
-    assert code == 0 and out.startswith(f"Exported onnx (dynamic) to {folder}")
+    assert code == 0 and out.startswith(f"Exported saved_model (none) to {folder}")
     assert "top-1 agreement" in out
 
 

@@ -151,6 +151,16 @@ def test_text_formats_that_cannot_carry_the_model_say_why(text_run, tmp_path):
         export(text_run[3], tmp_path / "a", format="litert")
     with pytest.raises(InputError, match="ONNX float16 is for image models"):
         export(text_run[3], tmp_path / "b", format="onnx", quantize="float16")
+    with pytest.raises(InputError, match="ONNX int8 quantization of a glove-bilstm model makes "
+                                         "ONNX Runtime abort.*--quantize dynamic"):
+        export(text_run[3], tmp_path / "c", format="onnx", quantize="int8")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("quantize", ["dynamic", "int8"])
+def test_litert_quantization_of_a_sentence_encoder_is_refused(sentence_run, tmp_path, quantize):
+    with pytest.raises(InputError, match=f"LiteRT {quantize} quantization breaks sentence-encoder"):
+        export(sentence_run[3], tmp_path / "out", format="litert", quantize=quantize)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -14,6 +14,7 @@ from transferkit.export import export
 from transferkit.serving.predictors import load_predictor
 
 
+@pytest.mark.slow
 def test_a_run_with_a_current_onnx_export_is_served_by_onnx_runtime(image_run, tmp_path):
     run = shutil.copytree(image_run[3], tmp_path / "run")
     keras_predictor = load_predictor(run)
