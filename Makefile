@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: demo test test-slow lint bench bench-imagenet bench-images bench-text clean
+.PHONY: demo test test-slow lint bench bench-imagenet bench-images bench-text bench-export clean
 
 $(VENV)/.base: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,7 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests benchmarks
 
 # Each prints one table; the images and text ones take about half an hour each on two cores.
-bench: bench-imagenet bench-images bench-text
+bench: bench-imagenet bench-images bench-text bench-export
 
 bench-imagenet: $(VENV)/.base
 	$(BIN)/python benchmarks/predict_imagenet.py
@@ -43,6 +43,12 @@ bench-images: $(VENV)/.base
 
 bench-text: $(VENV)/.base
 	$(BIN)/python benchmarks/text_rt_polarity.py
+
+# Export parity (every format and quantisation, ~20 min) and runtime speed; serving load:
+# `python benchmarks/serve_load.py RUN_DIR [--runtime keras|onnx]`.
+bench-export: $(VENV)/.dev
+	$(BIN)/python benchmarks/export_parity.py
+	$(BIN)/python benchmarks/export_runtimes.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info
