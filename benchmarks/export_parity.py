@@ -536,11 +536,16 @@ def main(argv=None) -> int:
     for i, note in enumerate(notes, 1):
         print(f"[{i}] {note}")
     print(f"total: {results['total_seconds']:.0f} s")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
-        print(f"results: {args.json}")
+    write_results(args.json, results)
     return 0
+
+
+def write_results(path, results: dict) -> None:
+    """Writes `results` as JSON to `path` (a `--json` argument), if one was given."""
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=2))
+        print(f"results: {path}")
 
 
 if __name__ == "__main__":

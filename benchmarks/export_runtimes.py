@@ -36,7 +36,6 @@ there too, and made again when the run's `model.keras` changes.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -53,6 +52,7 @@ from export_parity import (  # noqa: E402  (beside this file)
     image_run,
     machine,
     print_table,
+    write_results,
 )
 
 EXPORTS = (("saved_model", "none"), ("onnx", "none"), ("onnx", "int8"), ("litert", "none"),
@@ -212,10 +212,7 @@ def main(argv=None) -> int:
     for r in results["rows"]:
         print(f"  {r['runtime']}: {r['version']}")
     print(f"total: {results['total_seconds']:.0f} s")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
-        print(f"results: {args.json}")
+    write_results(args.json, results)
     return 0
 
 
