@@ -1,5 +1,6 @@
 """`transferkit.export.export` on the tiny trained runs: the folder, the parity of each format on
-its real runtime, and the errors. Quantised exports of real models: `test_real_data.py` (slow)."""
+its real runtime (slow: conversions take seconds each), and the errors. Quantised exports of
+real models: `test_real_data.py` (slow)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ def _face_paths(data):
     return sorted(str(p) for p in data.rglob("*.png"))
 
 
+@pytest.mark.slow  # heavy for the default run; CI runs the slow set
 def test_image_onnx_folder_holds_the_contract(image_onnx, image_run):
     run, folder, record = image_onnx
     classifier = transferkit.load(run)
@@ -51,6 +53,7 @@ def test_image_onnx_folder_holds_the_contract(image_onnx, image_run):
     assert record["source"]["path"] == str(run / "model.keras")
 
 
+@pytest.mark.slow  # heavy for the default run; CI runs the slow set
 def test_image_onnx_matches_predict_proba_and_leaves_training_layers_out(image_onnx, image_run):
     import onnx
     import onnxruntime as ort
@@ -69,6 +72,7 @@ def test_image_onnx_matches_predict_proba_and_leaves_training_layers_out(image_o
         assert layer not in nodes  # the run trained with flip,zoom augmentation and dropout
 
 
+@pytest.mark.slow  # heavy for the default run; CI runs the slow set
 def test_text_onnx_runs_with_tokenizers_and_onnxruntime_alone(text_run, tmp_path):
     """GloVe + BiLSTM to ONNX; a fresh Python that never imports transferkit, Keras or
     TensorFlow scores raw strings with `tokenizers` + `onnxruntime` and agrees with Keras."""
@@ -101,6 +105,7 @@ print(json.dumps({{"scores": scores.tolist(), "loaded": loaded}}))
     np.testing.assert_allclose(np.array(answer["scores"]), expected, atol=1e-4)
 
 
+@pytest.mark.slow  # heavy for the default run; CI runs the slow set
 def test_sentence_encoder_to_litert(sentence_run, tmp_path):
     from ai_edge_litert.interpreter import Interpreter
     from tokenizers import Tokenizer
@@ -121,6 +126,7 @@ def test_sentence_encoder_to_litert(sentence_run, tmp_path):
     np.testing.assert_allclose(scores, transferkit.load(run).predict_proba(texts), atol=1e-4)
 
 
+@pytest.mark.slow  # heavy for the default run; CI runs the slow set
 def test_text_saved_model_takes_strings(text_run, tmp_path):
     import tensorflow as tf
 
@@ -157,6 +163,7 @@ def test_text_formats_that_cannot_carry_the_model_say_why(text_run, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("quantize", ["dynamic", "int8"])
 def test_litert_quantization_of_a_sentence_encoder_is_refused(sentence_run, tmp_path, quantize):
     with pytest.raises(InputError, match=f"LiteRT {quantize} quantization breaks sentence-encoder"):
@@ -164,10 +171,13 @@ def test_litert_quantization_of_a_sentence_encoder_is_refused(sentence_run, tmp_
     assert list(tmp_path.iterdir()) == []
 
 
-def test_occupied_output_and_int8_without_inputs_are_refused(image_onnx, image_run, tmp_path):
-    run, folder, _ = image_onnx
+def test_occupied_output_and_int8_without_inputs_are_refused(image_run, tmp_path):
+    run, folder = image_run[3], tmp_path / "taken"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("someone else's file")
     with pytest.raises(InputError, match="exists and is not empty.*--overwrite"):
         export(run, folder, format="onnx")
+    assert [p.name for p in folder.iterdir()] == ["notes.txt"]
     classifier = transferkit.load(run)
     classifier.path = None  # as if trained in memory: no run, so no training data known
     with pytest.raises(InputError, match="int8 quantization is calibrated on real inputs"):

@@ -17,7 +17,8 @@ TRICKY = [
 ]
 
 
-@pytest.mark.parametrize("run_fixture", ["text_run", "sentence_run"])
+@pytest.mark.parametrize(
+    "run_fixture", ["text_run", pytest.param("sentence_run", marks=pytest.mark.slow)])
 def test_tokenizers_gives_the_ids_keras_gives(run_fixture, request, tmp_path):
     from tokenizers import Tokenizer
 
