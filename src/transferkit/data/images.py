@@ -26,6 +26,7 @@ __all__ = [
     "load_image",
     "load_resized",
     "resize_image",
+    "decode_rgb",
 ]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
@@ -68,7 +69,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 def _open_rgb(path: str | os.PathLike, draft: tuple[int, int] | None = None):
     """The image at `path` as a loaded RGB Pillow image, EXIF orientation applied; a JPEG at least
     twice `draft` is decoded at a reduced scale. Every failure is an `ImageReadError`."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     if not path.exists():
@@ -80,13 +81,7 @@ def _open_rgb(path: str | os.PathLike, draft: tuple[int, int] | None = None):
         )
     try:
         with Image.open(path) as image:
-            if draft is not None and image.format == "JPEG":
-                # Square request: both sides stay >= the larger target side whatever the EXIF
-                # rotation, so the crop never has to upscale.
-                image.draft(None, (max(draft), max(draft)))
-            image = ImageOps.exif_transpose(image)
-            image.load()
-            return _to_rgb(image)
+            return decode_rgb(image, draft)
     except UnidentifiedImageError:
         raise ImageReadError(
             f"{path}: not an image Pillow can read. Use JPEG, PNG, BMP, GIF or WebP files."
@@ -97,6 +92,21 @@ def _open_rgb(path: str | os.PathLike, draft: tuple[int, int] | None = None):
         raise ImageReadError(
             f"{path}: the image is corrupt or truncated ({exc}). Re-export or remove the file."
         ) from None
+
+
+def decode_rgb(image, draft: tuple[int, int] | None = None):
+    """An opened Pillow image decoded for a model: a JPEG at least twice `draft` at a reduced
+    scale, EXIF orientation applied, any mode to RGB (what `load_image` and `load_resized` do
+    after opening a file; the server calls it on uploads)."""
+    from PIL import ImageOps
+
+    if draft is not None and image.format == "JPEG":
+        # Square request: both sides stay >= the larger target side whatever the EXIF
+        # rotation, so the crop never has to upscale.
+        image.draft(None, (max(draft), max(draft)))
+    image = ImageOps.exif_transpose(image)
+    image.load()
+    return _to_rgb(image)
 
 
 def resize_image(image: np.ndarray, size: int | tuple[int, int], policy: str = "center_crop"):

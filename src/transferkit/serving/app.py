@@ -123,9 +123,9 @@ def decode_image(
     Raises:
         RequestError: 415 not an image; 413 too many pixels; 400 corrupt or truncated.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
-    from transferkit.data.images import _resize_pil, _to_rgb
+    from transferkit.data.images import _resize_pil, decode_rgb
 
     size = (int(image_size[0]), int(image_size[1]))
     too_big = (
@@ -147,11 +147,7 @@ def decode_image(
         if width * height > max_pixels:
             raise RequestError(413, too_big.replace(" (", f" ({width}x{height}; at most ", 1))
         try:
-            if image.format == "JPEG":
-                image.draft(None, (max(size), max(size)))  # as load_resized: same pixels
-            image = ImageOps.exif_transpose(image)
-            image.load()
-            rgb = _to_rgb(image)
+            rgb = decode_rgb(image, draft=size)  # as load_resized decodes files: same pixels
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
             raise RequestError(
                 400, f"{name}: the image is corrupt or truncated ({exc}). Send the whole file, "
