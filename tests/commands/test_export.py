@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 from transferkit.cli import main
 from transferkit.files import read_json
 
 
+@pytest.mark.slow  # two exports: seconds each
 def test_export_command_writes_into_the_run_folder(text_run, tmp_path, capsys):
     run = shutil.copytree(text_run[3], tmp_path / "run")  # the shared run stays as it was
     code = main(["export", str(run), "--format", "saved_model", "--json"])

@@ -25,6 +25,7 @@ def _lines(stream, into: queue.Queue):
     into.put(None)
 
 
+@pytest.mark.slow  # a child process that loads TensorFlow: seconds; CI runs the slow set
 def test_serve_answers_over_http_and_stops_on_ctrl_c(image_run, tmp_path):
     run, data = image_run[3], image_run[4]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")

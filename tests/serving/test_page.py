@@ -17,6 +17,10 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 WAIT = 60  # seconds for the page to load the model's description, or to show results
 
 
+# A real browser: seconds per test, so in the slow set (CI runs it; `.ci/run` installs Chromium).
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     for program in (CHROMIUM, CHROMEDRIVER):
