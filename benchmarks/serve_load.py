@@ -34,6 +34,8 @@ from pathlib import Path
 
 import requests
 
+from transferkit.serving import MAX_BATCH, MAX_WAIT_MS
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 IMAGES = SHARED / "cats_and_dogs" / "validation"
 TEXTS = SHARED / "rt_polarity"
@@ -187,8 +189,8 @@ def main() -> None:
     parser.add_argument("--sequential", type=int, default=48,
                         help="requests of the one-client run in (a); 4x as many concurrent ones")
     parser.add_argument("--warmup", type=int, default=200)
-    parser.add_argument("--max-batch", type=int, default=32)
-    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--max-batch", type=int, default=MAX_BATCH)
+    parser.add_argument("--max-wait-ms", type=float, default=MAX_WAIT_MS)
     args = parser.parse_args()
     if not Path(args.model).exists():
         sys.exit(f"{args.model}: no such model. Train one first (see the docstring).")

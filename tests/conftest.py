@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from helpers import tiny_bert_folder, write_faces, write_vectors_file
+from helpers import tiny_bert_folder, write_faces, write_table, write_vectors_file
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -42,16 +42,24 @@ def bert_folder(tmp_path_factory):
     )
 
 
-@pytest.fixture(scope="session")
-def image_run(tmp_path_factory):
-    """One short `train images --json` run (head + one fine-tune epoch) on 12 + 12 faces with a
-    stray text file, shared by the command-line tests: `(exit code, stdout, stderr, run folder,
-    data folder)`."""
+def _run_cli(argv) -> tuple[int, str, str]:
+    """Runs the command line in this process: `(exit code, stdout, stderr)`."""
     import contextlib
     import io
 
     from transferkit.cli import main
 
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="session")
+def image_run(tmp_path_factory):
+    """One short `train images --json` run (head + one fine-tune epoch) on 12 + 12 faces with a
+    stray text file, shared by the command-line tests: `(exit code, stdout, stderr, run folder,
+    data folder)`."""
     data = write_faces(tmp_path_factory.mktemp("with_notes") / "data", per_class=12)
     (data / "face" / "notes.txt").write_text("not an image")
     run = tmp_path_factory.mktemp("runs") / "images"
@@ -60,50 +68,29 @@ def image_run(tmp_path_factory):
         "--unfreeze", "5", "--augment", "flip,zoom", "--augment-views", "1", "--output", run,
         "--json",
     ]
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue(), run, data
+    return (*_run_cli(argv), run, data)
 
 
 @pytest.fixture(scope="session")
 def text_run(tmp_path_factory, vectors_file):
     """One short `train text --json` run (GloVe-style toy vectors, 3 head epochs, one fine-tune
     epoch) on a table with two bad rows: `(exit code, stdout, stderr, run folder, table)`."""
-    import contextlib
-    import io
-
-    from helpers import write_table
-    from transferkit.cli import main
-
     table = write_table(tmp_path_factory.mktemp("table") / "reviews.csv")
     run = tmp_path_factory.mktemp("runs") / "text"
     argv = ["train", "text", table, "--word-vectors", vectors_file, "--epochs", "3",
             "--fine-tune-epochs", "1", "--output", run, "--json"]
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue(), run, table
+    return (*_run_cli(argv), run, table)
 
 
 @pytest.fixture(scope="session")
 def sentence_run(tmp_path_factory, bert_folder):
     """One short `train text --json` run with the tiny BERT sentence encoder (head only): `(exit
     code, stdout, stderr, run folder, table)`. For what a GloVe model cannot do (LiteRT export)."""
-    import contextlib
-    import io
-
-    from helpers import write_table
-    from transferkit.cli import main
-
     table = write_table(tmp_path_factory.mktemp("table") / "reviews.csv", bad_rows=False)
     run = tmp_path_factory.mktemp("runs") / "sentence"
     argv = ["train", "text", table, "--encoder", bert_folder, "--epochs", "3",
             "--fine-tune-epochs", "0", "--output", run, "--json"]
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue(), run, table
+    return (*_run_cli(argv), run, table)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from transferkit.serving import MAX_BATCH, MAX_WAIT_MS
+
 
 def add_commands(subparsers, train) -> None:
     serve = subparsers.add_parser(
@@ -24,12 +26,13 @@ def add_commands(subparsers, train) -> None:
         "--port", type=int, default=8000, help="TCP port; 0 picks a free one (default 8000)"
     )
     serve.add_argument(
-        "--max-batch", type=int, default=32,
-        help="the most inputs in one model call; concurrent requests share it (default 32)",
+        "--max-batch", type=int, default=MAX_BATCH,
+        help="the most inputs in one model call; concurrent requests share it "
+        f"(default {MAX_BATCH})",
     )
     serve.add_argument(
-        "--max-wait-ms", type=float, default=5.0,
-        help="how long a batch waits for more requests, in milliseconds (default 5)",
+        "--max-wait-ms", type=float, default=MAX_WAIT_MS,
+        help=f"how long a batch waits for more requests, in milliseconds (default {MAX_WAIT_MS:g})",
     )
     serve.set_defaults(handler=run_serve)
 

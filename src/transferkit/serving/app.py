@@ -41,6 +41,7 @@ import numpy as np
 
 from transferkit.errors import InputError
 from transferkit.extras import require
+from transferkit.serving import MAX_BATCH, MAX_WAIT_MS
 
 require("fastapi", "Serving models (`transferkit serve`)")
 require("python_multipart", "Reading image uploads (`transferkit serve`)")
@@ -421,8 +422,8 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
 def create_app(
     predictor,
     *,
-    max_batch: int = 32,
-    max_wait_ms: float = 5.0,
+    max_batch: int = MAX_BATCH,
+    max_wait_ms: float = MAX_WAIT_MS,
     max_upload_bytes: int = Limits.max_upload_bytes,
     max_pixels: int = Limits.max_pixels,
     max_files: int = Limits.max_files,
@@ -434,8 +435,8 @@ def create_app(
 
     Args:
         predictor: a `transferkit.serving.predictors.Predictor` (`load_predictor(path)`).
-        max_batch: the most inputs in one model call. Defaults to 32.
-        max_wait_ms: how long a batch waits for more requests, in ms. Defaults to 5.0.
+        max_batch: the most inputs in one model call. Default `MAX_BATCH` (32).
+        max_wait_ms: how long a batch waits for more requests, in ms. Default `MAX_WAIT_MS` (5).
         max_upload_bytes, max_pixels, max_files, max_texts, max_text_chars: what one request may
             hold; the defaults are those of `Limits`.
         decode_threads: threads that decode images. Defaults to the CPU count, at most 8.
@@ -523,8 +524,8 @@ def serve(
     runtime: str | None = None,
     host: str = "127.0.0.1",
     port: int = 8000,
-    max_batch: int = 32,
-    max_wait_ms: float = 5.0,
+    max_batch: int = MAX_BATCH,
+    max_wait_ms: float = MAX_WAIT_MS,
     log_level: str = "warning",
     **limits,
 ) -> None:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from transferkit.errors import InputError
+from transferkit.serving import MAX_BATCH, MAX_WAIT_MS
 
 __all__ = ["DynamicBatcher"]
 
@@ -56,7 +57,8 @@ class DynamicBatcher:
     The batcher binds to the event loop of its first `submit`; `aclose()` stops it.
     """
 
-    def __init__(self, predictor, *, max_batch: int = 32, max_wait_ms: float = 5.0):
+    def __init__(self, predictor, *, max_batch: int = MAX_BATCH,
+                 max_wait_ms: float = MAX_WAIT_MS):
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise InputError(
                 f"`max_batch` must be a positive int. Received: max_batch={max_batch!r}."
