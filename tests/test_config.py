@@ -74,15 +74,17 @@ def test_the_scan_finds_a_written_default():
 
 def test_the_library_defaults_are_the_config_values():
     image = inspect.signature(ImageClassifier.__init__).parameters
-    for name in ("backbone", "dropout", "augment", "augment_views", "seed", "weights"):
+    for name in ("backbone", "dropout", "augment", "augment_views", "seed", "weights", "runtime"):
         assert image[name].default == getattr(ImageTrainConfig, name), name
     text = inspect.signature(TextClassifier.__init__).parameters
     assert text["encoder"].default == TextTrainConfig.encoder
+    assert text["runtime"].default == TextTrainConfig.runtime
 
 
 def test_names_agree_across_modalities():
     shared = {"epochs", "fine_tune_epochs", "learning_rate", "fine_tune_learning_rate",
-              "batch_size", "patience", "fine_tune_patience", "validation_size", "seed", "data"}
+              "batch_size", "patience", "fine_tune_patience", "validation_size", "seed", "data",
+              "runtime"}
     assert shared <= set(ImageTrainConfig.names()) & set(TextTrainConfig.names())
     for cls in (ImageClassifier, TextClassifier):
         parameters = inspect.signature(cls.fit).parameters

@@ -16,6 +16,7 @@ from typing import Any
 from transferkit.errors import InputError
 
 __all__ = [
+    "RUNTIMES",
     "check_choice",
     "check_fraction",
     "check_image_size",
@@ -96,6 +97,10 @@ def check_number(
 def check_fraction(value: Any, name: str) -> float:
     """`value` as a float strictly between 0 and 1 (a share of the data)."""
     return check_number(value, name, 0, 1, include_minimum=False, include_maximum=False)
+
+
+#: What can run a frozen backbone or encoder (`transferkit.runtimes`).
+RUNTIMES = ("auto", "keras", "onnx")
 
 
 def check_choice(value: Any, name: str, choices: Iterable[str]) -> str:

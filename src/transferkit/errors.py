@@ -27,6 +27,7 @@ __all__ = [
     "WeightsUnavailableError",
     "UnsafeCheckpointError",
     "MissingDependencyError",
+    "RuntimeMismatchError",
 ]
 
 
@@ -67,3 +68,8 @@ class UnsafeCheckpointError(WeightsError):
 
 class MissingDependencyError(TransferkitError, ImportError):
     """An optional dependency is missing; the message gives the exact install line."""
+
+
+class RuntimeMismatchError(TransferkitError, RuntimeError):
+    """ONNX Runtime's output for a frozen model differs from Keras's by more than the tolerance
+    (`transferkit.runtimes.TOLERANCE`)."""

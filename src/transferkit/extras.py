@@ -15,9 +15,9 @@ __all__ = ["require", "PACKAGES"]
 
 # import name -> (pip requirement, transferkit extra). Versions match pyproject.toml.
 PACKAGES = {
-    "onnx": ("onnx==1.23.2", "export"),
-    "onnxruntime": ("onnxruntime==1.32.0", "export"),
-    "tf2onnx": ("tf2onnx==1.17.0", "export"),
+    "onnx": ("onnx==1.23.2", None),  # core dependencies: missing only from a broken install
+    "onnxruntime": ("onnxruntime==1.32.0", None),
+    "tf2onnx": ("tf2onnx==1.17.0", None),
     "ai_edge_litert": ("ai-edge-litert==2.3.0", "export"),
     "onnxconverter_common": ("onnxconverter-common==1.16.0", "export"),
     "tokenizers": ("tokenizers==0.23.3", "export"),
@@ -34,7 +34,9 @@ def require(module: str, purpose: str):
         return importlib.import_module(module)
     except ImportError:
         requirement, extra = PACKAGES[module]
+        how = (f"pip install 'transferkit[{extra}]' (or: pip install '{requirement}')" if extra
+               else f"pip install '{requirement}' (a dependency of transferkit)")
         raise MissingDependencyError(
             f"{purpose} needs {requirement.split('==')[0]}, which is not installed. Install it "
-            f"with: pip install 'transferkit[{extra}]' (or: pip install '{requirement}')"
+            f"with: {how}"
         ) from None

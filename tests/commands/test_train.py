@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -107,12 +108,14 @@ def test_config_file_and_flags(faces, tmp_path, capsys):
                                      'image_size = 48\nseed = 5\n')
     code, out, _ = _run(
         ["train", "images", faces, "--config", tmp_path / "c.toml", "--seed", "7",
-         "--output", tmp_path / "run"],
+         "--runtime", "onnx", "--output", tmp_path / "run"],
         capsys,
     )
     assert code == 0 and "Report:" in out
+    assert re.search(r"features +\d+ s \(onnx\)", out)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["epochs"] == 1 and config["image_size"] == 48 and config["seed"] == 7
+    assert config["runtime"] == "onnx"
     assert _history(tmp_path / "run")[-1]["epoch"] == "1"
     (tmp_path / "bad.toml").write_text("epoch = 3\n")
     code, _, err = _run(["train", "images", faces, "--config", tmp_path / "bad.toml"], capsys)

@@ -10,6 +10,7 @@ from PIL import Image
 from helpers import photo
 from transferkit.data.images import (
     DecodeLog,
+    image_batches,
     image_dataset,
     load_image,
     load_resized,
@@ -105,6 +106,25 @@ def test_dataset_can_keep_rows_aligned(mixed_files):
     assert images.shape == (3, 8, 8, 3)
     assert ok.numpy().tolist() == [True, False, True]
     assert images.numpy()[1].max() == 0
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_threaded_batches_keep_every_row_in_order(mixed_files, workers):
+    paths = [mixed_files[name] for name in mixed_files] * 3  # 27 files, one corrupt in 9
+    log = DecodeLog()
+    batches = list(image_batches(paths, image_size=(8, 6), batch_size=4, decode_log=log,
+                                 workers=workers))
+    assert [len(images) for images, _ in batches] == [4] * 6 + [3]
+    images = np.concatenate([b[0] for b in batches])
+    ok = np.concatenate([b[1] for b in batches])
+    assert images.shape == (27, 8, 6, 3) and images.dtype == np.uint8
+    for path, image, readable in zip(paths, images, ok):
+        if path == mixed_files["corrupt"]:
+            assert not readable and image.max() == 0
+        else:
+            assert readable
+            np.testing.assert_array_equal(image, load_resized(path, (8, 6)))
+    assert [item["path"] for item in log.items()] == [str(mixed_files["corrupt"])]
 
 
 def test_dataset_shuffles_with_a_seed(tmp_path):

@@ -275,3 +275,50 @@ def test_extract_features(faces):
     assert transferkit.extract_features is extract_features
     with pytest.raises(ImageReadError, match=r"nope\.png: no such file"):
         extract_features("efficientnet_lite0", [faces / "nope.png"], image_size=SIZE)
+
+
+def test_onnx_runtime_features_equal_keras_plain_and_augmented(faces, tmp_path):
+    """The backbone on ONNX Runtime gives Keras's features within 1e-4, also for augmented views
+    (the augmentation runs in Keras either way, with the same random draws)."""
+    from transferkit.runtimes import TOLERANCE
+
+    paths = sorted(str(p) for p in faces.glob("*/*.png"))[:6]
+    results = {}
+    for runtime in ("keras", "onnx"):
+        clf = ImageClassifier(image_size=SIZE, num_classes=2, augment="flip,rotate,zoom",
+                              augment_views=2, seed=3, runtime=runtime,
+                              cache_dir=tmp_path / runtime)
+        clf.build()
+        plain, _ = clf._features(ImageInputs(paths))
+        views, _ = clf._features(ImageInputs(paths), views=2)
+        assert clf.feature_runtime == runtime
+        results[runtime] = plain, views
+    np.testing.assert_allclose(results["onnx"][0], results["keras"][0], atol=TOLERANCE, rtol=0)
+    np.testing.assert_allclose(results["onnx"][1], results["keras"][1], atol=TOLERANCE, rtol=0)
+    assert np.abs(results["onnx"][1][:, 0] - results["onnx"][0]).mean() > 1e-3  # views differ
+    graphs = list((tmp_path / "onnx" / "onnx").glob("*.onnx"))
+    assert len(graphs) == 1  # one graph for the plain features and the views
+    assert json.loads(graphs[0].with_suffix(".json").read_text())["passed"] is True
+    assert not (tmp_path / "keras" / "onnx").exists()
+
+
+def test_predict_on_onnx_runtime_matches_the_saved_model(trained, faces):
+    paths = sorted(str(p) for p in faces.glob("*/*.png"))[:8]
+    expected = trained.predict_proba(paths)  # few inputs: "auto" keeps the Keras model
+    trained.runtime = "onnx"
+    try:
+        np.testing.assert_allclose(trained.predict_proba(paths), expected, atol=1e-5)
+        with pytest.raises(ImageReadError, match=r"1 image\(s\) could not be read: .*nope\.png"):
+            trained.predict_proba([*paths[:2], str(faces / "nope.png")])
+    finally:
+        trained.runtime = "auto"
+
+
+def test_extract_features_on_either_runtime(faces):
+    arrays = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(faces.glob("*/*.png"))[:4]]
+    onnx = extract_features("efficientnet_lite0", arrays, image_size=SIZE, runtime="onnx")
+    keras_ = extract_features("efficientnet_lite0", arrays, image_size=SIZE, runtime="keras",
+                              cache=False)
+    np.testing.assert_allclose(onnx, keras_, atol=1e-4, rtol=0)
+    with pytest.raises(InputError, match="`runtime` must be one of 'auto', 'keras', 'onnx'"):
+        ImageClassifier(runtime="gpu")

@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from transferkit.backbones.registry import Registry
+from transferkit.config import TextTrainConfig
 from transferkit.errors import (
     InputError,
     MissingDependencyError,
@@ -343,6 +344,7 @@ class SentenceEncoder:
         self.fingerprint = fingerprint
         self._embedding_models: dict[str, Any] = {}
         self._layers_model = None
+        self.last_runtime: str | None = None  # what ran the last `embed`
 
     def __repr__(self) -> str:
         return f"SentenceEncoder(source={self.source!r}, dim={self.dim}, pooling={self.pooling!r})"
@@ -489,7 +491,8 @@ class SentenceEncoder:
         return self._embedding_models[features]
 
     def embed(
-        self, inputs: dict[str, np.ndarray], *, features: str, batch_size: int, progress=None
+        self, inputs: dict[str, np.ndarray], *, features: str, batch_size: int, progress=None,
+        runtime: str = TextTrainConfig.runtime, cache: str | os.PathLike | None = None,
     ) -> np.ndarray:
         """Features of tokenized texts (`tokenize(text_inputs(n), texts)`), in input order.
 
@@ -501,13 +504,29 @@ class SentenceEncoder:
             features: `"sentence"` or `"layers"`; see the module docstring.
             batch_size: texts per forward pass.
             progress: called as `progress(done, total)` after each batch. Default `None`.
+            runtime: `"auto"`, `"onnx"` or `"keras"`: what runs the encoder (see
+                `transferkit.runtimes`; tokenizing stays in Keras). Default `"auto"`.
+            cache: the folder whose `onnx/` keeps exported graphs. Default `None`: a
+                temporary one.
 
         Returns:
             float32 `(n, feature_dim(features))`.
         """
         from transferkit.data.sequences import predict_padded
+        from transferkit.runtimes import frozen_runner
 
-        return predict_padded(self.embedding_model(features), inputs, batch_size, progress)
+        runner = frozen_runner(
+            self.embedding_model(features), runtime=runtime, cache=cache,
+            items=len(next(iter(inputs.values()), [])),
+            # Measured on MiniLM (benchmarks/feature_speed.py): ONNX Runtime no faster than
+            # Keras (dense matmuls, which TensorFlow's oneDNN already runs well), and the export
+            # takes ~25 s: "auto" keeps Keras; `runtime="onnx"` still works.
+            faster=False,
+            key={"encoder": self.fingerprint, "features": features, "pooling": self.pooling,
+                 "normalize": self.normalize},
+        )
+        self.last_runtime = runner.runtime
+        return predict_padded(runner, inputs, batch_size, progress)
 
 
 def load_sentence_encoder(encoder: str | os.PathLike) -> SentenceEncoder:

@@ -93,8 +93,9 @@ class TextEncoder(abc.ABC):
 
     def __init__(self, source: str | os.PathLike, *, max_length: int | None = None,
                  seed: int = TextTrainConfig.seed, cache_dir: str | os.PathLike | None = None,
-                 **options: Any):
+                 runtime: str = TextTrainConfig.runtime, **options: Any):
         self.source = os.fspath(source)
+        self.runtime = runtime
         self.max_length = max_length
         self.seed = seed
         self.cache_dir = cache_dir

@@ -151,7 +151,8 @@ class SentenceTransformer(TextEncoder):
         progress = None if bar is None else (lambda done, total: bar.update(done))
         started = time.perf_counter()
         vectors = encoder.embed(inputs, features=features, batch_size=_EMBED_BATCH_SIZE,
-                                progress=progress)
+                                progress=progress, runtime=self.runtime, cache=cache.root)
+        self.info["runtime"] = encoder.last_runtime
         self._count_speed(len(texts), time.perf_counter() - started)
         cache.put(key, vectors)
         return vectors

@@ -148,6 +148,19 @@ class ImageInputs:
         """Paths as they are, arrays as uint8 RGB: what the report's pictures can show."""
         return [item if is_path(item) else to_uint8(item) for item in self.items]
 
+    def batches(self, size, policy, *, batch_size: int, decode_log=None):
+        """`(uint8 images, ok flags)` numpy batches in order, files decoded ahead in threads
+        (`transferkit.data.images.image_batches`); what feature extraction runs on."""
+        if self.are_paths:
+            from transferkit.data.images import image_batches
+
+            yield from image_batches(self.items, image_size=size, batch_size=batch_size,
+                                     policy=policy, decode_log=decode_log)
+            return
+        for start in range(0, len(self.items), batch_size):
+            arrays = _resized_arrays(self.items[start:start + batch_size], size, policy)
+            yield arrays, np.ones(len(arrays), dtype=bool)
+
     def dataset(self, size, policy, *, batch_size: int, labels=None, shuffle=False, seed=None,
                 decode_log=None, keep_unreadable=False):
         """A tf.data pipeline of `uint8` images resized to `size` (and labels, and `ok` flags with

@@ -5,8 +5,9 @@ grayscale, RGBA, palette, CMYK and 16-bit images converted to RGB. Anything wron
 raises `ImageReadError` with one line that names the path and what to do.
 
 For models: `load_resized` reads straight to the model's input size (fast for large JPEGs), and
-`image_dataset` is the tf.data pipeline (parallel decode and resize, prefetch) that training,
-feature extraction and evaluation share. Unreadable files go to a `DecodeLog`, never silently away.
+`image_dataset` is the tf.data pipeline (parallel decode and resize, prefetch) that training and
+evaluation share; `image_batches` reads numpy batches ahead in a thread pool, for feature extraction
+on any runtime (faster than tf.data in front of ONNX Runtime, and without TensorFlow). Unreadable files go to a `DecodeLog`, never silently away.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from transferkit.errors import ImageReadError
 __all__ = [
     "IMAGE_EXTENSIONS",
     "DecodeLog",
+    "image_batches",
     "image_dataset",
     "load_image",
     "load_resized",
@@ -261,6 +263,60 @@ def image_dataset(
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def _load_or_log(path: str, size: tuple[int, int], policy: str, log: DecodeLog):
+    """`(uint8 image, True)`, or for an unreadable file a black image, `False` and a line in
+    `log`."""
+    try:
+        return load_resized(path, size, policy), True
+    except ImageReadError as exc:
+        log.add(path, str(exc))
+        return np.zeros((*size, 3), np.uint8), False
+
+
+def image_batches(paths, *, image_size, batch_size: int, policy: str = "center_crop",
+                  decode_log: DecodeLog | None = None, workers: int | None = None):
+    """Batches of resized images as numpy, decoded ahead in a thread pool, in order.
+
+    Pillow releases the GIL while it decodes and resizes, so `workers` threads decode the next
+    batches while the caller runs a model on this one. Every row is kept: an unreadable file is a
+    black image with `ok=False`, and a line in `decode_log`.
+
+    Args:
+        paths: image files.
+        image_size: an int or `(height, width)`.
+        batch_size: images per batch.
+        policy: `"center_crop"` (default) or `"stretch"`.
+        decode_log: where unreadable files are recorded. Default `None` (a new, private log).
+        workers: decoding threads. Default `None`: one per core.
+
+    Yields:
+        `(images, ok)`: `uint8` `(b, h, w, 3)` and `bool` `(b,)`.
+    """
+    import itertools
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    size = check_image_size(image_size)
+    paths = [os.fspath(p) for p in paths]
+    log = decode_log if decode_log is not None else DecodeLog()
+    workers = workers or os.cpu_count() or 1
+
+    def read(start: int):
+        rows = [_load_or_log(p, size, policy, log) for p in paths[start:start + batch_size]]
+        return (np.stack([image for image, _ in rows]),
+                np.array([ok for _, ok in rows], dtype=bool))
+
+    starts = iter(range(0, len(paths), batch_size))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+        ahead = deque(pool.submit(read, start) for start in itertools.islice(starts, workers + 1))
+        while ahead:
+            batch = ahead.popleft().result()
+            start = next(starts, None)
+            if start is not None:
+                ahead.append(pool.submit(read, start))
+            yield batch
+
+
 def _decoder(size: tuple[int, int], policy: str, log: DecodeLog):
     """A tf.data function: path -> (uint8 image, ok), decoded with Pillow in a worker thread; an
     unreadable file gives a black image, `ok=False`, and a line in `log`."""
@@ -270,11 +326,7 @@ def _decoder(size: tuple[int, int], policy: str, log: DecodeLog):
 
     def load(path_bytes):
         path = path_bytes.decode("utf-8") if isinstance(path_bytes, bytes) else str(path_bytes)
-        try:
-            return load_resized(path, size, policy), True
-        except ImageReadError as exc:
-            log.add(path, str(exc))
-            return np.zeros((height, width, 3), np.uint8), False
+        return _load_or_log(path, size, policy, log)
 
     def decode(path):
         image, ok = tf.numpy_function(load, [path], (tf.uint8, tf.bool), stateful=False)

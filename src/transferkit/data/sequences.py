@@ -16,7 +16,13 @@ import numpy as np
 
 from transferkit.checks import check_int
 
-__all__ = ["length_sorted_batches", "padded_batches", "predict_padded", "sequence_lengths"]
+__all__ = [
+    "length_sorted_batches",
+    "padded_batches",
+    "predict_function",
+    "predict_padded",
+    "sequence_lengths",
+]
 
 
 def sequence_lengths(inputs: dict[str, np.ndarray]) -> np.ndarray:
@@ -144,7 +150,7 @@ def _as_tf_dataset(dataset, with_targets: bool):
 _PREDICT_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _predict_function(model, inputs: dict):
+def predict_function(model, inputs: dict):
     """`model(inputs, training=False)` as one function for every batch shape.
 
     On TensorFlow it is a `tf.function` whose length dimension is declared variable: traced once,
@@ -179,7 +185,8 @@ def predict_padded(
     """The model's outputs for fixed-length token ids, computed in length-sorted trimmed batches.
 
     Args:
-        model: a Keras model taking `inputs`' dict.
+        model: a Keras model taking `inputs`' dict, or a `transferkit.runtimes.FrozenRunner`
+            of one.
         inputs: name -> `(n, length)` int arrays, padded at the end.
         batch_size: rows per forward pass.
         progress: called as `progress(done, total)` after each batch. Default `None`.
@@ -189,17 +196,19 @@ def predict_padded(
     """
     import keras
 
+    runner = None if isinstance(model, keras.Model) else model
+    model = model if runner is None else runner.model
     lengths = sequence_lengths(inputs)
     total = len(lengths)
     if not total:
         return np.zeros((0,) + tuple(model.output.shape[1:]), dtype=np.float32)
-    function = None
+    function = runner
     result = None
     done = 0
     for batch in length_sorted_batches(lengths, batch_size):
         x = _take(inputs, lengths, batch)
         if function is None:
-            function = _predict_function(model, x)
+            function = predict_function(model, x)
         outputs = keras.ops.convert_to_numpy(function(x)).astype(np.float32, copy=False)
         if result is None:
             result = np.zeros((total,) + outputs.shape[1:], dtype=np.float32)

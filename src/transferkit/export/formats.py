@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from transferkit.export import FORMATS, QUANTIZATIONS
-from transferkit.export.graphs import variables_not_constants
 from transferkit.extras import require
+from transferkit.runtimes import variables_not_constants
 
 __all__ = ["FORMATS", "QUANTIZATIONS", "MODEL_FILES", "write", "runner"]
 MODEL_FILES = {"saved_model": "saved_model", "onnx": "model.onnx", "litert": "model.tflite"}

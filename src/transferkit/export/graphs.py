@@ -14,14 +14,12 @@ The layers are the trained ones (shared, not copied), so the graphs hold the sam
 
 from __future__ import annotations
 
-import contextlib
-
 import keras
 import numpy as np
 
 from transferkit.errors import InputError
 
-__all__ = ["image_graph", "token_graph", "token_inputs", "variables_not_constants"]
+__all__ = ["image_graph", "token_graph", "token_inputs"]
 
 
 def image_graph(classifier) -> keras.Model:
@@ -64,25 +62,3 @@ def token_inputs(classifier, texts) -> dict[str, np.ndarray]:
     return {name: np.asarray(value, dtype=np.int32) for name, value in tokens.items()}
 
 
-@contextlib.contextmanager
-def variables_not_constants(model):
-    """While exporting, an adapted `Normalization` layer reads its mean and variance from its
-    variables instead of the tensors it caches after `adapt`.
-
-    Keras 3 caches them as eager tensors; `tf.function` captures those as extra graph inputs,
-    which tf2onnx then leaves as inputs of the ONNX model (the export needs values nobody has).
-    Variables are frozen into constants by every converter. Restored on exit.
-    """
-    patched = []
-    for layer in model._flatten_layers(include_self=False):
-        if (isinstance(layer, keras.layers.Normalization) and hasattr(layer, "adapt_mean")
-                and tuple(layer.axis) == (-1,)):
-            patched.append((layer, layer.mean, layer.variance))
-            object.__setattr__(layer, "mean", layer.adapt_mean)  # bypass Keras's tracking
-            object.__setattr__(layer, "variance", layer.adapt_variance)
-    try:
-        yield model
-    finally:
-        for layer, mean, variance in patched:
-            object.__setattr__(layer, "mean", mean)
-            object.__setattr__(layer, "variance", variance)

@@ -51,7 +51,7 @@ def train_images(
         c = run.config
         classifier = ImageClassifier(  # the classes come from the data, in `fit`
             backbone=c.backbone, image_size=c.image_size, weights=c.weights, dropout=c.dropout,
-            augment=c.augment, augment_views=c.augment_views, seed=c.seed,
+            augment=c.augment, augment_views=c.augment_views, seed=c.seed, runtime=c.runtime,
         )
         classifier.check_settings()  # a typo fails at once, not after the data is read
         folder = discover_image_folder(c.data, validation_size=c.validation_size, seed=c.seed)
@@ -92,7 +92,8 @@ def _facts(c: ImageTrainConfig, classifier, folder, train_images: int, phases: d
         "backbone": c.backbone,
         "image size": size,
         "train / validation images": f"{train_images} / {len(phases['items'])}",
-        "features": f"{classifier.feature_seconds:.0f} s",
+        "features": f"{classifier.feature_seconds:.0f} s"
+                    + (f" ({classifier.feature_runtime})" if classifier.feature_runtime else ""),
         "skipped files": len(skipped),
         "duplicates across splits": duplicates,
     }
@@ -100,6 +101,7 @@ def _facts(c: ImageTrainConfig, classifier, folder, train_images: int, phases: d
         "backbone": c.backbone,
         "image_size": size,
         "feature_seconds": round(classifier.feature_seconds, 1),
+        "feature_runtime": classifier.feature_runtime,
         "skipped_files": len(skipped),
         "duplicates_across_splits": duplicates,
         "train_images": train_images,

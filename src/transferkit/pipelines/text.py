@@ -78,7 +78,7 @@ def _classifier(c: TextTrainConfig, cache_dir, class_names=None):
     return TextClassifier(
         c.encoder, class_names=class_names, word_vectors=c.word_vectors,
         vocabulary_size=c.vocabulary_size, max_length=c.max_length, features=c.features,
-        head_units=c.head_units, seed=c.seed, cache_dir=cache_dir,
+        head_units=c.head_units, seed=c.seed, cache_dir=cache_dir, runtime=c.runtime,
     )
 
 

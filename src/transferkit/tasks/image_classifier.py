@@ -50,7 +50,7 @@ from transferkit.tasks.base import Classifier, Splits
 __all__ = ["ImageClassifier", "extract_features"]
 
 _D = ImageTrainConfig()  # the defaults; `transferkit.config` is where they are written
-_FEATURES_VERSION = 1  # bump when the way features are computed changes, to retire old caches
+_FEATURES_VERSION = 2  # bump when the way features are computed changes, to retire old caches
 
 
 class _TrainingMode(keras.layers.Wrapper):
@@ -83,6 +83,9 @@ class ImageClassifier(Classifier):
         seed: seed of splits, shuffles, augmentation and initial weights. Default `0`.
         cache_dir: folder of the feature cache; default `None` (`features/images` in the
             transferkit cache, see `transferkit.files.cache_dir`); `False` turns caching off.
+        runtime: what runs the frozen backbone for features: `"onnx"` (ONNX Runtime),
+            `"keras"`, or `"auto"` (see `transferkit.runtimes`). Default
+            `ImageTrainConfig.runtime` (`"auto"`). Fine-tuning always runs in Keras.
 
     Example:
         >>> clf = ImageClassifier(backbone="efficientnet_lite0")
@@ -109,9 +112,14 @@ class ImageClassifier(Classifier):
         augment_views: int = _D.augment_views,
         seed: int = _D.seed,
         cache_dir: str | os.PathLike | bool | None = None,
+        runtime: str = _D.runtime,
     ):
+        from transferkit.runtimes import check_runtime
+
+        check_runtime(runtime)
         self._store(locals())
         self.feature_seconds = 0.0
+        self.feature_runtime: str | None = None  # what ran the backbone for the last features
         self._unfreeze_choice = _D.unfreeze
 
     def get_config(self) -> dict:
@@ -246,24 +254,45 @@ class ImageClassifier(Classifier):
         logits = self.network.get_layer("classifier")(self.network.get_layer("dropout")(features))
         return keras.Model(features, logits, name="head")
 
-    def _feature_model(self, views: int = 0):
-        """Resized images -> pooled backbone features; with `views`, augmented views stacked."""
-        return self._derived(("features", views), lambda: self._build_feature_model(views))
+    def _feature_model(self):
+        """Resized images -> pooled backbone features (what `transferkit.runtimes` runs)."""
+        return self._derived("features", self._build_feature_model)
 
-    def _build_feature_model(self, views: int):
+    def _build_feature_model(self):
         backbone = self._backbone_model()
-        height, width = self.input_size
-        images = keras.Input((height, width, 3), name="image")
+        images = keras.Input((*self.input_size, 3), name="image")
         pool = keras.layers.GlobalAveragePooling2D(name="pool")
-        if not views:
-            return keras.Model(images, pool(backbone(images, training=False)), name="features")
+        return keras.Model(images, pool(backbone(images, training=False)), name="features")
+
+    def _views_model(self, views: int):
+        """Resized images -> `views` randomly augmented copies each, `(batch, views, h, w, 3)`:
+        the augmentation layers in training mode, always in Keras; the backbone then runs on
+        whichever runtime the features use."""
+        return self._derived(("views", views), lambda: self._build_views_model(views))
+
+    def _build_views_model(self, views: int):
+        shape = (*self.input_size, 3)
+        images = keras.Input(shape, name="image")
         augmentation = _TrainingMode(self.network.get_layer("augmentation"))
-        outputs = [pool(backbone(augmentation(images), training=False)) for _ in range(views)]
-        dim = backbone.output.shape[-1]
         stacked = keras.layers.Concatenate(axis=1, name="views")(
-            [keras.layers.Reshape((1, dim))(output) for output in outputs]
+            [keras.layers.Reshape((1, *shape))(augmentation(images)) for _ in range(views)]
         )
-        return keras.Model(images, stacked, name="feature_views")
+        return keras.Model(images, stacked, name="augmented_views")
+
+    def _feature_runner(self, items: int):
+        """The frozen feature model on `self.runtime` (see `transferkit.runtimes`), its ONNX graph
+        cached beside the feature cache."""
+        from transferkit.runtimes import frozen_runner
+
+        cache = self._cache()
+        runner = frozen_runner(
+            self._feature_model(), runtime=self.runtime, items=items,
+            key={"backbone": self._spec().name, "image_size": list(self.input_size),
+                 "pooling": "avg"},
+            cache=None if cache is None else cache.root,
+        )
+        self.feature_runtime = runner.runtime
+        return runner
 
     # -- features --------------------------------------------------------------------------------
 
@@ -285,12 +314,13 @@ class ImageClassifier(Classifier):
         return digest.hexdigest()
 
     def _features(self, inputs: ImageInputs, *, views: int = 0, batch_size: int = _D.batch_size,
-                  decode_log=None, verbose: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                  decode_log=None, verbose: bool = False,
+                  cached: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Pooled features of `inputs` (`(n, dim)`, or `(n, views, dim)`), and a mask of the rows
-        that could be read. Cached per image."""
+        that could be read. Cached per image (unless `cached=False`)."""
         from transferkit.data.images import DecodeLog
 
-        cache = self._cache()
+        cache = self._cache() if cached else None
         log = decode_log if decode_log is not None else DecodeLog()
         keys: list[str | None] = [None] * len(inputs)
         results: list[np.ndarray | None] = [None] * len(inputs)
@@ -326,17 +356,22 @@ class ImageClassifier(Classifier):
         the cache in background threads, so that its fsyncs overlap the next batch."""
         from concurrent.futures import ThreadPoolExecutor
 
-        dataset = inputs.subset(missing).dataset(
+        batches = inputs.subset(missing).batches(
             self.input_size, self.resize_policy, batch_size=batch_size, decode_log=decode_log,
-            keep_unreadable=True,
         )
-        model = self._feature_model(views)
+        runner = self._feature_runner(len(missing) * max(1, views))
+        augment = self._views_model(views) if views else None
         progress = keras.utils.Progbar(len(missing), unit_name="image") if verbose else None
         position = 0
         with ThreadPoolExecutor(max_workers=4) as writer:
             pending = []
-            for images, flags in dataset:
-                vectors = np.asarray(model.predict_on_batch(images), dtype=np.float32)
+            for images, flags in batches:
+                if augment is None:
+                    vectors = runner(images)
+                else:
+                    copies = np.asarray(augment.predict_on_batch(images))
+                    vectors = runner(copies.reshape(-1, *copies.shape[2:]))
+                    vectors = vectors.reshape(len(copies), views, -1)
                 for vector, readable in zip(vectors, np.asarray(flags)):
                     index = missing[position]
                     position += 1
@@ -512,12 +547,21 @@ class ImageClassifier(Classifier):
 
     def _probabilities(self, items: list, batch_size: int) -> tuple[np.ndarray, list[dict]]:
         from transferkit.data.images import DecodeLog
+        from transferkit.runtimes import MIN_ITEMS
 
         inputs = ImageInputs(items)
         log = DecodeLog()
-        dataset = inputs.dataset(self.input_size, self.resize_policy, batch_size=batch_size,
-                                 decode_log=log, keep_unreadable=True)
-        probabilities = self.model.predict(dataset.map(_images_only), verbose=0)
+        if self.runtime == "onnx" or (self.runtime == "auto" and len(items) >= MIN_ITEMS):
+            # The backbone on the features' runtime (uncached: predictions can be millions of
+            # files), the head in Keras: the saved model's numbers, within `runtimes.TOLERANCE`.
+            features, _ = self._features(inputs, batch_size=batch_size, decode_log=log,
+                                         cached=False)
+            logits = self._head_model().predict(features, batch_size=256, verbose=0)
+            probabilities = self._scores(logits)
+        else:
+            dataset = inputs.dataset(self.input_size, self.resize_policy, batch_size=batch_size,
+                                     decode_log=log, keep_unreadable=True)
+            probabilities = self.model.predict(dataset.map(_images_only), verbose=0)
         errors = log.errors
         unreadable = [
             {"index": i, "path": path, "reason": errors[path]}
@@ -570,6 +614,7 @@ def extract_features(
     image_size=_D.image_size,
     batch_size: int = _D.batch_size,
     cache: bool = True,
+    runtime: str = _D.runtime,
 ) -> np.ndarray:
     """Pooled features of a pretrained backbone: one vector per image (mode 2, "feature extractor").
 
@@ -581,6 +626,8 @@ def extract_features(
         batch_size: images per forward pass. Default `ImageTrainConfig.batch_size` (32).
         cache: reuse and store features in the feature cache (not with `weights=None`).
             Default `True`.
+        runtime: `"auto"`, `"onnx"` or `"keras"`: what runs the backbone (see
+            `transferkit.runtimes`). Default `ImageTrainConfig.runtime` (`"auto"`).
 
     Returns:
         `float32` array `(n, feature_dim)`, global-average-pooled.
@@ -598,7 +645,7 @@ def extract_features(
         )
     classifier = ImageClassifier(
         backbone=backbone, num_classes=2, image_size=image_size, weights=weights, augment="none",
-        cache_dir=None if cache else False,
+        cache_dir=None if cache else False, runtime=runtime,
     )
     classifier.build()
     log = DecodeLog()

@@ -71,6 +71,9 @@ class TextClassifier(Classifier):
         seed: seed of weights, shuffling and dropout. Default `0`.
         cache_dir: where the encoder's features are cached. Default `None`: `features/text` in
             the transferkit cache.
+        runtime: what runs a frozen sentence encoder for features: `"onnx"` (ONNX Runtime),
+            `"keras"` or `"auto"` (see `transferkit.runtimes`). Default
+            `TextTrainConfig.runtime` (`"auto"`). Training and fine-tuning run in Keras.
     """
 
     task = "text"
@@ -90,7 +93,11 @@ class TextClassifier(Classifier):
         head_units: int | None = _D.head_units,
         seed: int = _D.seed,
         cache_dir: str | os.PathLike | None = None,
+        runtime: str = _D.runtime,
     ):
+        from transferkit.runtimes import check_runtime
+
+        check_runtime(runtime)
         self._store(locals())
         self._encoder = None
         self._tokenizer = None
@@ -106,6 +113,7 @@ class TextClassifier(Classifier):
             kind = text_encoder_class(self.encoder)
             self._encoder = kind(
                 self.encoder, max_length=self.max_length, seed=self.seed, cache_dir=self.cache_dir,
+                runtime=self.runtime,
                 word_vectors=self.word_vectors, vocabulary_size=self.vocabulary_size,
                 features=self.features, head_units=self.head_units,
             )

@@ -1,0 +1,379 @@
+"""Frozen models on the faster runtime: Keras, or ONNX Runtime over a graph exported once.
+
+A frozen backbone (or text encoder) computes nearly all of a head-only run's time, and its
+weights do not change while it is frozen. ONNX Runtime runs such a graph 2-3x faster than Keras on
+TensorFlow on a CPU (`benchmarks/feature_speed.py`), so feature extraction asks for a runner:
+
+    run = frozen_runner(feature_model, runtime="auto", key={"backbone": "efficientnet_lite0"},
+                        cache=cache_root, items=len(images))
+    features = run(batch)          # numpy in, float32 numpy out, whichever runtime it is
+    run.runtime                    # "onnx" or "keras"
+
+`keras.Model.export(format="onnx")` writes the graph (tf2onnx on TensorFlow) once per model, weights
+and input shape, into `<cache>/onnx/<sha256>.onnx`, where the key hashes the caller's parts, the
+weights themselves and the converter versions. A new graph is checked against Keras on the first
+batch it runs: the largest absolute difference must be at most `TOLERANCE` (1e-4), and the
+verdict is stored beside the graph (`<sha256>.json`), so every later run trusts or avoids it
+without checking again. `runtime="auto"` takes ONNX Runtime when it is installed, faster for the kind of
+model (CNN backbones: yes; sentence encoders: no, see `benchmarks/feature_speed.py`), the graph is
+cached or there are at least `MIN_ITEMS` inputs (the export, about 5 s, must pay for itself),
+and the graph passed its check; otherwise, and for anything that goes wrong on the way, Keras,
+with one line saying why. `runtime="onnx"` insists, and raises instead. Training (fine-tuning)
+always stays in Keras.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+import warnings
+import weakref
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from transferkit.checks import RUNTIMES, check_choice
+from transferkit.errors import (
+    MissingDependencyError,
+    RuntimeMismatchError,
+    TransferkitError,
+)
+
+__all__ = [
+    "MIN_ITEMS",
+    "RUNTIMES",
+    "TOLERANCE",
+    "FrozenRunner",
+    "check_runtime",
+    "frozen_runner",
+    "variables_not_constants",
+]
+
+TOLERANCE = 1e-4  # the most a feature may differ from Keras's, absolute
+MIN_ITEMS = 256  # with no graph cached, "auto" exports one only for at least this many inputs
+_GRAPH_VERSION = 1  # bump when the way graphs are exported changes, to retire old ones
+_SESSIONS: dict[str, Any] = {}
+_LOCK = threading.Lock()
+
+
+def check_runtime(runtime) -> str:
+    """`runtime` if it is one of `RUNTIMES`, else an `InputError` naming them."""
+    return check_choice(runtime, "runtime", RUNTIMES)
+
+
+def _keras_call(model) -> Callable:
+    """`model` on one batch, as numpy: `predict_on_batch`, or for token-id dicts the traced
+    function of `transferkit.data.sequences` (one trace for every sequence length)."""
+    from transferkit.data.sequences import predict_function
+
+    def call(inputs):
+        import keras
+
+        if isinstance(inputs, dict):
+            outputs = predict_function(model, inputs)(inputs)
+        else:
+            outputs = model.predict_on_batch(inputs)
+        return np.asarray(keras.ops.convert_to_numpy(outputs), dtype=np.float32)
+
+    return call
+
+
+class FrozenRunner:
+    """A frozen Keras model's forward pass on one runtime; `runner(batch)` -> float32 numpy.
+
+    Made by `frozen_runner`. `runtime` says which runtime runs it (`"keras"` or `"onnx"`),
+    `reason` why (a line for the log), `max_abs_diff` what the check of a new graph measured.
+    """
+
+    def __init__(self, model, runtime: str, reason: str, *, path: Path | None = None,
+                 session=None, verify: bool = False, strict: bool = False, scratch=None):
+        self.model = model
+        self.runtime = runtime
+        self.reason = reason
+        self.path = path
+        self.max_abs_diff: float | None = None
+        self._keras = _keras_call(model)
+        self._session = session
+        self._verify = verify
+        self._strict = strict
+        if scratch is not None:  # a graph in a temporary folder goes with its runner
+            weakref.finalize(self, shutil.rmtree, scratch, True)
+
+    def __repr__(self) -> str:
+        return f"FrozenRunner(runtime={self.runtime!r}, path={self.path})"
+
+    def __call__(self, inputs) -> np.ndarray:
+        if self.runtime == "keras":
+            return self._keras(inputs)
+        if self._verify:
+            return self._first(inputs)
+        return self._onnx(inputs)
+
+    def _onnx(self, inputs) -> np.ndarray:
+        feeds = {}
+        for spec in self._session.get_inputs():
+            value = inputs[spec.name] if isinstance(inputs, dict) else inputs
+            feeds[spec.name] = np.asarray(value, dtype=_NUMPY_TYPES.get(spec.type, np.float32))
+        return np.asarray(self._session.run(None, feeds)[0], dtype=np.float32)
+
+    def _first(self, inputs) -> np.ndarray:
+        """The first batch of a new graph: compared with Keras and timed against it (each
+        runtime's second run, after tracing and warm-up); the verdict is stored for good."""
+        self._verify = False
+        try:
+            outputs = self._onnx(inputs)
+        except Exception as exc:  # ONNX Runtime refusing shapes of a graph it loaded
+            why = f"{type(exc).__name__}: {exc}"
+            _write_verdict(self.path, {"passed": False, "error": why})
+            return self._keras_instead(f"ONNX Runtime failed on the graph ({why})", exc, inputs)
+        expected = self._keras(inputs)
+        keras_seconds, onnx_seconds = _timed(self._keras, inputs), _timed(self._onnx, inputs)
+        diff = float(np.max(np.abs(outputs - expected))) if expected.size else 0.0
+        self.max_abs_diff = diff
+        passed = bool(np.isfinite(diff) and diff <= TOLERANCE)
+        _write_verdict(self.path, {
+            "passed": passed, "max_abs_diff": diff, "tolerance": TOLERANCE,
+            "batch": len(expected), "keras_seconds": keras_seconds,
+            "onnx_seconds": onnx_seconds,
+        })
+        if not passed:
+            return self._keras_instead(
+                f"ONNX Runtime's output differs from Keras's by up to {diff:.3g} (more than "
+                f"{TOLERANCE:g}) for {self.path.name}", RuntimeMismatchError, inputs, expected)
+        if not self._strict and onnx_seconds >= keras_seconds:
+            self.runtime, self._session = "keras", None
+            self.reason = _slower(keras_seconds, onnx_seconds)
+            return expected
+        self.reason += f"; matches Keras within {diff:.1e}"
+        return outputs
+
+    def _keras_instead(self, message: str, error, inputs, expected=None) -> np.ndarray:
+        """`runtime="onnx"`: raises `message`; `"auto"`: Keras from now on (this batch too)."""
+        fallback = _refuse(self.model, message, self._strict, error)
+        self.runtime, self.reason, self._session = "keras", fallback.reason, None
+        return expected if expected is not None else self._keras(inputs)
+
+
+def _timed(function, inputs) -> float:
+    started = time.perf_counter()
+    function(inputs)
+    return time.perf_counter() - started
+
+
+def _slower(keras_seconds: float, onnx_seconds: float) -> str:
+    return (f"ONNX Runtime was not faster than Keras for this model ({onnx_seconds:.3f} s vs "
+            f"{keras_seconds:.3f} s a batch); running Keras")
+
+
+_NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(int32)": np.int32,
+                "tensor(int64)": np.int64, "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_}
+
+
+def _session(path: Path, shared: bool):
+    """An ONNX Runtime session on every core; with `shared`, one per graph file and process
+    (loading one takes a second)."""
+    import onnxruntime as ort
+
+    with _LOCK:
+        session = _SESSIONS.get(os.fspath(path)) if shared else None
+        if session is None:
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.intra_op_num_threads = os.cpu_count() or 1
+            # Threads that sleep between batches instead of spinning leave the cores to the
+            # threads decoding the next batch (measured: +4% images/s with decoding).
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            session = ort.InferenceSession(os.fspath(path), options,
+                                           providers=["CPUExecutionProvider"])
+            if shared:
+                _SESSIONS[os.fspath(path)] = session
+        return session
+
+
+def _write_verdict(path: Path, verdict: dict) -> None:
+    from transferkit.files import atomic_write
+
+    with atomic_write(path.with_suffix(".json"), "w") as handle:
+        json.dump(verdict, handle, indent=2)
+
+
+def _read_verdict(path: Path) -> dict | None:
+    try:
+        return json.loads(path.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _onnx_missing() -> str | None:
+    """The pip line for what ONNX Runtime features need and is not installed, or None."""
+    from transferkit.extras import require
+
+    try:
+        for module in ("onnxruntime", "onnx", "tf2onnx"):
+            require(module, "Running frozen models on ONNX Runtime")
+    except TransferkitError as exc:
+        return str(exc)
+    return None
+
+
+def _graph_key(model, key: dict) -> str:
+    import keras
+
+    from transferkit.training.feature_cache import FeatureCache
+
+    weights = hashlib.sha256()
+    for weight in model.weights:
+        weights.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
+    versions = {"keras": keras.__version__, "backend": keras.backend.backend()}
+    for module in ("tf2onnx", "onnx"):
+        versions[module] = getattr(__import__(module), "__version__", "")
+    return FeatureCache.key(kind="onnx-graph", version=_GRAPH_VERSION, weights=weights.hexdigest(),
+                            versions=versions, **key)
+
+
+def _example(model):
+    """A batch of one for `model`'s inputs (ones; each unknown length 1)."""
+    def one(tensor):
+        return np.ones([1 if side is None else side for side in tensor.shape], tensor.dtype)
+
+    if isinstance(model.input, dict):
+        return {name: one(tensor) for name, tensor in model.input.items()}
+    return one(model.inputs[0]) if len(model.inputs) == 1 else [one(t) for t in model.inputs]
+
+
+@contextlib.contextmanager
+def variables_not_constants(model):
+    """While exporting, an adapted `Normalization` layer (transferkit's text heads; the
+    preprocessing inside keras.applications' EfficientNets) reads its mean and variance from its
+    variables instead of the tensors it caches after `adapt` or loading.
+
+    Keras 3 caches them as eager tensors; `tf.function` captures those as extra graph inputs,
+    which tf2onnx then leaves as inputs of the ONNX model (the export needs values nobody has).
+    Variables are frozen into constants by every converter. Restored on exit.
+    """
+    import keras
+
+    patched = []
+    for layer in model._flatten_layers(include_self=False):
+        if not (isinstance(layer, keras.layers.Normalization) and hasattr(layer, "adapt_mean")
+                and getattr(layer, "mean", None) is not None):
+            continue
+        rank = len(layer.mean.shape)  # broadcast shape, (1, ..., 1, channels) for the last axis
+        if tuple(layer.axis) in ((-1,), (rank - 1,)):  # then (channels,) broadcasts the same
+            patched.append((layer, layer.mean, layer.variance))
+            object.__setattr__(layer, "mean", layer.adapt_mean)  # bypass Keras's tracking
+            object.__setattr__(layer, "variance", layer.adapt_variance)
+    try:
+        yield model
+    finally:
+        for layer, mean, variance in patched:
+            object.__setattr__(layer, "mean", mean)
+            object.__setattr__(layer, "variance", variance)
+
+
+def _export(model, path: Path) -> None:
+    """Writes `model` as ONNX at `path`, atomically (a killed export leaves no graph)."""
+    from transferkit.files import atomic_write
+
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as scratch:
+        exported = Path(scratch) / "model.onnx"
+        model(_example(model), training=False)  # Keras exports only models that were called
+        with variables_not_constants(model), warnings.catch_warnings():
+            # Keras's tf2onnx shim probes `np.object`, which NumPy answers with a FutureWarning.
+            warnings.filterwarnings("ignore", message=".*np.object", category=FutureWarning)
+            model.export(os.fspath(exported), format="onnx", verbose=False)
+        with atomic_write(path, "wb") as handle, open(exported, "rb") as source:
+            while chunk := source.read(1 << 20):
+                handle.write(chunk)
+
+
+def frozen_runner(model, *, runtime: str, key: dict, cache: str | os.PathLike | None,
+                  items: int, faster: bool = True) -> FrozenRunner:
+    """A runner of frozen `model` on `runtime` (see the module docstring).
+
+    Args:
+        model: a Keras model (inference only: its weights must not change while it is used).
+        runtime: `"auto"`, `"keras"` or `"onnx"`.
+        key: what the graph depends on besides the weights (the backbone's name, input size...),
+            as `FeatureCache.key` parts.
+        cache: the folder of the graphs' `onnx/` sub-folder (the feature cache's); `None`: a
+            temporary folder, gone with the runner.
+        items: how many inputs will run (for `"auto"`'s choice).
+        faster: whether ONNX Runtime runs this kind of model faster than Keras (measured:
+            `benchmarks/feature_speed.py`); `"auto"` takes Keras when not. Default `True`.
+
+    Raises:
+        MissingDependencyError: `runtime="onnx"` without onnxruntime, onnx or tf2onnx.
+        RuntimeMismatchError: `runtime="onnx"` and the graph's output differs from Keras's.
+    """
+    runtime = check_runtime(runtime)
+    if runtime == "keras":
+        return FrozenRunner(model, "keras", "runtime 'keras' asked for")
+    if runtime == "auto" and not faster:
+        return FrozenRunner(model, "keras", "ONNX Runtime is not faster for this model")
+    strict = runtime == "onnx"
+    missing = _onnx_missing()
+    if missing:
+        if strict:
+            raise MissingDependencyError(missing)
+        return FrozenRunner(model, "keras", missing.split(". Install")[0])
+    if cache is not None:
+        folder = Path(cache) / "onnx"
+        folder.mkdir(parents=True, exist_ok=True)
+        return _graph_runner(model, folder, key, strict=strict, items=items)
+    scratch = tempfile.mkdtemp(prefix="transferkit-onnx-")
+    runner = None
+    try:
+        runner = _graph_runner(model, Path(scratch), key, strict=strict, items=items,
+                               scratch=scratch)
+    finally:
+        if runner is None or runner.runtime != "onnx":
+            shutil.rmtree(scratch, ignore_errors=True)
+    return runner
+
+
+def _graph_runner(model, folder: Path, key: dict, *, strict: bool, items: int,
+                  scratch: str | None = None) -> FrozenRunner:
+    """The ONNX runner of the graph in `folder` (exported if missing), or the Keras one and why."""
+    path = folder / f"{_graph_key(model, key)}.onnx"
+    verdict = _read_verdict(path) if path.is_file() else None
+    if verdict is not None and not verdict.get("passed"):
+        why = verdict.get("error") or f"it differed from Keras by {verdict.get('max_abs_diff')}"
+        return _refuse(model, f"the cached ONNX graph {path.name} failed its check ({why})",
+                       strict, RuntimeMismatchError)
+    if verdict is not None and not strict and (
+            verdict.get("onnx_seconds", 0) >= verdict.get("keras_seconds", float("inf"))):
+        return FrozenRunner(model, "keras", _slower(verdict["keras_seconds"],
+                                                    verdict["onnx_seconds"]))
+    if not path.is_file():
+        if not strict and items < MIN_ITEMS:
+            return FrozenRunner(model, "keras", f"{items} inputs: too few to export a graph for")
+        try:
+            _export(model, path)
+        except Exception as exc:  # tf2onnx raises anything for an operation it cannot convert
+            return _refuse(model, f"Could not export the frozen model to ONNX "
+                                  f"({type(exc).__name__}: {exc})", strict, exc)
+    try:
+        session = _session(path, shared=scratch is None)
+    except Exception as exc:  # an operation ONNX Runtime cannot load
+        why = f"{type(exc).__name__}: {exc}"
+        _write_verdict(path, {"passed": False, "error": why})
+        return _refuse(model, f"ONNX Runtime could not load the graph ({why})", strict, exc)
+    return FrozenRunner(model, "onnx", "ONNX Runtime", path=path, session=session,
+                        verify=verdict is None, strict=strict, scratch=scratch)
+
+
+def _refuse(model, message: str, strict: bool, error) -> FrozenRunner:
+    """`runtime="onnx"`: raises `message`; `"auto"`: a Keras runner that says why."""
+    if strict:
+        kind = error if isinstance(error, type) else TransferkitError
+        raise kind(message + ". Use runtime 'keras' (`--runtime keras`).") from (
+            None if isinstance(error, type) else error)
+    return FrozenRunner(model, "keras", message + "; running Keras")
