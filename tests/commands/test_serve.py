@@ -77,14 +77,16 @@ def _error_line(argv, capsys) -> str:
 
 def test_unknown_runtime_is_one_line(image_run, capsys):
     line = _error_line(["serve", image_run[3], "--runtime", "tflite", "--port", "0"], capsys)
-    assert line == "transferkit: error: Unknown runtime 'tflite'. Choose one of: keras, onnx."
+    assert line == ("transferkit: error: Unknown runtime 'tflite'. Choose one of: auto, keras, "
+                    "onnx.")
 
 
-def test_onnx_runtime_on_a_keras_model_says_to_export_first(image_run, capsys):
-    model = image_run[3] / "model.keras"
-    line = _error_line(["serve", model, "--runtime", "onnx", "--port", "0"], capsys)
-    assert line.startswith(f"transferkit: error: {model}: the onnx runtime serves a folder")
-    assert "transferkit export" in line
+def test_the_keras_runtime_on_an_export_folder_is_one_line(image_run, tmp_path, capsys):
+    from transferkit.export import export
+
+    folder = export(image_run[3], tmp_path / "onnx", format="onnx", samples=8)["path"]
+    line = _error_line(["serve", folder, "--runtime", "keras", "--port", "0"], capsys)
+    assert line.startswith(f"transferkit: error: {folder}: is an export folder")
 
 
 def test_a_port_in_use_names_the_flag(image_run, capsys):

@@ -16,7 +16,9 @@ def add_commands(subparsers, train) -> None:
     )
     serve.add_argument(
         "--runtime", default=None,
-        help="keras or onnx (default: onnx for an export folder, keras otherwise)",
+        help="onnx serves an export folder, the run's export/onnx, or an ONNX export made once "
+        "into the cache; keras the .keras file; auto (default): onnx for export folders and image "
+        "models, keras for text models",
     )
     serve.add_argument(
         "--host", default="127.0.0.1",

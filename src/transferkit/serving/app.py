@@ -533,7 +533,8 @@ def serve(
 
     Args:
         model: a `.keras` file, a run folder, or a folder from `transferkit export`.
-        runtime: `"keras"` or `"onnx"`. Defaults to `load_predictor`'s choice for `model`.
+        runtime: `"auto"`, `"keras"` or `"onnx"` (see `load_predictor`). Default `None`:
+            `"auto"`.
         host: the address to listen on. Defaults to 127.0.0.1 (this machine only).
         port: the TCP port; 0 picks a free one. Defaults to 8000.
         max_batch, max_wait_ms, **limits: as in `create_app`.

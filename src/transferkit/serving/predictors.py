@@ -26,7 +26,7 @@ from transferkit.files import read_json
 
 __all__ = ["Predictor", "KerasPredictor", "OnnxPredictor", "load_predictor", "RUNTIMES"]
 
-RUNTIMES = ("keras", "onnx")
+RUNTIMES = ("auto", "keras", "onnx")
 
 
 class Predictor:
@@ -35,6 +35,7 @@ class Predictor:
     task: str
     class_names: list[str]
     runtime: str
+    path: Path  # the `.keras` file or the export folder it serves
     facts: dict
     card: str
     image_size: tuple[int, int] | None = None
@@ -58,6 +59,7 @@ class KerasPredictor(Predictor):
         from transferkit.tasks.base import load, model_file
 
         path = model_file(path)
+        self.path = path
         self.classifier = load(path)
         self.task = self.classifier.task
         self.class_names = list(self.classifier.class_names)
@@ -100,6 +102,7 @@ class OnnxPredictor(Predictor):
         from transferkit.extras import require
 
         folder = Path(folder)
+        self.path = folder
         contract = read_json(folder / "input.json")
         if contract.get("format") != "onnx":
             raise InputError(
@@ -146,25 +149,27 @@ class OnnxPredictor(Predictor):
 
 
 def load_predictor(path: str | os.PathLike, runtime: str | None = None, **options) -> Predictor:
-    """A `Predictor` for `path`: a `.keras` file or run folder (`runtime="keras"`), or an export
-    folder (`runtime="onnx"`). Default runtime: `"onnx"` for an export folder, and for a run
-    whose `export/onnx` was exported from its current `model.keras`; `"keras"` otherwise."""
+    """A `Predictor` for `path`: a `.keras` file or run folder, or an export folder.
+
+    Runtimes: `"onnx"` serves an export folder, the run's own up-to-date `export/onnx`, or else an
+    ONNX export made once into the transferkit cache (`serving/<sha256>/onnx`, verified on ONNX
+    Runtime like every export); `"keras"` serves the `.keras` file; `"auto"` (default, also for
+    `None`) is `"onnx"` for export folders and image models (2-3x faster, see
+    `benchmarks/serve_load.py`) and `"keras"` for text models, or wherever the export fails.
+    """
     path = Path(path)
     is_export = path.is_dir() and (path / "input.json").is_file()
-    if runtime is None:
-        beside = None if is_export else _onnx_export_of(path)
-        if beside is not None:  # the run's own, up-to-date ONNX export: the faster runtime
-            path, is_export = beside, True
-        runtime = "onnx" if is_export else "keras"
+    runtime = "auto" if runtime is None else runtime
     if runtime not in RUNTIMES:
         raise InputError(f"Unknown runtime {runtime!r}. Choose one of: {', '.join(RUNTIMES)}.")
-    if runtime == "onnx":
-        if not is_export:
-            raise InputError(
-                f"{path}: the onnx runtime serves a folder from `transferkit export`. Export one "
-                f"with: transferkit export {path} --format onnx --output EXPORT_DIR, then serve "
-                "EXPORT_DIR."
-            )
+    if not is_export and runtime != "keras":
+        # The run's own, up-to-date ONNX export, or one made for serving.
+        onnx = _onnx_export_of(path) or _cached_onnx_export(path, strict=runtime == "onnx")
+        if onnx is not None:
+            path, is_export = onnx, True
+    if runtime == "auto":
+        runtime = "onnx" if is_export else "keras"
+    if runtime == "onnx":  # an export folder by now (`_cached_onnx_export` raised otherwise)
         return OnnxPredictor(path, **options)
     if is_export:
         raise InputError(
@@ -172,6 +177,57 @@ def load_predictor(path: str | os.PathLike, runtime: str | None = None, **option
             "file with the keras runtime."
         )
     return KerasPredictor(path)
+
+
+def _cached_onnx_export(path: Path, strict: bool) -> Path | None:
+    """An ONNX export of the model at `path` for serving, in the transferkit cache under the
+    model file's sha256 (made on first use; `transferkit.export.export` verifies it). Without
+    `strict`, only for image models, and `None` where the export fails or misses 1e-4."""
+    import logging
+
+    from transferkit.export import export
+    from transferkit.files import cache_dir, sha256_file
+    from transferkit.tasks.base import model_file
+
+    model = model_file(path)
+    folder = cache_dir("serving", sha256_file(model)) / "onnx"
+    if not (folder / "export.json").is_file():
+        if not strict and _task_of(model) != "image":
+            return None  # text: ONNX Runtime is not faster for MiniLM (benchmarks/feature_speed.py)
+        try:
+            export(model, folder, format="onnx", samples=32, overwrite=True)
+        except Exception as exc:
+            if strict:
+                raise
+            logging.getLogger("transferkit").warning(
+                "Serving with Keras: the ONNX export failed (%s: %s).", type(exc).__name__, exc)
+            return None
+    verified = read_json(folder / "export.json").get("verified") or {}
+    if not strict and (verified.get("warning") or "max_abs_diff" not in verified):
+        return None  # differs from Keras by more than 1e-4: Keras serves
+    return folder
+
+
+def _task_of(model: Path) -> str | None:
+    """The task in a `.keras` file's `ClassLabels` layer, read from its config (no loading)."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(model) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    pending = [config]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            if node.get("class_name") == "ClassLabels":
+                return (node.get("config") or {}).get("task")
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return None
 
 
 def _onnx_export_of(path: Path) -> Path | None:
