@@ -239,9 +239,11 @@ def _graph_key(model, key: dict) -> str:
 
 
 def _example(model):
-    """A batch of one for `model`'s inputs (ones; each unknown length 1)."""
+    """A batch of one for `model`'s inputs: ones, each unknown length 8 (attention over a single
+    token makes Keras warn about a softmax over one value)."""
     def one(tensor):
-        return np.ones([1 if side is None else side for side in tensor.shape], tensor.dtype)
+        shape = [side or (1 if axis == 0 else 8) for axis, side in enumerate(tensor.shape)]
+        return np.ones(shape, tensor.dtype)
 
     if isinstance(model.input, dict):
         return {name: one(tensor) for name, tensor in model.input.items()}

@@ -92,8 +92,7 @@ def _facts(c: ImageTrainConfig, classifier, folder, train_images: int, phases: d
         "backbone": c.backbone,
         "image size": size,
         "train / validation images": f"{train_images} / {len(phases['items'])}",
-        "features": f"{classifier.feature_seconds:.0f} s"
-                    + (f" ({classifier.feature_runtime})" if classifier.feature_runtime else ""),
+        "features": _features_line(classifier),
         "skipped files": len(skipped),
         "duplicates across splits": duplicates,
     }
@@ -109,3 +108,12 @@ def _facts(c: ImageTrainConfig, classifier, folder, train_images: int, phases: d
     }
     data = {**folder.summary(), "skipped": skipped, "duplicates": folder.duplicates}
     return extra, result, data
+
+
+def _features_line(classifier) -> str:
+    """"75 s (onnx)", or with Keras why ONNX Runtime did not run ("... (keras: 23 inputs: too
+    few to export a graph for)")."""
+    line = f"{classifier.feature_seconds:.0f} s"
+    if classifier.feature_runtime == "keras" and classifier.feature_runtime_reason:
+        return f"{line} (keras: {classifier.feature_runtime_reason})"
+    return f"{line} ({classifier.feature_runtime})" if classifier.feature_runtime else line

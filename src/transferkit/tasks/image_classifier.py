@@ -120,6 +120,7 @@ class ImageClassifier(Classifier):
         self._store(locals())
         self.feature_seconds = 0.0
         self.feature_runtime: str | None = None  # what ran the backbone for the last features
+        self.feature_runtime_reason = ""  # and why (`transferkit.runtimes.FrozenRunner.reason`)
         self._unfreeze_choice = _D.unfreeze
 
     def get_config(self) -> dict:
@@ -285,14 +286,12 @@ class ImageClassifier(Classifier):
         from transferkit.runtimes import frozen_runner
 
         cache = self._cache()
-        runner = frozen_runner(
+        return frozen_runner(
             self._feature_model(), runtime=self.runtime, items=items,
             key={"backbone": self._spec().name, "image_size": list(self.input_size),
                  "pooling": "avg"},
             cache=None if cache is None else cache.root,
         )
-        self.feature_runtime = runner.runtime
-        return runner
 
     # -- features --------------------------------------------------------------------------------
 
@@ -360,18 +359,20 @@ class ImageClassifier(Classifier):
             self.input_size, self.resize_policy, batch_size=batch_size, decode_log=decode_log,
         )
         runner = self._feature_runner(len(missing) * max(1, views))
-        augment = self._views_model(views) if views else None
         progress = keras.utils.Progbar(len(missing), unit_name="image") if verbose else None
         position = 0
-        with ThreadPoolExecutor(max_workers=4) as writer:
+        with ThreadPoolExecutor(max_workers=4) as writer, ThreadPoolExecutor(1) as augmenter:
+            if views:  # the next batch is augmented while the backbone runs on this one
+                augment = self._views_model(views)
+                batches = _one_ahead(batches, lambda x: np.asarray(augment.predict_on_batch(x)),
+                                     augmenter)
             pending = []
             for images, flags in batches:
-                if augment is None:
-                    vectors = runner(images)
+                if views:
+                    vectors = runner(images.reshape(-1, *images.shape[2:]))
+                    vectors = vectors.reshape(len(images), views, -1)
                 else:
-                    copies = np.asarray(augment.predict_on_batch(images))
-                    vectors = runner(copies.reshape(-1, *copies.shape[2:]))
-                    vectors = vectors.reshape(len(copies), views, -1)
+                    vectors = runner(images)
                 for vector, readable in zip(vectors, np.asarray(flags)):
                     index = missing[position]
                     position += 1
@@ -385,6 +386,7 @@ class ImageClassifier(Classifier):
                     progress.add(len(vectors))
             for future in pending:
                 future.result()  # a failed write (full disk) is an error, not a silent miss
+        self.feature_runtime, self.feature_runtime_reason = runner.runtime, runner.reason
 
     # -- data ------------------------------------------------------------------------------------
 
@@ -604,6 +606,20 @@ class ImageClassifier(Classifier):
 
 def _images_only(images, ok):
     return images
+
+
+def _one_ahead(batches, function, pool):
+    """`(function(images), flags)` for each batch, in order; `function` runs in `pool` (one
+    thread: calls stay in order, so seeded augmentation stays reproducible) on the next batch
+    while the caller works on this one."""
+    pending = None
+    for images, flags in batches:
+        future = pool.submit(function, images)
+        if pending is not None:
+            yield pending[0].result(), pending[1]
+        pending = (future, flags)
+    if pending is not None:
+        yield pending[0].result(), pending[1]
 
 
 def extract_features(
