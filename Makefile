@@ -40,9 +40,11 @@ bench-imagenet: $(VENV)/.base
 
 bench-images: $(VENV)/.base
 	$(BIN)/python benchmarks/images_cats_and_dogs.py
+	$(BIN)/python benchmarks/feature_speed.py --task images
 
 bench-text: $(VENV)/.base
 	$(BIN)/python benchmarks/text_rt_polarity.py
+	$(BIN)/python benchmarks/feature_speed.py --task text
 
 # Export parity (every format and quantisation, ~20 min) and runtime speed; serving load:
 # `python benchmarks/serve_load.py RUN_DIR [--runtime keras|onnx]`.

@@ -46,7 +46,7 @@ def _serve_and_stop(child: subprocess.Popen, data, log):
         line = out.get(timeout=START_TIMEOUT)
         assert line, f"serve exited early: {log.read_text()[-3000:]}"
         url = re.search(r"at (http://127\.0\.0\.1:\d+)", line).group(1)
-        assert "image classifier: face, not_face; keras" in line and f"{url}/docs" in line
+        assert "image classifier: face, not_face; onnx" in line and f"{url}/docs" in line
         health = requests.get(url + "/health", timeout=30).json()
         assert health["status"] == "ok" and health["batching"]["max_batch"] == 4
         assert health["batching"]["max_wait_ms"] == 2.0
