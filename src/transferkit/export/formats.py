@@ -19,7 +19,7 @@ import numpy as np
 
 from transferkit.export import FORMATS, QUANTIZATIONS
 from transferkit.extras import require
-from transferkit.runtimes import variables_not_constants
+from transferkit.runtimes import constant_normalization
 
 __all__ = ["FORMATS", "QUANTIZATIONS", "MODEL_FILES", "write", "runner"]
 MODEL_FILES = {"saved_model": "saved_model", "onnx": "model.onnx", "litert": "model.tflite"}
@@ -110,7 +110,7 @@ def _onnx(graph, path: Path, quantize: str, calibration, text: bool) -> None:
     require("onnx", "ONNX export")
     with tempfile.TemporaryDirectory() as scratch:
         float_path = Path(scratch) / "float.onnx"
-        with variables_not_constants(graph):
+        with constant_normalization(graph):
             graph.export(os.fspath(float_path), format="onnx", verbose=False)
         if quantize == "none":
             shutil.copyfile(float_path, path)
@@ -187,7 +187,7 @@ def _litert(graph, path: Path, quantize: str, calibration) -> None:
     elif quantize == "int8":  # full-integer ops; uint8 images or int32 ids in, float scores out
         options["target_spec"]["supported_ops"] = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         options["representative_dataset"] = lambda: iter(calibration)
-    with variables_not_constants(graph), warnings.catch_warnings():
+    with constant_normalization(graph), warnings.catch_warnings():
         # The converter calibrates int8 with TensorFlow's own deprecated interpreter; the
         # result is then verified with ai-edge-litert's.
         warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
