@@ -1,26 +1,30 @@
 """Frozen models on the faster runtime: Keras, or ONNX Runtime over a graph exported once.
 
 A frozen backbone (or text encoder) computes nearly all of a head-only run's time, and its
-weights do not change while it is frozen. ONNX Runtime runs such a graph 2-3x faster than Keras on
-TensorFlow on a CPU (`benchmarks/feature_speed.py`), so feature extraction asks for a runner:
+weights do not change while it is frozen. ONNX Runtime runs EfficientNet-Lite0 2.5-3.4x faster
+than Keras `predict` on a CPU (`benchmarks/feature_speed.py`), so feature extraction asks for a
+runner:
 
     run = frozen_runner(feature_model, runtime="auto", key={"backbone": "efficientnet_lite0"},
                         cache=cache_root, items=len(images))
     features = run(batch)          # numpy in, float32 numpy out, whichever runtime it is
-    run.runtime                    # "onnx" or "keras"
+    run.runtime, run.reason        # "onnx" or "keras", and why
 
-`keras.Model.export(format="onnx")` writes the graph (tf2onnx on TensorFlow) once per model, weights
-and input shape, into `<cache>/onnx/<sha256>.onnx`, where the key hashes the caller's parts, the
-weights themselves and the converter versions. A new graph is checked against Keras on the first
-batch it runs: the largest absolute difference must be at most `TOLERANCE` (1e-4), and the
-verdict is stored beside the graph (`<sha256>.json`), so every later run trusts or avoids it
-without checking again. `runtime="auto"` takes ONNX Runtime when it is installed, faster for the kind of
-model (CNN backbones: yes; sentence encoders: no, see `benchmarks/feature_speed.py`), the graph is
-cached or there are at least `MIN_ITEMS` inputs (the export, about 5 s, must pay for itself),
-and the graph passed its check; otherwise, and for anything that goes wrong on the way, Keras,
-with one line saying why. `runtime="onnx"` insists, and raises instead. Training (fine-tuning)
-always stays in Keras.
+`keras.Model.export(format="onnx")` writes the graph (tf2onnx on TensorFlow) once per model,
+weights and input shape, into `<cache>/onnx/<sha256>.onnx`, where the key hashes the caller's
+parts, the weights themselves and the converter versions. A new graph is checked against Keras
+on the first batch it runs (the largest absolute difference must be at most `TOLERANCE`, 1e-4)
+and both runtimes are timed on that batch; the verdict is stored beside the graph
+(`<sha256>.json`), so later runs trust or avoid it without checking again.
+
+`runtime="auto"` runs ONNX Runtime when it is installed, the kind of model is one it speeds up
+(`faster`: CNN backbones yes, sentence encoders no), the graph is cached or there are at least
+`MIN_ITEMS` inputs (the export, about 5 s, must pay for itself), and the graph passed its check
+and was faster; otherwise, and for anything that goes wrong on the way (a converter or runtime
+error), Keras, with `reason` saying why. `runtime="onnx"` insists, and raises instead.
+Training (fine-tuning) always stays in Keras.
 """
+
 
 from __future__ import annotations
 
