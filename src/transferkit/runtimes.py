@@ -29,7 +29,6 @@ Training (fine-tuning) always stays in Keras.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -171,8 +170,8 @@ class FrozenRunner:
 
     def _keras_instead(self, message: str, error, inputs, expected=None) -> np.ndarray:
         """`runtime="onnx"`: raises `message`; `"auto"`: Keras from now on (this batch too)."""
-        fallback = _refuse(self.model, message, self._strict, error)
-        self.runtime, self.reason, self._session = "keras", fallback.reason, None
+        self.reason = _fallback(message, self._strict, error)
+        self.runtime, self._session = "keras", None
         return expected if expected is not None else self._keras(inputs)
 
 
@@ -241,16 +240,13 @@ def _onnx_missing() -> str | None:
 def _graph_key(model, key: dict) -> str:
     import keras
 
-    from transferkit.training.feature_cache import FeatureCache
+    from transferkit.training.feature_cache import FeatureCache, weights_digest
 
-    weights = hashlib.sha256()
-    for weight in model.weights:
-        weights.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
     versions = {"keras": keras.__version__, "backend": keras.backend.backend()}
     for module in ("tf2onnx", "onnx"):
         versions[module] = getattr(__import__(module), "__version__", "")
-    return FeatureCache.key(kind="onnx-graph", version=_GRAPH_VERSION, weights=weights.hexdigest(),
-                            versions=versions, **key)
+    return FeatureCache.key(kind="onnx-graph", version=_GRAPH_VERSION,
+                            weights=weights_digest(model), versions=versions, **key)
 
 
 def _example(model):
@@ -360,8 +356,9 @@ def _graph_runner(model, folder: Path, key: dict, *, strict: bool, items: int,
     verdict = _read_verdict(path) if path.is_file() else None
     if verdict is not None and not verdict.get("passed"):
         why = verdict.get("error") or f"it differed from Keras by {verdict.get('max_abs_diff')}"
-        return _refuse(model, f"the cached ONNX graph {path.name} failed its check ({why})",
-                       strict, RuntimeMismatchError)
+        return FrozenRunner(model, "keras", _fallback(
+            f"the cached ONNX graph {path.name} failed its check ({why})", strict,
+            RuntimeMismatchError))
     if verdict is not None and not strict and (
             verdict.get("onnx_seconds", 0) >= verdict.get("keras_seconds", float("inf"))):
         return FrozenRunner(model, "keras", _slower(verdict["keras_seconds"],
@@ -372,22 +369,25 @@ def _graph_runner(model, folder: Path, key: dict, *, strict: bool, items: int,
         try:
             _export(model, path)
         except Exception as exc:  # tf2onnx raises anything for an operation it cannot convert
-            return _refuse(model, f"Could not export the frozen model to ONNX "
-                                  f"({type(exc).__name__}: {exc})", strict, exc)
+            return FrozenRunner(model, "keras", _fallback(
+                f"Could not export the frozen model to ONNX ({type(exc).__name__}: {exc})",
+                strict, exc))
     try:
         session = _session(path, shared=scratch is None)
     except Exception as exc:  # an operation ONNX Runtime cannot load
         why = f"{type(exc).__name__}: {exc}"
         _write_verdict(path, {"passed": False, "error": why})
-        return _refuse(model, f"ONNX Runtime could not load the graph ({why})", strict, exc)
+        return FrozenRunner(model, "keras", _fallback(
+            f"ONNX Runtime could not load the graph ({why})", strict, exc))
     return FrozenRunner(model, "onnx", "ONNX Runtime", path=path, session=session,
                         verify=verdict is None, strict=strict, scratch=scratch)
 
 
-def _refuse(model, message: str, strict: bool, error) -> FrozenRunner:
-    """`runtime="onnx"`: raises `message`; `"auto"`: a Keras runner that says why."""
+def _fallback(message: str, strict: bool, error) -> str:
+    """`runtime="onnx"`: raises `message` (as `error` when it is an exception class, else chained
+    to `error`); `"auto"`: the reason for running Keras instead."""
     if strict:
         kind = error if isinstance(error, type) else TransferkitError
         raise kind(message + ". Use runtime 'keras' (`--runtime keras`).") from (
             None if isinstance(error, type) else error)
-    return FrozenRunner(model, "keras", message + "; running Keras")
+    return message + "; running Keras"

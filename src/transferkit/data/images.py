@@ -6,8 +6,9 @@ raises `ImageReadError` with one line that names the path and what to do.
 
 For models: `load_resized` reads straight to the model's input size (fast for large JPEGs), and
 `image_dataset` is the tf.data pipeline (parallel decode and resize, prefetch) that training and
-evaluation share; `image_batches` reads numpy batches ahead in a thread pool, for feature extraction
-on any runtime (faster than tf.data in front of ONNX Runtime, and without TensorFlow). Unreadable files go to a `DecodeLog`, never silently away.
+evaluation share; `image_batches` reads numpy batches ahead in a thread pool, for feature
+extraction on any runtime (faster than tf.data in front of ONNX Runtime, and without TensorFlow).
+Unreadable files go to a `DecodeLog`, never silently away.
 """
 
 from __future__ import annotations

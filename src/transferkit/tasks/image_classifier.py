@@ -26,7 +26,6 @@ What every classifier shares (labels, compiling, the phases, predict, evaluate, 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import time
 from pathlib import Path
@@ -305,19 +304,13 @@ class ImageClassifier(Classifier):
             return FeatureCache(cache_dir("features", "images"))
         return FeatureCache(self.cache_dir)
 
-    def _weights_digest(self) -> str:
-        """The sha256 of the backbone's current weights: a fine-tuned backbone gets new keys."""
-        digest = hashlib.sha256()
-        for weight in self._backbone_model().weights:
-            digest.update(np.ascontiguousarray(np.asarray(weight)).tobytes())
-        return digest.hexdigest()
-
     def _features(self, inputs: ImageInputs, *, views: int = 0, batch_size: int = _D.batch_size,
                   decode_log=None, verbose: bool = False,
                   cached: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Pooled features of `inputs` (`(n, dim)`, or `(n, views, dim)`), and a mask of the rows
         that could be read. Cached per image (unless `cached=False`)."""
         from transferkit.data.images import DecodeLog
+        from transferkit.training.feature_cache import weights_digest
 
         cache = self._cache() if cached else None
         log = decode_log if decode_log is not None else DecodeLog()
@@ -328,7 +321,7 @@ class ImageClassifier(Classifier):
                 "kind": "image-features",
                 "version": _FEATURES_VERSION,
                 "backbone": self._spec().name,
-                "weights": self._weights_digest(),
+                "weights": weights_digest(self._backbone_model()),
                 "image_size": list(self.input_size),
                 "resize": self.resize_policy,
                 "pooling": "avg",

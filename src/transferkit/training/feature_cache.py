@@ -30,7 +30,7 @@ import numpy as np
 from transferkit.errors import InputError
 from transferkit.files import atomic_write, remove_partial_files
 
-__all__ = ["FeatureCache"]
+__all__ = ["FeatureCache", "weights_digest"]
 
 _STALE_S = 24 * 3600
 
@@ -54,6 +54,17 @@ def _canonical(value: Any) -> Any:
         f"Feature cache key parts must be JSON data (str, numbers, lists, dicts), arrays or paths. "
         f"Received: {type(value).__name__} {value!r}."
     )
+
+
+def weights_digest(model) -> str:
+    """The sha256 (hex) of a Keras model's or layer's weights, in order: a key part that changes
+    when the weights do (a fine-tuned backbone gets new keys)."""
+    import keras
+
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
+    return digest.hexdigest()
 
 
 class FeatureCache:
