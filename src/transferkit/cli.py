@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "transferkit.commands.export",
     "transferkit.commands.demo",
     "transferkit.commands.serve",
+    "transferkit.commands.tracking",
 )
 
 

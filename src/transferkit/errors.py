@@ -11,6 +11,8 @@ Every error subclasses `TransferkitError` and a builtin, so callers can catch ei
      |    +-- WeightsUnavailableError          weights that would need a download on an offline machine
      |    +-- UnsafeCheckpointError            a checkpoint that asks to run code we do not allow
      +-- MissingDependencyError(ImportError)    an optional package is not installed
+     +-- RuntimeMismatchError(RuntimeError)     ONNX Runtime disagrees with Keras on a frozen model
+     +-- TrackingError(RuntimeError)            an MLflow store or registry that refused or is away
 
 The command line catches `TransferkitError` once, prints its message on one line and exits non-zero.
 """
@@ -28,6 +30,7 @@ __all__ = [
     "UnsafeCheckpointError",
     "MissingDependencyError",
     "RuntimeMismatchError",
+    "TrackingError",
 ]
 
 
@@ -73,3 +76,7 @@ class MissingDependencyError(TransferkitError, ImportError):
 class RuntimeMismatchError(TransferkitError, RuntimeError):
     """ONNX Runtime's output for a frozen model differs from Keras's by more than the tolerance
     (`transferkit.runtimes.TOLERANCE`)."""
+
+
+class TrackingError(TransferkitError, RuntimeError):
+    """An MLflow tracking store or model registry refused a request or could not be reached."""

@@ -8,10 +8,11 @@ one that is missing raises `MissingDependencyError` naming both the extra and th
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 from transferkit.errors import MissingDependencyError
 
-__all__ = ["require", "PACKAGES"]
+__all__ = ["require", "require_installed", "PACKAGES"]
 
 # import name -> (pip requirement, transferkit extra). Versions match pyproject.toml.
 PACKAGES = {
@@ -24,6 +25,7 @@ PACKAGES = {
     "fastapi": ("fastapi==0.165.0", "serve"),
     "uvicorn": ("uvicorn==0.54.0", "serve"),
     "python_multipart": ("python-multipart==0.0.34", "serve"),
+    "mlflow": ("mlflow==3.17.2", "tracking"),
 }
 
 
@@ -33,10 +35,21 @@ def require(module: str, purpose: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        requirement, extra = PACKAGES[module]
-        how = (f"pip install 'transferkit[{extra}]' (or: pip install '{requirement}')" if extra
-               else f"pip install '{requirement}' (a dependency of transferkit)")
-        raise MissingDependencyError(
-            f"{purpose} needs {requirement.split('==')[0]}, which is not installed. Install it "
-            f"with: {how}"
-        ) from None
+        raise _missing(module, purpose) from None
+
+
+def require_installed(module: str, purpose: str) -> None:
+    """Raises what `require` would if `module` is not installed, without importing it (for a
+    check before work starts, when importing would cost seconds)."""
+    if importlib.util.find_spec(module) is None:
+        raise _missing(module, purpose)
+
+
+def _missing(module: str, purpose: str) -> MissingDependencyError:
+    requirement, extra = PACKAGES[module]
+    how = (f"pip install 'transferkit[{extra}]' (or: pip install '{requirement}')" if extra
+           else f"pip install '{requirement}' (a dependency of transferkit)")
+    return MissingDependencyError(
+        f"{purpose} needs {requirement.split('==')[0]}, which is not installed. Install it "
+        f"with: {how}"
+    )

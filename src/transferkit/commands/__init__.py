@@ -3,6 +3,12 @@
 import json
 import sys
 
+#: The help of every MODEL argument.
+MODEL_HELP = (
+    "a .keras file or run folder from `train`, or a model in MLflow: models:/NAME@ALIAS, "
+    "models:/NAME/VERSION (from $MLFLOW_TRACKING_URI, else ./mlflow.db)"
+)
+
 
 def print_json(data) -> None:
     """Prints `data` as one line of JSON on stdout (the last line of a `--json` run)."""

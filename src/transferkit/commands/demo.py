@@ -17,8 +17,29 @@ def add_commands(subparsers, train) -> None:
     parser.add_argument(
         "--only", choices=("imagenet", "images", "text"), default=None, help="run one part only"
     )
+    parser.add_argument(
+        "--track", nargs="?", const=True, default=True, metavar="URI",
+        help="log the runs to MLflow (default: $MLFLOW_TRACKING_URI, else the embedded store "
+        "./mlflow.db; list them with `transferkit runs`)",
+    )
+    parser.add_argument("--no-track", dest="track", action="store_false",
+                        help="do not log the runs to MLflow")
     parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     parser.set_defaults(handler=run)
+
+
+def _track(requested):
+    """What the training parts get as `track`: None when not asked for, or when the default
+    was left on but mlflow is not installed (the demo still runs; a line says how to add it)."""
+    import importlib.util
+
+    if requested is False:
+        return None
+    if requested is True and importlib.util.find_spec("mlflow") is None:
+        print("(MLflow is not installed, so the runs are not tracked: pip install "
+              "'transferkit[tracking]')")
+        return None
+    return requested
 
 
 def _imagenet_part(output: Path) -> dict:
@@ -41,6 +62,7 @@ def run(args) -> int:
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     parts = [args.only] if args.only else ["imagenet", "images", "text"]
+    track = _track(args.track) if set(parts) - {"imagenet"} else None
     summary = {}
     for part in parts:
         print(f"\n== demo: {part} ==")
@@ -48,7 +70,7 @@ def run(args) -> int:
             summary[part] = _imagenet_part(output)
             continue
         module = importlib.import_module(f"transferkit.demos.{part}")
-        summary[part] = module.run(output / part)
+        summary[part] = module.run(output / part, track=track)
     if args.json:
         print_json(summary)
     return 0

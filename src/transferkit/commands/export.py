@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from transferkit.commands import print_json
+from transferkit.commands import MODEL_HELP, print_json
 
 
 def add_commands(subparsers, train) -> None:
@@ -16,7 +16,7 @@ def add_commands(subparsers, train) -> None:
         "contract), tokenizer.json (text, ONNX/LiteRT), MODEL_CARD.md and export.json, after "
         "checking the export's scores against the Keras model on its real runtime.",
     )
-    export.add_argument("model", metavar="MODEL", help="a .keras file or run folder from `train`")
+    export.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     export.add_argument("--format", required=True, choices=FORMATS, help="the format to write")
     export.add_argument(
         "--quantize", default="none", choices=QUANTIZATIONS,

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from transferkit.commands import print_json
+from transferkit.commands import MODEL_HELP, print_json
 
 
 def add_commands(subparsers, train) -> None:
     predict = subparsers.add_parser(
         "predict", help="label images or texts with a classifier trained by transferkit"
     )
-    predict.add_argument("model", metavar="MODEL", help="a .keras file or run folder from `train`")
+    predict.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     predict.add_argument(
         "inputs", nargs="+", metavar="INPUT", help="image files (image models) or texts (text models)"
     )
@@ -19,7 +19,7 @@ def add_commands(subparsers, train) -> None:
     evaluate = subparsers.add_parser(
         "evaluate", help="measure a trained classifier on labelled data"
     )
-    evaluate.add_argument("model", metavar="MODEL", help="a .keras file or run folder from `train`")
+    evaluate.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     evaluate.add_argument(
         "data", metavar="DATA", help="a folder of class sub-folders (images) or a table (text)"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from transferkit.commands import MODEL_HELP
 from transferkit.serving import MAX_BATCH, MAX_WAIT_MS
 
 
@@ -12,7 +13,7 @@ def add_commands(subparsers, train) -> None:
     )
     serve.add_argument(
         "model", metavar="MODEL",
-        help="a .keras file or run folder from `train`, or a folder from `export --format onnx`",
+        help=MODEL_HELP + ", or a folder from `export --format onnx`",
     )
     serve.add_argument(
         "--runtime", default=None,

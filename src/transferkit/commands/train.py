@@ -73,10 +73,30 @@ def add_commands(subparsers, train) -> None:
             "--resume", metavar="RUN_DIR",
             help="continue an interrupted run from its last finished epoch, with its settings",
         )
+        add_tracking_flags(parser)
         parser.add_argument(
             "--json", action="store_true", help="print one JSON object of results as the last line"
         )
         parser.set_defaults(handler=functools.partial(run_train, kind))
+
+
+def add_tracking_flags(parser) -> None:
+    """`--track [URI]`, `--experiment NAME`, `--register NAME`: where MLflow records the run."""
+    parser.add_argument(
+        "--track", nargs="?", const=True, default=None, metavar="URI",
+        help="log the run to MLflow: to URI (http://host:port, sqlite:///file.db), or without "
+        "one to $MLFLOW_TRACKING_URI or the embedded store ./mlflow.db (needs "
+        "transferkit[tracking]); a resumed tracked run goes on where it was",
+    )
+    parser.add_argument(
+        "--experiment", metavar="NAME",
+        help="the MLflow experiment (default: the data folder's or table's name)",
+    )
+    parser.add_argument(
+        "--register", metavar="NAME",
+        help="register the model in MLflow's model registry as a new version of NAME (implies "
+        "--track)",
+    )
 
 
 def run_train(kind: str, args) -> int:
@@ -98,7 +118,8 @@ def run_train(kind: str, args) -> int:
 
     result = train(
         flags.pop("data"), output=args.output, resume=args.resume, config=config, log=log,
-        verbose=0 if args.json else 2, **flags,
+        verbose=0 if args.json else 2, track=args.track, experiment=args.experiment,
+        register=args.register, **flags,
     )
     summary = result.pop("summary", "")
     print("", file=out)

@@ -131,6 +131,20 @@ class ImageFolder:
             )
         }
 
+    def content_sha256(self) -> str:
+        """One sha256 for the data as trained on: every image's split, class, path (relative to
+        `root`) and content sha256, sorted. Equal for equal data wherever the folder is."""
+        import hashlib
+
+        lines = []
+        for split, paths, labels in (("train", self.train_paths, self.train_labels),
+                                     ("validation", self.validation_paths, self.validation_labels)):
+            for path, label in zip(paths, labels):
+                relative = os.path.relpath(path, self.root)
+                lines.append(f"{split}\t{self.class_names[int(label)]}\t{relative}\t"
+                             f"{self.digests.get(path, '')}")
+        return hashlib.sha256("\n".join(sorted(lines)).encode("utf-8")).hexdigest()
+
     def summary(self) -> dict:
         """Plain data about the dataset for config files, reports and `--json`."""
         return {
@@ -146,6 +160,7 @@ class ImageFolder:
             "duplicate_groups": len(self.duplicates),
             "duplicates_across_splits": len(self.duplicates_across_splits),
             "conflicting_duplicates": len(self.conflicting_duplicates),
+            "content_sha256": self.content_sha256(),
         }
 
 

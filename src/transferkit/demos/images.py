@@ -48,8 +48,9 @@ def write_lfw_subset(folder: str | os.PathLike) -> Path:
     return folder
 
 
-def run(output_dir: str | os.PathLike, log=print) -> dict:
-    """Trains the face / non-face classifier and writes its run folder under `output_dir`.
+def run(output_dir: str | os.PathLike, log=print, track=None) -> dict:
+    """Trains the face / non-face classifier and writes its run folder under `output_dir`;
+    `track` logs it to MLflow (see `train_images`; default `None`: not tracked).
 
     Returns:
         The results of `train_images` (accuracies, `model_path`, `report_dir`, `seconds`, ...).
@@ -66,7 +67,7 @@ def run(output_dir: str | os.PathLike, log=print) -> dict:
         import shutil
 
         shutil.rmtree(run_dir)  # a fresh run each time the demo is asked for
-    result = train_images(data, output=run_dir, verbose=0, log=log, **DEMO_OPTIONS)
+    result = train_images(data, output=run_dir, verbose=0, log=log, track=track, **DEMO_OPTIONS)
     summary = result.pop("summary", "")
     log("")
     log(summary.rstrip())

@@ -59,11 +59,12 @@ def _write_table(source: Path, target: Path) -> int:
     return len(table)
 
 
-def run(output_dir: str | os.PathLike) -> dict:
+def run(output_dir: str | os.PathLike, track=None) -> dict:
     """Trains and tries a text classifier on the packaged reviews; prints as it goes.
 
     Args:
         output_dir: where the table and the run folder go (created if missing).
+        track: log the run to MLflow (see `train_text`). Default `None`: not tracked.
 
     Returns:
         The training result (see `train_text`) plus `data`, `rows` and `examples`
@@ -86,6 +87,7 @@ def run(output_dir: str | os.PathLike) -> dict:
         output=default_run_dir("text", root=output_dir),
         verbose=0,
         log=lambda message: print(f"  {message}"),
+        track=track,
         **DEMO_OPTIONS,
     )
     result.pop("summary", None)  # the image demo prints its summary; here the lines below

@@ -20,6 +20,9 @@ def train_images(
     config: ImageTrainConfig | None = None,
     log: Callable[[str], None] = print,
     verbose: Any = "auto",
+    track: str | os.PathLike | bool | None = None,
+    experiment: str | None = None,
+    register: str | None = None,
     **options: Any,
 ) -> dict:
     """Trains an image classifier end to end and writes the model and its report.
@@ -33,6 +36,12 @@ def train_images(
         config: settings to start from. Default `None`: `ImageTrainConfig()`.
         log: called with each progress line. Default `print`.
         verbose: Keras progress output. Default `"auto"`.
+        track: log the run to MLflow: `True` for `$MLFLOW_TRACKING_URI` or the embedded store
+            (`mlflow.db` in the working folder), or a tracking URI. Default `None`: not
+            tracked (a resumed run keeps its tracking). Needs `transferkit[tracking]`.
+        experiment: the MLflow experiment. Default `None`: the data folder's or table's name.
+        register: also register the model in MLflow's registry under this name (tracks the
+            run). Default `None`.
         **options: settings of `ImageTrainConfig` (`backbone`, `epochs`, `fine_tune_epochs`...)
             that override `config`.
 
@@ -47,7 +56,8 @@ def train_images(
     from transferkit.tasks.image_classifier import ImageClassifier
 
     with TrainingRun(ImageTrainConfig, data, output=output, resume=resume, config=config,
-                     options=options, log=log, verbose=verbose) as run:
+                     options=options, log=log, verbose=verbose, track=track,
+                     experiment=experiment, register=register) as run:
         c = run.config
         classifier = ImageClassifier(  # the classes come from the data, in `fit`
             backbone=c.backbone, image_size=c.image_size, weights=c.weights, dropout=c.dropout,

@@ -10,6 +10,9 @@ head        `classifier.fit(...)` on the frozen backbone; accuracy on the report
 fine-tune   `classifier.fine_tune(...)` when `fine_tune_epochs` > 0; accuracy again
 finish      `model.keras`, the report (`report/`: metrics, pictures, data.json, config.json,
             history.csv), the result as plain data (also in `state.json`)
+tracking    with `track` (or a resumed tracked run): the same run in MLflow, logged from a
+            background thread as it goes (`transferkit.tracking.tracker`); `register` adds the
+            model to the registry at the end
 ```
 
 Checkpoints, resume and interrupts come from `fit_phase`: a killed run rerun with `resume`
@@ -58,11 +61,17 @@ class TrainingRun:
         options: settings that override `config` (`None` values are ignored).
         log: called with each progress line.
         verbose: Keras progress output for the phases.
+        track: log the run to MLflow: `True` for `$MLFLOW_TRACKING_URI` or the embedded store
+            (`mlflow.db` in the working folder), or a tracking URI. Default `None`: not tracked
+            (a resumed tracked run is tracked where it was).
+        experiment: the MLflow experiment. Default `None`: the data folder's or table's name.
+        register: register the model in MLflow's model registry under this name. Default `None`.
     """
 
     def __init__(self, config_class, data=None, *, output=None, resume=None, config=None,
                  options: dict[str, Any] | None = None, log: Callable[[str], None] = print,
-                 verbose: Any = "auto"):
+                 verbose: Any = "auto", track=None, experiment: str | None = None,
+                 register: str | None = None):
         self.started = time.perf_counter()
         self.task = config_class.task
         self.log = log
@@ -81,6 +90,16 @@ class TrainingRun:
         else:
             self.config, self.path = self._new(config_class, data, output, config, options)
             self.resuming = False
+        self.tracker = self._tracker(track, experiment, register)
+
+    def _tracker(self, track, experiment, register):
+        from transferkit.tracking.tracker import RunTracker
+
+        if register is not None and track is None and not RunTracker.saved(self.path):
+            track = True  # registering needs a tracked run
+        name = Path(self.config.data).stem if self.config.data else self.task
+        return RunTracker.for_run(self.path, track=track, experiment=experiment,
+                                  register=register, default_experiment=name, log=self.log)
 
     def _resume(self, config_class, resume, data, options):
         from transferkit.training.run import RunDirectory
@@ -133,6 +152,8 @@ class TrainingRun:
         return self
 
     def __exit__(self, kind, error, traceback) -> None:
+        if kind is not None and self.tracker is not None:
+            self.tracker.close("KILLED" if kind is KeyboardInterrupt else "FAILED")
         if kind is KeyboardInterrupt and self.run is not None:
             # The interrupt itself says how to go on (the command line prints it on one line).
             error.args = (
@@ -147,6 +168,8 @@ class TrainingRun:
         self.run = RunDirectory(self.path)
         if not self.resuming:
             self.run.save_config({"task": self.task, **self.config.to_dict()})
+        if self.tracker is not None:
+            self.tracker.start(self.config.to_dict(), self.task)
 
     def train(self, classifier, x, y=None, validation_data=None, *,
               report: Callable[[], tuple[list, np.ndarray]], report_split: str,
@@ -166,11 +189,13 @@ class TrainingRun:
             phases and their times, for `finish`.
         """
         config = self.config
+        callbacks = [self.tracker.callback()] if self.tracker is not None else None
         started = time.perf_counter()
         classifier.fit(
             x, y, validation_data, epochs=config.epochs, batch_size=config.batch_size,
             learning_rate=config.learning_rate, patience=config.patience,
             validation_size=config.validation_size, output=self.run, verbose=self.verbose,
+            callbacks=callbacks,
         )
         items, labels = report()
         probabilities = classifier.predict_proba_cached(items)
@@ -188,7 +213,8 @@ class TrainingRun:
             classifier.fine_tune(
                 epochs=config.fine_tune_epochs, learning_rate=config.fine_tune_learning_rate,
                 batch_size=config.batch_size, patience=config.fine_tune_patience,
-                output=self.run, verbose=self.verbose, **(fine_tune_options or {}),
+                output=self.run, verbose=self.verbose, callbacks=callbacks,
+                **(fine_tune_options or {}),
             )
             items, labels = report()
             probabilities = classifier.predict_proba(items)
@@ -215,7 +241,8 @@ class TrainingRun:
             The result: `classes`, `<split>_accuracy`, `head_<split>_accuracy`,
             `fine_tune_<split>_accuracy` (None without fine-tuning), `model_path`, `report_dir`,
             `run_dir`, `seconds`, `head_seconds`, `fine_tune_seconds`, `macro_f1`, `summary`,
-            and the pipeline's own keys.
+            `report_split`, `tracking` (where MLflow has the run, or None), and the pipeline's
+            own keys.
         """
         from transferkit.files import write_json
 
@@ -250,8 +277,22 @@ class TrainingRun:
             "seconds": round(time.perf_counter() - self.started, 1),
             "head_seconds": round(phases["head_seconds"], 1),
             "fine_tune_seconds": round(phases["fine_tune_seconds"], 1),
+            "report_split": split,
             **result,
         }
         run.update_state(result=outcome)
+        outcome["tracking"] = self._track_finish(classifier, phases["items"])
         outcome["summary"] = (report_dir / "summary.txt").read_text(encoding="utf-8")
         return outcome
+
+    def _track_finish(self, classifier, items) -> dict | None:
+        """Logs the results, report and model to MLflow (and registers it); waits for the
+        background thread. Returns where the run is, or None when not tracked."""
+        if self.tracker is None:
+            return None
+        from transferkit.tracking.tracker import input_example
+
+        tracking = self.tracker.finish(classifier.model, input_example(self.task, items))
+        for line in self.tracker.lines():
+            self.log(line)
+        return tracking

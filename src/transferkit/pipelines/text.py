@@ -21,6 +21,9 @@ def train_text(
     config: TextTrainConfig | None = None,
     log: Callable[[str], None] = print,
     verbose: Any = "auto",
+    track: str | os.PathLike | bool | None = None,
+    experiment: str | None = None,
+    register: str | None = None,
     cache_dir: str | os.PathLike | None = None,
     **options: Any,
 ) -> dict:
@@ -38,6 +41,12 @@ def train_text(
         config: settings to start from. Default `None`: `TextTrainConfig()`.
         log: called with each progress line. Default `print`.
         verbose: Keras progress output. Default `"auto"`.
+        track: log the run to MLflow: `True` for `$MLFLOW_TRACKING_URI` or the embedded store
+            (`mlflow.db` in the working folder), or a tracking URI. Default `None`: not
+            tracked (a resumed run keeps its tracking). Needs `transferkit[tracking]`.
+        experiment: the MLflow experiment. Default `None`: the data folder's or table's name.
+        register: also register the model in MLflow's registry under this name (tracks the
+            run). Default `None`.
         cache_dir: where a sentence encoder's features are cached. Default `None`: the
             transferkit cache.
         **options: settings of `TextTrainConfig` (`encoder`, `epochs`, `fine_tune_epochs`...)
@@ -51,7 +60,8 @@ def train_text(
         `embedding_sentences_per_second` (sentence encoders).
     """
     with TrainingRun(TextTrainConfig, data, output=output, resume=resume, config=config,
-                     options=options, log=log, verbose=verbose) as run:
+                     options=options, log=log, verbose=verbose, track=track,
+                     experiment=experiment, register=register) as run:
         c = run.config
         _classifier(c, cache_dir).check_settings()  # a typo fails at once, before the data
         table, names, parts = _read_and_split(c, log)
@@ -108,6 +118,8 @@ def _read_and_split(c: TextTrainConfig, log) -> tuple:
 
 def _facts(c: TextTrainConfig, table, names, parts, encoder: dict) -> tuple[dict, dict, dict]:
     """The summary's lines, the result's keys and `data.json`, for `TrainingRun.finish`."""
+    from transferkit.files import sha256_file
+
     y = np.concatenate([labels for _, labels in parts.values()])
     measured = _encoder_facts(encoder)
     drops = {"dropped": table.describe_drops().replace("\n", "; ")} if table.num_dropped else {}
@@ -140,9 +152,22 @@ def _facts(c: TextTrainConfig, table, names, parts, encoder: dict) -> tuple[dict
         "dropped_rows": table.num_dropped,
         "dropped": table.drop_summary(),
         "classes": {name: int((y == i).sum()) for i, name in enumerate(names)},
+        "class_counts": {split: {name: int((labels == i).sum()) for i, name in enumerate(names)}
+                         for split, (_, labels) in parts.items()},
+        "content_sha256": sha256_file(table.path),
+        "duplicates_across_splits": _shared_texts(parts),
         **({"coverage": encoder["coverage"]} if "coverage" in encoder else {}),
     }
     return extra, result, data
+
+
+def _shared_texts(parts: dict) -> int:
+    """How many distinct texts (stripped, case-folded) appear in more than one split."""
+    seen: dict[str, set] = {}
+    for split, (texts, _) in parts.items():
+        for text in texts:
+            seen.setdefault(str(text).strip().casefold(), set()).add(split)
+    return sum(1 for splits in seen.values() if len(splits) > 1)
 
 
 def _encoder_facts(encoder: dict) -> dict:

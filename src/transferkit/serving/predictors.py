@@ -157,7 +157,10 @@ def load_predictor(path: str | os.PathLike, runtime: str | None = None, **option
     `None`) is `"onnx"` for export folders and image models (2-3x faster, see
     `benchmarks/serve_load.py`) and `"keras"` for text models, or wherever the export fails.
     """
-    path = Path(path)
+    from transferkit.tasks.base import model_file
+    from transferkit.tracking.store import is_model_uri
+
+    path = model_file(path) if is_model_uri(path) else Path(path)
     is_export = path.is_dir() and (path / "input.json").is_file()
     runtime = "auto" if runtime is None else runtime
     if runtime not in RUNTIMES:

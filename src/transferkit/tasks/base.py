@@ -272,7 +272,7 @@ class Classifier:
     def fit(self, x, y=None, validation_data=None, *, epochs: int | None = None,
             batch_size: int | None = None, learning_rate: float | None = None,
             patience: int | None = None, validation_size: float | None = None, output=None,
-            verbose: Any = "auto"):
+            verbose: Any = "auto", callbacks=None):
         """Trains the head on the frozen backbone (steps 1-4 of the Keras guide). Returns `self`.
 
         Args:
@@ -292,6 +292,8 @@ class Classifier:
             output: the run folder for checkpoints, TensorBoard logs and `history.csv`; a rerun on
                 the same folder resumes. Default `None`: a temporary folder.
             verbose: Keras progress output. Default `"auto"`.
+            callbacks: more Keras callbacks, called after transferkit's (so an epoch is
+                checkpointed and in `history.csv` when they see it). Default `None`.
 
         Returns:
             `self`; the epochs are in `self.history`.
@@ -309,7 +311,8 @@ class Classifier:
             self._compile(head, settings.learning_rate)
             rows = fit_phase(
                 head, train, validation, epochs=settings.epochs, run=run, phase="head",
-                patience=settings.patience, verbose=verbose, **fit_kwargs,
+                patience=settings.patience, verbose=verbose, extra_callbacks=callbacks or (),
+                **fit_kwargs,
             )
         self._record("head", rows)
         self._splits = splits
@@ -319,7 +322,7 @@ class Classifier:
     def fine_tune(self, x=None, y=None, validation_data=None, *, epochs: int | None = None,
                   learning_rate: float | None = None, batch_size: int | None = None,
                   patience: int | None = None, validation_size: float | None = None,
-                  output=None, verbose: Any = "auto"):
+                  output=None, verbose: Any = "auto", callbacks=None):
         """Unfreezes the backbone and trains end to end at a low learning rate (step 5).
 
         Args:
@@ -333,6 +336,7 @@ class Classifier:
             validation_size: as in `fit`. Default `None`: the config's.
             output: as in `fit`; default `None`: the folder `fit` used (or a temporary one).
             verbose: Keras progress output. Default `"auto"`.
+            callbacks: as in `fit`. Default `None`.
 
         Returns:
             `self`; the epochs are added to `self.history`.
@@ -366,6 +370,7 @@ class Classifier:
             rows = fit_phase(
                 self.network, train, validation, epochs=settings.epochs, run=run,
                 phase="fine_tune", patience=settings.patience, verbose=verbose, shuffle=False,
+                extra_callbacks=callbacks or (),
             )
         self._record("fine_tune", rows)
         self._splits = splits
@@ -651,14 +656,22 @@ def _import_keras_hub_for(path: Path) -> None:
 
 
 def model_file(path: str | os.PathLike) -> Path:
-    """The `.keras` file at `path`, or in the run folder `path` (raises InputError if none)."""
+    """The `.keras` file at `path`, in the run folder `path`, or of the MLflow model `path`
+    (`models:/NAME@ALIAS`, `models:/NAME/VERSION`, `runs:/RUN_ID/model`: downloaded once from
+    `$MLFLOW_TRACKING_URI`, else the embedded store `./mlflow.db`). Raises InputError if none."""
+    from transferkit.tracking.store import is_model_uri
+
+    if is_model_uri(path):
+        from transferkit.tracking.store import model_file as mlflow_model_file
+
+        return mlflow_model_file(path)
     path = Path(path)
     if path.is_dir() and (path / "model.keras").is_file():
         path = path / "model.keras"  # a run directory
     if not path.is_file():
         raise InputError(
             f"{path}: no such model file. Pass the `.keras` file (or the run folder) written by "
-            "`transferkit train`."
+            "`transferkit train`, or a registered model as models:/NAME@ALIAS."
         )
     return path
 
@@ -667,8 +680,9 @@ def load(path: str | os.PathLike) -> Classifier:
     """Loads a classifier saved by transferkit (`.keras` file) with `safe_mode=True`.
 
     Args:
-        path: the `.keras` file written by `transferkit train` or `Classifier.save`, or its run
-            folder.
+        path: the `.keras` file written by `transferkit train` or `Classifier.save`, its run
+            folder, or a model in MLflow: `models:/NAME@ALIAS`, `models:/NAME/VERSION` (the
+            registry) or `runs:/RUN_ID/model` (see `model_file`).
 
     Returns:
         An `ImageClassifier` or a `TextClassifier`, ready to `predict` and `evaluate`.
