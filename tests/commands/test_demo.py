@@ -7,6 +7,7 @@ README.md promises is checked, not just the parts one by one.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,9 +18,10 @@ import pytest
 @pytest.mark.slow
 def test_demo_command_predicts_and_trains_offline(tmp_path):
     output = tmp_path / "demo_output"
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     result = subprocess.run(
         [sys.executable, "-m", "transferkit.cli", "demo", "--output", str(output), "--json"],
-        capture_output=True, text=True, timeout=1500, check=False, cwd=tmp_path,
+        capture_output=True, text=True, timeout=1500, check=False, cwd=tmp_path, env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
@@ -48,3 +50,14 @@ def test_demo_command_predicts_and_trains_offline(tmp_path):
     # The printed text tells the user where to look.
     assert f"Report: {images['report_dir']}" in result.stdout
     assert f"Report: {text['report_dir']}" in result.stdout
+
+    # Both runs are in the embedded MLflow store of the working folder: `transferkit runs` there
+    # lists them (README: `mlflow ui` shows the same store).
+    assert (tmp_path / "mlflow.db").is_file()
+    listed = subprocess.run(
+        [sys.executable, "-m", "transferkit.cli", "runs", "--json"], capture_output=True,
+        text=True, timeout=300, check=True, cwd=tmp_path, env=env,
+    )
+    runs = json.loads(listed.stdout.strip().splitlines()[-1])
+    assert sorted(r["task"] for r in runs) == ["images", "text"]
+    assert {r["run_id"] for r in runs} == {images["tracking"]["run_id"], text["tracking"]["run_id"]}

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 
@@ -25,8 +26,10 @@ def _history(run: Path) -> list[dict]:
 def test_killed_run_resumes_from_the_last_finished_epoch(faces, tmp_path, stop):
     run = tmp_path / "run"
     base = [sys.executable, "-m", "transferkit.cli", "train", "images"]
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"  # the MLflow run must continue too
     options = ["--image-size", "64", "--epochs", "2", "--fine-tune-epochs", "6",
-               "--fine-tune-patience", "50", "--unfreeze", "20", "--augment", "none"]
+               "--fine-tune-patience", "50", "--unfreeze", "20", "--augment", "none",
+               "--track", store]
     with open(tmp_path / "stderr.txt", "w") as stderr:
         process = subprocess.Popen(
             base + [str(faces), "--output", str(run), *options],
@@ -65,6 +68,25 @@ def test_killed_run_resumes_from_the_last_finished_epoch(faces, tmp_path, stop):
     assert after[: len(before)] == before  # finished epochs kept, not trained again
     result = json.loads(result.stdout.strip().splitlines()[-1])
     assert result["fine_tune_validation_accuracy"] == result["validation_accuracy"]
+    _check_one_mlflow_run(store, result, after)
+
+
+def _check_one_mlflow_run(store: str, result: dict, rows: list[dict]) -> None:
+    """The resumed run went on in the same MLflow run: every epoch logged once, at its global
+    step, with the value history.csv has."""
+    mlflow = pytest.importorskip("mlflow", reason="the tracking extra is not installed")
+    client = mlflow.MlflowClient(store)
+    (experiment,) = [e for e in client.search_experiments() if e.name != "Default"]
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.run_id == result["tracking"]["run_id"] and run.info.status == "FINISHED"
+    for key in ("loss", "val_loss"):
+        logged = sorted(
+            (m.step, m.value) for phase in ("head", "fine_tune")
+            for m in client.get_metric_history(run.info.run_id, f"{phase}/{key}")
+        )
+        assert [step for step, _ in logged] == list(range(1, len(rows) + 1))
+        np.testing.assert_allclose([v for _, v in logged], [float(r[key]) for r in rows],
+                                   rtol=1e-6)
 
 
 @pytest.mark.slow

@@ -123,6 +123,11 @@ def export(model, path: str | os.PathLike | None = None, *, format: str = "onnx"
             says which does), an occupied `path`, or `int8` without calibration inputs.
         MissingDependencyError: the converter or runtime is not installed (with the pip line).
     """
+    from transferkit.tracking.store import is_model_uri
+
+    if is_model_uri(model) and path is None:
+        raise InputError(f"{model}: a model from MLflow has no run folder to export into; pass "
+                         "`path`, the folder to write.")
     if isinstance(model, (str, os.PathLike)):
         model = transferkit.load(model)
     model_path = getattr(model, "path", None)

@@ -45,6 +45,7 @@ __all__ = ["RunTracker", "TRACKING_FILE", "input_example", "register_run_model"]
 TRACKING_FILE = "tracking.json"
 _BATCH = 900  # MLflow takes at most 1000 metrics and 100 params per `log_batch`
 _PARAM_BATCH = 90
+SYNC_SECONDS = 2.0
 _FINAL = re.compile(r"(accuracy|macro_f1|seconds|per_second)$")
 
 
@@ -124,6 +125,7 @@ class RunTracker:
         self._client = None
         self._logged: set[tuple[str, int]] = set()
         self._closed = False
+        self._synced = 0.0
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="transferkit-mlflow")
 
     @classmethod
@@ -192,7 +194,9 @@ class RunTracker:
         self._submit(self._open, dict(config), task)
 
     def callback(self):
-        """A Keras callback that logs each finished epoch (after `fit_phase` recorded it)."""
+        """A Keras callback that logs the finished epochs (after `fit_phase` recorded them): at
+        the start and end of a phase, and in between at most every `SYNC_SECONDS` (short epochs
+        are logged in batches; each MLflow call costs the training thread a little)."""
         import keras
 
         tracker = self
@@ -201,7 +205,11 @@ class RunTracker:
             def _sync(self, *args, **kwargs):
                 tracker.sync()
 
-            on_train_begin = on_epoch_end = _sync
+            def on_epoch_end(self, epoch, logs=None):
+                if time.monotonic() - tracker._synced >= SYNC_SECONDS:
+                    tracker.sync()
+
+            on_train_begin = on_train_end = _sync
 
         return _LogEpochs()
 
@@ -209,6 +217,7 @@ class RunTracker:
         """Logs the epochs of `history.csv` that MLflow does not have yet."""
         from transferkit.training.run import read_history_csv
 
+        self._synced = time.monotonic()
         rows = read_history_csv(self.folder / "history.csv")
         self._submit(self._log_epochs, rows)
 
@@ -245,7 +254,8 @@ class RunTracker:
     def lines(self) -> list[str]:
         """What to print at the end of a run."""
         if self.failed is not None:
-            return [f"Tracking: not logged ({self.failed}); see the warning above"]
+            return [f"Tracking: not logged to {self.uri} (see the warning above); upload later with: "
+                    f"transferkit runs upload {self.folder}"]
         lines = [f"Tracking: MLflow run {self.run_id} in experiment {self.experiment!r}, "
                  f"{describe(self.uri)} (see it: {ui_command(self.uri)})"]
         if self.version:
