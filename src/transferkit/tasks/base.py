@@ -243,17 +243,14 @@ class Classifier:
         else:
             loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
             metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-        model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=[metric],
-            jit_compile=False,
-        )
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=[metric],
+                      jit_compile=False)
 
     # -- training ------------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def _run_folder(self, output):
-        """The run folder of a phase: `output`, else the one `fit` was given, else a temporary one
-        (deleted afterwards)."""
+        """The run folder of a phase: `output`, the one `fit` had, or a temporary one (deleted)."""
         from transferkit.training.run import RunDirectory
 
         if output is None and self.run_dir is not None:
@@ -292,8 +289,7 @@ class Classifier:
             output: the run folder for checkpoints, TensorBoard logs and `history.csv`; a rerun on
                 the same folder resumes. Default `None`: a temporary folder.
             verbose: Keras progress output. Default `"auto"`.
-            callbacks: more Keras callbacks, called after transferkit's (so an epoch is
-                checkpointed and in `history.csv` when they see it). Default `None`.
+            callbacks: more Keras callbacks, after transferkit's. Default `None`.
 
         Returns:
             `self`; the epochs are in `self.history`.
@@ -336,7 +332,7 @@ class Classifier:
             validation_size: as in `fit`. Default `None`: the config's.
             output: as in `fit`; default `None`: the folder `fit` used (or a temporary one).
             verbose: Keras progress output. Default `"auto"`.
-            callbacks: as in `fit`. Default `None`.
+            callbacks: more Keras callbacks, as in `fit`. Default `None`.
 
         Returns:
             `self`; the epochs are added to `self.history`.
@@ -521,9 +517,8 @@ class Classifier:
 
     def export(self, path: str | os.PathLike | None = None, format: str = "onnx",
                quantize: str = "none", **options) -> dict:
-        """Exports the model to `path` as `"saved_model"`, `"onnx"` or `"litert"`, optionally
-        quantized, and verifies it on that format's runtime; see `transferkit.export.export`.
-        (`transferkit.export` is the layer above this one: imported here, on use.)"""
+        """Exports the model to `path` (`"saved_model"`, `"onnx"`, `"litert"`), verified on its
+        runtime; see `transferkit.export.export` (the layer above: imported on use)."""
         from transferkit.export import export
 
         return export(self, path, format=format, quantize=quantize, **options)
@@ -645,26 +640,22 @@ def _import_keras_hub_for(path: Path) -> None:
             mentions = b"keras_hub" in archive.read("config.json")
     except (zipfile.BadZipFile, KeyError, OSError):
         return
-    if mentions:
-        try:
+    try:
+        if mentions:
             importlib.import_module("keras_hub")
-        except ImportError:
-            raise MissingDependencyError(
-                f"{path} uses KerasHub layers. Install KerasHub with: pip install "
-                "'keras-hub==0.32.*'"
-            ) from None
+    except ImportError:
+        raise MissingDependencyError(
+            f"{path} uses KerasHub layers. Install KerasHub with: pip install 'keras-hub==0.32.*'"
+        ) from None
 
 
 def model_file(path: str | os.PathLike) -> Path:
-    """The `.keras` file at `path`, in the run folder `path`, or of the MLflow model `path`
-    (`models:/NAME@ALIAS`, `models:/NAME/VERSION`, `runs:/RUN_ID/model`: downloaded once from
-    `$MLFLOW_TRACKING_URI`, else the embedded store `./mlflow.db`). Raises InputError if none."""
-    from transferkit.tracking.store import is_model_uri
+    """The `.keras` file at `path`, in the run folder `path`, or of a model in MLflow
+    (`transferkit.tracking.store.model_file`). Raises InputError if none."""
+    from transferkit.tracking import store
 
-    if is_model_uri(path):
-        from transferkit.tracking.store import model_file as mlflow_model_file
-
-        return mlflow_model_file(path)
+    if store.is_model_uri(path):
+        return store.model_file(path)
     path = Path(path)
     if path.is_dir() and (path / "model.keras").is_file():
         path = path / "model.keras"  # a run directory
@@ -680,9 +671,8 @@ def load(path: str | os.PathLike) -> Classifier:
     """Loads a classifier saved by transferkit (`.keras` file) with `safe_mode=True`.
 
     Args:
-        path: the `.keras` file written by `transferkit train` or `Classifier.save`, its run
-            folder, or a model in MLflow: `models:/NAME@ALIAS`, `models:/NAME/VERSION` (the
-            registry) or `runs:/RUN_ID/model` (see `model_file`).
+        path: a `.keras` file from `transferkit train` or `Classifier.save`, its run folder, or
+            `models:/NAME@ALIAS`, `models:/NAME/VERSION`, `runs:/RUN_ID/model` (MLflow).
 
     Returns:
         An `ImageClassifier` or a `TextClassifier`, ready to `predict` and `evaluate`.

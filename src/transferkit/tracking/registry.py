@@ -126,16 +126,27 @@ def upload_run(run_dir: str | os.PathLike, track=None, experiment: str | None = 
     tracker.sync()
     finished = "result" in run.state() and run.model_path.is_file()
     if finished:
-        from transferkit.tasks.base import load
         from transferkit.tracking.tracker import input_example
 
-        model = load(run.model_path).model
+        model = _keras_model(run.model_path)
         summary = tracker.finish(model, input_example(task, _example_items(task, config)))
     else:
         summary = tracker.close("KILLED")
     if tracker.failed is not None:
         raise TrackingError(f"{folder} was not uploaded: {tracker.failed}") from tracker.failed
     return {**summary, "finished": finished}
+
+
+def _keras_model(path: Path):
+    """The classifier model saved at `path` (transferkit's layers registered; `safe_mode`)."""
+    import keras
+
+    import transferkit.layers  # noqa: F401  (registers the layers the file names)
+
+    try:
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as exc:
+        raise InputError(f"{path}: could not load it as a transferkit model ({exc}).") from exc
 
 
 def _example_items(task: str, config: dict) -> list:
@@ -209,22 +220,24 @@ def _log_model_file(path: Path, uri: str) -> str:
 
     import mlflow.keras
 
-    from transferkit.tasks.base import load
+    from transferkit.layers import ClassLabels
     from transferkit.tracking.tracker import _requirements, _signature
 
-    classifier = load(path)
+    model = _keras_model(path)
+    labels = [layer for layer in model.layers if isinstance(layer, ClassLabels)]
+    if not labels:
+        raise InputError(f"{path}: not a transferkit classifier (no ClassLabels layer).")
     mlflow_client = client(uri)
     with talking_to(uri):
         experiment = experiment_id(mlflow_client, uri, "transferkit-models")
         run = mlflow_client.create_run(experiment, tags={
-            "mlflow.runName": path.stem, "transferkit.task": classifier.task,
+            "mlflow.runName": path.stem, "transferkit.task": labels[-1].task,
             "transferkit.model_file": os.fspath(path.resolve()),
         })
         with tempfile.TemporaryDirectory(prefix="transferkit-mlflow-") as temp:
             target = Path(temp) / "model"
             target.mkdir()
-            mlflow.keras.save_model(classifier.model, os.fspath(target),
-                                    signature=_signature(classifier.model),
+            mlflow.keras.save_model(model, os.fspath(target), signature=_signature(model),
                                     pip_requirements=_requirements())
             mlflow_client.log_artifacts(run.info.run_id, os.fspath(target), "model")
         mlflow_client.set_terminated(run.info.run_id)
