@@ -36,12 +36,8 @@ def train_images(
         config: settings to start from. Default `None`: `ImageTrainConfig()`.
         log: called with each progress line. Default `print`.
         verbose: Keras progress output. Default `"auto"`.
-        track: log the run to MLflow: `True` for `$MLFLOW_TRACKING_URI` or the embedded store
-            (`mlflow.db` in the working folder), or a tracking URI. Default `None`: not
-            tracked (a resumed run keeps its tracking). Needs `transferkit[tracking]`.
-        experiment: the MLflow experiment. Default `None`: the data folder's or table's name.
-        register: also register the model in MLflow's registry under this name (tracks the
-            run). Default `None`.
+        track, experiment, register: log the run to MLflow (`True` or a tracking URI), in
+            which experiment, and register its model under a name; see `TrainingRun`.
         **options: settings of `ImageTrainConfig` (`backbone`, `epochs`, `fine_tune_epochs`...)
             that override `config`.
 
