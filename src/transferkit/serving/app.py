@@ -546,7 +546,9 @@ def serve(
     uvicorn = require("uvicorn", "Serving models (`transferkit serve`)")
     from transferkit.serving.predictors import load_predictor
 
-    sock = _listen(host, port)  # first: a busy port fails before the model loads
+    DynamicBatcher.check(max_batch, max_wait_ms)  # bad settings fail before the model loads
+    Limits(**{name: value for name, value in limits.items() if name in Limits.__dataclass_fields__})
+    sock = _listen(host, port)  # a busy port too
     try:
         predictor = load_predictor(model, runtime)
         app = create_app(predictor, max_batch=max_batch, max_wait_ms=max_wait_ms, **limits)

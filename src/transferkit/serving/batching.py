@@ -59,16 +59,7 @@ class DynamicBatcher:
 
     def __init__(self, predictor, *, max_batch: int = MAX_BATCH,
                  max_wait_ms: float = MAX_WAIT_MS):
-        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
-            raise InputError(
-                f"`max_batch` must be a positive int. Received: max_batch={max_batch!r}."
-            )
-        if isinstance(max_wait_ms, bool) or not isinstance(max_wait_ms, (int, float)) \
-                or not max_wait_ms >= 0:
-            raise InputError(
-                "`max_wait_ms` must be a number of milliseconds >= 0. Received: "
-                f"max_wait_ms={max_wait_ms!r}."
-            )
+        self.check(max_batch, max_wait_ms)
         self.predictor = predictor
         self.max_batch = max_batch
         self.max_wait_ms = float(max_wait_ms)
@@ -113,6 +104,21 @@ class DynamicBatcher:
         self._arrived.set()
         parts = await asyncio.gather(*futures)
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+
+    @staticmethod
+    def check(max_batch, max_wait_ms) -> None:
+        """Raises `InputError` for a `max_batch` or `max_wait_ms` the batcher cannot use (so a
+        server can say so before it loads a model)."""
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+            raise InputError(
+                f"`max_batch` must be a positive int. Received: max_batch={max_batch!r}."
+            )
+        if isinstance(max_wait_ms, bool) or not isinstance(max_wait_ms, (int, float)) \
+                or not max_wait_ms >= 0:
+            raise InputError(
+                "`max_wait_ms` must be a number of milliseconds >= 0. Received: "
+                f"max_wait_ms={max_wait_ms!r}."
+            )
 
     def stats(self) -> dict:
         """`requests`, `items`, `batches`, `failed_batches`, `mean_batch_size`, `largest_batch`,
