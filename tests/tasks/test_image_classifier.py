@@ -277,6 +277,7 @@ def test_extract_features(faces):
         extract_features("efficientnet_lite0", [faces / "nope.png"], image_size=SIZE)
 
 
+@pytest.mark.slow  # ~15 s: the default suite's 10-minute budget
 def test_onnx_runtime_features_equal_keras_plain_and_augmented(faces, tmp_path):
     """The backbone on ONNX Runtime gives Keras's features within 1e-4, also for augmented views
     (the augmentation runs in Keras either way, with the same random draws)."""

@@ -131,6 +131,7 @@ def test_load_gives_the_same_predictions_and_a_pipeline(word_classifier, tmp_pat
     assert classify("lovely")[0]["label"] == "positive"
 
 
+@pytest.mark.slow  # ~14 s: the default suite's 10-minute budget
 def test_fine_tuning_unfreezes_the_embedding(vectors_file):
     texts, labels = toy_texts(64)
     clf = TextClassifier("glove-bilstm", word_vectors=vectors_file)
@@ -178,6 +179,7 @@ def test_sentence_encoder_classifier_learns_caches_and_fine_tunes(sentence_class
     assert accuracy(loaded, test_texts, test_labels) >= 0.85
 
 
+@pytest.mark.slow  # ~12 s: the default suite's 10-minute budget
 def test_sentence_vector_features_still_train(bert_folder, tmp_path):
     texts, labels = toy_texts(80, cues=3, fillers=1)
     clf = TextClassifier(str(bert_folder), features="sentence", cache_dir=tmp_path)

@@ -181,6 +181,7 @@ def test_runs_lists_the_run_best_first(tracked, tmp_path, vectors_file):
     assert code == 1 and "No experiment 'nope'" in err and "reviews" in err
 
 
+@pytest.mark.slow  # the real-server test covers a store going away; this one uploads elsewhere
 def test_a_store_that_is_away_warns_once_and_the_run_uploads_later(tmp_path, vectors_file):
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
@@ -211,6 +212,7 @@ def test_a_store_that_is_away_warns_once_and_the_run_uploads_later(tmp_path, vec
     assert [m.step for m in client.get_metric_history(uploaded["run_id"], "head/loss")] == [1, 2]
 
 
+@pytest.mark.slow  # ~10 s: the default suite's 10-minute budget
 def test_an_image_run_folder_uploads_with_its_model(image_run, tmp_path):
     """`runs upload` of the shared image run (trained untracked): its epochs, and the model with
     an image signature (any size, 3 channels) that MLflow's loader runs."""
