@@ -4,7 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: demo test test-slow lint bench bench-imagenet bench-images bench-text bench-export clean
+.PHONY: demo test test-slow lint bench bench-imagenet bench-images bench-text bench-export \
+	bench-tracking clean
 
 $(VENV)/.base: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +35,7 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests benchmarks
 
 # Each prints one table; the images and text ones take about half an hour each on two cores.
-bench: bench-imagenet bench-images bench-text bench-export
+bench: bench-imagenet bench-images bench-text bench-export bench-tracking
 
 bench-imagenet: $(VENV)/.base
 	$(BIN)/python benchmarks/predict_imagenet.py
@@ -52,6 +53,11 @@ bench-text: $(VENV)/.base
 bench-export: $(VENV)/.dev
 	$(BIN)/python benchmarks/export_parity.py
 	$(BIN)/python benchmarks/export_runtimes.py
+
+# What MLflow tracking costs a run: the demo's image run, and the default cats_and_dogs run cold.
+bench-tracking: $(VENV)/.base
+	$(BIN)/python benchmarks/tracking_overhead.py
+	$(BIN)/python benchmarks/tracking_overhead.py --data cats_and_dogs --cold --rounds 2
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info
