@@ -57,6 +57,13 @@ def add_commands(subparsers, train) -> None:
     promote.set_defaults(handler=run_promote)
 
 
+def _as_json(args, data) -> bool:
+    """Prints `data` as one JSON line when `--json` was given; returns whether it did."""
+    if args.json:
+        print_json(data)
+    return bool(args.json)
+
+
 def _table(rows: list[list[str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
@@ -73,8 +80,7 @@ def run_list_runs(args) -> int:
     from transferkit.tracking.store import describe, tracking_uri
 
     rows = list_runs(args.track, args.experiment)
-    if args.json:
-        print_json(rows)
+    if _as_json(args, rows):
         return 0
     if not rows:
         print(f"No transferkit runs in {describe(tracking_uri(args.track))}. Log some with "
@@ -97,8 +103,7 @@ def run_upload(args) -> int:
     from transferkit.tracking.registry import upload_run
 
     result = upload_run(args.run_dir, args.track, args.experiment, args.register)
-    if args.json:
-        print_json(result)
+    if _as_json(args, result):
         return 0
     state = "finished" if result["finished"] else "not finished: config and epochs only"
     print(f"Uploaded {args.run_dir} ({state}) as MLflow run {result['run_id']} to {result['uri']}")
@@ -111,8 +116,7 @@ def run_register(args) -> int:
     from transferkit.tracking.registry import register
 
     result = register(args.run_or_model, args.name, args.track)
-    if args.json:
-        print_json(result)
+    if _as_json(args, result):
         return 0
     print(f"Registered {result['uri']} (run {result['run_id']}). Promote it with: transferkit "
           f"models promote {result['name']} {result['version']} --alias champion")
@@ -123,8 +127,7 @@ def run_list_models(args) -> int:
     from transferkit.tracking.registry import list_models
 
     rows = list_models(args.name, args.track)
-    if args.json:
-        print_json(rows)
+    if _as_json(args, rows):
         return 0
     if not rows:
         print("No registered models. Register one with `transferkit train ... --register NAME` or "
@@ -142,8 +145,7 @@ def run_promote(args) -> int:
     from transferkit.tracking.registry import promote
 
     result = promote(args.name, args.version, args.alias, args.track)
-    if args.json:
-        print_json(result)
+    if _as_json(args, result):
         return 0
     moved = f" (was version {result['previous']})" if result["previous"] else ""
     print(f"{result['uri']} -> version {result['version']}{moved}")
