@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import keras
 import numpy as np
 
-from transferkit.errors import DataError, InputError, MissingDependencyError
+from transferkit.errors import DataError, InputError
 from transferkit.layers import ClassLabels
 
 __all__ = ["Classifier", "Splits", "labels_layer", "load", "model_file", "TASK_CLASSES"]
@@ -630,25 +630,6 @@ class Classifier:
         raise NotImplementedError
 
 
-def _import_keras_hub_for(path: Path) -> None:
-    """KerasHub registers its layers on import; Keras imports it when a file names it, but a
-    missing KerasHub should say how to install it, not fail deep inside deserialisation."""
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as archive:
-            mentions = b"keras_hub" in archive.read("config.json")
-    except (zipfile.BadZipFile, KeyError, OSError):
-        return
-    try:
-        if mentions:
-            importlib.import_module("keras_hub")
-    except ImportError:
-        raise MissingDependencyError(
-            f"{path} uses KerasHub layers. Install KerasHub with: pip install 'keras-hub==0.32.*'"
-        ) from None
-
-
 def model_file(path: str | os.PathLike) -> Path:
     """The `.keras` file at `path`, in the run folder `path`, or of a model in MLflow
     (`transferkit.tracking.store.model_file`). Raises InputError if none."""
@@ -680,15 +661,10 @@ def load(path: str | os.PathLike) -> Classifier:
     Raises:
         InputError: the path is missing, not a `.keras` file, or not a transferkit model.
     """
+    from transferkit.training.io import load_model
+
     path = model_file(path)
-    _import_keras_hub_for(path)
-    try:
-        model = keras.saving.load_model(path, safe_mode=True, compile=False)
-    except Exception as exc:  # zip, h5py and deserialisation errors all mean "not our model file"
-        raise InputError(
-            f"{path}: could not load it as a Keras model ({type(exc).__name__}: {exc}). "
-            "Pass a `.keras` file written by transferkit."
-        ) from exc
+    model = load_model(path)
     task = labels_layer(model).task
     if task not in TASK_CLASSES:
         raise InputError(f"{path}: unknown task {task!r} in its labels layer.")

@@ -127,26 +127,15 @@ def upload_run(run_dir: str | os.PathLike, track=None, experiment: str | None = 
     finished = "result" in run.state() and run.model_path.is_file()
     if finished:
         from transferkit.tracking.tracker import input_example
+        from transferkit.training.io import load_model
 
-        model = _keras_model(run.model_path)
+        model = load_model(run.model_path)
         summary = tracker.finish(model, input_example(task, _example_items(task, config)))
     else:
         summary = tracker.close("KILLED")
     if tracker.failed is not None:
         raise TrackingError(f"{folder} was not uploaded: {tracker.failed}") from tracker.failed
     return {**summary, "finished": finished}
-
-
-def _keras_model(path: Path):
-    """The classifier model saved at `path` (transferkit's layers registered; `safe_mode`)."""
-    import keras
-
-    import transferkit.layers  # noqa: F401  (registers the layers the file names)
-
-    try:
-        return keras.saving.load_model(path, safe_mode=True, compile=False)
-    except Exception as exc:
-        raise InputError(f"{path}: could not load it as a transferkit model ({exc}).") from exc
 
 
 def _example_items(task: str, config: dict) -> list:
@@ -216,14 +205,11 @@ def _registered(name: str, uri_of_version: str | None, run_id: str, uri: str) ->
 def _log_model_file(path: Path, uri: str) -> str:
     """Logs a `.keras` file that belongs to no run folder in a new run of experiment
     `transferkit-models`. Returns the run id."""
-    import tempfile
-
-    import mlflow.keras
-
     from transferkit.layers import ClassLabels
-    from transferkit.tracking.tracker import _requirements, _signature
+    from transferkit.tracking.tracker import log_keras_model
+    from transferkit.training.io import load_model
 
-    model = _keras_model(path)
+    model = load_model(path)
     labels = [layer for layer in model.layers if isinstance(layer, ClassLabels)]
     if not labels:
         raise InputError(f"{path}: not a transferkit classifier (no ClassLabels layer).")
@@ -234,12 +220,7 @@ def _log_model_file(path: Path, uri: str) -> str:
             "mlflow.runName": path.stem, "transferkit.task": labels[-1].task,
             "transferkit.model_file": os.fspath(path.resolve()),
         })
-        with tempfile.TemporaryDirectory(prefix="transferkit-mlflow-") as temp:
-            target = Path(temp) / "model"
-            target.mkdir()
-            mlflow.keras.save_model(model, os.fspath(target), signature=_signature(model),
-                                    pip_requirements=_requirements())
-            mlflow_client.log_artifacts(run.info.run_id, os.fspath(target), "model")
+        log_keras_model(mlflow_client, run.info.run_id, model)
         mlflow_client.set_terminated(run.info.run_id)
     return run.info.run_id
 

@@ -40,7 +40,8 @@ from typing import Any
 from transferkit.files import read_json, write_json
 from transferkit.tracking.store import client, describe, experiment_id, talking_to, ui_command
 
-__all__ = ["RunTracker", "TRACKING_FILE", "input_example", "register_run_model"]
+__all__ = ["RunTracker", "TRACKING_FILE", "input_example", "log_keras_model",
+           "register_run_model"]
 
 TRACKING_FILE = "tracking.json"
 _BATCH = 900  # MLflow takes at most 1000 metrics and 100 params per `log_batch`
@@ -141,8 +142,9 @@ class RunTracker:
         """The tracker of a run folder, or None when the run is not tracked.
 
         A folder tracked before (its `tracking.json`) keeps its store, experiment and MLflow run
-        (a resumed run continues it); otherwise `track` (None: not tracked; True: the default
-        store; or a URI) and `experiment` (default `default_experiment`) say where.
+        (a resumed run continues it); otherwise `track` (None: not tracked, unless `register`
+        asks for a registered model, which needs a tracked run; True: the default store; or a
+        URI) and `experiment` (default `default_experiment`) say where.
         `reuse=False` with a `track` that names another store starts a new MLflow run there
         (`transferkit runs upload --track`).
 
@@ -153,7 +155,7 @@ class RunTracker:
         from transferkit.tracking.store import tracking_uri
 
         saved = cls.saved(folder)
-        if not saved and track is None:
+        if not saved and track is None and register is None:
             return None
         require_installed("mlflow", "Tracking runs (`track`)")
         uri = tracking_uri(track) if track is not None else None
@@ -163,7 +165,8 @@ class RunTracker:
             return cls(folder, saved["uri"], saved["experiment"],
                        register=register or saved.get("register"), run_id=saved.get("run_id"),
                        log=log)
-        return cls(folder, uri, experiment or saved.get("experiment") or default_experiment,
+        return cls(folder, uri or tracking_uri(True),
+                   experiment or saved.get("experiment") or default_experiment,
                    register=register or saved.get("register"), log=log)
 
     # -- the training thread's side -------------------------------------------------------------
@@ -326,12 +329,14 @@ class RunTracker:
     def _log_results(self) -> None:
         from mlflow.entities import Param
 
+        from transferkit.training.run import read_history_csv
+
         folder = self.folder
         state = read_json(folder / "state.json") if (folder / "state.json").is_file() else {}
         result = state.get("result") or {}
         report = folder / "report"
         metrics = read_json(report / "metrics.json") if (report / "metrics.json").is_file() else {}
-        step = sum(1 for _ in self._history_rows())
+        step = len(read_history_csv(folder / "history.csv"))  # the last epoch's global step
         values = {_key(k): _number(v) for k, v in result.items()
                   if _FINAL.search(k) and _number(v) is not None}
         for name, scores in (metrics.get("per_class") or {}).items():
@@ -352,11 +357,6 @@ class RunTracker:
             if (folder / name).is_file():
                 self._client.log_artifact(self.run_id, os.fspath(folder / name))
 
-    def _history_rows(self) -> list[dict]:
-        from transferkit.training.run import read_history_csv
-
-        return read_history_csv(self.folder / "history.csv")
-
     def _log_dataset(self, data: dict) -> None:
         from mlflow.entities import Dataset, DatasetInput, InputTag
 
@@ -371,19 +371,7 @@ class RunTracker:
         self._client.log_inputs(self.run_id, datasets=[DatasetInput(dataset, tags=[context])])
 
     def _log_model(self, model, example) -> None:
-        import mlflow.keras
-
-        signature = _signature(model)
-        requirements = _requirements()
-        with tempfile.TemporaryDirectory(prefix="transferkit-mlflow-") as temp:
-            path = Path(temp) / "model"
-            path.mkdir()
-            mlflow.keras.save_model(
-                model, os.fspath(path), signature=signature, input_example=example,
-                pip_requirements=requirements,
-            )
-            self._client.log_artifacts(self.run_id, os.fspath(path), "model")
-        self._client.set_tag(self.run_id, "transferkit.model_uri", f"runs:/{self.run_id}/model")
+        log_keras_model(self._client, self.run_id, model, example)
 
     def _register(self) -> None:
         self.version = register_run_model(self._client, self.run_id, self.register)
@@ -430,6 +418,22 @@ def _data_params(data: dict) -> dict[str, Any]:
     return params
 
 
+def log_keras_model(mlflow_client, run_id: str, model, example=None) -> None:
+    """Logs `model` (a transferkit classifier's Keras model) as the MLflow Keras model `model/` of
+    run `run_id`, with its signature, `example` as input example, and pinned requirements."""
+    import mlflow.keras
+
+    with tempfile.TemporaryDirectory(prefix="transferkit-mlflow-") as temp:
+        path = Path(temp) / "model"
+        path.mkdir()
+        mlflow.keras.save_model(
+            model, os.fspath(path), signature=_signature(model), input_example=example,
+            pip_requirements=_requirements(),
+        )
+        mlflow_client.log_artifacts(run_id, os.fspath(path), "model")
+    mlflow_client.set_tag(run_id, "transferkit.model_uri", f"runs:/{run_id}/model")
+
+
 def _signature(model):
     """The model's MLflow signature: its input (images of any size, or strings) and the class
     probabilities."""
@@ -449,21 +453,18 @@ def _signature(model):
 
 def _requirements() -> list[str]:
     """What loading the model needs, pinned to what trained it (not inferred: MLflow would load
-    the model in a subprocess to find out, ~20 s)."""
+    the model in a subprocess to find out, ~20 s): transferkit, Keras, KerasHub, the backend."""
     from importlib import metadata
 
-    names = ["transferkit", "keras", "keras-hub", "tensorflow", "jax", "torch"]
+    import keras
+
     found = []
-    for name in names:
+    for name in ("transferkit", "keras", "keras-hub", keras.backend.backend()):
         try:
             found.append(f"{name}=={metadata.version(name)}")
         except metadata.PackageNotFoundError:
             continue
-    import keras
-
-    backend = keras.backend.backend()
-    return [r for r in found if not r.startswith(("jax==", "torch==", "tensorflow=="))
-            or r.startswith(f"{backend}==")]
+    return found
 
 
 def register_run_model(mlflow_client, run_id: str, name: str) -> str:

@@ -9,9 +9,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from transferkit.errors import InputError, MissingDependencyError
 from transferkit.files import atomic_path
 
-__all__ = ["load_weights", "save_model_atomic", "save_weights_atomic"]
+__all__ = ["load_model", "load_weights", "save_model_atomic", "save_weights_atomic"]
 
 
 def _save_via_temp(path: str | os.PathLike, suffix: str, save) -> None:
@@ -85,3 +86,47 @@ def load_weights(model, path: str | os.PathLike) -> None:
     not, unlike `model.load_weights` in Keras 3 (see `save_weights_atomic`).
     """
     model.load_weights(path, **_skip_optimizer(model))
+
+
+def load_model(path: str | os.PathLike):
+    """The Keras model in a `.keras` file written by transferkit, loaded with `safe_mode=True`
+    and not compiled (transferkit's layers registered; KerasHub imported when the file uses it).
+
+    Raises:
+        InputError: the file is not a Keras model file.
+        MissingDependencyError: the file uses KerasHub layers and KerasHub is not installed.
+    """
+    import keras
+
+    import transferkit.layers  # noqa: F401  (registers the layers the file names)
+
+    path = Path(path)
+    _import_keras_hub_for(path)
+    try:
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as exc:  # zip, h5py and deserialisation errors all mean "not our model file"
+        raise InputError(
+            f"{path}: could not load it as a Keras model ({type(exc).__name__}: {exc}). "
+            "Pass a `.keras` file written by transferkit."
+        ) from exc
+
+
+def _import_keras_hub_for(path: Path) -> None:
+    """KerasHub registers its layers on import; Keras imports it when a file names it, but a
+    missing KerasHub should say how to install it, not fail deep inside deserialisation."""
+    import importlib
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            mentions = b"keras_hub" in archive.read("config.json")
+    except (zipfile.BadZipFile, KeyError, OSError):
+        return
+    if mentions:
+        try:
+            importlib.import_module("keras_hub")
+        except ImportError:
+            raise MissingDependencyError(
+                f"{path} uses KerasHub layers. Install KerasHub with: pip install "
+                "'keras-hub==0.32.*'"
+            ) from None
