@@ -25,7 +25,6 @@ error), Keras, with `reason` saying why. `runtime="onnx"` insists, and raises in
 Training (fine-tuning) always stays in Keras.
 """
 
-
 from __future__ import annotations
 
 import contextlib

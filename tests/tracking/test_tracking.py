@@ -37,6 +37,18 @@ def _json(argv):
     return json.loads(out.strip().splitlines()[-1])
 
 
+def _logged_model(store: str, run_id: str):
+    """MLflow's own view of a run's logged model: `(mlflow.keras.load_model, get_model_info)`."""
+    import mlflow.keras
+
+    model_uri = f"runs:/{run_id}/model"
+    mlflow.set_tracking_uri(store)
+    try:
+        return mlflow.keras.load_model(model_uri), mlflow.models.get_model_info(model_uri)
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
 def _history(run: Path) -> list[dict]:
     with open(run / "history.csv", newline="") as handle:
         return list(csv.DictReader(handle))
@@ -116,19 +128,11 @@ def test_params_tags_results_and_data_facts(tracked, client):
 
 
 def test_the_logged_model_loads_with_mlflows_keras_loader(tracked):
-    import mlflow.keras
-
     import transferkit
 
     result, run, uri, _ = tracked
     texts = toy_texts(8, seed=3)[0]
-    model_uri = f"runs:/{result['tracking']['run_id']}/model"
-    mlflow.set_tracking_uri(uri)
-    try:
-        loaded = mlflow.keras.load_model(model_uri)
-        info = mlflow.models.get_model_info(model_uri)
-    finally:
-        mlflow.set_tracking_uri(None)
+    loaded, info = _logged_model(uri, result["tracking"]["run_id"])
     expected = transferkit.load(run).predict_proba(texts)
     got = loaded.predict(np.asarray(texts, dtype=object), verbose=0)
     np.testing.assert_allclose(got, expected, atol=1e-6)
@@ -216,8 +220,6 @@ def test_a_store_that_is_away_warns_once_and_the_run_uploads_later(tmp_path, vec
 def test_an_image_run_folder_uploads_with_its_model(image_run, tmp_path):
     """`runs upload` of the shared image run (trained untracked): its epochs, and the model with
     an image signature (any size, 3 channels) that MLflow's loader runs."""
-    import mlflow.keras
-
     import transferkit
 
     code, _, err, source, data = image_run
@@ -233,13 +235,7 @@ def test_an_image_run_folder_uploads_with_its_model(image_run, tmp_path):
     head = sum(r["phase"] == "head" for r in rows)
     assert steps == list(range(head + 1, len(rows) + 1))
     assert client.get_experiment_by_name(Path(data).name) is not None
-    model_uri = f"runs:/{uploaded['run_id']}/model"
-    mlflow.set_tracking_uri(store)
-    try:
-        info = mlflow.models.get_model_info(model_uri)
-        loaded = mlflow.keras.load_model(model_uri)
-    finally:
-        mlflow.set_tracking_uri(None)
+    loaded, info = _logged_model(store, uploaded["run_id"])
     assert info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, -1, -1, 3)
     from transferkit.data.images import load_image
 

@@ -31,13 +31,17 @@ def add_commands(subparsers, train) -> None:
 def _track(requested):
     """What the training parts get as `track`: None when not asked for, or when the default
     was left on but mlflow is not installed (the demo still runs; a line says how to add it)."""
-    import importlib.util
+    from transferkit.errors import MissingDependencyError
+    from transferkit.extras import require_installed
 
     if requested is False:
         return None
-    if requested is True and importlib.util.find_spec("mlflow") is None:
-        print("(MLflow is not installed, so the runs are not tracked: pip install "
-              "'transferkit[tracking]')")
+    try:
+        require_installed("mlflow", "Tracking the demo's runs")
+    except MissingDependencyError as exc:
+        if requested is not True:
+            raise
+        print(f"({exc} The runs are not tracked.)")
         return None
     return requested
 

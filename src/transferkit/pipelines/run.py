@@ -95,8 +95,6 @@ class TrainingRun:
     def _tracker(self, track, experiment, register):
         from transferkit.tracking.tracker import RunTracker
 
-        if register is not None and track is None and not RunTracker.saved(self.path):
-            track = True  # registering needs a tracked run
         name = Path(self.config.data).stem if self.config.data else self.task
         return RunTracker.for_run(self.path, track=track, experiment=experiment,
                                   register=register, default_experiment=name, log=self.log)
