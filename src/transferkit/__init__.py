@@ -46,6 +46,8 @@ _EXPORTS = {
     "pipeline": "transferkit.tasks.text_classifier",
     "train_images": "transferkit.pipelines.images",
     "train_text": "transferkit.pipelines.text",
+    "predict": "transferkit.batch.jobs",
+    "embed": "transferkit.batch.jobs",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -26,6 +26,8 @@ PACKAGES = {
     "uvicorn": ("uvicorn==0.54.0", "serve"),
     "python_multipart": ("python-multipart==0.0.34", "serve"),
     "mlflow": ("mlflow==3.17.2", "tracking"),
+    "ray": ("ray[data]==2.60.0", "scale"),
+    "jax": ("jax==0.10.2", "scale"),
 }
 
 

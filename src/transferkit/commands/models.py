@@ -1,8 +1,17 @@
-"""`transferkit predict` and `transferkit evaluate`: use a trained classifier (image or text)."""
+"""`transferkit predict`, `embed` and `evaluate`: use a trained classifier or a backbone.
+
+`predict MODEL INPUT...` prints labels; with `--output` (and `embed`) it runs a batch job into a
+Parquet folder (`transferkit.batch.jobs`), locally or with `--ray` on Ray Data.
+"""
 
 from __future__ import annotations
 
 from transferkit.commands import MODEL_HELP, print_json
+
+_INPUT_HELP = (
+    "image files, or texts (text models); with --output: a folder of images (recursive), a .txt "
+    "file of image paths, or a table of texts (CSV, TSV, JSON Lines, Parquet; .txt: one a line)"
+)
 
 
 def add_commands(subparsers, train) -> None:
@@ -10,11 +19,32 @@ def add_commands(subparsers, train) -> None:
         "predict", help="label images or texts with a classifier trained by transferkit"
     )
     predict.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    predict.add_argument("inputs", nargs="+", metavar="INPUT", help=_INPUT_HELP)
     predict.add_argument(
-        "inputs", nargs="+", metavar="INPUT", help="image files (image models) or texts (text models)"
+        "--output", default=None,
+        help="write a Parquet folder (path, label, score, prob_<class>, error) instead of "
+        "printing; a rerun with the same --output resumes",
     )
-    predict.add_argument("--json", action="store_true", help="print a JSON list")
+    _add_batch_flags(predict)
+    predict.add_argument("--json", action="store_true", help="print a JSON list (or summary)")
     predict.set_defaults(handler=run_predict)
+
+    embed = subparsers.add_parser(
+        "embed", help="feature vectors of many images or texts, into a Parquet folder"
+    )
+    embed.add_argument(
+        "source", metavar="BACKBONE_OR_MODEL",
+        help="an image backbone (`transferkit backbones`), a sentence encoder (minilm, a "
+        "folder), or a trained model: " + MODEL_HELP,
+    )
+    embed.add_argument("inputs", nargs="+", metavar="INPUT", help=_INPUT_HELP)
+    embed.add_argument("--output", required=True,
+                       help="the Parquet folder to write (path or text, embedding, error)")
+    embed.add_argument("--features", choices=("sentence", "layers"), default="sentence",
+                       help="sentence encoders: the sentence vector, or every layer's mean")
+    _add_batch_flags(embed)
+    embed.add_argument("--json", action="store_true", help="print the summary as JSON")
+    embed.set_defaults(handler=run_embed)
 
     evaluate = subparsers.add_parser(
         "evaluate", help="measure a trained classifier on labelled data"
@@ -28,7 +58,76 @@ def add_commands(subparsers, train) -> None:
     evaluate.set_defaults(handler=run_evaluate)
 
 
+def _add_batch_flags(parser) -> None:
+    from transferkit.batch.jobs import SHARD_SIZE
+    from transferkit.runtimes import RUNTIMES
+
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="inputs per forward pass (default: the model's, else 32)")
+    parser.add_argument("--shard-size", type=int, default=SHARD_SIZE,
+                        help=f"inputs per Parquet piece (default {SHARD_SIZE})")
+    parser.add_argument(
+        "--ray", nargs="?", const=True, default=False, metavar="ADDRESS",
+        help="run on Ray Data: a cluster's address (auto, HOST:PORT, ray://HOST:10001), or none "
+        "to start a local Ray (needs pip install 'transferkit[scale]')",
+    )
+    parser.add_argument("--workers", type=int, default=None,
+                        help="Ray actors, one model each (default: one per two CPUs)")
+    parser.add_argument("--runtime", choices=RUNTIMES, default=None,
+                        help="what runs an image backbone (default auto: ONNX Runtime if faster)")
+    parser.add_argument("--text-column", default=None,
+                        help="a table's text column (default: text, sentence or review)")
+
+
+def _batch_options(args) -> dict:
+    options = {"batch_size": args.batch_size, "shard_size": args.shard_size, "ray": args.ray,
+               "workers": args.workers, "text_column": args.text_column}
+    if args.runtime is not None:
+        options["runtime"] = args.runtime
+    if args.workers is not None and not args.ray:
+        from transferkit.errors import InputError
+
+        raise InputError("`workers` is for Ray: add `ray` (and a cluster address, or none).")
+    return options
+
+
+def _print_summary(summary: dict, args) -> int:
+    if args.json:
+        print_json(summary)
+        return 0
+    resumed = f", {summary['resumed']} done before (resumed)" if summary["resumed"] else ""
+    rate = summary["items_per_second"]
+    speed = f" in {summary['seconds']:.1f} s ({rate:,.1f}/s)" if summary["done"] else ""
+    print(f"{summary['done']} of {summary['inputs']} inputs written{speed}{resumed}: "
+          f"{summary['output']}")
+    if summary["errors"]:
+        print(f"{summary['errors']} could not be read: their rows have an `error` (scores empty)")
+    if summary["skipped"]:
+        first = summary["skipped"][0]
+        print(f"{len(summary['skipped'])} left out before the job, e.g. "
+              f"{first.get('path', first.get('line'))}: {first['reason']} (see --json)")
+    return 0
+
+
+def run_embed(args) -> int:
+    from transferkit.batch.jobs import embed
+
+    summary = embed(args.source, args.inputs, args.output, features=args.features,
+                    progress=not args.json, **_batch_options(args))
+    return _print_summary(summary, args)
+
+
 def run_predict(args) -> int:
+    if args.output is not None:
+        from transferkit.batch.jobs import predict
+
+        summary = predict(args.model, args.inputs, args.output, progress=not args.json,
+                          **_batch_options(args))
+        return _print_summary(summary, args)
+    if args.ray or args.workers is not None:
+        from transferkit.errors import InputError
+
+        raise InputError("`ray` runs a batch job: add `output` (a Parquet folder to write).")
     from transferkit.tasks.base import load
 
     classifier = load(args.model)

@@ -34,6 +34,7 @@ __all__ = [
     "read_class_folders",
     "read_evaluation_folder",
     "first_image",
+    "walk_images",
     "IGNORED_NAMES",
 ]
 
@@ -168,7 +169,7 @@ def _visible(entry: Path) -> bool:
     return not entry.name.startswith(".") and entry.name.lower() not in IGNORED_NAMES
 
 
-def _walk_images(folder: Path, skipped: list[dict]) -> list[Path]:
+def walk_images(folder: Path, skipped: list[dict]) -> list[Path]:
     """Image files under `folder` (recursively, sorted); other files go to `skipped`."""
     images = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
@@ -241,7 +242,7 @@ def read_class_folders(folder: str | os.PathLike, class_names=None) -> ClassFold
     labels: list[int] = []
     empty = []
     for sub in subfolders:
-        images = _walk_images(sub, skipped)
+        images = walk_images(sub, skipped)
         if not images:
             empty.append(sub)
         label = names.index(sub.name)
@@ -436,7 +437,7 @@ def first_image(path: str | os.PathLike) -> Path:
     _require_folder(path, "images")
     pair = _find_split_folders(path)
     folder = pair[0] if pair else path
-    images = _walk_images(folder, [])
+    images = walk_images(folder, [])
     if not images:
         raise DataError(
             f"{path}: no images found ({', '.join(IMAGE_EXTENSIONS)}). Pass an image file or a "

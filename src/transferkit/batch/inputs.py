@@ -1,0 +1,134 @@
+"""What a batch job reads: image paths from a folder or a list file, or texts from a table.
+
+Only the paths (or the texts) are read up front, never the images: a job over a 100,000-image
+folder holds 100,000 strings, and each worker decodes one shard of images at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transferkit.errors import InputError
+
+__all__ = ["BatchInputs", "read_inputs", "LIST_SUFFIXES", "TABLE_SUFFIXES"]
+
+#: A file of image paths (image models), or of texts (text models), one a line.
+LIST_SUFFIXES = (".txt", ".lst")
+TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".jsonl", ".ndjson", ".json", ".parquet", ".pq")
+
+
+@dataclass
+class BatchInputs:
+    """The inputs of a job, in order.
+
+    Attributes:
+        task: `"image"` (`items` are paths) or `"text"` (`items` are texts).
+        items: the inputs; row `i` of the output is `items[i]`.
+        source: where they came from, for messages and the job's manifest.
+        skipped: inputs left out before the job, each `{"path" or "line", "reason"}`: files
+            that are not images, table rows without text.
+    """
+
+    task: str
+    items: list[str]
+    source: str
+    skipped: list[dict] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def digest(self) -> str:
+        """sha256 of the inputs in order: a rerun resumes only over the same inputs."""
+        sha = hashlib.sha256(self.task.encode())
+        for item in self.items:
+            sha.update(b"\0" + item.encode("utf-8", "surrogatepass"))
+        return sha.hexdigest()
+
+
+def read_inputs(inputs, task: str, *, text_column: str | None = None) -> BatchInputs:
+    """The inputs of a batch job for a model of `task` (`"image"` or `"text"`).
+
+    Args:
+        inputs: one path, or a list of them. Images: a folder (searched recursively, files in
+            sorted order), a `.txt` file of image paths (one a line; relative paths are relative
+            to the file's folder), or image files. Texts: a table (CSV, TSV, JSON Lines,
+            Parquet; see `transferkit.data.text.read_text_table`) or a `.txt` file of texts,
+            one a line.
+        task: `"image"` or `"text"`.
+        text_column: the text column of a table. Default `None`: the one named `text`,
+            `sentence` or `review`.
+
+    Raises:
+        InputError: a path that does not exist, or inputs of the wrong kind.
+        DataError: a table that cannot be read.
+    """
+    paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    if not paths:
+        raise InputError("No input given. Pass a folder of images, a file of paths, or a table.")
+    for path in paths:
+        if not Path(path).exists():
+            raise InputError(f"{path}: no such file or folder.")
+    if task == "text":
+        return _texts(paths, text_column)
+    return _images(paths)
+
+
+def _images(paths: list) -> BatchInputs:
+    from transferkit.data.image_folder import walk_images
+
+    if len(paths) == 1 and Path(paths[0]).is_dir():
+        skipped: list[dict] = []
+        found = walk_images(Path(paths[0]), skipped)
+        if not found:
+            raise InputError(f"{paths[0]}: no image files in this folder or below it.")
+        return BatchInputs("image", [os.fspath(p) for p in found], os.fspath(paths[0]), skipped)
+    if len(paths) == 1 and Path(paths[0]).suffix.lower() in LIST_SUFFIXES:
+        return BatchInputs("image", _path_list(Path(paths[0])), os.fspath(paths[0]))
+    folders = [p for p in paths if Path(p).is_dir()]
+    if folders:
+        raise InputError(
+            f"{folders[0]}: a folder among several inputs. Pass one folder, one file of paths, "
+            "or image files."
+        )
+    return BatchInputs("image", [os.fspath(p) for p in paths], f"{len(paths)} image files")
+
+
+def _path_list(path: Path) -> list[str]:
+    """The image paths in a list file, in order; blank lines and `#` comments are skipped."""
+    items = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                items.append(os.fspath(path.parent / line))  # an absolute `line` stays absolute
+    if not items:
+        raise InputError(f"{path}: no image paths in this file (one path a line).")
+    return items
+
+
+def _texts(paths: list, text_column: str | None) -> BatchInputs:
+    from transferkit.data.text import DROP_REASONS, read_text_table
+
+    if len(paths) != 1 or Path(paths[0]).is_dir():
+        raise InputError(
+            "A text model reads one table of texts (CSV, TSV, JSON Lines, Parquet) or one .txt "
+            f"file of texts, one a line. Received: {', '.join(map(str, paths[:3]))}."
+        )
+    path = Path(paths[0])
+    if path.suffix.lower() in LIST_SUFFIXES:
+        with open(path, encoding="utf-8") as handle:
+            lines = [line.rstrip("\r\n") for line in handle]
+        items = [line for line in lines if line.strip()]
+        skipped = [{"line": i + 1, "reason": "empty line"}
+                   for i, line in enumerate(lines) if not line.strip()]
+        if not items:
+            raise InputError(f"{path}: no texts in this file (one text a line).")
+        return BatchInputs("text", items, os.fspath(path), skipped)
+    table = read_text_table(path, text_column=text_column, require_labels=False)
+    skipped = [{"line": line, "reason": DROP_REASONS.get(reason, reason)}
+               for reason, lines in table.dropped.items() for line in lines]
+    return BatchInputs("text", list(table.texts), os.fspath(path),
+                       sorted(skipped, key=lambda row: row["line"]))

@@ -1,0 +1,257 @@
+"""`predict` and `embed` over many inputs: local streaming, or Ray Data, into resumable Parquet.
+
+    transferkit.predict("runs/cats/model.keras", "photos/", "predictions.parquet")
+    transferkit.embed("efficientnet_lite0", "photos/", "features.parquet", ray=True, workers=2)
+
+Both read the inputs' paths (or texts) only (`transferkit.batch.inputs`), split the ones not done
+yet into shards of `shard_size`, and hand the shards to `ShardWorker`s
+(`transferkit.batch.workers`), which load the model once, compute and each write one Parquet
+piece of the output folder (`transferkit.batch.output`). Locally one worker runs in this process,
+one shard in memory at a time; with `ray`, Ray Data runs them as an actor pool on a cluster
+(`transferkit.batch.on_ray`). Either way the output is the same and a rerun resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from transferkit.checks import check_int
+from transferkit.config import ImageTrainConfig
+from transferkit.errors import InputError
+
+__all__ = ["SHARD_SIZE", "embed", "predict"]
+
+#: Inputs per shard (one Parquet piece each): big enough for few files and fast forward passes,
+#: small enough that a killed run loses little and the progress bar moves.
+SHARD_SIZE = 512
+_RUNTIME = ImageTrainConfig.runtime
+
+
+def predict(model, inputs, output, *, batch_size: int | None = None,
+            shard_size: int = SHARD_SIZE, ray=False, workers: int | None = None,
+            runtime: str = _RUNTIME, text_column: str | None = None,
+            progress: bool = True) -> dict:
+    """Labels every input with a trained classifier and writes a Parquet dataset.
+
+    Args:
+        model: a `.keras` file, run folder, or `models:/NAME@ALIAS` (see `transferkit.load`).
+        inputs: a folder of images (recursive), a `.txt` file of image paths, image files, or
+            for a text model a table of texts or a `.txt` file of texts
+            (`transferkit.batch.inputs.read_inputs`).
+        output: the output folder, e.g. `"predictions.parquet"`: one row an input with `index`,
+            `path` (images) or `text`, `label`, `score`, `prob_<class>` for each class, and
+            `error` (why an input could not be read; its scores are NaN).
+        batch_size: inputs per forward pass. Default `None`: the model's training batch size.
+        shard_size: inputs per piece of the output. Default `SHARD_SIZE` (512).
+        ray: `False` (the default) runs here; `True` on a local Ray started for the job, or a
+            Ray address (`"auto"`, `"127.0.0.1:6379"`, `"ray://host:10001"`).
+        workers: Ray actors, one model each. Default `None`: one per two CPUs of the cluster.
+        runtime: what runs an image backbone: `"auto"`, `"onnx"` or `"keras"`
+            (`transferkit.runtimes`). Default `"auto"`.
+        text_column: a table's text column. Default `None`: `text`, `sentence` or `review`.
+        progress: show a progress bar. Default `True`.
+
+    Returns:
+        A summary: `output`, `inputs`, `done` (rows written by this call), `resumed` (rows
+        already there), `errors`, `skipped` (inputs left out before the job, with why),
+        `seconds`, `items_per_second`, `runtime`, `engine` (`"local"` or `"ray"`).
+    """
+    from transferkit.tasks.base import model_file
+
+    path = model_file(model)
+    task, class_names, config = model_info(path)
+    job = {"command": "predict", "source_kind": "model", "model": os.fspath(model),
+           "model_path": os.fspath(path), "task": task, "class_names": class_names,
+           "batch_size": batch_size or config.get("batch_size") or ImageTrainConfig.batch_size}
+    return _run(job, inputs, output, shard_size=shard_size, ray=ray, workers=workers,
+                runtime=runtime, text_column=text_column, progress=progress)
+
+
+def embed(source, inputs, output, *, features: str = "sentence", batch_size: int | None = None,
+          shard_size: int = SHARD_SIZE, ray=False, workers: int | None = None,
+          runtime: str = _RUNTIME, text_column: str | None = None,
+          progress: bool = True) -> dict:
+    """Feature vectors of every input (the "feature extractor" use), as a Parquet dataset.
+
+    Args:
+        source: an image backbone name (`"efficientnet_lite0"`, `transferkit backbones`), a
+            sentence encoder (`"minilm"` or a model folder), or a trained model (`.keras`, run
+            folder, `models:/...`): its backbone's pooled features (images) or what its last
+            layer sees (text).
+        inputs: as in `predict`.
+        output: the output folder: `index`, `path` or `text`, `embedding` (a fixed-size list of
+            float32) and `error`.
+        features: for a sentence encoder: `"sentence"` (its sentence vector, the default) or
+            `"layers"` (each layer's mean, concatenated).
+        batch_size, shard_size, ray, workers, runtime, text_column, progress: as in `predict`.
+
+    Returns:
+        The summary of `predict`, with `dim` (numbers a vector).
+    """
+    job = _embed_source(source, features)
+    job["batch_size"] = batch_size or ImageTrainConfig.batch_size
+    return _run(job, inputs, output, shard_size=shard_size, ray=ray, workers=workers,
+                runtime=runtime, text_column=text_column, progress=progress)
+
+
+def model_info(path: Path) -> tuple[str, list[str], dict]:
+    """`(task, class_names, training config)` of a transferkit `.keras` file, read from its
+    `config.json` without building the model (the Ray driver needs no Keras)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, zipfile.BadZipFile, ValueError) as exc:
+        raise InputError(f"{path}: not a .keras model file ({exc}).") from None
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("class_name") == "ClassLabels" and "task" in node.get("config", {}):
+                layer = node["config"]
+                return (layer["task"], list(layer["class_names"]),
+                        dict((layer.get("metadata") or {}).get("config") or {}))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    raise InputError(f"{path}: not a transferkit classifier (it has no ClassLabels layer).")
+
+
+def _embed_source(source, features: str) -> dict:
+    """The job's source: a trained model, an image backbone, or a sentence encoder."""
+    from transferkit.backbones.registry import list_backbones
+    from transferkit.backbones.sentence_encoders import check_features, list_sentence_encoders
+    from transferkit.tracking.store import is_model_uri
+
+    name = os.fspath(source)
+    if is_model_uri(name) or name.endswith(".keras") or Path(name, "model.keras").is_file():
+        from transferkit.tasks.base import model_file
+
+        path = model_file(name)
+        task = model_info(path)[0]
+        return {"command": "embed", "source_kind": "model", "model": name,
+                "model_path": os.fspath(path), "task": task}
+    if name in list_backbones():
+        return {"command": "embed", "source_kind": "backbone", "model": name, "task": "image"}
+    if name in list_sentence_encoders() or Path(name).is_dir():
+        return {"command": "embed", "source_kind": "encoder", "model": name, "task": "text",
+                "features": check_features(features)}
+    raise InputError(
+        f"`source` must be an image backbone (`transferkit backbones`), a sentence encoder "
+        f"({', '.join(list_sentence_encoders())} or a model folder) or a trained model "
+        f"(.keras, run folder, models:/...). Received: {name!r}."
+    )
+
+
+def _run(job: dict, inputs, output, *, shard_size, ray, workers, runtime, text_column,
+         progress) -> dict:
+    from transferkit.batch.inputs import read_inputs
+    from transferkit.batch.output import ShardedParquet
+    from transferkit.files import sha256_file
+    from transferkit.runtimes import check_runtime
+
+    check_int(shard_size, "shard_size", minimum=1)
+    check_int(job["batch_size"], "batch_size", minimum=1)
+    if workers is not None:
+        check_int(workers, "workers", minimum=1)
+    found = read_inputs(inputs, job["task"], text_column=text_column)
+    job.update(runtime=check_runtime(runtime), output=os.fspath(output), source=found.source,
+               inputs=len(found), inputs_sha256=found.digest())
+    if job["source_kind"] == "model":
+        job["model_sha256"] = sha256_file(job["model_path"])
+    else:
+        job["model_sha256"] = f"{job['source_kind']}:{job['model']}:{job.get('features', '')}"
+    sink = ShardedParquet(output, {key: value for key, value in job.items()
+                                   if key not in ("output", "model_path")})
+    done = sink.open()
+    pending = np.array([i for i in range(len(found)) if i not in done], dtype=np.int64)
+    started = time.perf_counter()
+    summary = {"output": os.fspath(output), "inputs": len(found), "resumed": len(done),
+               "done": 0, "errors": 0, "skipped": found.skipped, "runtime": None,
+               "engine": "ray" if ray else "local"}
+    if len(pending):
+        run = _on_ray if ray else _locally
+        summary.update(run(job, found.items, pending, shard_size=shard_size, ray=ray,
+                           workers=workers, progress=progress))
+    seconds = time.perf_counter() - started
+    summary.update(seconds=round(seconds, 3),
+                   items_per_second=round(summary["done"] / seconds, 2) if seconds else None)
+    return summary
+
+
+def _shards(pending: np.ndarray, shard_size: int):
+    for start in range(0, len(pending), shard_size):
+        yield pending[start:start + shard_size]
+
+
+def _locally(job: dict, items: list[str], pending: np.ndarray, *, shard_size, progress,
+             **_) -> dict:
+    from transferkit.batch.workers import ShardWorker
+
+    unit = "images" if job["task"] == "image" else "texts"
+    worker = ShardWorker(job)  # loads the model before the clock of the progress bar starts
+    with _progress_bar(len(pending), unit, progress) as advance:
+        written = errors = 0
+        for shard in _shards(pending, shard_size):
+            result = worker({"index": shard, "item": [items[i] for i in shard]})
+            written += int(result["rows"][0])
+            errors += int(result["errors"][0])
+            advance(len(shard))
+    return {"done": written, "errors": errors, "runtime": worker.runtime}
+
+
+def _on_ray(job: dict, items: list[str], pending: np.ndarray, *, shard_size, ray, workers,
+            progress) -> dict:
+    from transferkit.batch.on_ray import run_on_ray
+
+    unit = "images" if job["task"] == "image" else "texts"
+    with _progress_bar(len(pending), unit, progress) as advance:
+        return run_on_ray(job, items, pending, shard_size=shard_size,
+                          address=None if ray is True else str(ray), workers=workers,
+                          advance=advance)
+
+
+class _progress_bar:
+    """A rich progress bar with inputs a second, on stderr (nothing with `show=False`)."""
+
+    def __init__(self, total: int, unit: str, show: bool):
+        self.total, self.unit, self.show = total, unit, show
+        self._bar = None
+
+    def __enter__(self):
+        if not self.show:
+            return lambda count: None
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=Console(stderr=True), transient=False,
+        )
+        self._bar.start()
+        task = self._bar.add_task(self.unit, total=self.total, rate="")
+        started = time.perf_counter()
+
+        def advance(count: int) -> None:
+            done = self._bar.tasks[0].completed + count
+            rate = done / max(time.perf_counter() - started, 1e-9)
+            self._bar.update(task, completed=done, rate=f"{rate:,.1f} {self.unit}/s")
+
+        return advance
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.stop()
