@@ -16,6 +16,7 @@ from typing import Any
 from transferkit.errors import InputError
 
 __all__ = [
+    "DISTRIBUTE",
     "RUNTIMES",
     "check_choice",
     "check_fraction",
@@ -101,6 +102,9 @@ def check_fraction(value: Any, name: str) -> float:
 
 #: What can run a frozen backbone or encoder (`transferkit.runtimes`).
 RUNTIMES = ("auto", "keras", "onnx")
+
+#: How training spreads over devices (`transferkit.training.distribute`).
+DISTRIBUTE = ("none", "data-parallel")
 
 
 def check_choice(value: Any, name: str, choices: Iterable[str]) -> str:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from transferkit.checks import (
+    DISTRIBUTE,
     RUNTIMES,
     check_choice,
     check_fraction,
@@ -166,6 +167,10 @@ _BATCH_SIZE = "examples per training step"
 _PATIENCE = "epochs without a better validation loss before the head phase stops"
 _FINE_TUNE_PATIENCE = "epochs without a better validation loss before fine-tuning stops"
 _SEED = "seed of the split, shuffling, augmentation and initial weights"
+_DISTRIBUTE = (
+    "data-parallel: keras.distribution.DataParallel over every device (KERAS_BACKEND=jax), and "
+    "over processes with --coordinator, --num-processes, --process-id; none: one device"
+)
 _RUNTIME = (
     "what runs the frozen backbone/encoder for cached features: onnx (ONNX Runtime, 2-3x faster "
     "on a CPU), keras, or auto (onnx where installed and worth a one-off export, else keras); "
@@ -220,6 +225,7 @@ class ImageTrainConfig(TrainConfig):
     )
     seed: int = _setting(0, _SEED, type=int, check=_int(0))
     runtime: str = _setting("auto", _RUNTIME, choices=RUNTIMES)
+    distribute: str = _setting("none", _DISTRIBUTE, choices=DISTRIBUTE)
 
 
 @dataclass(frozen=True)
@@ -290,6 +296,7 @@ class TextTrainConfig(TrainConfig):
     fine_tune_patience: int = _setting(3, _FINE_TUNE_PATIENCE, type=int, check=_int(1))
     seed: int = _setting(0, _SEED, type=int, check=_int(0))
     runtime: str = _setting("auto", _RUNTIME, choices=RUNTIMES)
+    distribute: str = _setting("none", _DISTRIBUTE, choices=DISTRIBUTE)
 
     def __post_init__(self):
         super().__post_init__()

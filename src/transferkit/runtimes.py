@@ -83,11 +83,16 @@ def _keras_call(model) -> Callable:
     def call(inputs):
         import keras
 
-        if isinstance(inputs, dict):
-            outputs = predict_function(model, inputs)(inputs)
-        else:
-            outputs = model.predict_on_batch(inputs)
-        return np.asarray(keras.ops.convert_to_numpy(outputs), dtype=np.float32)
+        from transferkit.training.distribute import fresh_functions, padded_rows
+
+        fresh_functions(model)
+
+        def run(rows):
+            if isinstance(rows, dict):
+                return keras.ops.convert_to_numpy(predict_function(model, rows)(rows))
+            return keras.ops.convert_to_numpy(model.predict_on_batch(rows))
+
+        return np.asarray(padded_rows(run, inputs), dtype=np.float32)
 
     return call
 

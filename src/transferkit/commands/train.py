@@ -74,6 +74,7 @@ def add_commands(subparsers, train) -> None:
             help="continue an interrupted run from its last finished epoch, with its settings",
         )
         add_tracking_flags(parser)
+        add_process_flags(parser)
         parser.add_argument(
             "--json", action="store_true", help="print one JSON object of results as the last line"
         )
@@ -99,6 +100,17 @@ def add_tracking_flags(parser) -> None:
     )
 
 
+def add_process_flags(parser) -> None:
+    """`--coordinator`, `--num-processes`, `--process-id`: data-parallel training over several
+    processes (one per machine, say), as `keras.distribution.initialize` takes them."""
+    parser.add_argument("--coordinator", metavar="HOST:PORT",
+                        help="with --distribute data-parallel over processes: process 0's address")
+    parser.add_argument("--num-processes", type=int, metavar="N",
+                        help="with --coordinator: how many processes train together")
+    parser.add_argument("--process-id", type=int, metavar="I",
+                        help="with --coordinator: this process's index, 0 to N-1 (0 writes)")
+
+
 def run_train(kind: str, args) -> int:
     import importlib
 
@@ -119,7 +131,7 @@ def run_train(kind: str, args) -> int:
     result = train(
         flags.pop("data"), output=args.output, resume=args.resume, config=config, log=log,
         verbose=0 if args.json else 2, track=args.track, experiment=args.experiment,
-        register=args.register, **flags,
+        register=args.register, processes=_processes(args), **flags,
     )
     summary = result.pop("summary", "")
     print("", file=out)
@@ -130,3 +142,9 @@ def run_train(kind: str, args) -> int:
     if args.json:
         print_json(result)
     return 0
+
+
+def _processes(args) -> dict | None:
+    given = {"coordinator": args.coordinator, "num_processes": args.num_processes,
+             "process_id": args.process_id}
+    return given if any(value is not None for value in given.values()) else None

@@ -162,7 +162,7 @@ class ImageInputs:
             yield arrays, np.ones(len(arrays), dtype=bool)
 
     def dataset(self, size, policy, *, batch_size: int, labels=None, shuffle=False, seed=None,
-                decode_log=None, keep_unreadable=False):
+                decode_log=None, keep_unreadable=False, drop_remainder=False):
         """A tf.data pipeline of `uint8` images resized to `size` (and labels, and `ok` flags with
         `keep_unreadable`; see `transferkit.data.images.image_dataset`)."""
         import tensorflow as tf
@@ -173,7 +173,7 @@ class ImageInputs:
             return image_dataset(
                 self.items, labels, image_size=size, policy=policy, batch_size=batch_size,
                 shuffle=shuffle, seed=seed, decode_log=decode_log,
-                keep_unreadable=keep_unreadable,
+                keep_unreadable=keep_unreadable, drop_remainder=drop_remainder,
             )
         arrays = _resized_arrays(self.items, size, policy)
         parts = (arrays,) if labels is None else (arrays, np.asarray(labels))

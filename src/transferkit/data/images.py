@@ -211,6 +211,7 @@ def image_dataset(
     seed: int | None = None,
     decode_log: DecodeLog | None = None,
     keep_unreadable: bool = False,
+    drop_remainder: bool = False,
 ):
     """A `tf.data.Dataset` of resized images, decoded in parallel threads and prefetched.
 
@@ -229,6 +230,8 @@ def image_dataset(
         seed: shuffle seed. Default `None`: a new order each run.
         decode_log: where unreadable files are recorded. Default `None` (a new, private log).
         keep_unreadable: keep rows of unreadable files, with an `ok` flag. Default `False`.
+        drop_remainder: leave out a last batch smaller than `batch_size` (data-parallel
+            training). Default `False`.
 
     Returns:
         Batches of `uint8` images `(b, h, w, 3)`, with the labels when given (`(images, labels)`);
@@ -261,7 +264,7 @@ def image_dataset(
     dataset = index.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if not keep_unreadable:
         dataset = dataset.filter(readable).map(drop_flag)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
 def _load_or_log(path: str, size: tuple[int, int], policy: str, log: DecodeLog):

@@ -23,6 +23,7 @@ def train_images(
     track: str | os.PathLike | bool | None = None,
     experiment: str | None = None,
     register: str | None = None,
+    processes: dict | None = None,
     **options: Any,
 ) -> dict:
     """Trains an image classifier end to end and writes the model and its report.
@@ -38,6 +39,8 @@ def train_images(
         verbose: Keras progress output. Default `"auto"`.
         track, experiment, register: log the run to MLflow (`True` or a tracking URI), in
             which experiment, and register its model under a name; see `TrainingRun`.
+        processes: data-parallel training over several processes (`coordinator`,
+            `num_processes`, `process_id`); see `TrainingRun`.
         **options: settings of `ImageTrainConfig` (`backbone`, `epochs`, `fine_tune_epochs`...)
             that override `config`.
 
@@ -53,7 +56,7 @@ def train_images(
 
     with TrainingRun(ImageTrainConfig, data, output=output, resume=resume, config=config,
                      options=options, log=log, verbose=verbose, track=track,
-                     experiment=experiment, register=register) as run:
+                     experiment=experiment, register=register, processes=processes) as run:
         c = run.config
         classifier = ImageClassifier(  # the classes come from the data, in `fit`
             backbone=c.backbone, image_size=c.image_size, weights=c.weights, dropout=c.dropout,

@@ -66,12 +66,15 @@ class TrainingRun:
             (a resumed tracked run is tracked where it was).
         experiment: the MLflow experiment. Default `None`: the data folder's or table's name.
         register: register the model in MLflow's model registry under this name. Default `None`.
+        processes: with `distribute="data-parallel"` over several processes: `coordinator`
+            (HOST:PORT of process 0), `num_processes`, `process_id` (see
+            `transferkit.training.distribute`). Default `None`: this process's devices only.
     """
 
     def __init__(self, config_class, data=None, *, output=None, resume=None, config=None,
                  options: dict[str, Any] | None = None, log: Callable[[str], None] = print,
                  verbose: Any = "auto", track=None, experiment: str | None = None,
-                 register: str | None = None):
+                 register: str | None = None, processes: dict | None = None):
         self.started = time.perf_counter()
         self.task = config_class.task
         self.log = log
@@ -90,7 +93,27 @@ class TrainingRun:
         else:
             self.config, self.path = self._new(config_class, data, output, config, options)
             self.resuming = False
-        self.tracker = self._tracker(track, experiment, register)
+        self.distributed = self._distribute(processes or {})
+        writer = self.distributed is None or self.distributed["process"] == 0
+        self.tracker = self._tracker(track, experiment, register) if writer else None
+
+    def _distribute(self, processes: dict) -> dict | None:
+        """Starts data-parallel training if the config asks for it; a process other than 0
+        keeps its run in a scratch folder (process 0 alone writes the run folder)."""
+        from transferkit.training import distribute
+
+        info = distribute.start(self.config.distribute, **processes)
+        if info is None:
+            return None
+        distribute.check_batch_size(self.config.batch_size)
+        self.log(f"Data-parallel: {info['devices']} devices in {info['processes']} process(es), "
+                 f"{self.config.batch_size // info['devices']} examples per device a step")
+        if info["process"] != 0:
+            scratch = Path(distribute.scratch_folder(self.path))
+            if not self.resuming:
+                shutil.rmtree(scratch, ignore_errors=True)
+            self.path = scratch
+        return info
 
     def _tracker(self, track, experiment, register):
         from transferkit.tracking.tracker import RunTracker
@@ -195,6 +218,7 @@ class TrainingRun:
             validation_size=config.validation_size, output=self.run, verbose=self.verbose,
             callbacks=callbacks,
         )
+        self._log_left_out(classifier)
         items, labels = report()
         probabilities = classifier.predict_proba_cached(items)
         phases = {"head_accuracy": _accuracy(probabilities, labels),
@@ -214,6 +238,7 @@ class TrainingRun:
                 output=self.run, verbose=self.verbose, callbacks=callbacks,
                 **(fine_tune_options or {}),
             )
+            self._log_left_out(classifier)
             items, labels = report()
             probabilities = classifier.predict_proba(items)
             phases["fine_tune_accuracy"] = _accuracy(probabilities, labels)
@@ -222,6 +247,13 @@ class TrainingRun:
                      f"({phases['fine_tune_seconds']:.0f} s)")
         return {**phases, "probabilities": probabilities, "items": items, "labels": labels,
                 "split": report_split}
+
+    def _log_left_out(self, classifier) -> None:
+        left_out = getattr(classifier, "left_out_of_validation", 0)
+        if left_out:
+            self.log(f"Data-parallel: the last {left_out} validation example(s) were not used "
+                     "for val_loss (each validation batch must split evenly over the devices); "
+                     "the report uses them all")
 
     def finish(self, classifier, phases: dict, *, title: str, extra: dict, result: dict,
                data: dict) -> dict:

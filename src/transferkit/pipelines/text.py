@@ -25,6 +25,7 @@ def train_text(
     experiment: str | None = None,
     register: str | None = None,
     cache_dir: str | os.PathLike | None = None,
+    processes: dict | None = None,
     **options: Any,
 ) -> dict:
     """Reads a table, splits it, trains, evaluates, reports and saves: `transferkit train text`.
@@ -43,6 +44,8 @@ def train_text(
         verbose: Keras progress output. Default `"auto"`.
         track, experiment, register: log the run to MLflow (`True` or a tracking URI), in
             which experiment, and register its model under a name; see `TrainingRun`.
+        processes: data-parallel training over several processes (`coordinator`,
+            `num_processes`, `process_id`); see `TrainingRun`.
         cache_dir: where a sentence encoder's features are cached. Default `None`: the
             transferkit cache.
         **options: settings of `TextTrainConfig` (`encoder`, `epochs`, `fine_tune_epochs`...)
@@ -57,7 +60,7 @@ def train_text(
     """
     with TrainingRun(TextTrainConfig, data, output=output, resume=resume, config=config,
                      options=options, log=log, verbose=verbose, track=track,
-                     experiment=experiment, register=register) as run:
+                     experiment=experiment, register=register, processes=processes) as run:
         c = run.config
         _classifier(c, cache_dir).check_settings()  # a typo fails at once, before the data
         table, names, parts = _read_and_split(c, log)

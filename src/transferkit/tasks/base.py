@@ -243,8 +243,10 @@ class Classifier:
         else:
             loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
             metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        from transferkit.training.distribute import compile_for
+
         model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=[metric],
-                      jit_compile=False)
+                      **compile_for(model))
 
     # -- training ------------------------------------------------------------------------------
 

@@ -45,6 +45,8 @@ from transferkit.data.image_inputs import (
 from transferkit.errors import DataError, InputError
 from transferkit.layers import InferenceMode
 from transferkit.tasks.base import Classifier, Splits
+from transferkit.training.distribute import active as distribute_active
+from transferkit.training.distribute import device_count, even_validation, predict_rows
 
 __all__ = ["ImageClassifier", "extract_features"]
 
@@ -477,9 +479,11 @@ class ImageClassifier(Classifier):
         if view_x is not None:
             view_x = view_x[train_ok]
         train = self._feature_dataset(train_x, splits["train"][1], view_x, settings.batch_size)
-        validation = (val_x, splits["validation"][1])
+        val_x, val_y, self.left_out_of_validation = even_validation(val_x, splits["validation"][1])
         # The dataset shuffles itself; validation features fit in big batches.
-        return self._head_model(), train, validation, {"validation_batch_size": 256, "shuffle": False}
+        return self._head_model(), train, (val_x, val_y), {
+            "validation_batch_size": max(device_count(), 256 - 256 % device_count()),
+            "shuffle": False}
 
     def _feature_dataset(self, features, labels, views, batch_size):
         """Head training data: each epoch draws one feature vector per image, the plain one or
@@ -496,7 +500,8 @@ class ImageClassifier(Classifier):
             pool_y = np.repeat(labels, per_image)
         dataset = tf.data.Dataset.from_tensor_slices((pool_x, pool_y))
         dataset = dataset.shuffle(len(pool_x), seed=self.seed, reshuffle_each_iteration=True)
-        return dataset.take(len(features)).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        return dataset.take(len(features)).batch(
+            batch_size, drop_remainder=distribute_active()).prefetch(tf.data.AUTOTUNE)
 
     def fine_tune(self, x=None, y=None, validation_data=None, *, unfreeze=None, **settings):
         """Unfreezes the backbone (or part of it) and trains end to end on raw images (step 5).
@@ -531,7 +536,10 @@ class ImageClassifier(Classifier):
         size, policy = self.input_size, self.resize_policy
         (train_inputs, train_y), (val_inputs, val_y) = splits["train"], splits["validation"]
         train = train_inputs.dataset(size, policy, labels=train_y, batch_size=batch_size,
-                                     shuffle=True, seed=self.seed, decode_log=log)
+                                     shuffle=True, seed=self.seed, decode_log=log,
+                                     drop_remainder=distribute_active())
+        val_items, val_y, self.left_out_of_validation = even_validation(val_inputs.items, val_y)
+        val_inputs = ImageInputs(val_items)
         validation = val_inputs.dataset(size, policy, labels=val_y, batch_size=batch_size,
                                         decode_log=log)
         with filtered_dataset_warnings():
@@ -546,12 +554,13 @@ class ImageClassifier(Classifier):
 
         inputs = ImageInputs(items)
         log = DecodeLog()
-        if self.runtime == "onnx" or (self.runtime == "auto" and len(items) >= MIN_ITEMS):
+        if self.runtime == "onnx" or (self.runtime == "auto" and len(items) >= MIN_ITEMS) or (
+                distribute_active()):  # the Keras model's batches would not split evenly
             # The backbone on the features' runtime (uncached: predictions can be millions of
             # files), the head in Keras: the saved model's numbers, within `runtimes.TOLERANCE`.
             features, _ = self._features(inputs, batch_size=batch_size, decode_log=log,
                                          cached=False)
-            logits = self._head_model().predict(features, batch_size=256, verbose=0)
+            logits = predict_rows(self._head_model(), features)
             probabilities = self._scores(logits)
         else:
             dataset = inputs.dataset(self.input_size, self.resize_policy, batch_size=batch_size,
@@ -569,7 +578,7 @@ class ImageClassifier(Classifier):
         features, ok = self._features(inputs, batch_size=batch_size)
         if not ok.all():
             return None  # unreadable files: let `predict_proba` name them
-        return np.asarray(self._head_model().predict(features, batch_size=256, verbose=0))
+        return np.asarray(predict_rows(self._head_model(), features))
 
     def _unreadable_error(self, unreadable: list[dict]) -> Exception:
         return unreadable_error(unreadable)

@@ -6,6 +6,7 @@ A process killed mid-save leaves the previous `.keras` or `.weights.h5` file, ne
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,12 @@ def load_model(path: str | os.PathLike):
     path = Path(path)
     _import_keras_hub_for(path)
     try:
-        return keras.saving.load_model(path, safe_mode=True, compile=False)
+        with warnings.catch_warnings():
+            # A model trained data-parallel keeps `jit_compile=True` in its nested network's
+            # compile config, which Keras re-applies on load (even with compile=False) and then
+            # declines for the augmentation layers; the loaded model only predicts.
+            warnings.filterwarnings("ignore", message="Model doesn't support `jit_compile=True`")
+            return keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # zip, h5py and deserialisation errors all mean "not our model file"
         raise InputError(
             f"{path}: could not load it as a Keras model ({type(exc).__name__}: {exc}). "

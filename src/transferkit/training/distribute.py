@@ -1,0 +1,201 @@
+"""Data-parallel training on `keras.distribution` (JAX): every device holds the whole model and
+a slice of each batch; gradients are averaged across devices by XLA's all-reduce.
+
+    KERAS_BACKEND=jax transferkit train images DATA --distribute data-parallel
+    # several machines (or processes): the same command on each, plus
+    #   --coordinator HOST:PORT --num-processes N --process-id I
+    # or the variables keras.distribution.initialize reads (KERAS_DISTRIBUTION_JOB_ADDRESSES,
+    # KERAS_DISTRIBUTION_NUM_PROCESSES, KERAS_DISTRIBUTION_PROCESS_ID)
+
+Keras 3.15 runs `keras.distribution` only on JAX (tf.distribute multi-worker with Keras 3 `fit`
+is broken: keras#20585), so this is JAX's SPMD, not a distributed system of ours. What it takes,
+found by experiment on two virtual CPU devices (`XLA_FLAGS=--xla_force_host_platform_device_count`):
+
+- the train step compiled with XLA (`jit_compile=True`): run op by op, each small op is its own
+  cross-device computation and two devices on two cores deadlock in the all-reduce. Keras
+  refuses to compile a model with `RandomRotation`/`RandomZoom` (`supports_jit=False`, a limit of
+  the TensorFlow backend; on JAX they are jnp ops and compile), so `compile_for` lifts it;
+- every batch divisible by the device count (a batch that is not raises `IndivisibleError`):
+  training batches drop the remainder (a new one each epoch: the shuffle changes), validation
+  sets are cut to a multiple of the device count (at most `devices - 1` examples, logged), and
+  predictions pad their last batch (`padded_rows`) and drop the padding;
+- one writer: process 0 writes the run folder, the model and MLflow; every other process runs
+  the same steps (they are collective) with its own scratch folder (`scratch_folder`), whose
+  checkpoints let it resume with process 0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import weakref
+
+import numpy as np
+
+from transferkit.checks import DISTRIBUTE
+from transferkit.errors import InputError
+
+__all__ = ["DISTRIBUTE", "start", "active", "device_count", "process_index", "compile_for",
+           "check_batch_size", "even", "even_validation", "padded_rows", "predict_rows",
+           "scratch_folder"]
+
+_ENVIRONMENT = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES")
+
+
+def start(distribute: str, *, coordinator: str | None = None, num_processes: int | None = None,
+          process_id: int | None = None) -> dict | None:
+    """Sets Keras's global distribution to `DataParallel` over every device of every process.
+
+    Returns:
+        `None` for `"none"`; else `devices`, `processes`, `process` (this one's index).
+
+    Raises:
+        InputError: another backend than JAX, or half of the coordinator settings.
+        MissingDependencyError: JAX is not installed.
+    """
+    import keras
+
+    from transferkit.extras import require
+
+    if distribute in (None, "none"):
+        return None
+    if distribute not in DISTRIBUTE:
+        raise InputError(f"`distribute` must be one of {DISTRIBUTE}. Received: {distribute!r}.")
+    if keras.backend.backend() != "jax":
+        raise InputError(
+            "Data-parallel training needs KERAS_BACKEND=jax (keras.distribution runs only on JAX "
+            f"in Keras {keras.__version__}; this is {keras.backend.backend()}). Run it as "
+            "KERAS_BACKEND=jax transferkit train ... --distribute data-parallel."
+        )
+    jax = require("jax", "Data-parallel training")
+    several = [coordinator, num_processes, process_id]
+    if any(value is not None for value in several) or any(os.environ.get(k) for k in _ENVIRONMENT):
+        if any(value is None for value in several) and not all(
+                os.environ.get(k) for k in _ENVIRONMENT):
+            raise InputError(
+                "Training in several processes needs all of `coordinator` (HOST:PORT of process "
+                "0), `num_processes` and `process_id`, or the KERAS_DISTRIBUTION_* variables."
+            )
+        if not _initialized(jax):
+            keras.distribution.initialize(job_addresses=coordinator, num_processes=num_processes,
+                                          process_id=process_id)
+    devices = keras.distribution.list_devices()
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+    return {"devices": len(devices), "processes": jax.process_count(),
+            "process": jax.process_index()}
+
+
+def _initialized(jax) -> bool:
+    try:
+        return bool(jax.distributed.is_initialized())
+    except AttributeError:  # older JAX
+        return jax.process_count() > 1
+
+
+def active() -> bool:
+    """Whether a Keras distribution is set (by `start`, or by the caller)."""
+    import keras
+
+    return keras.backend.backend() == "jax" and keras.distribution.distribution() is not None
+
+
+def device_count() -> int:
+    """Devices a batch is split over: 1 without a distribution."""
+    import keras
+
+    if not active():
+        return 1
+    return int(np.prod(keras.distribution.distribution().device_mesh.shape))
+
+
+def process_index() -> int:
+    """This process's index among the training processes (0 alone)."""
+    if not active():
+        return 0
+    import jax
+
+    return int(jax.process_index())
+
+
+def compile_for(model) -> dict:
+    """The `compile` arguments a model needs here: XLA-compiled steps under a distribution (see
+    the module docstring), whose augmentation layers are allowed to compile on JAX."""
+    if not active():
+        return {"jit_compile": False}
+    for layer in model._flatten_layers():  # what Keras checks (trainer.model_supports_jit)
+        if type(layer).__name__ in ("RandomRotation", "RandomZoom"):
+            layer.supports_jit = True
+    return {"jit_compile": True}
+
+
+_TRAINABLE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def fresh_functions(model) -> None:
+    """Drops `model`'s compiled predict function if its trainable variables changed since it was
+    made (fine-tuning unfroze layers): under a distribution Keras fixes the function's output
+    shardings per trainable/non-trainable variable and would refuse the new split."""
+    if not active():
+        return
+    count = len(model.trainable_variables)
+    if _TRAINABLE.get(model, count) != count:
+        model.predict_function = None
+    _TRAINABLE[model] = count
+
+
+def check_batch_size(batch_size: int) -> None:
+    """A global batch must split evenly over the devices."""
+    devices = device_count()
+    if batch_size % devices:
+        raise InputError(
+            f"`batch_size` must be a multiple of the {devices} devices of data-parallel training "
+            f"(each device takes an equal slice of every batch). Received: batch_size="
+            f"{batch_size}; use {max(devices, batch_size - batch_size % devices)} or "
+            f"{batch_size + devices - batch_size % devices}."
+        )
+
+
+def even(count: int) -> int:
+    """The largest multiple of the device count not above `count`."""
+    return count - count % device_count()
+
+
+def padded_rows(function, inputs):
+    """`function(inputs)` for numpy rows (or a dict of them) with the rows padded, by repeating
+    the last one, to a multiple of the device count; the padding's outputs are dropped."""
+    devices = device_count()
+    count = len(next(iter(inputs.values()))) if isinstance(inputs, dict) else len(inputs)
+    missing = -count % devices
+    if not missing or not count:
+        return function(inputs)
+
+    def pad(array):
+        array = np.asarray(array)
+        return np.concatenate([array, np.repeat(array[-1:], missing, axis=0)])
+
+    padded = ({k: pad(v) for k, v in inputs.items()} if isinstance(inputs, dict)
+              else pad(inputs))
+    return np.asarray(function(padded))[:count]
+
+
+def scratch_folder(run_dir) -> str:
+    """Where a process other than 0 keeps its copy of the run (checkpoints to resume from)."""
+    from transferkit.files import cache_dir
+
+    key = hashlib.sha256(os.fspath(os.path.abspath(run_dir)).encode()).hexdigest()[:16]
+    return os.fspath(cache_dir("distributed", key, f"process-{process_index()}"))
+
+
+def predict_rows(model, rows, batch_size: int = 256) -> np.ndarray:
+    """`model.predict(rows)` in batches that split evenly over the devices."""
+    devices = device_count()
+    batch = max(devices, batch_size - batch_size % devices)
+    fresh_functions(model)
+    return padded_rows(lambda x: model.predict(x, batch_size=batch, verbose=0), rows)
+
+
+def even_validation(items, labels) -> tuple:
+    """Validation inputs and labels cut to a multiple of the device count (every validation
+    batch must split evenly), and how many were left out; all of them without a distribution."""
+    keep = even(len(labels))
+    return items[:keep] if keep < len(labels) else items, labels[:keep], len(labels) - keep
