@@ -83,16 +83,17 @@ def _keras_call(model) -> Callable:
     def call(inputs):
         import keras
 
-        from transferkit.training.distribute import fresh_functions, padded_rows
+        from transferkit.training.distribute import fresh_functions, for_prediction, padded_rows
 
-        fresh_functions(model)
+        with for_prediction(model) as local:
+            fresh_functions(local)
 
-        def run(rows):
-            if isinstance(rows, dict):
-                return keras.ops.convert_to_numpy(predict_function(model, rows)(rows))
-            return keras.ops.convert_to_numpy(model.predict_on_batch(rows))
+            def run(rows):
+                if isinstance(rows, dict):
+                    return keras.ops.convert_to_numpy(predict_function(local, rows)(rows))
+                return keras.ops.convert_to_numpy(local.predict_on_batch(rows))
 
-        return np.asarray(padded_rows(run, inputs), dtype=np.float32)
+            return np.asarray(padded_rows(run, inputs), dtype=np.float32)
 
     return call
 

@@ -313,6 +313,10 @@ class TrainingRun:
         run.update_state(result=outcome)
         outcome["tracking"] = self._track_finish(classifier, phases["items"])
         outcome["summary"] = (report_dir / "summary.txt").read_text(encoding="utf-8")
+        if self.distributed is not None:
+            from transferkit.training.distribute import barrier
+
+            barrier("transferkit-run-finished")
         return outcome
 
     def _track_finish(self, classifier, items) -> dict | None:

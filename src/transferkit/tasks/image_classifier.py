@@ -46,7 +46,7 @@ from transferkit.errors import DataError, InputError
 from transferkit.layers import InferenceMode
 from transferkit.tasks.base import Classifier, Splits
 from transferkit.training.distribute import active as distribute_active
-from transferkit.training.distribute import device_count, even_validation, predict_rows
+from transferkit.training.distribute import even_validation, predict_rows, validation_batch
 
 __all__ = ["ImageClassifier", "extract_features"]
 
@@ -480,10 +480,15 @@ class ImageClassifier(Classifier):
             view_x = view_x[train_ok]
         train = self._feature_dataset(train_x, splits["train"][1], view_x, settings.batch_size)
         val_x, val_y, self.left_out_of_validation = even_validation(val_x, splits["validation"][1])
+        validation = (val_x, val_y)
+        if distribute_active():  # Keras shards only tf.data across processes
+            import tensorflow as tf
+
+            validation = tf.data.Dataset.from_tensor_slices(validation).batch(
+                validation_batch(len(val_y), 256))
         # The dataset shuffles itself; validation features fit in big batches.
-        return self._head_model(), train, (val_x, val_y), {
-            "validation_batch_size": max(device_count(), 256 - 256 % device_count()),
-            "shuffle": False}
+        return self._head_model(), train, validation, {"validation_batch_size": 256,
+                                                       "shuffle": False}
 
     def _feature_dataset(self, features, labels, views, batch_size):
         """Head training data: each epoch draws one feature vector per image, the plain one or
@@ -540,8 +545,8 @@ class ImageClassifier(Classifier):
                                      drop_remainder=distribute_active())
         val_items, val_y, self.left_out_of_validation = even_validation(val_inputs.items, val_y)
         val_inputs = ImageInputs(val_items)
-        validation = val_inputs.dataset(size, policy, labels=val_y, batch_size=batch_size,
-                                        decode_log=log)
+        validation = val_inputs.dataset(size, policy, labels=val_y, decode_log=log,
+                                        batch_size=validation_batch(len(val_y), batch_size))
         with filtered_dataset_warnings():
             yield train, validation
         self._drop_unreadable(splits, log.items())

@@ -26,6 +26,7 @@ found by experiment on two virtual CPU devices (`XLA_FLAGS=--xla_force_host_plat
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import weakref
@@ -36,8 +37,8 @@ from transferkit.checks import DISTRIBUTE
 from transferkit.errors import InputError
 
 __all__ = ["DISTRIBUTE", "start", "active", "device_count", "process_index", "compile_for",
-           "check_batch_size", "even", "even_validation", "padded_rows", "predict_rows",
-           "scratch_folder"]
+           "barrier", "check_batch_size", "even", "even_validation", "for_prediction", "padded_rows",
+           "predict_rows", "scratch_folder", "validation_batch"]
 
 _ENVIRONMENT = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES")
 
@@ -131,6 +132,43 @@ def compile_for(model) -> dict:
 _TRAINABLE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+_LOCAL_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+@contextlib.contextmanager
+def for_prediction(model):
+    """Yields the model to predict with here: `model` itself in one process; across processes,
+    a copy on this process's devices with `model`'s current weights, used under a distribution
+    over those devices only (a global model's outputs are spread over the processes, and every
+    process needs all of them: the report, the features)."""
+    import jax
+    import keras
+
+    if not active() or jax.process_count() == 1:
+        yield model
+        return
+    local = keras.distribution.DataParallel(
+        devices=[f"{d.platform}:{d.id}" for d in jax.local_devices()])
+    local.auto_shard_dataset = False  # each process predicts its own rows, all of them
+    with local.scope():
+        copy = _LOCAL_COPIES.get(model)
+        if copy is None:
+            copy = _LOCAL_COPIES[model] = keras.models.clone_model(model)
+        copy.set_weights([np.asarray(v.value.addressable_data(0)) for v in model.weights])
+        yield copy
+
+
+def barrier(name: str) -> None:
+    """Waits until every training process gets here (processes leave together: JAX's shutdown
+    barrier aborts a process whose peers are still busy)."""
+    import jax
+
+    if active() and jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
 def fresh_functions(model) -> None:
     """Drops `model`'s compiled predict function if its trainable variables changed since it was
     made (fine-tuning unfroze layers): under a distribution Keras fixes the function's output
@@ -190,8 +228,21 @@ def predict_rows(model, rows, batch_size: int = 256) -> np.ndarray:
     """`model.predict(rows)` in batches that split evenly over the devices."""
     devices = device_count()
     batch = max(devices, batch_size - batch_size % devices)
-    fresh_functions(model)
-    return padded_rows(lambda x: model.predict(x, batch_size=batch, verbose=0), rows)
+    with for_prediction(model) as local:
+        fresh_functions(local)
+        return padded_rows(lambda x: local.predict(x, batch_size=batch, verbose=0), rows)
+
+
+def validation_batch(count: int, preferred: int) -> int:
+    """A validation batch size under a distribution: the largest multiple of the device count,
+    at most `preferred`, that divides `count` (itself a multiple of the device count), so that
+    every batch is full: Keras splits each batch of a dataset over the processes by its declared
+    size (`rebatch`), so a short last batch would leave some processes without data."""
+    devices = device_count()
+    if not active() or count <= 0:
+        return preferred
+    return max(size for size in range(devices, max(devices, preferred) + 1, devices)
+               if count % size == 0)
 
 
 def even_validation(items, labels) -> tuple:
