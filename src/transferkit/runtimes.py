@@ -83,7 +83,7 @@ def _keras_call(model) -> Callable:
     def call(inputs):
         import keras
 
-        from transferkit.training.distribute import fresh_functions, for_prediction, padded_rows
+        from transferkit.training.distribute import for_prediction, fresh_functions, padded_rows
 
         with for_prediction(model) as local:
             fresh_functions(local)
