@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
 .PHONY: demo test test-slow lint bench bench-imagenet bench-images bench-text bench-export \
-	bench-tracking clean
+	bench-tracking bench-scale clean
 
 $(VENV)/.base: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,7 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests benchmarks
 
 # Each prints one table; the images and text ones take about half an hour each on two cores.
-bench: bench-imagenet bench-images bench-text bench-export bench-tracking
+bench: bench-imagenet bench-images bench-text bench-export bench-tracking bench-scale
 
 bench-imagenet: $(VENV)/.base
 	$(BIN)/python benchmarks/predict_imagenet.py
@@ -58,6 +58,10 @@ bench-export: $(VENV)/.dev
 bench-tracking: $(VENV)/.base
 	$(BIN)/python benchmarks/tracking_overhead.py
 	$(BIN)/python benchmarks/tracking_overhead.py --data cats_and_dogs --cold --rounds 2
+
+# Batch embedding: local streaming vs Ray Data on one node, per-core speed (docs/scale.md).
+bench-scale: $(VENV)/.dev
+	$(BIN)/python benchmarks/batch_scale.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

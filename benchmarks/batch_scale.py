@@ -12,7 +12,8 @@ items/s` is the summary's rate, inputs over the job's own seconds):
 locally on both cores, locally on one core (`taskset -c 0`: per-core speed), and with `--ray`
 (a local Ray started by the command) with one actor on both cores and with two actors of one
 core each. The feature cache is not used (`embed` never caches), the ONNX graph is exported
-once before the timed rows. Usage::
+once before the timed rows. A last row times JPEG decoding and resizing alone on one core
+(`load_resized` to 224 px, Pillow): what feeds a GPU, per core. Usage::
 
     python benchmarks/batch_scale.py [--count 2000] [--json results.json]
 """
@@ -96,6 +97,7 @@ def main() -> int:
                 results["rows"].append(row)
                 print(f"{source} {mode}: {wall:.1f} s", file=sys.stderr, flush=True)
                 rows.append(row)
+    results["decode_images_per_core_second"] = _decode_rate(inputs["efficientnet_lite0"])
     local = {r["model"]: r["wall_seconds"] for r in rows if r["mode"] == "local, 2 cores"}
     table = [(r["model"], r["mode"], r["runtime"], r["wall_seconds"],
               f"{r['items_per_wall_second']:.1f}", f"{r['job_items_per_second']:.1f}",
@@ -104,8 +106,26 @@ def main() -> int:
     print(f"\n{args.count} inputs each; {results['machine']}")
     print_table(("model", "mode", "runtime", "wall s", "items/wall s", "job items/s",
                  "vs local"), table)
+    print(f"JPEG decode + resize to 224 px, one core: "
+          f"{results['decode_images_per_core_second']:.0f} images/s")
     write_results(args.json, results)
     return 0
+
+
+def _decode_rate(listing: Path, count: int = 500) -> float:
+    """Images a second one core decodes and resizes (in a child pinned to core 0)."""
+    code = (
+        "import sys, time\n"
+        "from transferkit.data.images import load_resized\n"
+        "paths = open(sys.argv[1]).read().split()[:int(sys.argv[2])]\n"
+        "load_resized(paths[0], (224, 224))\n"
+        "t = time.perf_counter()\n"
+        "for p in paths: load_resized(p, (224, 224))\n"
+        "print(len(paths) / (time.perf_counter() - t))\n"
+    )
+    done = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code, str(listing),
+                           str(count)], capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

@@ -142,3 +142,11 @@ def test_data_parallel_on_tensorflow_says_what_backend_it_needs(faces, tmp_path,
     assert err.strip().endswith("--distribute data-parallel.")
     assert "needs KERAS_BACKEND=jax" in err and err.count("\n") == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_data_parallel_text_says_it_is_for_images(text_run, capsys):
+    table = text_run[4]
+    code = main(["train", "text", str(table), "--distribute", "data-parallel", "--epochs", "1"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Data-parallel training is for images for now" in err
+    assert "Train text without --distribute" in err

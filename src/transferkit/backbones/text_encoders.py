@@ -226,12 +226,30 @@ def tokenize(layer, texts, chunk: int = 4096) -> dict[str, np.ndarray]:
     """
     import keras
 
+    from transferkit.training.distribute import outside
+
     texts = [str(t) for t in texts]
     parts: dict[str, list[np.ndarray]] = {}
-    for start in range(0, len(texts), chunk):
-        batch = np.asarray(texts[start : start + chunk], dtype=object)
-        for name, value in layer(batch).items():
-            parts.setdefault(name, []).append(keras.ops.convert_to_numpy(value))
+    with outside():  # strings in: no device placement
+        for start in range(0, len(texts), chunk):
+            batch = np.asarray(texts[start : start + chunk], dtype=object)
+            for name, value in _tokenized(layer, batch).items():
+                parts.setdefault(name, []).append(
+                    np.asarray(keras.ops.convert_to_numpy(value), dtype=np.int32))
     if not parts:
         return {name: np.zeros((0, layer.sequence_length), np.int32) for name in layer.names}
     return {name: np.concatenate(values) for name, values in parts.items()}
+
+
+def _tokenized(layer, batch: np.ndarray) -> dict:
+    """`layer(batch)`; on JAX or torch the wrapped tokenizer itself (Keras's and KerasHub's
+    preprocessing layers take strings on every backend; a plain layer's call would first turn
+    them into the backend's numeric arrays and fail)."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        return layer(batch)
+    outputs = layer.tokenizer(batch)
+    if not isinstance(outputs, dict):
+        outputs = {"token_ids": outputs}
+    return {name: outputs[name] for name in layer.names}

@@ -25,11 +25,14 @@ from transferkit.checks import check_int
 from transferkit.config import ImageTrainConfig
 from transferkit.errors import InputError
 
-__all__ = ["SHARD_SIZE", "embed", "predict"]
+__all__ = ["EMBED_FEATURES", "SHARD_SIZE", "embed", "predict"]
 
 #: Inputs per shard (one Parquet piece each): big enough for few files and fast forward passes,
 #: small enough that a killed run loses little and the progress bar moves.
 SHARD_SIZE = 512
+#: What `embed` takes from a sentence encoder: its sentence vector (the usual embedding; training
+#: a head defaults to every layer's mean, `TextTrainConfig.features`).
+EMBED_FEATURES = "sentence"
 _RUNTIME = ImageTrainConfig.runtime
 
 
@@ -73,7 +76,7 @@ def predict(model, inputs, output, *, batch_size: int | None = None,
                 runtime=runtime, text_column=text_column, progress=progress)
 
 
-def embed(source, inputs, output, *, features: str = "sentence", batch_size: int | None = None,
+def embed(source, inputs, output, *, features: str = EMBED_FEATURES, batch_size: int | None = None,
           shard_size: int = SHARD_SIZE, ray=False, workers: int | None = None,
           runtime: str = _RUNTIME, text_column: str | None = None,
           progress: bool = True) -> dict:

@@ -29,6 +29,8 @@ def add_commands(subparsers, train) -> None:
     predict.add_argument("--json", action="store_true", help="print a JSON list (or summary)")
     predict.set_defaults(handler=run_predict)
 
+    from transferkit.batch.jobs import EMBED_FEATURES
+
     embed = subparsers.add_parser(
         "embed", help="feature vectors of many images or texts, into a Parquet folder"
     )
@@ -40,7 +42,7 @@ def add_commands(subparsers, train) -> None:
     embed.add_argument("inputs", nargs="+", metavar="INPUT", help=_INPUT_HELP)
     embed.add_argument("--output", required=True,
                        help="the Parquet folder to write (path or text, embedding, error)")
-    embed.add_argument("--features", choices=("sentence", "layers"), default="sentence",
+    embed.add_argument("--features", choices=("sentence", "layers"), default=EMBED_FEATURES,
                        help="sentence encoders: the sentence vector, or every layer's mean")
     _add_batch_flags(embed)
     embed.add_argument("--json", action="store_true", help="print the summary as JSON")

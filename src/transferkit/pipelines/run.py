@@ -102,7 +102,7 @@ class TrainingRun:
         keeps its run in a scratch folder (process 0 alone writes the run folder)."""
         from transferkit.training import distribute
 
-        info = distribute.start(self.config.distribute, **processes)
+        info = distribute.start(self.config.distribute, task=self.task, **processes)
         if info is None:
             return None
         distribute.check_batch_size(self.config.batch_size)

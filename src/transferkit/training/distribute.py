@@ -43,8 +43,8 @@ __all__ = ["DISTRIBUTE", "start", "active", "device_count", "process_index", "co
 _ENVIRONMENT = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES")
 
 
-def start(distribute: str, *, coordinator: str | None = None, num_processes: int | None = None,
-          process_id: int | None = None) -> dict | None:
+def start(distribute: str, *, task: str = "image", coordinator: str | None = None,
+          num_processes: int | None = None, process_id: int | None = None) -> dict | None:
     """Sets Keras's global distribution to `DataParallel` over every device of every process.
 
     Returns:
@@ -62,6 +62,12 @@ def start(distribute: str, *, coordinator: str | None = None, num_processes: int
         return None
     if distribute not in DISTRIBUTE:
         raise InputError(f"`distribute` must be one of {DISTRIBUTE}. Received: {distribute!r}.")
+    if task == "text":
+        raise InputError(
+            "Data-parallel training is for images for now: a text classifier's model takes "
+            "strings, which only the TensorFlow backend has, and keras.distribution runs only on "
+            "JAX. Train text without `distribute`."
+        )
     if keras.backend.backend() != "jax":
         raise InputError(
             "Data-parallel training needs KERAS_BACKEND=jax (keras.distribution runs only on JAX "
@@ -158,6 +164,23 @@ def for_prediction(model):
         yield copy
 
 
+@contextlib.contextmanager
+def outside():
+    """No distribution inside (then the one before again): for layers that take strings, such
+    as tokenizers, whose inputs a distribution would try to place on the devices as numbers."""
+    import keras
+
+    if not active():
+        yield
+        return
+    current = keras.distribution.distribution()
+    keras.distribution.set_distribution(None)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(current)
+
+
 def barrier(name: str) -> None:
     """Waits until every training process gets here (processes leave together: JAX's shutdown
     barrier aborts a process whose peers are still busy)."""
@@ -224,10 +247,13 @@ def scratch_folder(run_dir) -> str:
     return os.fspath(cache_dir("distributed", key, f"process-{process_index()}"))
 
 
-def predict_rows(model, rows, batch_size: int = 256) -> np.ndarray:
+_PREDICT_BATCH = 256  # rows a call: head-sized models on feature vectors
+
+
+def predict_rows(model, rows) -> np.ndarray:
     """`model.predict(rows)` in batches that split evenly over the devices."""
     devices = device_count()
-    batch = max(devices, batch_size - batch_size % devices)
+    batch = max(devices, _PREDICT_BATCH - _PREDICT_BATCH % devices)
     with for_prediction(model) as local:
         fresh_functions(local)
         return padded_rows(lambda x: local.predict(x, batch_size=batch, verbose=0), rows)
