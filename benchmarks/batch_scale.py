@@ -3,8 +3,10 @@
 The issue "Scale out" asks how much Ray costs on one node (target: at most 25% more wall time
 than local streaming for the same 2,000 images) and for measured per-core throughput to build
 the cost model in `docs/scale.md`. Each row is one `transferkit embed ... --json` command in a
-fresh process (model loading, Ray start-up and actor start-up included in `wall s`; `job
-items/s` is the summary's rate, inputs over the job's own seconds):
+fresh process: `wall s` is the whole command (imports, model loading, Ray and its actors
+starting); `start-up s` the job's seconds until its first shard was written; `steady items/s`
+the rate after that, which is what a long job runs at (`time/item vs local`: Ray's overhead once
+started):
 
 - EfficientNet-Lite0 (224 px, ONNX Runtime) on the first 2,000 cats_and_dogs training photos;
 - all-MiniLM-L6-v2 sentence vectors on the first 2,000 rt_polarity sentences;
@@ -60,7 +62,7 @@ def _inputs(work: Path, count: int) -> dict[str, Path]:
 
 def _embed(source: str, inputs: Path, output: Path, flags: list[str], cores: str | None):
     command = [sys.executable, "-m", "transferkit.cli", "embed", source, str(inputs),
-               "--output", str(output), "--json", *flags]
+               "--output", str(output), "--json", "--shard-size", "250", *flags]
     if cores is not None:
         command = ["taskset", "-c", cores, *command]
     started = time.perf_counter()
@@ -93,19 +95,22 @@ def main() -> int:
                 row = {"model": source, "mode": mode, "wall_seconds": round(wall, 1),
                        "job_items_per_second": summary["items_per_second"],
                        "items_per_wall_second": round(args.count / wall, 1),
-                       "runtime": summary["runtime"], "unit": unit}
+                       "runtime": summary["runtime"], "unit": unit,
+                       "startup_seconds": summary["startup_seconds"],
+                       "steady_items_per_second": summary["steady_items_per_second"]}
                 results["rows"].append(row)
                 print(f"{source} {mode}: {wall:.1f} s", file=sys.stderr, flush=True)
                 rows.append(row)
-    results["decode_images_per_core_second"] = _decode_rate(inputs["efficientnet_lite0"])
-    local = {r["model"]: r["wall_seconds"] for r in rows if r["mode"] == "local, 2 cores"}
+        results["decode_images_per_core_second"] = _decode_rate(inputs["efficientnet_lite0"])
+    local = {r["model"]: r for r in rows if r["mode"] == "local, 2 cores"}
     table = [(r["model"], r["mode"], r["runtime"], r["wall_seconds"],
-              f"{r['items_per_wall_second']:.1f}", f"{r['job_items_per_second']:.1f}",
-              f"{100 * (r['wall_seconds'] / local[r['model']] - 1):+.0f}%")
+              f"{100 * (r['wall_seconds'] / local[r['model']]['wall_seconds'] - 1):+.0f}%",
+              f"{r['startup_seconds']:.1f}", f"{r['steady_items_per_second']:.1f}",
+              f"{100 * (local[r['model']]['steady_items_per_second'] / r['steady_items_per_second'] - 1):+.0f}%")
              for r in rows]
-    print(f"\n{args.count} inputs each; {results['machine']}")
-    print_table(("model", "mode", "runtime", "wall s", "items/wall s", "job items/s",
-                 "vs local"), table)
+    print(f"\n{args.count} inputs each, shards of 250; {results['machine']}")
+    print_table(("model", "mode", "runtime", "wall s", "wall vs local", "start-up s",
+                 "steady items/s", "time/item vs local"), table)
     print(f"JPEG decode + resize to 224 px, one core: "
           f"{results['decode_images_per_core_second']:.0f} images/s")
     write_results(args.json, results)

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     from transferkit.errors import TransferkitError
     from transferkit.training.interrupts import catch_interrupts
 
-    if not args.debug:
+    if not args.debug and not getattr(args, "ray", False):  # a Ray driver needs no Keras
         _start_backend_quietly()
     try:
         with catch_interrupts():

@@ -94,6 +94,7 @@ def test_an_output_of_another_job_is_refused(image_run, image_inputs, faces, tmp
         transferkit.predict(run, listing, tmp_path / "file.parquet", progress=False)
 
 
+@pytest.mark.slow  # ~5-10 s each; the default suite keeps one embed (the CLI's)
 def test_embed_a_backbone_equals_extract_features(faces, tmp_path):
     paths = sorted(str(p) for p in (faces / "face").glob("*.png"))[:8]
     output = tmp_path / "features.parquet"
@@ -108,6 +109,7 @@ def test_embed_a_backbone_equals_extract_features(faces, tmp_path):
     np.testing.assert_allclose(vectors, expected, atol=1e-5)
 
 
+@pytest.mark.slow  # ~5-10 s each; the default suite keeps one embed (the CLI's)
 def test_embed_a_trained_image_model_gives_its_fine_tuned_features(image_run, faces, tmp_path):
     run = image_run[3]
     folder = faces / "not_face"
@@ -125,6 +127,7 @@ def _resized(paths, size):
     return np.stack([load_resized(p, size) for p in paths])
 
 
+@pytest.mark.slow  # ~5-10 s each; the default suite keeps one embed (the CLI's)
 def test_text_predict_and_embed_from_a_table(sentence_run, bert_folder, tmp_path):
     run, table_path = sentence_run[3], sentence_run[4]
     shutil.copy(table_path, tmp_path / "reviews.csv")

@@ -65,7 +65,7 @@ def predict(model, inputs, output, *, batch_size: int | None = None,
         already there), `errors`, `skipped` (inputs left out before the job, with why),
         `seconds`, `items_per_second`, `runtime`, `engine` (`"local"` or `"ray"`).
     """
-    from transferkit.tasks.base import model_file
+    from transferkit.model_paths import model_file
 
     path = model_file(model)
     task, class_names, config = model_info(path)
@@ -133,7 +133,7 @@ def _embed_source(source, features: str) -> dict:
 
     name = os.fspath(source)
     if is_model_uri(name) or name.endswith(".keras") or Path(name, "model.keras").is_file():
-        from transferkit.tasks.base import model_file
+        from transferkit.model_paths import model_file
 
         path = model_file(name)
         task = model_info(path)[0]
@@ -177,13 +177,15 @@ def _run(job: dict, inputs, output, *, shard_size, ray, workers, runtime, text_c
     summary = {"output": os.fspath(output), "inputs": len(found), "resumed": len(done),
                "done": 0, "errors": 0, "skipped": found.skipped, "runtime": None,
                "engine": "ray" if ray else "local"}
+    meter = _Meter(len(pending), "images" if job["task"] == "image" else "texts", progress)
     if len(pending):
         run = _on_ray if ray else _locally
         summary.update(run(job, found.items, pending, shard_size=shard_size, ray=ray,
-                           workers=workers, progress=progress))
+                           workers=workers, meter=meter))
     seconds = time.perf_counter() - started
     summary.update(seconds=round(seconds, 3),
-                   items_per_second=round(summary["done"] / seconds, 2) if seconds else None)
+                   items_per_second=round(summary["done"] / seconds, 2) if seconds else None,
+                   **meter.rates(started))
     return summary
 
 
@@ -192,13 +194,12 @@ def _shards(pending: np.ndarray, shard_size: int):
         yield pending[start:start + shard_size]
 
 
-def _locally(job: dict, items: list[str], pending: np.ndarray, *, shard_size, progress,
+def _locally(job: dict, items: list[str], pending: np.ndarray, *, shard_size, meter,
              **_) -> dict:
     from transferkit.batch.workers import ShardWorker
 
-    unit = "images" if job["task"] == "image" else "texts"
     worker = ShardWorker(job)  # loads the model before the clock of the progress bar starts
-    with _progress_bar(len(pending), unit, progress) as advance:
+    with meter as advance:
         written = errors = 0
         for shard in _shards(pending, shard_size):
             result = worker({"index": shard, "item": [items[i] for i in shard]})
@@ -209,26 +210,42 @@ def _locally(job: dict, items: list[str], pending: np.ndarray, *, shard_size, pr
 
 
 def _on_ray(job: dict, items: list[str], pending: np.ndarray, *, shard_size, ray, workers,
-            progress) -> dict:
+            meter) -> dict:
     from transferkit.batch.on_ray import run_on_ray
 
-    unit = "images" if job["task"] == "image" else "texts"
-    with _progress_bar(len(pending), unit, progress) as advance:
+    with meter as advance:
         return run_on_ray(job, items, pending, shard_size=shard_size,
                           address=None if ray is True else str(ray), workers=workers,
                           advance=advance)
 
 
-class _progress_bar:
-    """A rich progress bar with inputs a second, on stderr (nothing with `show=False`)."""
+class _Meter:
+    """Counts finished inputs: a rich progress bar with inputs a second on stderr (none with
+    `show=False`), and the start-up and steady rates for the summary."""
 
     def __init__(self, total: int, unit: str, show: bool):
         self.total, self.unit, self.show = total, unit, show
         self._bar = None
+        self.marks: list[tuple[float, int]] = []  # (time, inputs done) after each shard
+
+    def rates(self, started: float) -> dict:
+        """`startup_seconds` (until the first shard was done: loading the model, starting Ray
+        and its actors) and `steady_items_per_second` (after it; None with a single shard)."""
+        if not self.marks:
+            return {"startup_seconds": None, "steady_items_per_second": None}
+        (first_time, first_done), (last_time, last_done) = self.marks[0], self.marks[-1]
+        steady = ((last_done - first_done) / (last_time - first_time)
+                  if last_time > first_time else None)
+        return {"startup_seconds": round(first_time - started, 3),
+                "steady_items_per_second": None if steady is None else round(steady, 2)}
+
+    def _mark(self, count: int) -> None:
+        done = (self.marks[-1][1] if self.marks else 0) + count
+        self.marks.append((time.perf_counter(), done))
 
     def __enter__(self):
         if not self.show:
-            return lambda count: None
+            return self._mark
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -249,6 +266,7 @@ class _progress_bar:
         started = time.perf_counter()
 
         def advance(count: int) -> None:
+            self._mark(count)
             done = self._bar.tasks[0].completed + count
             rate = done / max(time.perf_counter() - started, 1e-9)
             self._bar.update(task, completed=done, rate=f"{rate:,.1f} {self.unit}/s")

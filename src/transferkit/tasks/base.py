@@ -33,6 +33,7 @@ import numpy as np
 
 from transferkit.errors import DataError, InputError
 from transferkit.layers import ClassLabels
+from transferkit.model_paths import model_file
 
 __all__ = ["Classifier", "Splits", "labels_layer", "load", "model_file", "TASK_CLASSES"]
 
@@ -630,24 +631,6 @@ class Classifier:
     def _write_mistakes(self, report_dir: Path, items, true_names, predicted_names,
                         scores) -> Path:
         raise NotImplementedError
-
-
-def model_file(path: str | os.PathLike) -> Path:
-    """The `.keras` file at `path`, in the run folder `path`, or of a model in MLflow
-    (`transferkit.tracking.store.model_file`). Raises InputError if none."""
-    from transferkit.tracking import store
-
-    if store.is_model_uri(path):
-        return store.model_file(path)
-    path = Path(path)
-    if path.is_dir() and (path / "model.keras").is_file():
-        path = path / "model.keras"  # a run directory
-    if not path.is_file():
-        raise InputError(
-            f"{path}: no such model file. Pass the `.keras` file (or the run folder) written by "
-            "`transferkit train`, or a registered model as models:/NAME@ALIAS."
-        )
-    return path
 
 
 def load(path: str | os.PathLike) -> Classifier:
