@@ -27,10 +27,14 @@ SCRIPT = """
     import json, sys
     import transferkit
     out, processes = sys.argv[1], json.loads(sys.argv[2])
-    result = transferkit.train_images(
-        sys.argv[3], output=out, image_size=64, epochs=2, fine_tune_epochs=1, batch_size=8,
-        augment="flip,rotate,zoom", augment_views=1, unfreeze=5, verbose=0,
-        distribute="data-parallel", processes=processes or None, log=print)
+    if sys.argv[3] == "resume":
+        result = transferkit.train_images(resume=out, processes=processes or None, verbose=0,
+                                          log=print)
+    else:
+        result = transferkit.train_images(
+            sys.argv[3], output=out, image_size=64, epochs=2, fine_tune_epochs=1, batch_size=8,
+            augment="flip,rotate,zoom", augment_views=1, unfreeze=5, verbose=0,
+            distribute="data-parallel", processes=processes or None, log=print)
     print("RESULT " + json.dumps({"accuracy": result["validation_accuracy"],
                                   "run_dir": result["run_dir"]}))
 """
@@ -130,8 +134,23 @@ def test_two_processes_train_to_the_weights_of_one_and_only_process_0_writes(
     assert "Data-parallel: 2 devices in 2 process(es)" in log
     assert first["run_dir"] == str(output) and second["run_dir"] != str(output)
     assert not str(second["run_dir"]).startswith(str(output))  # process 1 kept its copy apart
-    assert _same_weights(_weights(reference_run), _weights(output)) <= 1e-4
+    trained = _weights(output)
+    assert _same_weights(_weights(reference_run), trained) <= 1e-4
     assert first["accuracy"] == second["accuracy"] == reference["accuracy"]
+
+    # Resumed (here: already finished) on both; process 1 restarts from a copy of process 0's
+    # folder, not from its own scratch folder (removed here).
+    shutil.rmtree(second["run_dir"])
+    coordinator = f"127.0.0.1:{_free_port()}"
+    children = [
+        _start(tmp_path, "resume", output, devices=1, cache=tmp_path / "cache",
+               processes={"coordinator": coordinator, "num_processes": 2, "process_id": i})
+        for i in (0, 1)
+    ]
+    (first, log), (second, _) = [_finish(child) for child in children]
+    assert f"Resuming {output}" in log
+    assert first["accuracy"] == second["accuracy"] == reference["accuracy"]
+    assert _same_weights(trained, _weights(output)) == 0.0
 
 
 def test_data_parallel_on_tensorflow_says_what_backend_it_needs(faces, tmp_path, capsys):

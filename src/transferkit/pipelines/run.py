@@ -110,8 +110,9 @@ class TrainingRun:
                  f"{self.config.batch_size // info['devices']} examples per device a step")
         if info["process"] != 0:
             scratch = Path(distribute.scratch_folder(self.path))
-            if not self.resuming:
-                shutil.rmtree(scratch, ignore_errors=True)
+            shutil.rmtree(scratch, ignore_errors=True)
+            if self.resuming:  # every process restarts from process 0's checkpoints
+                shutil.copytree(self.path, scratch)
             self.path = scratch
         return info
 

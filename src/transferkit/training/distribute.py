@@ -20,8 +20,9 @@ found by experiment on two virtual CPU devices (`XLA_FLAGS=--xla_force_host_plat
   sets are cut to a multiple of the device count (at most `devices - 1` examples, logged), and
   predictions pad their last batch (`padded_rows`) and drop the padding;
 - one writer: process 0 writes the run folder, the model and MLflow; every other process runs
-  the same steps (they are collective) with its own scratch folder (`scratch_folder`), whose
-  checkpoints let it resume with process 0.
+  the same steps (they are collective) in a scratch folder of its own (`scratch_folder`); to
+  resume, each copies the run folder (shared, or on the same machine) and so restarts from
+  process 0's checkpoints.
 """
 
 from __future__ import annotations
