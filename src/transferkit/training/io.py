@@ -109,6 +109,9 @@ def load_model(path: str | os.PathLike):
             # compile config, which Keras re-applies on load (even with compile=False) and then
             # declines for the augmentation layers; the loaded model only predicts.
             warnings.filterwarnings("ignore", message="Model doesn't support `jit_compile=True`")
+            # Nested networks come back compiled, with an optimizer that a resumed, already
+            # finished phase never built; transferkit never uses a loaded model's optimizer.
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
             return keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # zip, h5py and deserialisation errors all mean "not our model file"
         raise InputError(
