@@ -54,7 +54,7 @@ class ShardedParquet:
         pieces = self.pieces()
         if manifest.is_file():
             self._check_same_job(read_json(manifest))
-        elif pieces or (self.folder.is_dir() and any(self.folder.iterdir())):
+        elif self.folder.is_dir() and any(self.folder.iterdir()):
             raise InputError(
                 f"{self.folder}: this folder is not empty and was not written by transferkit "
                 "predict or embed. Pass a new --output folder."
