@@ -16,6 +16,8 @@ from typing import Any
 from transferkit.errors import InputError
 
 __all__ = [
+    "INPUT_RANGE_NAMES",
+    "check_input_range",
     "DISTRIBUTE",
     "RUNTIMES",
     "check_choice",
@@ -162,3 +164,18 @@ def check_unfreeze(unfreeze) -> str | int:
         "`unfreeze` must be 'all', a number of top layers, or a layer name. "
         f"Received: unfreeze={unfreeze!r}."
     )
+
+
+#: The value ranges a SavedModel backbone may take its pixels in (`input_range`).
+INPUT_RANGE_NAMES = ("0,1", "-1,1", "0,255")
+
+
+def check_input_range(value) -> str:
+    """`input_range` as one of `INPUT_RANGE_NAMES` (`"0,1"`, `"[-1, 1]"`...), or raises InputError."""
+    text = str(value).replace(" ", "").replace("[", "").replace("]", "")
+    if text not in INPUT_RANGE_NAMES:
+        raise InputError(
+            f"`input_range` must be one of {', '.join(INPUT_RANGE_NAMES)} (the values a SavedModel "
+            f"takes its pixels in). Received: input_range={value!r}."
+        )
+    return text

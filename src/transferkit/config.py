@@ -37,6 +37,7 @@ from transferkit.checks import (
     check_choice,
     check_fraction,
     check_image_size,
+    check_input_range,
     check_int,
     check_number,
     check_unfreeze,
@@ -82,6 +83,10 @@ def _fraction(value, name):
 
 def _image_size(value, name):
     check_image_size(value, name)
+
+
+def _input_range(value, name):
+    check_input_range(value)
 
 
 def _unfreeze(value, name):
@@ -188,9 +193,16 @@ class ImageTrainConfig(TrainConfig):
         None, "class sub-folders, or train/ and validation/ (or val/) with class sub-folders",
         flag=False,
     )
-    backbone: str = _setting("efficientnet_lite0", "a registered backbone (`transferkit backbones`)")
+    backbone: str = _setting(
+        "efficientnet_lite0", "a registered backbone (`transferkit backbones`), a SavedModel or "
+        "KerasHub preset folder, or an hf:// handle",
+    )
     image_size: int | None = _setting(
         None, "input side in pixels", type=int, check=_image_size, none_means="the backbone's"
+    )
+    input_range: str | None = _setting(
+        None, "the range a SavedModel folder takes pixels in: 0,1, -1,1 or 0,255",
+        check=_input_range, none_means="0,1 (TF Hub's convention)",
     )
     weights: str | None = _setting(
         "imagenet", "'imagenet' or a .weights.h5 file of the backbone", none_means="random"

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
-__all__ = ["ClassLabels", "ImagePreprocessing", "InferenceMode", "TextInputs"]
+__all__ = ["ClassLabels", "ImagePreprocessing", "InferenceMode", "SavedModelFeatures", "TextInputs"]
 
 
 @keras.saving.register_keras_serializable(package="transferkit")
@@ -179,4 +179,145 @@ class ClassLabels(keras.layers.Layer):
         config.update(
             {"class_names": self.class_names, "task": self.task, "metadata": self.metadata}
         )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="transferkit")
+class SavedModelFeatures(keras.layers.Layer):
+    """A TensorFlow SavedModel (a TF Hub feature vector, `model.export` output) as a layer, with
+    the SavedModel's files inside the saved `.keras` file (TensorFlow backend only).
+
+    Like `keras.layers.TFSMLayer`, its variables are the SavedModel's own (tracked as this layer's
+    weights, so they save, load and fine-tune); unlike it, the `.keras` file is self-contained and
+    loads in safe mode when the graph is trusted on this machine (see
+    `transferkit.backbones.saved_model`: a graph is code).
+
+    Args:
+        digest: sha256 of the SavedModel's files (`saved_model.folder_digest`).
+        endpoint: the inference endpoint: `"serve"`, `"__call__"` or `"serving_default"`.
+        output_shape: the output's shape without the batch axis.
+        input_key: the keyword a signature takes the images by. Default `None` (positional).
+        output_key: the output's key when the endpoint returns a dict. Default `None`.
+        training_endpoint: `"__call__"` (called with `training=True`) or `"call_training"`.
+            Default `None`: the inference endpoint always.
+        source: where the folder was, for humans. Default `""`.
+        folder: a SavedModel folder to load now (when a backbone is built). Default `None`: the
+            files come from the `.keras` file's assets. Not saved.
+    """
+
+    def __init__(self, digest: str, endpoint: str, output_shape, input_key: str | None = None,
+                 output_key: str | None = None, training_endpoint: str | None = None,
+                 source: str = "", folder=None, **kwargs):
+        super().__init__(**kwargs)
+        from keras.src.saving import serialization_lib
+
+        self.digest = str(digest)
+        self.endpoint = endpoint
+        self.output_shape_ = tuple(output_shape)
+        self.input_key = input_key
+        self.output_key = output_key
+        self.training_endpoint = training_endpoint
+        self.source = str(source)
+        self._safe = folder is None and serialization_lib.in_safe_mode() is not False
+        self._files: dict | None = None
+        self._functions: dict = {}
+        self._pending: dict | None = None
+        if folder is not None:
+            self._load(folder)
+        self.built = True
+
+    def _load(self, folder) -> None:
+        from transferkit.backbones.saved_model import folder_digest, load_saved_model, read_files
+        from transferkit.errors import InputError
+
+        files = read_files(folder)
+        if folder_digest(files) != self.digest:
+            raise InputError(
+                f"The SavedModel {self.source or folder} changed since this layer was made "
+                "(its files have another sha256)."
+            )
+        obj = load_saved_model(folder)
+        self._files = files
+        self._functions = {False: self._function(obj, self.endpoint, False)}
+        if self.training_endpoint:
+            self._functions[True] = self._function(obj, self.training_endpoint, True)
+        trainable = list(getattr(obj, "trainable_variables", ()) or ())
+        seen = {id(v) for v in trainable}
+        others = [v for v in (getattr(obj, "variables", ()) or ()) if id(v) not in seen]
+        locked = self._tracker.locked
+        self._tracker.unlock()
+        for variable in trainable + others:
+            self._track_variable(keras.Variable(
+                initializer=variable, trainable=variable.trainable, dtype=variable.dtype.name,
+                shape=variable.shape, name=variable.name.split(":")[0].replace("/", "_"),
+            ))
+        if locked:
+            self._tracker.lock()
+        self._obj = obj  # keeps the restored functions' variables alive
+
+    def _function(self, obj, name: str, training: bool):
+        if name == "__call__":
+            return lambda x: obj(x, training=training)
+        function = getattr(obj, name, None)
+        if function is None:
+            function = obj.signatures[name]
+        if self.input_key:
+            return lambda x: function(**{self.input_key: x})
+        return function
+
+    def call(self, inputs, training=False):
+        function = self._functions.get(bool(training)) or self._functions.get(False)
+        if function is None:
+            raise RuntimeError("The SavedModel of this layer is not loaded yet.")
+        outputs = function(ops.cast(inputs, "float32"))
+        if self.output_key is not None:
+            outputs = outputs[self.output_key]
+        return outputs
+
+    def compute_output_spec(self, inputs, training=False):
+        return keras.KerasTensor((inputs.shape[0], *self.output_shape_), dtype="float32")
+
+    def save_assets(self, dir_path):
+        import os
+
+        for name, data in (self._files or {}).items():
+            path = os.path.join(dir_path, "saved_model", *name.split("/"))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as file:
+                file.write(data)
+
+    def load_own_variables(self, store):
+        if not self._functions:  # the graph comes with the assets, after the variables
+            self._pending = {key: store[key][...] for key in store.keys()}
+            return
+        super().load_own_variables(store)
+
+    def load_assets(self, dir_path):
+        import os
+
+        from transferkit.backbones.saved_model import (
+            folder_digest,
+            is_trusted,
+            read_files,
+            untrusted_message,
+        )
+
+        folder = os.path.join(dir_path, "saved_model")
+        if folder_digest(read_files(folder)) != self.digest:
+            raise ValueError("The SavedModel inside this file does not match its recorded sha256.")
+        if self._safe and not is_trusted(self.digest):
+            raise ValueError(untrusted_message("This model file", [self.digest]))
+        self._load(folder)
+        if self._pending is not None:
+            super().load_own_variables(self._pending)
+            self._pending = None
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "digest": self.digest, "endpoint": self.endpoint,
+            "output_shape": list(self.output_shape_), "input_key": self.input_key,
+            "output_key": self.output_key, "training_endpoint": self.training_endpoint,
+            "source": self.source,
+        })
         return config

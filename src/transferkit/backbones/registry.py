@@ -58,6 +58,9 @@ class BackboneSpec:
             (packaged, or already in the Keras cache), so they load without a network.
         min_input_size: the smallest square input the architecture accepts. Default 32.
         description: one line for the table. Default `""`.
+        why_frozen: why the backbone cannot be fine-tuned; `""` (default) when it can.
+        kind: `"registered"` (default), `"saved_model"` or `"keras_hub"` (see
+            `transferkit.backbones.sources`: those builders load their own weights).
     """
 
     name: str
@@ -71,6 +74,8 @@ class BackboneSpec:
     weights_available: Callable[[], bool] = field(repr=False, compare=False)
     min_input_size: int = 32
     description: str = ""
+    why_frozen: str = ""
+    kind: str = "registered"
 
     def as_dict(self) -> dict:
         return {
@@ -187,13 +192,32 @@ def register(spec: BackboneSpec) -> BackboneSpec:
     return BACKBONES.register(spec.name, spec)
 
 
-def get_spec(name: str) -> BackboneSpec:
-    """The spec registered under `name` (case and `-`/`_` insensitive).
+def get_spec(name: str, input_range: str | None = None) -> BackboneSpec:
+    """The spec registered under `name` (case and `-`/`_` insensitive), or the spec of a
+    SavedModel folder, KerasHub preset folder or handle (`transferkit.backbones.sources`).
+
+    Args:
+        name: a registered name, a folder or an `hf://` / `kaggle://` handle.
+        input_range: the value range a SavedModel takes its pixels in (`"0,1"`, `"-1,1"`,
+            `"0,255"`); default `None`: [0, 1]. Only for SavedModel folders.
 
     Raises:
         UnknownBackboneError: no such backbone; the message lists the nearest names.
+        InputError: a folder that is no backbone, or `input_range` where it does not apply.
     """
-    return BACKBONES.get(name)
+    spec = BACKBONES.find(name)
+    if spec is None:
+        from transferkit.backbones.sources import is_source, source_spec
+
+        if is_source(name):
+            return source_spec(name, input_range)
+        spec = BACKBONES.get(name)  # raises, with the nearest names
+    if input_range is not None:
+        raise InputError(
+            f"`input_range` is for SavedModel folders; {spec.name} has its own preprocessing. "
+            f"Leave it unset. Received: input_range={input_range!r}."
+        )
+    return spec
 
 
 def list_backbones(pattern: str = "*") -> list[str]:
@@ -211,8 +235,18 @@ def offline_backbones() -> list[str]:
     return [n for n in list_backbones() if get_spec(n).weights_available()]
 
 
+def size_unknown(spec: BackboneSpec) -> str:
+    """The message for a backbone whose input size only the user knows."""
+    return (
+        f"{spec.weights_source} takes images of any size, and which size it was trained at is "
+        "not in the folder: pass `image_size` (`--image-size`), e.g. 224 for most TF Hub models."
+    )
+
+
 def _check_input_shape(spec: BackboneSpec, input_shape) -> tuple[int, int, int]:
     if input_shape is None:
+        if not spec.default_input_size:
+            raise InputError(size_unknown(spec))
         return (spec.default_input_size, spec.default_input_size, 3)
     try:
         shape = tuple(int(s) for s in input_shape)
@@ -237,8 +271,10 @@ def get_backbone(
     weights: str | os.PathLike | None = ImageTrainConfig.weights,
     input_shape=None,
     classifier_activation: str | None = "softmax",
+    input_range: str | None = None,
 ):
-    """Builds a registered backbone with its preprocessing inside.
+    """Builds a backbone with its preprocessing inside: a registered one, or a SavedModel folder,
+    KerasHub preset folder or handle (see `transferkit.backbones.sources`).
 
     The returned `keras.Model` takes raw RGB images, floats in [0, 255], of `input_shape`, applies
     the backbone's own preprocessing (an `ImagePreprocessing` layer named `"preprocessing"`) and
@@ -246,7 +282,8 @@ def get_backbone(
     Without the top it returns the last feature map `(h, w, feature_dim)`.
 
     Args:
-        name: a name from `list_backbones()`.
+        name: a name from `list_backbones()`, a SavedModel folder, a KerasHub preset folder or
+            an `hf://` / `kaggle://` handle.
         include_top: keep the 1000-class ImageNet classifier. Default `False`.
         weights: `"imagenet"` (default: packaged weights, or Keras's downloader for users online),
             `None` (random init), or a path to a `.weights.h5` file saved from the bare
@@ -254,6 +291,8 @@ def get_backbone(
         input_shape: `(height, width, 3)`; default the spec's `default_input_size` square.
         classifier_activation: activation of the top (`include_top=True`); default `"softmax"`,
             `None` for logits.
+        input_range: for a SavedModel folder, the range it takes pixels in: `"0,1"` (default,
+            TF Hub's convention), `"-1,1"` or `"0,255"`.
 
     Returns:
         A `keras.Model` with the spec at `model.transferkit_spec`.
@@ -265,10 +304,10 @@ def get_backbone(
     """
     import keras
 
-    spec = get_spec(name)
+    spec = get_spec(name, input_range)
     shape = _check_input_shape(spec, input_shape)
     weights_path = None
-    if weights is not None and weights != "imagenet":
+    if weights is not None and weights != "imagenet" and spec.kind == "registered":
         weights_path = os.fspath(weights)
         if not os.path.isfile(weights_path):
             raise InputError(

@@ -239,8 +239,10 @@ def _read_local_json(preset: str, name: str) -> dict | None:
 
 
 def _pooling_of(preset: str) -> tuple[str, bool]:
-    """The pooling mode and normalisation declared by a sentence-transformers folder."""
-    pooling, normalize = "mean", True
+    """The pooling mode and normalisation declared by a sentence-transformers folder; a folder
+    that declares none (a KerasHub preset, a plain Hugging Face model) is mean-pooled, not
+    normalised."""
+    pooling, normalize = "mean", False
     modules = _read_local_json(preset, "modules.json")
     if isinstance(modules, list):
         normalize = any(

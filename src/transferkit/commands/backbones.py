@@ -1,4 +1,5 @@
-"""`transferkit backbones`: the registry as a table or JSON."""
+"""`transferkit backbones`: the registry as a table or JSON, and the other sources of backbones;
+`transferkit trust MODEL`: trust the SavedModel graphs inside a model file from elsewhere."""
 
 from __future__ import annotations
 
@@ -12,6 +13,12 @@ def add_commands(subparsers, train) -> None:
     parser.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'efficientnet*'")
     parser.add_argument("--json", action="store_true", help="print the table as JSON")
     parser.set_defaults(handler=run)
+    trust = subparsers.add_parser(
+        "trust", help="trust the TensorFlow SavedModel graphs inside a .keras file from elsewhere"
+    )
+    trust.add_argument("model", metavar="MODEL", help="a .keras file (or run folder)")
+    trust.add_argument("--json", action="store_true", help="print the trusted digests as JSON")
+    trust.set_defaults(handler=run_trust)
 
 
 def run(args) -> int:
@@ -19,10 +26,11 @@ def run(args) -> int:
     from rich.table import Table
 
     from transferkit.backbones.registry import backbone_table
+    from transferkit.backbones.sources import source_kinds
 
     rows = backbone_table(args.pattern)
     if args.json:
-        print_json(rows)
+        print_json(rows)  # the registry; the other sources are in `source_kinds()`
         return 0
     table = Table(title=f"{len(rows)} backbones")
     for column in ("name", "family", "input", "features", "preprocessing", "available offline", "weights from"):
@@ -37,5 +45,27 @@ def run(args) -> int:
             "yes" if row["available_offline"] else "no",
             row["weights_source"],
         )
-    Console(width=160).print(table)
+    console = Console(width=160)
+    console.print(table)
+    sources = Table(title="--backbone also takes")
+    for column in ("kind", "example", "what"):
+        sources.add_column(column)
+    for kind in source_kinds()[1:]:
+        sources.add_row(kind["kind"], kind["example"], kind["what"])
+    console.print(sources)
+    return 0
+
+
+def run_trust(args) -> int:
+    from transferkit.backbones.saved_model import trust_model_file
+    from transferkit.model_paths import model_file
+
+    path = model_file(args.model)
+    digests = trust_model_file(path)
+    if args.json:
+        print_json({"model": str(path), "trusted": digests})
+    elif digests:
+        print(f"Trusted {len(digests)} SavedModel graph(s) of {path} on this machine.")
+    else:
+        print(f"{path} holds no SavedModel graph; it loads in safe mode as it is.")
     return 0

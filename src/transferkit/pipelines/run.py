@@ -227,7 +227,11 @@ class TrainingRun:
                   "fine_tune_accuracy": None, "fine_tune_seconds": 0.0}
         self.log(f"Head: {report_split} accuracy {phases['head_accuracy']:.4f} "
                  f"({phases['head_seconds']:.0f} s)")
-        if config.fine_tune_epochs > 0:
+        why_frozen = classifier.why_frozen() if config.fine_tune_epochs > 0 else ""
+        if why_frozen:
+            self.log(f"Fine-tune: skipped, the backbone cannot be fine-tuned: {why_frozen}")
+            phases["fine_tune_skipped"] = why_frozen
+        elif config.fine_tune_epochs > 0:
             how = "".join(f", {key} {value}" for key, value in (fine_tune_options or {}).items())
             if config.fine_tune_learning_rate is not None:
                 how += f", learning rate {config.fine_tune_learning_rate:g}"
@@ -282,8 +286,10 @@ class TrainingRun:
         report_dir = Path(run.report_dir)
         lines = {
             f"head {split} accuracy": round(phases["head_accuracy"], 4),
-            f"fine-tune {split} accuracy": None if phases["fine_tune_accuracy"] is None
-            else round(phases["fine_tune_accuracy"], 4),
+            f"fine-tune {split} accuracy": round(phases["fine_tune_accuracy"], 4)
+            if phases["fine_tune_accuracy"] is not None
+            else "skipped: " + phases["fine_tune_skipped"] if phases.get("fine_tune_skipped")
+            else None,
             **extra,
             "model": str(run.model_path),
             "tensorboard": f"tensorboard --logdir {run.log_dir}",
@@ -301,6 +307,7 @@ class TrainingRun:
             f"{split}_accuracy": metrics["accuracy"],
             f"head_{split}_accuracy": phases["head_accuracy"],
             f"fine_tune_{split}_accuracy": phases["fine_tune_accuracy"],
+            "fine_tune_skipped": phases.get("fine_tune_skipped"),
             "macro_f1": metrics["macro_avg"]["f1"],
             "model_path": str(run.model_path),
             "report_dir": str(report_dir),

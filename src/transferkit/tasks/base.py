@@ -318,6 +318,10 @@ class Classifier:
         self.skipped = list(splits.skipped)
         return self
 
+    def why_frozen(self) -> str:
+        """Why this classifier's backbone or encoder cannot be fine-tuned; `""` when it can."""
+        return ""
+
     def fine_tune(self, x=None, y=None, validation_data=None, *, epochs: int | None = None,
                   learning_rate: float | None = None, batch_size: int | None = None,
                   patience: int | None = None, validation_size: float | None = None,

@@ -69,12 +69,15 @@ class ImageClassifier(Classifier):
     """A pretrained image backbone with a trained classification head.
 
     Args:
-        backbone: a registered backbone name. Default `ImageTrainConfig.backbone`
-            (`"efficientnet_lite0"`).
+        backbone: a registered backbone name, a SavedModel folder, a KerasHub preset folder or
+            an `hf://` / `kaggle://` handle (`transferkit.backbones.sources`). Default
+            `ImageTrainConfig.backbone` (`"efficientnet_lite0"`).
         num_classes: the number of classes; default `None` (from `class_names` or the data).
         class_names: the class names in output order; default `None` (from the data, sorted).
         image_size: the side (or `(height, width)`) images are resized to; default `None` (the
             backbone's own size, 224 for EfficientNet-Lite0).
+        input_range: the range a SavedModel folder takes pixels in: `"0,1"`, `"-1,1"` or
+            `"0,255"`; default `None` ([0, 1], TF Hub's convention). Only for SavedModels.
         weights: `"imagenet"` (the default), `None` (random, for tests), or a `.weights.h5` path.
         dropout: dropout rate before the last layer. Default `ImageTrainConfig.dropout` (0.2).
         augment: augmentations for training (`"flip,rotate,zoom"`, a list, or `"none"`; see
@@ -107,6 +110,7 @@ class ImageClassifier(Classifier):
         num_classes: int | None = None,
         class_names: Sequence[str] | None = None,
         image_size=_D.image_size,
+        input_range: str | None = _D.input_range,
         weights: str | os.PathLike | None = _D.weights,
         dropout: float = _D.dropout,
         augment=_D.augment,
@@ -144,20 +148,45 @@ class ImageClassifier(Classifier):
     def _spec(self):
         from transferkit.backbones.registry import get_spec
 
-        return get_spec(self.backbone)
+        return get_spec(self.backbone, self.input_range)
+
+    def why_frozen(self) -> str:
+        """Why the backbone cannot be fine-tuned (a SavedModel without a training endpoint), or
+        `""` when it can."""
+        built = self._built("why_frozen")
+        return built if built is not None else self._spec().why_frozen
+
+    def _backbone_name(self) -> str:
+        return self._built("backbone_name") or self._spec().name
+
+    def _built(self, key: str):
+        """A fact of the built model (its metadata), so that a loaded model needs no backbone
+        folder; `None` before `build`."""
+        return self.metadata.get(key) if getattr(self, "model", None) is not None else None
 
     @property
     def input_size(self) -> tuple[int, int]:
         """`(height, width)` the backbone sees: `image_size`, or the backbone's own size."""
+        if self._built("image_size") is not None:
+            return tuple(self._built("image_size"))
+        return self._configured_size()
+
+    def _configured_size(self) -> tuple[int, int]:
+        from transferkit.backbones.registry import size_unknown
         from transferkit.checks import check_image_size
 
-        size = self.image_size if self.image_size is not None else self._spec().default_input_size
+        size = self.image_size
+        if size is None:
+            spec = self._spec()
+            if not spec.default_input_size:
+                raise InputError(size_unknown(spec))
+            size = spec.default_input_size
         return check_image_size(size)
 
     @property
     def resize_policy(self) -> str:
         """How images are resized for the backbone: `"center_crop"` or `"stretch"`."""
-        return self._spec().preprocessing.resize
+        return self._built("resize") or self._spec().preprocessing.resize
 
     def _known_names(self) -> list[str] | None:
         if self.class_names is not None:
@@ -210,9 +239,10 @@ class ImageClassifier(Classifier):
         self.class_names = self._check_classes()
         self.num_classes = len(self.class_names)
         spec = self._spec()
-        height, width = self.input_size
+        height, width = self._configured_size()
         keras.utils.set_random_seed(int(self.seed))
-        base = get_backbone(spec.name, weights=self.weights, input_shape=(height, width, 3))
+        base = get_backbone(self.backbone, weights=self.weights, input_shape=(height, width, 3),
+                            input_range=self.input_range)
         base.trainable = False
         images = keras.Input((None, None, 3), name="image")
         x = keras.layers.Resizing(
@@ -223,12 +253,13 @@ class ImageClassifier(Classifier):
         if augmentation is not None:
             x = augmentation(x)
         x = InferenceMode(base, name="backbone")(x)
-        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+        x = _pooling(len(base.output.shape))(x)
         x = keras.layers.Dropout(self.dropout, name="dropout")(x)
         binary = self.num_classes == 2
         logits = keras.layers.Dense(1 if binary else self.num_classes, name="classifier")(x)
         self.network = keras.Model(images, logits, name="network")
-        self.metadata.update(image_size=[height, width], resize=self.resize_policy)
+        self.metadata.update(image_size=[height, width], resize=spec.preprocessing.resize,
+                             backbone_name=spec.name, why_frozen=spec.why_frozen)
         inputs = keras.Input((None, None, 3), name="image")
         outputs = self._class_labels()(self.network(inputs))
         self.model = keras.Model(inputs, outputs, name="image_classifier")
@@ -263,7 +294,7 @@ class ImageClassifier(Classifier):
     def _build_feature_model(self):
         backbone = self._backbone_model()
         images = keras.Input((*self.input_size, 3), name="image")
-        pool = keras.layers.GlobalAveragePooling2D(name="pool")
+        pool = _pooling(len(backbone.output.shape))
         return keras.Model(images, pool(backbone(images, training=False)), name="features")
 
     def _views_model(self, views: int):
@@ -289,7 +320,7 @@ class ImageClassifier(Classifier):
         cache = self._cache()
         return frozen_runner(
             self._feature_model(), runtime=self.runtime, items=items,
-            key={"backbone": self._spec().name, "image_size": list(self.input_size),
+            key={"backbone": self._backbone_name(), "image_size": list(self.input_size),
                  "pooling": "avg"},
             cache=None if cache is None else cache.root,
         )
@@ -322,7 +353,7 @@ class ImageClassifier(Classifier):
             common = {
                 "kind": "image-features",
                 "version": _FEATURES_VERSION,
-                "backbone": self._spec().name,
+                "backbone": self._backbone_name(),
                 "weights": weights_digest(self._backbone_model()),
                 "image_size": list(self.input_size),
                 "resize": self.resize_policy,
@@ -521,6 +552,12 @@ class ImageClassifier(Classifier):
         Returns:
             `self`.
         """
+        why = self.why_frozen()
+        if why:
+            raise InputError(
+                f"{self.backbone} cannot be fine-tuned: {why}. Train the head only "
+                "(`fine_tune_epochs=0`), or use a SavedModel with a training endpoint."
+            )
         self._unfreeze_choice = _D.unfreeze if unfreeze is None else unfreeze
         return super().fine_tune(x, y, validation_data, **settings)
 
@@ -609,6 +646,17 @@ class ImageClassifier(Classifier):
         plot_image_mistakes(path, ImageInputs(items).displayable(), true_names, predicted_names,
                             scores)
         return path
+
+
+def _pooling(rank: int):
+    """The layer that averages a backbone's output into one vector per image: over the feature
+    map (rank 4), over the tokens (rank 3, a vision transformer), or nothing (rank 2, a
+    SavedModel feature vector)."""
+    if rank == 4:
+        return keras.layers.GlobalAveragePooling2D(name="pool")
+    if rank == 3:
+        return keras.layers.GlobalAveragePooling1D(name="pool")
+    return keras.layers.Identity(name="pool")
 
 
 def _images_only(images, ok):

@@ -103,6 +103,7 @@ def load_model(path: str | os.PathLike):
 
     path = Path(path)
     _import_keras_hub_for(path)
+    _check_graphs_trusted(path)
     try:
         with warnings.catch_warnings():
             # A model trained data-parallel keeps `jit_compile=True` in its nested network's
@@ -118,6 +119,16 @@ def load_model(path: str | os.PathLike):
             f"{path}: could not load it as a Keras model ({type(exc).__name__}: {exc}). "
             "Pass a `.keras` file written by transferkit."
         ) from exc
+
+
+def _check_graphs_trusted(path: Path) -> None:
+    """A file with a SavedModel graph loads only when the graph is trusted here (see
+    `transferkit.backbones.saved_model`); said in one line before Keras says it deep inside."""
+    from transferkit.backbones.saved_model import graph_digests, is_trusted, untrusted_message
+
+    untrusted = [d for d in graph_digests(path) if not is_trusted(d)]
+    if untrusted:
+        raise InputError(untrusted_message(path, untrusted))
 
 
 def _import_keras_hub_for(path: Path) -> None:
