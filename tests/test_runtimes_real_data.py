@@ -11,7 +11,7 @@ import pytest
 from helpers import shared_data
 from transferkit.backbones.registry import offline_backbones
 from transferkit.runtimes import TOLERANCE
-from transferkit.tasks.image_classifier import extract_features
+from transferkit.tasks.features import extract_features
 
 pytestmark = pytest.mark.slow
 

@@ -41,7 +41,7 @@ _EXPORTS = {
     "TextTrainConfig": "transferkit.config",
     "load": "transferkit.tasks.base",
     "ImageClassifier": "transferkit.tasks.image_classifier",
-    "extract_features": "transferkit.tasks.image_classifier",
+    "extract_features": "transferkit.tasks.features",
     "TextClassifier": "transferkit.tasks.text_classifier",
     "pipeline": "transferkit.tasks.text_classifier",
     "train_images": "transferkit.pipelines.images",

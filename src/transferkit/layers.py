@@ -182,6 +182,14 @@ class ClassLabels(keras.layers.Layer):
         return config
 
 
+class _LoadedGraph:
+    """A restored SavedModel and its endpoints, held outside TensorFlow's object tracking (a
+    tracked dict of restored functions cannot be saved again, e.g. for an ONNX export)."""
+
+    def __init__(self, obj=None, inference=None, training=None):
+        self.obj, self.inference, self.training = obj, inference, training
+
+
 @keras.saving.register_keras_serializable(package="transferkit")
 class SavedModelFeatures(keras.layers.Layer):
     """A TensorFlow SavedModel (a TF Hub feature vector, `model.export` output) as a layer, with
@@ -220,15 +228,16 @@ class SavedModelFeatures(keras.layers.Layer):
         self.source = str(source)
         self._safe = folder is None and serialization_lib.in_safe_mode() is not False
         self._files: dict | None = None
-        self._functions: dict = {}
+        self._graph = _LoadedGraph()
         self._pending: dict | None = None
         if folder is not None:
             self._load(folder)
         self.built = True
 
     def _load(self, folder) -> None:
-        from transferkit.backbones.saved_model import folder_digest, load_saved_model, read_files
+        from transferkit.backbones.saved_model import load_saved_model
         from transferkit.errors import InputError
+        from transferkit.trusted_graphs import folder_digest, read_files
 
         files = read_files(folder)
         if folder_digest(files) != self.digest:
@@ -238,9 +247,10 @@ class SavedModelFeatures(keras.layers.Layer):
             )
         obj = load_saved_model(folder)
         self._files = files
-        self._functions = {False: self._function(obj, self.endpoint, False)}
-        if self.training_endpoint:
-            self._functions[True] = self._function(obj, self.training_endpoint, True)
+        inference = self._function(obj, self.endpoint, False)
+        training = (self._function(obj, self.training_endpoint, True)
+                    if self.training_endpoint else inference)
+        self._graph = _LoadedGraph(obj, inference, training)
         trainable = list(getattr(obj, "trainable_variables", ()) or ())
         seen = {id(v) for v in trainable}
         others = [v for v in (getattr(obj, "variables", ()) or ()) if id(v) not in seen]
@@ -253,7 +263,6 @@ class SavedModelFeatures(keras.layers.Layer):
             ))
         if locked:
             self._tracker.lock()
-        self._obj = obj  # keeps the restored functions' variables alive
 
     def _function(self, obj, name: str, training: bool):
         if name == "__call__":
@@ -266,7 +275,7 @@ class SavedModelFeatures(keras.layers.Layer):
         return function
 
     def call(self, inputs, training=False):
-        function = self._functions.get(bool(training)) or self._functions.get(False)
+        function = self._graph.training if training else self._graph.inference
         if function is None:
             raise RuntimeError("The SavedModel of this layer is not loaded yet.")
         outputs = function(ops.cast(inputs, "float32"))
@@ -287,7 +296,7 @@ class SavedModelFeatures(keras.layers.Layer):
                 file.write(data)
 
     def load_own_variables(self, store):
-        if not self._functions:  # the graph comes with the assets, after the variables
+        if self._graph.inference is None:  # the graph comes with the assets, after the variables
             self._pending = {key: store[key][...] for key in store.keys()}
             return
         super().load_own_variables(store)
@@ -295,7 +304,7 @@ class SavedModelFeatures(keras.layers.Layer):
     def load_assets(self, dir_path):
         import os
 
-        from transferkit.backbones.saved_model import (
+        from transferkit.trusted_graphs import (
             folder_digest,
             is_trusted,
             read_files,

@@ -16,7 +16,8 @@ from helpers import write_faces
 from transferkit.data.image_inputs import ImageInputs
 from transferkit.errors import DataError, ImageReadError, InputError
 from transferkit.layers import ClassLabels, InferenceMode
-from transferkit.tasks.image_classifier import ImageClassifier, extract_features
+from transferkit.tasks.features import extract_features
+from transferkit.tasks.image_classifier import ImageClassifier
 
 SIZE = 64
 

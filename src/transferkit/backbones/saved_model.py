@@ -15,15 +15,12 @@ a Keras 3 model. `--backbone FOLDER` (`get_backbone(FOLDER)`) takes such a folde
   `model.export` folder has only `serve`, which runs in inference mode, so it stays frozen.
 
 The layer (`transferkit.layers.SavedModelFeatures`) carries the folder's files inside the saved
-`.keras` file. A SavedModel graph is code (it can read and write files), which is why Keras's
-`safe_mode` refuses `TFSMLayer`; transferkit loads a graph in safe mode only when its sha256 is
-trusted on this machine: every folder you train with is, and `transferkit trust MODEL` trusts the
-graphs of a model file you got from elsewhere.
+`.keras` file, and loads them in safe mode only when the graph is trusted on this machine (see
+`transferkit.trusted_graphs`: a graph is code).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -31,19 +28,16 @@ from pathlib import Path
 
 from transferkit.checks import INPUT_RANGE_NAMES, check_input_range
 from transferkit.errors import InputError
+from transferkit.trusted_graphs import folder_digest, read_files
 
 __all__ = [
     "INPUT_RANGES",
-    "check_input_range",
     "SavedModelInfo",
-    "folder_digest",
+    "check_input_range",
     "inspect_saved_model",
     "is_saved_model",
-    "is_trusted",
+    "load_saved_model",
     "preprocessing_for",
-    "read_files",
-    "trust",
-    "trust_model_file",
 ]
 
 #: `input_range` -> (mean, std) on the 0-255 scale, for `transferkit.layers.ImagePreprocessing`.
@@ -58,91 +52,6 @@ def is_saved_model(path: str | os.PathLike) -> bool:
     """Whether `path` is a folder holding a SavedModel (`saved_model.pb`)."""
     folder = Path(path)
     return folder.is_dir() and (folder / "saved_model.pb").is_file()
-
-
-def read_files(folder: str | os.PathLike) -> dict[str, bytes]:
-    """Every file under `folder`, by its path relative to it (`/`-separated), sorted."""
-    folder = Path(folder)
-    files = {}
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            files[path.relative_to(folder).as_posix()] = path.read_bytes()
-    return files
-
-
-def folder_digest(files: dict[str, bytes]) -> str:
-    """The sha256 of a SavedModel's files: relative paths and contents, in path order."""
-    digest = hashlib.sha256()
-    for name in sorted(files):
-        digest.update(name.encode("utf-8") + b"\x00")
-        digest.update(hashlib.sha256(files[name]).digest())
-    return digest.hexdigest()
-
-
-def _trust_dir() -> Path:
-    from transferkit.files import cache_dir
-
-    return cache_dir("trusted-graphs")
-
-
-def trust(digest: str) -> None:
-    """Marks the SavedModel graph with sha256 `digest` as trusted on this machine."""
-    if not re.fullmatch(r"[0-9a-f]{64}", digest):
-        raise InputError(f"Not a sha256 digest: {digest!r}.")
-    (_trust_dir() / digest).touch()
-
-
-def is_trusted(digest: str) -> bool:
-    """Whether the graph with sha256 `digest` was trained with or trusted on this machine."""
-    return bool(re.fullmatch(r"[0-9a-f]{64}", str(digest))) and (_trust_dir() / digest).is_file()
-
-
-def graph_digests(path: str | os.PathLike) -> list[str]:
-    """The digests of the SavedModel graphs a `.keras` file carries (none for most files)."""
-    import json
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as archive:
-            config = archive.read("config.json")
-    except (zipfile.BadZipFile, KeyError, OSError):
-        return []
-    if b"SavedModelFeatures" not in config:
-        return []
-    found: list[str] = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if str(node.get("registered_name", "")).endswith("SavedModelFeatures"):
-                found.append(str(node.get("config", {}).get("digest", "")))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(json.loads(config))
-    return found
-
-
-def untrusted_message(path, digests: list[str]) -> str:
-    return (
-        f"{path} contains a TensorFlow SavedModel graph (sha256 {digests[0][:12]}...) that this "
-        "machine has not trained with. A graph can read and write files, so transferkit, like "
-        "Keras's safe_mode, runs one only once you trust it. If you trust where the file came "
-        f"from, run: transferkit trust {path}"
-    )
-
-
-def trust_model_file(path: str | os.PathLike) -> list[str]:
-    """Trusts every SavedModel graph inside the `.keras` file `path`; returns their digests."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file. Pass a `.keras` file written by transferkit.")
-    digests = graph_digests(path)
-    for digest in digests:
-        trust(digest)
-    return digests
 
 
 @dataclass(frozen=True)

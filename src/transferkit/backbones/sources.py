@@ -26,7 +26,7 @@ from pathlib import Path
 from transferkit.backbones.registry import BackboneSpec
 from transferkit.errors import InputError, WeightsUnavailableError
 
-__all__ = ["is_source", "source_spec", "source_kinds"]
+__all__ = ["is_image_backbone_folder", "is_source", "source_kinds", "source_spec"]
 
 _SPECS: dict[tuple, BackboneSpec] = {}
 _HANDLES = ("hf://", "kaggle://", "gs://", "modelscope://")
@@ -37,6 +37,18 @@ def is_source(name) -> bool:
     text = os.fspath(name)
     return (text.startswith(_HANDLES) or os.sep in text or text.startswith(".")
             or Path(text).expanduser().exists())
+
+
+def is_image_backbone_folder(path) -> bool:
+    """Whether `path` is a SavedModel folder or a KerasHub preset folder of an image model (an
+    image converter, or a timm config), as opposed to a text encoder's folder."""
+    from transferkit.backbones.saved_model import is_saved_model
+
+    folder = Path(os.fspath(path)).expanduser()
+    if not folder.is_dir():
+        return False
+    return is_saved_model(folder) or (folder / "image_converter.json").is_file() or _is_timm(
+        str(folder))
 
 
 def source_kinds() -> list[dict]:
@@ -105,12 +117,8 @@ def _always() -> bool:
 
 
 def _saved_model_spec(folder: Path, input_range: str | None) -> BackboneSpec:
-    from transferkit.backbones.saved_model import (
-        inspect_saved_model,
-        preprocessing_for,
-        read_files,
-        trust,
-    )
+    from transferkit.backbones.saved_model import inspect_saved_model, preprocessing_for
+    from transferkit.trusted_graphs import read_files, trust
 
     files = read_files(folder)
     info = inspect_saved_model(folder, files=files)

@@ -129,6 +129,7 @@ def _embed_source(source, features: str) -> dict:
     """The job's source: a trained model, an image backbone, or a sentence encoder."""
     from transferkit.backbones.registry import list_backbones
     from transferkit.backbones.sentence_encoders import check_features, list_sentence_encoders
+    from transferkit.backbones.sources import is_image_backbone_folder
     from transferkit.tracking.store import is_model_uri
 
     name = os.fspath(source)
@@ -139,13 +140,14 @@ def _embed_source(source, features: str) -> dict:
         task = model_info(path)[0]
         return {"command": "embed", "source_kind": "model", "model": name,
                 "model_path": os.fspath(path), "task": task}
-    if name in list_backbones():
+    if name in list_backbones() or is_image_backbone_folder(name):
         return {"command": "embed", "source_kind": "backbone", "model": name, "task": "image"}
     if name in list_sentence_encoders() or Path(name).is_dir():
         return {"command": "embed", "source_kind": "encoder", "model": name, "task": "text",
                 "features": check_features(features)}
     raise InputError(
-        f"`source` must be an image backbone (`transferkit backbones`), a sentence encoder "
+        f"`source` must be an image backbone (`transferkit backbones`, or a SavedModel or "
+        f"KerasHub image preset folder), a sentence encoder "
         f"({', '.join(list_sentence_encoders())} or a model folder) or a trained model "
         f"(.keras, run folder, models:/...). Received: {name!r}."
     )

@@ -57,8 +57,8 @@ def run(args) -> int:
 
 
 def run_trust(args) -> int:
-    from transferkit.backbones.saved_model import trust_model_file
     from transferkit.model_paths import model_file
+    from transferkit.trusted_graphs import trust_model_file
 
     path = model_file(args.model)
     digests = trust_model_file(path)

@@ -4,8 +4,10 @@ The six steps of the Keras transfer-learning guide, made fast on a CPU:
 
 1. the backbone without its top, frozen; run through `InferenceMode`, so its BatchNormalization
    layers stay in inference mode also after they are unfrozen;
-2. a head: `GlobalAveragePooling2D` + `Dropout` + `Dense` (one logit for two classes, one per
-   class otherwise), then `ClassLabels`, which gives probabilities and carries the class names;
+2. a head: global average pooling (over the feature map; over the tokens of a vision
+   transformer; none for a SavedModel's feature vector) + `Dropout` + `Dense` (one logit for two
+   classes, one per class otherwise), then `ClassLabels`, which gives probabilities and carries
+   the class names;
 3. the head trains on *cached features*: while the backbone is frozen its pooled output for each
    image is computed once and stored on disk (keyed by backbone, its weights, image size and the
    file's content), so head epochs take seconds. With augmentation, a fixed number of augmented
@@ -48,7 +50,7 @@ from transferkit.tasks.base import Classifier, Splits
 from transferkit.training.distribute import active as distribute_active
 from transferkit.training.distribute import even_validation, predict_rows, validation_batch
 
-__all__ = ["ImageClassifier", "extract_features"]
+__all__ = ["ImageClassifier"]
 
 _D = ImageTrainConfig()  # the defaults; `transferkit.config` is where they are written
 _FEATURES_VERSION = 2  # bump when the way features are computed changes, to retire old caches
@@ -675,53 +677,3 @@ def _one_ahead(batches, function, pool):
         pending = (future, flags)
     if pending is not None:
         yield pending[0].result(), pending[1]
-
-
-def extract_features(
-    backbone: str,
-    images,
-    *,
-    weights: str | os.PathLike | None = _D.weights,
-    image_size=_D.image_size,
-    batch_size: int = _D.batch_size,
-    cache: bool = True,
-    runtime: str = _D.runtime,
-) -> np.ndarray:
-    """Pooled features of a pretrained backbone: one vector per image (mode 2, "feature extractor").
-
-    Args:
-        backbone: a registered backbone name (e.g. `"efficientnet_lite0"`).
-        images: image paths, an RGB array, a batch array, or a list of arrays (values 0-255).
-        weights: `"imagenet"` (the default), `None` or a `.weights.h5` path.
-        image_size: resize to this side or `(height, width)`; default `None`: the backbone's.
-        batch_size: images per forward pass. Default `ImageTrainConfig.batch_size` (32).
-        cache: reuse and store features in the feature cache (not with `weights=None`).
-            Default `True`.
-        runtime: `"auto"`, `"onnx"` or `"keras"`: what runs the backbone (see
-            `transferkit.runtimes`). Default `ImageTrainConfig.runtime` (`"auto"`).
-
-    Returns:
-        `float32` array `(n, feature_dim)`, global-average-pooled.
-
-    Raises:
-        ImageReadError: a file is missing or unreadable.
-        UnknownBackboneError: `backbone` is not registered.
-    """
-    from transferkit.data.images import DecodeLog
-
-    if not isinstance(backbone, str):
-        raise InputError(
-            "`backbone` must be a registered backbone name such as 'efficientnet_lite0'. "
-            f"Received: {type(backbone).__name__}."
-        )
-    classifier = ImageClassifier(
-        backbone=backbone, num_classes=2, image_size=image_size, weights=weights, augment="none",
-        cache_dir=None if cache else False, runtime=runtime,
-    )
-    classifier.build()
-    log = DecodeLog()
-    features, ok = classifier._features(ImageInputs(image_list(images)), batch_size=batch_size,
-                                        decode_log=log)
-    if not ok.all():
-        raise unreadable_error(log.items())
-    return features

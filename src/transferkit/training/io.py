@@ -124,7 +124,7 @@ def load_model(path: str | os.PathLike):
 def _check_graphs_trusted(path: Path) -> None:
     """A file with a SavedModel graph loads only when the graph is trusted here (see
     `transferkit.backbones.saved_model`); said in one line before Keras says it deep inside."""
-    from transferkit.backbones.saved_model import graph_digests, is_trusted, untrusted_message
+    from transferkit.trusted_graphs import graph_digests, is_trusted, untrusted_message
 
     untrusted = [d for d in graph_digests(path) if not is_trusted(d)]
     if untrusted:
