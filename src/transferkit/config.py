@@ -69,6 +69,11 @@ def _int(minimum: int, why: str = "") -> Callable:
     return lambda value, name: check_int(value, name, minimum=minimum, why=why)
 
 
+def _bool(value, name):
+    if not isinstance(value, bool):
+        raise InputError(f"`{name}` must be true or false. Received: {name}={value!r}.")
+
+
 def _positive(value, name):
     return check_number(value, name, 0, include_minimum=False)
 
@@ -172,6 +177,10 @@ _BATCH_SIZE = "examples per training step"
 _PATIENCE = "epochs without a better validation loss before the head phase stops"
 _FINE_TUNE_PATIENCE = "epochs without a better validation loss before fine-tuning stops"
 _SEED = "seed of the split, shuffling, augmentation and initial weights"
+_CALIBRATE = (
+    "fit a temperature on the validation split so that scores mean what they say (0.9: right "
+    "nine times in ten); --no-calibrate keeps the raw scores"
+)
 _DISTRIBUTE = (
     "data-parallel: keras.distribution.DataParallel over every device (KERAS_BACKEND=jax), and "
     "over processes with --coordinator, --num-processes, --process-id; none: one device"
@@ -236,6 +245,7 @@ class ImageTrainConfig(TrainConfig):
         type=float, check=_dropout,
     )
     seed: int = _setting(0, _SEED, type=int, check=_int(0))
+    calibrate: bool = _setting(True, _CALIBRATE, type=bool, check=_bool)
     runtime: str = _setting("auto", _RUNTIME, choices=RUNTIMES)
     distribute: str = _setting("none", _DISTRIBUTE, choices=DISTRIBUTE)
 
@@ -307,6 +317,7 @@ class TextTrainConfig(TrainConfig):
     patience: int = _setting(10, _PATIENCE, type=int, check=_int(1))
     fine_tune_patience: int = _setting(3, _FINE_TUNE_PATIENCE, type=int, check=_int(1))
     seed: int = _setting(0, _SEED, type=int, check=_int(0))
+    calibrate: bool = _setting(True, _CALIBRATE, type=bool, check=_bool)
     runtime: str = _setting("auto", _RUNTIME, choices=RUNTIMES)
     distribute: str = _setting("none", _DISTRIBUTE, choices=DISTRIBUTE)
 

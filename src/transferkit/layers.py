@@ -149,23 +149,58 @@ class ClassLabels(keras.layers.Layer):
 
     One logit (two classes) becomes `[1 - sigmoid(x), sigmoid(x)]`; more logits go through a
     softmax. So every classifier ends in `(batch, num_classes)` probabilities, columns in
-    `class_names` order, and trains on logits (`from_logits=True`) before this layer.
+    `class_names` order, and trains on logits (`from_logits=True`) before this layer. The logits
+    are divided by `temperature` first (temperature scaling, fitted on the validation split:
+    `transferkit.reports.calibration`), a non-trainable weight, so that calibrated scores are in
+    the saved file and in every export.
 
     Args:
         class_names: the label of each class, in output order.
         task: `"image"` or `"text"`: which transferkit classifier wraps the model.
         metadata: plain JSON-serialisable data about how the model was made. Default `{}`.
+        temperature: what the logits are divided by. Default `1.0` (uncalibrated).
     """
 
-    def __init__(self, class_names, task: str, metadata: dict | None = None, **kwargs):
+    def __init__(self, class_names, task: str, metadata: dict | None = None,
+                 temperature: float = 1.0, **kwargs):
         kwargs.setdefault("name", "labels")
         super().__init__(**kwargs)
         self.class_names = [str(c) for c in class_names]
         self.task = task
         self.metadata = dict(metadata or {})
+        self._initial_temperature = float(temperature)
+        self._temperature = None
+
+    def build(self, input_shape=None):
+        self._temperature = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(self._initial_temperature),
+            trainable=False, name="temperature",
+        )
+        self.built = True
+
+    @property
+    def temperature(self) -> float:
+        """The temperature the logits are divided by (1.0: not calibrated)."""
+        if self._temperature is None:
+            return self._initial_temperature
+        return float(keras.ops.convert_to_numpy(self._temperature.value))
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        if self._temperature is None:
+            self._initial_temperature = float(value)
+        else:
+            self._temperature.assign(float(value))
+
+    def load_own_variables(self, store):
+        if len(store.keys()) == 0:  # a file from before temperatures: its config's value stays
+            return
+        super().load_own_variables(store)
 
     def call(self, logits):
         logits = ops.cast(logits, self.compute_dtype)
+        if self._temperature is not None:
+            logits = logits / ops.cast(self._temperature, self.compute_dtype)
         if logits.shape[-1] == 1:
             positive = ops.sigmoid(logits)
             return ops.concatenate([1.0 - positive, positive], axis=-1)
@@ -177,7 +212,8 @@ class ClassLabels(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            {"class_names": self.class_names, "task": self.task, "metadata": self.metadata}
+            {"class_names": self.class_names, "task": self.task, "metadata": self.metadata,
+             "temperature": self.temperature}
         )
         return config
 

@@ -233,6 +233,7 @@ def test_preset_folder_uses_its_converter_and_matches_the_backbone(resnet_preset
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
 
 
+@pytest.mark.slow  # ~5 s: head and one fine-tuning epoch
 def test_preset_folder_trains_end_to_end_and_loads_in_safe_mode(resnet_preset, faces, tmp_path):
     run = tmp_path / "run"
     code, out, err = _cli(["train", "images", faces, "--backbone", resnet_preset, "--epochs", "2",

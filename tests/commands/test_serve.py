@@ -81,6 +81,7 @@ def test_unknown_runtime_is_one_line(image_run, capsys):
                     "onnx.")
 
 
+@pytest.mark.slow  # ~8 s: an export made for one error line
 def test_the_keras_runtime_on_an_export_folder_is_one_line(image_run, tmp_path, capsys):
     from transferkit.export import export
 

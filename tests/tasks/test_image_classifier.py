@@ -59,6 +59,7 @@ def test_head_learns_faces(trained):
     assert trained.skipped == []
 
 
+@pytest.mark.slow  # ~15 s: trains a backbone end to end
 def test_batchnorm_stays_in_inference_mode_when_unfrozen():
     clf = ImageClassifier(image_size=SIZE, num_classes=3, dropout=0.0, augment="none",
                           cache_dir=False)
@@ -208,6 +209,7 @@ def test_evaluate_rejects_unknown_classes(trained, tmp_path):
         clf.evaluate(data)
 
 
+@pytest.mark.slow  # ~10 s; the default suite's image_run also skips a stray file
 def test_fit_skips_corrupt_files_and_fine_tunes(faces, tmp_path):
     data = write_faces(tmp_path / "data", per_class=8)
     (data / "face" / "zz_truncated.png").write_bytes(

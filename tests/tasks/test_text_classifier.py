@@ -82,6 +82,7 @@ def test_predict_shapes_like_a_hugging_face_pipeline(word_classifier):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
 
 
+@pytest.mark.slow  # ~18 s: trains, then a fresh Python process
 def test_saved_text_models_take_strings_in_a_fresh_process(
     word_classifier, sentence_classifier, tmp_path
 ):
@@ -148,6 +149,7 @@ def test_fine_tuning_unfreezes_the_embedding(vectors_file):
         clf.fine_tune(verbose=0)
 
 
+@pytest.mark.slow  # ~8 s; two classes are tested by the default suite
 def test_three_classes_use_softmax(vectors_file):
     classes = ("negative", "neutral", "positive")
     texts, labels = toy_texts(90, classes=classes)

@@ -7,6 +7,7 @@ settings from a TOML or JSON file, and flags override it.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import functools
 import sys
@@ -52,6 +53,12 @@ def add_config_flags(parser, config_class) -> None:
         text = f"{meta['help']} (default: {default_in_words(config_class, item.name)})"
         if not meta.get("flag", True):
             parser.add_argument(item.name, nargs="?", metavar=item.name.upper(), help=text)
+            continue
+        if meta["type"] is bool:  # --calibrate / --no-calibrate
+            parser.add_argument(
+                "--" + item.name.replace("_", "-"), dest=item.name, default=None, help=text,
+                action=argparse.BooleanOptionalAction,
+            )
             continue
         parser.add_argument(
             "--" + item.name.replace("_", "-"), dest=item.name, type=meta["type"],

@@ -284,6 +284,7 @@ class TrainingRun:
         run, split = self.run, phases["split"]
         classifier.save(run.model_path)
         report_dir = Path(run.report_dir)
+        calibration = _calibration(classifier, phases, report_dir, title)
         lines = {
             f"head {split} accuracy": round(phases["head_accuracy"], 4),
             f"fine-tune {split} accuracy": round(phases["fine_tune_accuracy"], 4)
@@ -291,6 +292,8 @@ class TrainingRun:
             else "skipped: " + phases["fine_tune_skipped"] if phases.get("fine_tune_skipped")
             else None,
             **extra,
+            **_calibration_lines(calibration, split,
+                                 classifier.metadata.get("calibration_skipped")),
             "model": str(run.model_path),
             "tensorboard": f"tensorboard --logdir {run.log_dir}",
         }
@@ -298,6 +301,10 @@ class TrainingRun:
             phases["items"], phases["labels"], phases["probabilities"], report_dir=report_dir,
             title=title, extra=lines, history=run.history_rows(),
         )
+        if calibration is not None:  # metrics.json gets the numbers and reliability.png
+            metrics["calibration"] = calibration
+            metrics["files"]["reliability"] = str(report_dir / "reliability.png")
+            write_json(report_dir / "metrics.json", metrics)
         write_json(report_dir / "data.json", data)
         shutil.copyfile(run.config_path, report_dir / "config.json")
         if Path(run.history_path).is_file():
@@ -316,6 +323,7 @@ class TrainingRun:
             "head_seconds": round(phases["head_seconds"], 1),
             "fine_tune_seconds": round(phases["fine_tune_seconds"], 1),
             "report_split": split,
+            "calibration": calibration,
             **result,
         }
         run.update_state(result=outcome)
@@ -338,3 +346,39 @@ class TrainingRun:
         for line in self.tracker.lines():
             self.log(line)
         return tracking
+
+
+def _calibration(classifier, phases: dict, report_dir: Path, title: str) -> dict | None:
+    """The calibration of the trained model: ECE and NLL before and after temperature scaling
+    on the validation split (where the temperature was fitted) and on the report split (for
+    text, the test split), and `reliability.png` of the report split. None when not calibrated
+    (`--no-calibrate`, or a validation split of one class)."""
+    from transferkit.reports.calibration import calibration_summary, plot_reliability
+
+    fitted = classifier.metadata.get("calibration")
+    labels = np.asarray(phases["labels"])
+    if not fitted or not len(labels):
+        return None
+    temperature, split = fitted["temperature"], phases["split"]
+    keys = ("examples", "ece_before", "ece_after", "nll_before", "nll_after")
+    result = {"temperature": temperature, "validation": {key: fitted[key] for key in keys}}
+    probabilities = np.asarray(phases["probabilities"])
+    if split != "validation":
+        result[split] = calibration_summary(labels, probabilities, temperature)
+    plot_reliability(report_dir / "reliability.png", labels, probabilities, temperature,
+                     split=split, title=title)
+    return result
+
+
+def _calibration_lines(calibration: dict | None, split: str, skipped: str | None) -> dict:
+    """The summary's calibration lines: the temperature, then ECE and NLL before -> after."""
+    if calibration is None:
+        return {"calibration": "none: " + (skipped or "--no-calibrate")}
+    lines = {"temperature": f"{calibration['temperature']:.3f} (fitted on validation)"}
+    for name in dict.fromkeys(("validation", split)):
+        numbers = calibration[name]
+        lines[f"{name} ECE / NLL"] = (
+            f"{numbers['ece_before']:.4f} -> {numbers['ece_after']:.4f} / "
+            f"{numbers['nll_before']:.4f} -> {numbers['nll_after']:.4f}"
+        )
+    return lines

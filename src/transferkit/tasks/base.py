@@ -94,6 +94,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
+#: The fewest validation examples a temperature is fitted on (`Classifier._calibrate`).
+MIN_CALIBRATION_EXAMPLES = 30
+
 class Classifier:
     """The shared base of `ImageClassifier` and `TextClassifier`; not used on its own.
 
@@ -316,6 +319,7 @@ class Classifier:
         self._record("head", rows)
         self._splits = splits
         self.skipped = list(splits.skipped)
+        self._calibrate()
         return self
 
     def why_frozen(self) -> str:
@@ -379,7 +383,45 @@ class Classifier:
         self._splits = splits
         self.skipped = list(splits.skipped)
         self.metadata["fine_tuned"] = True
+        self._calibrate()
         return self
+
+    @property
+    def temperature(self) -> float:
+        """What the model divides its logits by (1.0: not calibrated); see `_calibrate`."""
+        return self._labels_layer().temperature
+
+    def _calibrate(self) -> None:
+        """Temperature scaling on the validation split (`calibrate=True`): T minimises the
+        validation negative log-likelihood and goes into the model's `ClassLabels` layer, so every
+        score after this (`predict_proba`, the saved file, exports) is calibrated. The numbers
+        are in `metadata["calibration"]`."""
+        from transferkit.reports.calibration import (
+            calibration_summary,
+            fit_temperature,
+            with_temperature,
+        )
+
+        layer = self._labels_layer()
+        layer.temperature = 1.0
+        self.metadata.pop("calibration", None)
+        self.metadata.pop("calibration_skipped", None)
+        items, labels = self.split_data("validation")
+        if not getattr(self, "calibrate", True):
+            return
+        if len(labels) < MIN_CALIBRATION_EXAMPLES or len(set(labels.tolist())) < 2:
+            # A temperature fitted on a handful of examples, all of them right, only sharpens.
+            self.metadata["calibration_skipped"] = (
+                f"{len(labels)} validation examples (fewer than {MIN_CALIBRATION_EXAMPLES}) or "
+                "one class: too few to fit a temperature"
+            )
+            return
+        raw = self.predict_proba_cached(items)
+        temperature = fit_temperature(labels, raw)
+        layer.temperature = temperature
+        summary = calibration_summary(labels, with_temperature(raw, temperature), temperature)
+        self.metadata["calibration"] = {"temperature": float(temperature),
+                                        "fitted_on": "validation", **summary}
 
     # -- using the model -----------------------------------------------------------------------
 

@@ -92,6 +92,8 @@ class ImageClassifier(Classifier):
         runtime: what runs the frozen backbone for features: `"onnx"` (ONNX Runtime),
             `"keras"`, or `"auto"` (see `transferkit.runtimes`). Default
             `ImageTrainConfig.runtime` (`"auto"`). Fine-tuning always runs in Keras.
+        calibrate: after `fit` and `fine_tune`, fit a temperature on the validation split
+            (`transferkit.reports.calibration`). Default `ImageTrainConfig.calibrate` (True).
 
     Example:
         >>> clf = ImageClassifier(backbone="efficientnet_lite0")
@@ -120,6 +122,7 @@ class ImageClassifier(Classifier):
         seed: int = _D.seed,
         cache_dir: str | os.PathLike | bool | None = None,
         runtime: str = _D.runtime,
+        calibrate: bool = _D.calibrate,
     ):
         from transferkit.runtimes import check_runtime
 

@@ -74,6 +74,8 @@ class TextClassifier(Classifier):
         runtime: what runs a frozen sentence encoder for features: `"onnx"` (ONNX Runtime),
             `"keras"` or `"auto"` (see `transferkit.runtimes`). Default
             `TextTrainConfig.runtime` (`"auto"`). Training and fine-tuning run in Keras.
+        calibrate: after `fit` and `fine_tune`, fit a temperature on the validation split
+            (`transferkit.reports.calibration`). Default `TextTrainConfig.calibrate` (True).
     """
 
     task = "text"
@@ -94,6 +96,7 @@ class TextClassifier(Classifier):
         seed: int = _D.seed,
         cache_dir: str | os.PathLike | None = None,
         runtime: str = _D.runtime,
+        calibrate: bool = _D.calibrate,
     ):
         from transferkit.runtimes import check_runtime
 
