@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -106,3 +107,23 @@ def cats_dogs_run(tmp_path_factory):
     result = train_images(data, output=run, fine_tune_epochs=0, augment="none", verbose=0,
                           log=lambda line: None)
     return result, run
+
+
+@pytest.fixture(scope="session")
+def hundred_faces(tmp_path_factory):
+    """100 faces and 100 non-faces (all of lfw_subset) in class folders."""
+    return write_faces(tmp_path_factory.mktemp("faces100") / "data", per_class=100)
+
+
+@pytest.fixture(scope="session")
+def calibrated_run(hundred_faces, tmp_path_factory):
+    """`train images --json` on 100 + 100 faces, 60 of them for validation (enough to fit a
+    temperature)."""
+    run = tmp_path_factory.mktemp("runs") / "calibrated"
+    code, out, err = _run_cli([
+        "train", "images", hundred_faces, "--image-size", "32", "--epochs", "5",
+        "--fine-tune-epochs", "0", "--augment", "none", "--validation-size", "0.3",
+        "--output", run, "--json",
+    ])
+    assert code == 0, err
+    return json.loads(out.strip().splitlines()[-1]), run

@@ -61,29 +61,6 @@ def test_fit_temperature_recovers_the_temperature_of_the_data(true_temperature):
     assert summary["nll_after"] < summary["nll_before"]
 
 
-@pytest.fixture(scope="module")
-def hundred_faces(tmp_path_factory):
-    from helpers import write_faces
-
-    return write_faces(tmp_path_factory.mktemp("faces100") / "data", per_class=100)
-
-
-@pytest.fixture(scope="module")
-def calibrated_run(hundred_faces, tmp_path_factory):
-    """`train images --json` on 100 + 100 faces, 60 of them for validation (enough to fit a
-    temperature)."""
-    from conftest import _run_cli
-
-    run = tmp_path_factory.mktemp("runs") / "calibrated"
-    code, out, err = _run_cli([
-        "train", "images", hundred_faces, "--image-size", "32", "--epochs", "5",
-        "--fine-tune-epochs", "0", "--augment", "none", "--validation-size", "0.3",
-        "--output", run, "--json",
-    ])
-    assert code == 0, err
-    return json.loads(out.strip().splitlines()[-1]), run
-
-
 def test_trained_run_is_calibrated_and_reports_it(calibrated_run, hundred_faces):
     """The temperature is in the saved model, predict_proba applies it, and the report has the
     numbers and the reliability diagram."""

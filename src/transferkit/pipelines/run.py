@@ -285,6 +285,7 @@ class TrainingRun:
         classifier.save(run.model_path)
         report_dir = Path(run.report_dir)
         calibration = _calibration(classifier, phases, report_dir, title)
+        label_check = _label_issues(classifier, report_dir)
         lines = {
             f"head {split} accuracy": round(phases["head_accuracy"], 4),
             f"fine-tune {split} accuracy": round(phases["fine_tune_accuracy"], 4)
@@ -294,6 +295,7 @@ class TrainingRun:
             **extra,
             **_calibration_lines(calibration, split,
                                  classifier.metadata.get("calibration_skipped")),
+            "label issues": label_check["line"],
             "model": str(run.model_path),
             "tensorboard": f"tensorboard --logdir {run.log_dir}",
         }
@@ -324,6 +326,8 @@ class TrainingRun:
             "fine_tune_seconds": round(phases["fine_tune_seconds"], 1),
             "report_split": split,
             "calibration": calibration,
+            "label_issues": label_check["count"],
+            "label_issues_csv": label_check["csv"],
             **result,
         }
         run.update_state(result=outcome)
@@ -382,3 +386,23 @@ def _calibration_lines(calibration: dict | None, split: str, skipped: str | None
             f"{numbers['nll_before']:.4f} -> {numbers['nll_after']:.4f}"
         )
     return lines
+
+
+def _label_issues(classifier, report_dir: Path) -> dict:
+    """Finds likely mislabelled training examples and writes `label_issues.csv` (and for images
+    `label_issues.png`). Returns the summary's `line`, the `count` and the `csv` path (None
+    when the check could not run)."""
+    from transferkit.reports.label_issues import write_label_issues
+
+    check = classifier.find_label_issues()
+    if not check["checked"]:
+        return {"line": f"not checked: {check['why']}", "count": None, "csv": None}
+    issues = check["issues"]
+    files = write_label_issues(report_dir, issues, check["items"], classifier.class_names,
+                               images=classifier.task == "image")
+    return {
+        "line": (f"{len(issues)} likely mislabelled of {check['examples']} training examples "
+                 f"({check['folds']}-fold heads on cached features; label_issues.csv)"),
+        "count": len(issues),
+        "csv": files["label_issues"],
+    }

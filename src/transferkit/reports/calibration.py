@@ -26,6 +26,8 @@ import numpy as np
 
 __all__ = [
     "BINS",
+    "MIN_EXAMPLES",
+    "calibrate",
     "calibration_summary",
     "expected_calibration_error",
     "fit_temperature",
@@ -37,6 +39,9 @@ __all__ = [
 BINS = 15  # the usual number of equal-width bins for ECE (Guo et al. 2017)
 _EPS = 1e-7  # probabilities are float32: clip before taking logs
 _BOUNDS = (0.05, 20.0)  # the temperatures searched
+#: The fewest validation examples a temperature is fitted on: on a handful, all of them right,
+#: the fit would only sharpen the scores.
+MIN_EXAMPLES = 30
 
 
 def _as_arrays(y_true, probabilities) -> tuple[np.ndarray, np.ndarray]:
@@ -171,3 +176,30 @@ def plot_reliability(path: str | os.PathLike, y_true, calibrated, temperature: f
     axis.set_title(f"{title}\n{heading}" if title else heading, fontsize=9)
     axis.legend(loc="upper left", fontsize=8)
     return _save(figure, path)
+
+
+def calibrate(classifier, enabled: bool = True) -> float:
+    """Fits the temperature of a trained transferkit classifier on its validation split and
+    puts it in the model's `ClassLabels` layer, so every score after this is calibrated.
+    `classifier.metadata["calibration"]` gets the numbers (or `"calibration_skipped"` why not).
+    Returns the temperature (1.0 when not calibrated)."""
+    layer = classifier._labels_layer()
+    layer.temperature = 1.0
+    classifier.metadata.pop("calibration", None)
+    classifier.metadata.pop("calibration_skipped", None)
+    if not enabled:
+        return 1.0
+    items, labels = classifier.split_data("validation")
+    if len(labels) < MIN_EXAMPLES or len(set(labels.tolist())) < 2:
+        classifier.metadata["calibration_skipped"] = (
+            f"{len(labels)} validation examples (fewer than {MIN_EXAMPLES}) or one class: too "
+            "few to fit a temperature"
+        )
+        return 1.0
+    raw = classifier.predict_proba_cached(items)
+    temperature = fit_temperature(labels, raw)
+    layer.temperature = temperature
+    summary = calibration_summary(labels, with_temperature(raw, temperature), temperature)
+    classifier.metadata["calibration"] = {"temperature": float(temperature),
+                                          "fitted_on": "validation", **summary}
+    return temperature

@@ -94,9 +94,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-#: The fewest validation examples a temperature is fitted on (`Classifier._calibrate`).
-MIN_CALIBRATION_EXAMPLES = 30
-
 class Classifier:
     """The shared base of `ImageClassifier` and `TextClassifier`; not used on its own.
 
@@ -392,36 +389,29 @@ class Classifier:
         return self._labels_layer().temperature
 
     def _calibrate(self) -> None:
-        """Temperature scaling on the validation split (`calibrate=True`): T minimises the
-        validation negative log-likelihood and goes into the model's `ClassLabels` layer, so every
-        score after this (`predict_proba`, the saved file, exports) is calibrated. The numbers
-        are in `metadata["calibration"]`."""
-        from transferkit.reports.calibration import (
-            calibration_summary,
-            fit_temperature,
-            with_temperature,
-        )
+        """Temperature scaling on the validation split when `calibrate` is on (see
+        `transferkit.reports.calibration.calibrate`); the numbers go to `metadata`."""
+        from transferkit.reports.calibration import calibrate
 
-        layer = self._labels_layer()
-        layer.temperature = 1.0
-        self.metadata.pop("calibration", None)
-        self.metadata.pop("calibration_skipped", None)
-        items, labels = self.split_data("validation")
-        if not getattr(self, "calibrate", True):
-            return
-        if len(labels) < MIN_CALIBRATION_EXAMPLES or len(set(labels.tolist())) < 2:
-            # A temperature fitted on a handful of examples, all of them right, only sharpens.
-            self.metadata["calibration_skipped"] = (
-                f"{len(labels)} validation examples (fewer than {MIN_CALIBRATION_EXAMPLES}) or "
-                "one class: too few to fit a temperature"
-            )
-            return
-        raw = self.predict_proba_cached(items)
-        temperature = fit_temperature(labels, raw)
-        layer.temperature = temperature
-        summary = calibration_summary(labels, with_temperature(raw, temperature), temperature)
-        self.metadata["calibration"] = {"temperature": float(temperature),
-                                        "fitted_on": "validation", **summary}
+        calibrate(self, enabled=getattr(self, "calibrate", True))
+
+    def find_label_issues(self, folds: int | None = None) -> dict:
+        """Likely mislabelled examples of the last `fit`'s training split: confident learning
+        (cleanlab) on out-of-fold predictions of heads trained on the cached frozen features
+        (`transferkit.reports.label_issues`).
+
+        Returns:
+            `{"checked", "why" (when not), "folds", "examples", "issues", "items"}`; each issue
+            has `index` (into `items`), `given`, `suggested`, `label_quality`,
+            `suggested_probability`.
+        """
+        from transferkit.reports.label_issues import FOLDS, check_classifier
+
+        return check_classifier(self, folds=FOLDS if folds is None else folds)
+
+    def _training_features(self, items: list) -> np.ndarray | None:
+        """The frozen features of `items` (cached), or None when the kind has none."""
+        return None
 
     # -- using the model -----------------------------------------------------------------------
 

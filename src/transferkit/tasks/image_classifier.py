@@ -627,6 +627,10 @@ class ImageClassifier(Classifier):
             return None  # unreadable files: let `predict_proba` name them
         return np.asarray(predict_rows(self._head_model(), features))
 
+    def _training_features(self, items: list) -> np.ndarray | None:
+        features, ok = self._features(ImageInputs(items))
+        return features if ok.all() else None
+
     def _unreadable_error(self, unreadable: list[dict]) -> Exception:
         return unreadable_error(unreadable)
 

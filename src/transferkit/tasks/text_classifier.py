@@ -264,6 +264,12 @@ class TextClassifier(Classifier):
         features = encoder.features(items)
         return np.asarray(encoder.head(self.network).predict(features, batch_size=256, verbose=0))
 
+    def _training_features(self, items: list) -> np.ndarray | None:
+        encoder = self._encoder
+        if encoder is None or not encoder.caches_features or encoder.sequence_length is None:
+            return None
+        return encoder.features(items)
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """The frozen encoder's features of `texts` (`features`: layer or sentence vectors),
         cached on disk by content. For sentence encoders, after `fit`.

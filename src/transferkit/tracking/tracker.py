@@ -10,6 +10,7 @@ tags       transferkit.task, transferkit.backbone or transferkit.encoder, the tr
 metrics    every epoch of every phase as <phase>/<metric> (head/val_loss, fine_tune/accuracy) at a
            global step (head epochs, then fine-tuning ones); at the end <split>_accuracy,
            head_/fine_tune_<split>_accuracy, macro_f1, f1/<class>, precision/<class>,
+           temperature, calibration/<split>/ece_after (and _before, nll_...),
            recall/<class> and the seconds of each part
 inputs     the dataset (name, content digest, counts), as MLflow's dataset panel shows it
 artifacts  report/ (PNGs, metrics.json, summary.txt), history.csv, config.json, and model/: the
@@ -342,6 +343,13 @@ class RunTracker:
         for name, scores in (metrics.get("per_class") or {}).items():
             for measure in ("f1", "precision", "recall"):
                 values[_key(f"{measure}/{name}")] = float(scores[measure])
+        calibration = metrics.get("calibration") or {}
+        for name, numbers in calibration.items():  # temperature, then per split ECE and NLL
+            if name == "temperature":
+                values["temperature"] = float(numbers)
+                continue
+            for measure in ("ece_before", "ece_after", "nll_before", "nll_after"):
+                values[_key(f"calibration/{name}/{measure}")] = float(numbers[measure])
         self._log(values, step)
         data = read_json(report / "data.json") if (report / "data.json").is_file() else {}
         params = [Param(_key(f"data.{k}"), str(v)[:6000]) for k, v in _data_params(data).items()]

@@ -1,0 +1,144 @@
+"""Likely label errors: confident learning on out-of-fold predictions from the cached features.
+
+"Are my labels right?" Confident learning (Northcutt, Jiang and Chuang, JAIR 2021) compares each
+training example's given label with what a model that never saw it predicts, class by class
+thresholds included; `cleanlab` implements it and is used as it is (`cleanlab.filter`,
+`cleanlab.rank`). What transferkit adds is the out-of-fold predictions, cheaply: the frozen
+backbone's (or sentence encoder's) features are cached already, so K heads, one per fold, train
+on them in seconds: a standardised logistic regression, the same linear head the classifier
+trains, fitted by scikit-learn (exact and fast for a linear model; a Keras head would give the
+same kind of probabilities in more time). K is 5, or the smallest class's count when a class has
+fewer examples; a class of one example leaves the check undone, with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "FOLDS",
+    "check_classifier",
+    "find_label_issues",
+    "out_of_fold_probabilities",
+    "write_label_issues",
+]
+
+FOLDS = 5
+_C = 0.1  # inverse L2 strength on standardised features: high-dimensional, a few examples each
+
+
+def out_of_fold_probabilities(features, labels, num_classes: int, *, folds: int = FOLDS,
+                              seed: int = 0) -> tuple[np.ndarray | None, int, str]:
+    """Each example's class probabilities from a head trained on the other folds.
+
+    Returns:
+        `(probabilities (n, num_classes) or None, folds used, why not)`: None with the reason
+        when a class has fewer than two examples.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x = np.asarray(features, dtype=np.float32).reshape(len(labels), -1)
+    y = np.asarray(labels, dtype=np.int64)
+    counts = np.bincount(y, minlength=num_classes)
+    present = counts[counts > 0]
+    if len(present) < 2:
+        return None, 0, "the training data has one class"
+    k = int(min(folds, present.min()))
+    if k < 2:
+        smallest = int(np.flatnonzero(counts == present.min())[0])
+        return None, 0, (f"class {smallest} has one training example: out-of-fold predictions "
+                         "need two per class")
+    probabilities = np.zeros((len(y), num_classes))
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    for train, held_out in splitter.split(x, y):
+        head = make_pipeline(StandardScaler(), LogisticRegression(C=_C, max_iter=2000))
+        head.fit(x[train], y[train])
+        probabilities[np.ix_(held_out, head.classes_)] = head.predict_proba(x[held_out])
+    return probabilities, k, ""
+
+
+def find_label_issues(labels, probabilities) -> list[dict]:
+    """The examples confident learning flags, least likely label first.
+
+    Returns:
+        One dict per flagged example: `index`, `given`, `suggested` (class indices),
+        `label_quality` (cleanlab's self-confidence score: the out-of-fold probability of the
+        given label) and `suggested_probability`.
+    """
+    import cleanlab.filter
+    import cleanlab.rank
+
+    y = np.asarray(labels, dtype=np.int64)
+    p = np.asarray(probabilities, dtype=np.float64)
+    flagged = cleanlab.filter.find_label_issues(
+        labels=y, pred_probs=p, return_indices_ranked_by="self_confidence"
+    )
+    quality = cleanlab.rank.get_label_quality_scores(y, p, method="self_confidence")
+    suggested = p.argmax(axis=1)
+    return [
+        {"index": int(i), "given": int(y[i]), "suggested": int(suggested[i]),
+         "label_quality": round(float(quality[i]), 4),
+         "suggested_probability": round(float(p[i, suggested[i]]), 4)}
+        for i in flagged
+    ]
+
+
+def write_label_issues(report_dir: str | os.PathLike, issues: list[dict], items: list,
+                       class_names, *, images: bool, limit: int = 16) -> dict:
+    """Writes `label_issues.csv` (and for images `label_issues.png`, the top `limit` suspects
+    with both labels). Returns `{name: path}` of the files written."""
+    import pandas as pd
+
+    from transferkit.files import atomic_path
+
+    report_dir = Path(report_dir)
+    column = "path" if images else "text"
+    table = pd.DataFrame(
+        [{column: str(items[issue["index"]]), "given_label": class_names[issue["given"]],
+          "suggested_label": class_names[issue["suggested"]],
+          "label_quality": issue["label_quality"],
+          "suggested_probability": issue["suggested_probability"]} for issue in issues],
+        columns=[column, "given_label", "suggested_label", "label_quality",
+                 "suggested_probability"],
+    )
+    files = {"label_issues": report_dir / "label_issues.csv"}
+    with atomic_path(files["label_issues"]) as path:
+        table.to_csv(path, index=False)
+    if images and issues:
+        from transferkit.data.image_inputs import ImageInputs
+        from transferkit.reports.plots import plot_image_grid
+
+        top = issues[:limit]
+        pictures = ImageInputs([items[issue["index"]] for issue in top]).displayable()
+        titles = [f"given {class_names[i['given']]}, looks like {class_names[i['suggested']]} "
+                  f"({i['suggested_probability']:.0%})" for i in top]
+        files["label_issues_grid"] = plot_image_grid(
+            report_dir / "label_issues.png", pictures, titles,
+            title=f"Likely label errors: {len(top)} of {len(issues)}",
+        )
+    return {name: str(path) for name, path in files.items()}
+
+
+def check_classifier(classifier, folds: int = FOLDS) -> dict:
+    """`Classifier.find_label_issues`: the check on a fitted classifier's training split."""
+    items, labels = classifier.split_data("train")
+    result = {"checked": False, "why": "", "folds": 0, "examples": len(items), "issues": [],
+              "items": items}
+    features = classifier._training_features(items)
+    if features is None:
+        result["why"] = ("this kind of model has no cached frozen features (GloVe + BiLSTM "
+                         "learns its own); use a sentence encoder (--encoder minilm)")
+        return result
+    probabilities, used, why = out_of_fold_probabilities(
+        features, labels, len(classifier.class_names), folds=folds, seed=int(classifier.seed))
+    if probabilities is None:
+        result["why"] = why
+        return result
+    result.update(checked=True, folds=used, issues=find_label_issues(labels, probabilities))
+    return result
