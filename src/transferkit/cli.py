@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "transferkit.commands.backbones",
     "transferkit.commands.imagenet",
     "transferkit.commands.train",
+    "transferkit.commands.check",
     "transferkit.commands.preview",
     "transferkit.commands.models",
     "transferkit.commands.export",
