@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "transferkit.commands.imagenet",
     "transferkit.commands.train",
     "transferkit.commands.check",
+    "transferkit.commands.rank",
     "transferkit.commands.preview",
     "transferkit.commands.models",
     "transferkit.commands.export",

@@ -1,0 +1,197 @@
+"""`transferkit rank DATA`: which backbone (or text encoder) suits this data, before training.
+
+For a stratified sample of the training split (`per_class` examples of each class), each
+candidate's frozen features are computed (and cached, so a `train` afterwards reuses them) and
+scored two ways: LogME (`transferkit.reports.logme`: the evidence of a Bayesian linear model on
+the features, no training) and k-NN accuracy (5 neighbours, cosine, 5-fold cross-validation on
+the sample). With `train_top` K, heads are trained for the K best by LogME on the whole data
+(as `train` would, head only) and their accuracy is added (validation for images, test for
+text; not for GloVe mean vectors, which no head of transferkit trains on): the check of the
+ranking.
+
+Candidates: images, every backbone whose weights load offline (EfficientNet-Lite0/1/2 on a fresh
+machine), or `backbones`; text, MiniLM's sentence vector and its layer features and GloVe mean
+vectors, or `backbones` naming sentence encoders (`minilm`, a folder) and `glove`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from transferkit.config import ImageTrainConfig, TextTrainConfig
+
+__all__ = ["PER_CLASS", "knn_accuracy", "rank_backbones"]
+
+PER_CLASS = 100
+_NEIGHBOURS = 5
+
+
+def knn_accuracy(features, labels, seed: int = 0) -> float:
+    """5-fold cross-validated accuracy of a 5-nearest-neighbour classifier (cosine)."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    labels = np.asarray(labels)
+    folds = int(min(5, np.bincount(labels).min()))
+    if folds < 2:
+        return float("nan")
+    model = KNeighborsClassifier(n_neighbors=min(_NEIGHBOURS, len(labels) - 1), metric="cosine")
+    scores = cross_val_score(model, np.asarray(features).reshape(len(labels), -1), labels,
+                             cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
+    return float(scores.mean())
+
+
+def _sample(labels, per_class: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        chosen.extend(rng.permutation(members)[:per_class].tolist())
+    return np.array(sorted(chosen))
+
+
+def rank_backbones(data: str | os.PathLike, *, backbones: Sequence[str] | None = None,
+                   per_class: int = PER_CLASS, train_top: int = 0,
+                   seed: int = ImageTrainConfig.seed, log: Callable[[str], None] = print) -> dict:
+    """Ranks candidate backbones (images) or encoders (text) for `data`; see the module docstring.
+
+    Returns:
+        `{"data", "kind", "examples", "rows"}`; each row: `backbone`, `logme`, `knn_accuracy`,
+        `feature_seconds`, `parameters`, `image_size` (images), and for the trained top K
+        `trained_accuracy` on `trained_split` (validation for images, test for text). Rows are
+        sorted by LogME, best first.
+    """
+    images = Path(data).is_dir()
+    candidates = _image_candidates(data, backbones, per_class, seed, log) if images else (
+        _text_candidates(data, backbones, per_class, seed, log))
+    rows = []
+    for row, features, labels in candidates:
+        if features is not None:
+            from transferkit.reports.logme import logme
+
+            row["logme"] = round(logme(features, labels), 4)
+            row["knn_accuracy"] = round(knn_accuracy(features, labels, seed), 4)
+        rows.append(row)
+        log(f"  {row['backbone']}: LogME {row.get('logme')}, k-NN {row.get('knn_accuracy')}"
+            + (f" ({row['error']})" if row.get("error") else ""))
+    rows.sort(key=lambda r: -r["logme"] if r.get("logme") is not None else float("inf"))
+    trainable = [r for r in rows if r.get("logme") is not None and r["backbone"] != "glove"]
+    for row in trainable[:train_top]:
+        row["trained_split"], accuracy = _train_head(data, row, images, seed)
+        row["trained_accuracy"] = round(accuracy, 4)
+    examples = next((r["examples"] for r in rows if "examples" in r), 0)
+    return {"data": str(data), "kind": "images" if images else "text", "examples": examples,
+            "rows": rows}
+
+
+def _image_candidates(data, backbones, per_class, seed, log):
+    from transferkit.backbones.registry import offline_backbones
+    from transferkit.data.image_folder import discover_image_folder
+    from transferkit.data.image_inputs import ImageInputs
+    from transferkit.errors import TransferkitError
+    from transferkit.tasks.image_classifier import ImageClassifier
+
+    folder = discover_image_folder(data, validation_size=ImageTrainConfig.validation_size,
+                                   seed=seed)
+    chosen = _sample(np.asarray(folder.train_labels), per_class, seed)
+    paths = [folder.train_paths[i] for i in chosen]
+    labels = np.asarray(folder.train_labels)[chosen]
+    names = list(backbones) if backbones else offline_backbones()
+    log(f"Ranking {len(names)} backbones on {len(paths)} training images "
+        f"({per_class} a class at most)")
+    for name in names:
+        row = {"backbone": name, "examples": len(paths)}
+        try:
+            classifier = ImageClassifier(backbone=name, class_names=folder.class_names,
+                                         augment="none", seed=seed)
+            classifier.build()
+            started = time.perf_counter()
+            features, ok = classifier._features(ImageInputs(paths, folder.digests))
+            row["feature_seconds"] = round(time.perf_counter() - started, 1)
+            row["parameters"] = int(classifier._backbone_model().count_params())
+            row["image_size"] = "x".join(map(str, classifier.input_size))
+        except TransferkitError as exc:  # weights not on this machine, a bad folder...
+            row["error"] = str(exc).splitlines()[0]
+            yield row, None, None
+            continue
+        yield row, features[ok], labels[ok]
+
+
+def _text_candidates(data, backbones, per_class, seed, log):
+    from transferkit.errors import TransferkitError
+    from transferkit.pipelines.text import _read_and_split
+
+    config = TextTrainConfig(data=str(data), seed=seed)
+    _, names, parts = _read_and_split(config, lambda line: None)
+    texts, labels = parts["train"]
+    chosen = _sample(np.asarray(labels), per_class, seed)
+    texts = [texts[i] for i in chosen]
+    labels = np.asarray(labels)[chosen]
+    wanted = list(backbones) if backbones else ["minilm", "minilm:layers", "glove"]
+    log(f"Ranking {len(wanted)} text encoders on {len(texts)} training texts")
+    for name in wanted:
+        row = {"backbone": name, "examples": len(texts)}
+        started = time.perf_counter()
+        try:
+            features, row["parameters"] = _text_features(name, texts, seed)
+        except TransferkitError as exc:
+            row["error"] = str(exc).splitlines()[0]
+            yield row, None, None
+            continue
+        row["feature_seconds"] = round(time.perf_counter() - started, 1)
+        yield row, features, labels
+
+
+def _text_features(name: str, texts: list[str], seed: int):
+    """`(features, parameters)`: GloVe mean vectors, or a sentence encoder's sentence vector
+    (`minilm`) or layer features (`minilm:layers`)."""
+    if name == "glove":
+        from transferkit.backbones.word_vectors import load_word_vectors
+
+        tokens = [re.findall(r"\w+", text.lower()) for text in texts]
+        vectors = load_word_vectors(vocabulary={t for words in tokens for t in words})
+        index = {word: i for i, word in enumerate(vectors.words)}
+        dim = vectors.vectors.shape[1]
+        features = np.stack([
+            np.mean([vectors.vectors[index[t]] for t in words if t in index], axis=0)
+            if any(t in index for t in words) else np.zeros(dim, np.float32)
+            for words in tokens
+        ])
+        return features, int(vectors.vectors.size)
+    from transferkit.tasks.text_classifier import TextClassifier
+
+    source, _, kind = name.partition(":")
+    classifier = TextClassifier(source, class_names=["a", "b"], seed=seed,
+                                features=kind or "sentence")
+    encoder = classifier.text_encoder()
+    encoder.adapt(texts)
+    features = encoder.features(texts)
+    return features, int(encoder._encoder().backbone.count_params())
+
+
+def _train_head(data, row: dict, images: bool, seed: int) -> tuple[str, float]:
+    """`(split, accuracy)` of a head trained on the whole data as `train` does (head only, no
+    augmentation for images): validation accuracy for images, test accuracy for text."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        if images:
+            from transferkit.pipelines.images import train_images
+
+            result = train_images(data, backbone=row["backbone"], fine_tune_epochs=0,
+                                  augment="none", seed=seed, output=Path(folder) / "run",
+                                  verbose=0, log=lambda line: None)
+            return "validation", result["validation_accuracy"]
+        from transferkit.pipelines.text import train_text
+
+        source, _, kind = row["backbone"].partition(":")
+        result = train_text(data, encoder=source, features=kind or "sentence",
+                            fine_tune_epochs=0, seed=seed, output=Path(folder) / "run",
+                            verbose=0, log=lambda line: None)
+        return "test", result["test_accuracy"]
