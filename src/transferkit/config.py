@@ -177,6 +177,12 @@ _BATCH_SIZE = "examples per training step"
 _PATIENCE = "epochs without a better validation loss before the head phase stops"
 _FINE_TUNE_PATIENCE = "epochs without a better validation loss before fine-tuning stops"
 _SEED = "seed of the split, shuffling, augmentation and initial weights"
+_CLASS_WEIGHT = (
+    "auto: weigh each class by n / (classes x its count) when the largest class is >= 3x the "
+    "smallest; none: never"
+)
+#: The values of `class_weight`.
+CLASS_WEIGHTS = ("auto", "none")
 _CALIBRATE = (
     "fit a temperature on the validation split so that scores mean what they say (0.9: right "
     "nine times in ten); --no-calibrate keeps the raw scores"
@@ -246,6 +252,7 @@ class ImageTrainConfig(TrainConfig):
     )
     seed: int = _setting(0, _SEED, type=int, check=_int(0))
     calibrate: bool = _setting(True, _CALIBRATE, type=bool, check=_bool)
+    class_weight: str = _setting("auto", _CLASS_WEIGHT, choices=CLASS_WEIGHTS)
     runtime: str = _setting("auto", _RUNTIME, choices=RUNTIMES)
     distribute: str = _setting("none", _DISTRIBUTE, choices=DISTRIBUTE)
 
@@ -318,6 +325,7 @@ class TextTrainConfig(TrainConfig):
     fine_tune_patience: int = _setting(3, _FINE_TUNE_PATIENCE, type=int, check=_int(1))
     seed: int = _setting(0, _SEED, type=int, check=_int(0))
     calibrate: bool = _setting(True, _CALIBRATE, type=bool, check=_bool)
+    class_weight: str = _setting("auto", _CLASS_WEIGHT, choices=CLASS_WEIGHTS)
     runtime: str = _setting("auto", _RUNTIME, choices=RUNTIMES)
     distribute: str = _setting("none", _DISTRIBUTE, choices=DISTRIBUTE)
 

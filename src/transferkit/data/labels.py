@@ -10,7 +10,15 @@ import numpy as np
 
 from transferkit.errors import DataError, InputError
 
-__all__ = ["check_sizes", "encode_labels", "sort_class_names", "stratified_split"]
+__all__ = [
+    "IMBALANCE_RATIO",
+    "balanced_class_weights",
+    "class_weights_for",
+    "check_sizes",
+    "encode_labels",
+    "sort_class_names",
+    "stratified_split",
+]
 
 
 def sort_class_names(labels) -> list[str]:
@@ -170,3 +178,36 @@ def check_sizes(sizes: dict[str, float]) -> None:
             f"The held-out shares must add up to less than 1, to leave examples for training. "
             f"Received: {listed}."
         )
+
+
+#: The ratio of the largest to the smallest training class from which classes count as imbalanced.
+IMBALANCE_RATIO = 3.0
+
+
+def balanced_class_weights(labels, num_classes: int) -> tuple[dict[int, float] | None, float]:
+    """`({class: n / (classes present x count)}, largest / smallest count)`; the weights are
+    None when the classes are not imbalanced (ratio < `IMBALANCE_RATIO`)."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)
+    present = counts[counts > 0]
+    if not len(present):
+        return None, 1.0
+    ratio = float(present.max() / present.min())
+    if ratio < IMBALANCE_RATIO:
+        return None, ratio
+    total = float(counts.sum())
+    return {i: total / (len(present) * float(c)) for i, c in enumerate(counts) if c}, ratio
+
+
+def class_weights_for(labels, class_names, mode: str, metadata: dict) -> dict[int, float] | None:
+    """The class weights a training phase uses: balanced ones when `mode` is `"auto"` and the
+    classes are imbalanced, else None. Writes `class_counts`, `imbalance` (largest / smallest
+    count) and `class_weights` (by name, when used) into `metadata`."""
+    labels = np.asarray(labels, dtype=np.int64)
+    weights, ratio = balanced_class_weights(labels, len(class_names))
+    metadata["class_counts"] = {name: int((labels == i).sum()) for i, name in enumerate(class_names)}
+    metadata["imbalance"] = round(ratio, 2)
+    metadata.pop("class_weights", None)
+    if mode != "auto" or weights is None:
+        return None
+    metadata["class_weights"] = {class_names[i]: round(w, 4) for i, w in weights.items()}
+    return weights

@@ -61,6 +61,7 @@ def train_images(
         classifier = ImageClassifier(  # the classes come from the data, in `fit`
             backbone=c.backbone, image_size=c.image_size, input_range=c.input_range,
             weights=c.weights, dropout=c.dropout, calibrate=c.calibrate,
+            class_weight=c.class_weight,
             augment=c.augment, augment_views=c.augment_views, seed=c.seed, runtime=c.runtime,
         )
         classifier.check_settings()  # a typo fails at once, not after the data is read

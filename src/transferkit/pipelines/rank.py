@@ -32,7 +32,7 @@ PER_CLASS = 100
 _NEIGHBOURS = 5
 
 
-def knn_accuracy(features, labels, seed: int = 0) -> float:
+def knn_accuracy(features, labels, seed: int = ImageTrainConfig.seed) -> float:
     """5-fold cross-validated accuracy of a 5-nearest-neighbour classifier (cosine)."""
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.neighbors import KNeighborsClassifier

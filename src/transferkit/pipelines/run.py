@@ -296,6 +296,7 @@ class TrainingRun:
             **_calibration_lines(calibration, split,
                                  classifier.metadata.get("calibration_skipped")),
             "label issues": label_check["line"],
+            **_imbalance_lines(classifier.metadata),
             "model": str(run.model_path),
             "tensorboard": f"tensorboard --logdir {run.log_dir}",
         }
@@ -406,3 +407,20 @@ def _label_issues(classifier, report_dir: Path) -> dict:
         "count": len(issues),
         "csv": files["label_issues"],
     }
+
+
+def _imbalance_lines(metadata: dict) -> dict:
+    """The training class counts, and for imbalanced classes the line that makes the summary
+    lead with macro F1 and balanced accuracy (`reports.metrics.IMBALANCE_KEY`)."""
+    from transferkit.data.labels import IMBALANCE_RATIO
+    from transferkit.reports.metrics import IMBALANCE_KEY
+
+    counts = metadata.get("class_counts") or {}
+    lines = {"train class counts": ", ".join(f"{name} {n}" for name, n in counts.items())}
+    ratio = metadata.get("imbalance") or 1.0
+    if ratio >= IMBALANCE_RATIO:
+        weights = ("class weights on (--class-weight none turns them off)"
+                   if metadata.get("class_weights") else "class weights off (--class-weight none)")
+        lines[IMBALANCE_KEY] = (f"the largest class is {ratio:g}x the smallest: {weights}; "
+                                "macro F1 and balanced accuracy say more than accuracy")
+    return lines

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from transferkit.config import ImageTrainConfig
+
 __all__ = [
     "FOLDS",
     "check_classifier",
@@ -27,11 +29,12 @@ __all__ = [
 ]
 
 FOLDS = 5
+SEED = ImageTrainConfig.seed  # the folds' seed, the runs' default
 _C = 0.1  # inverse L2 strength on standardised features: high-dimensional, a few examples each
 
 
 def out_of_fold_probabilities(features, labels, num_classes: int, *, folds: int = FOLDS,
-                              seed: int = 0) -> tuple[np.ndarray | None, int, str]:
+                              seed: int = SEED) -> tuple[np.ndarray | None, int, str]:
     """Each example's class probabilities from a head trained on the other folds.
 
     Returns:

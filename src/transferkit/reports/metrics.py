@@ -73,7 +73,8 @@ def classification_metrics(y_true, probabilities, class_names) -> dict:
 
     Returns:
         A JSON-ready dict: `n`, `accuracy`, `class_names`, `per_class` (name -> precision,
-        recall, f1, support), `macro_avg`, `weighted_avg`, `confusion_matrix` (rows: true class,
+        recall, f1, support), `balanced_accuracy` (mean recall of the classes present),
+        `macro_avg`, `weighted_avg`, `confusion_matrix` (rows: true class,
         columns: predicted class, nested lists of ints).
     """
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
@@ -105,9 +106,12 @@ def classification_metrics(y_true, probabilities, class_names) -> dict:
             "support": int(len(y_true)),
         }
     matrix = confusion_matrix(y_true, y_pred, labels=labels)
+    present = support > 0
     return {
         "n": int(len(y_true)),
         "accuracy": float((y_pred == y_true).mean()),
+        # the mean recall of the classes present: what accuracy would be with equal classes
+        "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
         "class_names": class_names,
         "per_class": per_class,
         **averages,
@@ -125,9 +129,15 @@ def _format_value(value: Any) -> str:
     return str(value)
 
 
+#: The `extra` line that marks imbalanced classes: the summary then leads with macro F1 and
+#: balanced accuracy.
+IMBALANCE_KEY = "class imbalance"
+
+
 def summary_text(metrics: Mapping, extra: Mapping | None = None, title: str = "") -> str:
     """A short plain-text summary of `classification_metrics` output, for the console and
-    `summary.txt`: title, n, accuracy, macro F1, a per-class table, then `extra` key/values.
+    `summary.txt`: title, n, accuracy, macro F1, balanced accuracy, a per-class table, then
+    `extra` key/values (with an `IMBALANCE_KEY` line, macro F1 and balanced accuracy lead).
 
     Args:
         metrics: the dict from `classification_metrics` (or `write_classification_report`).
@@ -139,9 +149,14 @@ def summary_text(metrics: Mapping, extra: Mapping | None = None, title: str = ""
     if title:
         lines += [title, "=" * len(title)]
     lines.append(f"examples: {metrics['n']}")
-    lines.append(f"accuracy: {metrics['accuracy']:.2%}")
-    if "macro_avg" in metrics:
-        lines.append(f"macro F1: {metrics['macro_avg']['f1']:.3f}")
+    balanced = [f"macro F1: {metrics['macro_avg']['f1']:.3f}"] if "macro_avg" in metrics else []
+    if "balanced_accuracy" in metrics:
+        balanced.append(f"balanced accuracy: {metrics['balanced_accuracy']:.2%}")
+    if extra and IMBALANCE_KEY in extra:  # imbalanced classes: accuracy flatters, lead with these
+        lines += balanced + [f"accuracy: {metrics['accuracy']:.2%} (classes are imbalanced: "
+                             f"see {IMBALANCE_KEY!r} below)"]
+    else:
+        lines += [f"accuracy: {metrics['accuracy']:.2%}"] + balanced
     per_class = metrics.get("per_class") or {}
     if per_class:
         width = max(len("class"), *(len(name) for name in per_class))

@@ -311,7 +311,7 @@ class Classifier:
             rows = fit_phase(
                 head, train, validation, epochs=settings.epochs, run=run, phase="head",
                 patience=settings.patience, verbose=verbose, extra_callbacks=callbacks or (),
-                **fit_kwargs,
+                class_weight=self._class_weights(splits), **fit_kwargs,
             )
         self._record("head", rows)
         self._splits = splits
@@ -374,7 +374,7 @@ class Classifier:
             rows = fit_phase(
                 self.network, train, validation, epochs=settings.epochs, run=run,
                 phase="fine_tune", patience=settings.patience, verbose=verbose, shuffle=False,
-                extra_callbacks=callbacks or (),
+                extra_callbacks=callbacks or (), class_weight=self._class_weights(splits),
             )
         self._record("fine_tune", rows)
         self._splits = splits
@@ -388,6 +388,14 @@ class Classifier:
         """What the model divides its logits by (1.0: not calibrated); see `_calibrate`."""
         return self._labels_layer().temperature
 
+    def _class_weights(self, splits: Splits) -> dict[int, float] | None:
+        """Balanced class weights when `class_weight` is `"auto"` and the classes are
+        imbalanced (`transferkit.data.labels.class_weights_for`), recorded in `metadata`."""
+        from transferkit.data.labels import class_weights_for
+
+        return class_weights_for(splits["train"][1], self.class_names,
+                                 getattr(self, "class_weight", "none"), self.metadata)
+
     def _calibrate(self) -> None:
         """Temperature scaling on the validation split when `calibrate` is on (see
         `transferkit.reports.calibration.calibrate`); the numbers go to `metadata`."""
@@ -396,15 +404,9 @@ class Classifier:
         calibrate(self, enabled=getattr(self, "calibrate", True))
 
     def find_label_issues(self, folds: int | None = None) -> dict:
-        """Likely mislabelled examples of the last `fit`'s training split: confident learning
-        (cleanlab) on out-of-fold predictions of heads trained on the cached frozen features
-        (`transferkit.reports.label_issues`).
-
-        Returns:
-            `{"checked", "why" (when not), "folds", "examples", "issues", "items"}`; each issue
-            has `index` (into `items`), `given`, `suggested`, `label_quality`,
-            `suggested_probability`.
-        """
+        """Likely mislabelled examples of the last `fit`'s training split, by confident learning
+        on out-of-fold heads over the cached features: `{"checked", "why", "folds", "examples",
+        "issues", "items"}` (see `transferkit.reports.label_issues.check_classifier`)."""
         from transferkit.reports.label_issues import FOLDS, check_classifier
 
         return check_classifier(self, folds=FOLDS if folds is None else folds)

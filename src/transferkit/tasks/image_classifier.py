@@ -94,6 +94,8 @@ class ImageClassifier(Classifier):
             `ImageTrainConfig.runtime` (`"auto"`). Fine-tuning always runs in Keras.
         calibrate: after `fit` and `fine_tune`, fit a temperature on the validation split
             (`transferkit.reports.calibration`). Default `ImageTrainConfig.calibrate` (True).
+        class_weight: `"auto"` (class weights when the largest class is >= 3x the smallest) or
+            `"none"`. Default `ImageTrainConfig.class_weight` (`"auto"`).
 
     Example:
         >>> clf = ImageClassifier(backbone="efficientnet_lite0")
@@ -123,6 +125,7 @@ class ImageClassifier(Classifier):
         cache_dir: str | os.PathLike | bool | None = None,
         runtime: str = _D.runtime,
         calibrate: bool = _D.calibrate,
+        class_weight: str = _D.class_weight,
     ):
         from transferkit.runtimes import check_runtime
 

@@ -76,6 +76,8 @@ class TextClassifier(Classifier):
             `TextTrainConfig.runtime` (`"auto"`). Training and fine-tuning run in Keras.
         calibrate: after `fit` and `fine_tune`, fit a temperature on the validation split
             (`transferkit.reports.calibration`). Default `TextTrainConfig.calibrate` (True).
+        class_weight: `"auto"` (class weights when the largest class is >= 3x the smallest) or
+            `"none"`. Default `TextTrainConfig.class_weight` (`"auto"`).
     """
 
     task = "text"
@@ -97,6 +99,7 @@ class TextClassifier(Classifier):
         cache_dir: str | os.PathLike | None = None,
         runtime: str = _D.runtime,
         calibrate: bool = _D.calibrate,
+        class_weight: str = _D.class_weight,
     ):
         from transferkit.runtimes import check_runtime
 

@@ -1,0 +1,51 @@
+"""Imbalanced classes: class weights on by default from 3x, and a summary that leads with macro
+F1 and balanced accuracy."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from transferkit.data.labels import balanced_class_weights
+
+
+def test_balanced_weights_from_three_to_one():
+    weights, ratio = balanced_class_weights(np.array([0] * 30 + [1] * 10), 2)
+    assert ratio == 3.0 and weights == pytest.approx({0: 40 / 60, 1: 40 / 20})
+    weights, ratio = balanced_class_weights(np.array([0] * 29 + [1] * 10), 2)
+    assert weights is None and ratio == pytest.approx(2.9)
+    weights, _ = balanced_class_weights(np.array([0] * 30 + [2] * 5), 3)  # class 1 absent
+    assert set(weights) == {0, 2}
+
+
+@pytest.fixture(scope="module")
+def imbalanced_faces(faces, tmp_path_factory):
+    data = tmp_path_factory.mktemp("imbalanced") / "data"
+    shutil.copytree(faces, data)
+    for path in sorted((data / "not_face").iterdir())[6:]:
+        path.unlink()  # 20 faces, 6 non-faces
+    return data
+
+
+@pytest.mark.parametrize("class_weight", ["auto", "none"])
+def test_an_imbalanced_run_says_so(imbalanced_faces, tmp_path, class_weight):
+    import transferkit
+
+    result = transferkit.train_images(
+        imbalanced_faces, image_size=32, epochs=2, fine_tune_epochs=0, augment="none",
+        class_weight=class_weight, output=tmp_path / "run", verbose=0, log=lambda line: None,
+    )
+    summary = result["summary"]
+    body = summary.splitlines()[3:6]  # after the title, its rule and the examples line
+    assert body[0].startswith("macro F1:") and body[1].startswith("balanced accuracy:")
+    assert "classes are imbalanced" in body[2]
+    assert "train class counts" in summary and "face 16, not_face 5" in summary
+    classifier = transferkit.load(tmp_path / "run")
+    weights = classifier.metadata.get("class_weights")
+    if class_weight == "auto":
+        assert weights == pytest.approx({"face": 21 / 32, "not_face": 21 / 10}, abs=1e-4)
+        assert "class weights on" in summary
+    else:
+        assert weights is None and "class weights off" in summary
