@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
 .PHONY: demo test test-slow lint bench bench-imagenet bench-images bench-text bench-export \
-	bench-tracking bench-scale clean
+	bench-tracking bench-scale bench-sources bench-know clean
 
 $(VENV)/.base: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,8 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests benchmarks
 
 # Each prints one table; the images and text ones take about half an hour each on two cores.
-bench: bench-imagenet bench-images bench-text bench-export bench-tracking bench-scale
+bench: bench-imagenet bench-images bench-text bench-export bench-tracking bench-scale \
+	bench-sources bench-know
 
 bench-imagenet: $(VENV)/.base
 	$(BIN)/python benchmarks/predict_imagenet.py
@@ -65,3 +66,14 @@ bench-scale: $(VENV)/.dev
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info
+
+# The same EfficientNet-Lite0 weights as a registered name, a SavedModel folder and a KerasHub
+# (timm) folder, on cats_and_dogs.
+bench-sources: $(VENV)/.base
+	$(BIN)/python benchmarks/backbone_sources.py
+
+# Calibration, flipped-label recovery, few-shot heads (cats_and_dogs, rt_polarity).
+bench-know: $(VENV)/.base
+	$(BIN)/python benchmarks/calibration.py
+	$(BIN)/python benchmarks/label_issues.py
+	$(BIN)/python benchmarks/few_shot.py
