@@ -31,7 +31,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from export_parity import SHARED, machine, print_table, write_results  # noqa: E402
+from export_parity import SHARED, report_rows  # noqa: E402
 
 
 def export_saved_model(folder: Path, size: int = 224) -> Path:
@@ -94,10 +94,7 @@ def main() -> int:
     base = rows[0]["head accuracy"]
     for row in rows:
         row["vs registered (points)"] = round(100 * (row["head accuracy"] - base), 2)
-    print(f"EfficientNet-Lite0 weights from three sources, cats_and_dogs; {machine()}")
-    headers = tuple(rows[0])
-    print_table(headers, [tuple(row.get(h) for h in headers) for row in rows])
-    write_results(Path(args.json) if args.json else None, {"rows": rows, "machine": machine()})
+    report_rows("EfficientNet-Lite0 weights from three sources, cats_and_dogs", rows, args.json)
     return 0
 
 

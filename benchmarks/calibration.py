@@ -23,7 +23,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from export_parity import SHARED, machine, print_table, write_results  # noqa: E402
+from export_parity import SHARED, report_rows  # noqa: E402
 
 TARGETS = {("cats_and_dogs", "validation"): 0.02, ("rt_polarity", "test"): 0.03}
 
@@ -63,10 +63,7 @@ def main() -> int:
                     "target ECE": f"<= {target}" if target else "",
                 })
                 print(rows[-1], flush=True)
-    print(f"Calibration (temperature scaling on validation); {machine()}")
-    headers = tuple(rows[0])
-    print_table(headers, [tuple(row[h] for h in headers) for row in rows])
-    write_results(Path(args.json) if args.json else None, {"rows": rows, "machine": machine()})
+    report_rows("Calibration (temperature scaling on validation)", rows, args.json)
     return 0
 
 

@@ -540,6 +540,15 @@ def main(argv=None) -> int:
     return 0
 
 
+def report_rows(title: str, rows: list[dict], json_path=None) -> None:
+    """Prints `title` with the machine, then `rows` (dicts with the same keys) as a table, and
+    writes `{"rows", "machine"}` to `json_path` when given."""
+    print(f"{title}; {machine()}")
+    headers = tuple(rows[0])
+    print_table(headers, [tuple(row.get(h) for h in headers) for row in rows])
+    write_results(Path(json_path) if json_path else None, {"rows": rows, "machine": machine()})
+
+
 def write_results(path, results: dict) -> None:
     """Writes `results` as JSON to `path` (a `--json` argument), if one was given."""
     if path:

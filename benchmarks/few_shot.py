@@ -23,7 +23,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from export_parity import SHARED, machine, print_table, write_results  # noqa: E402
+from export_parity import SHARED, report_rows  # noqa: E402
 
 
 def sample_folder(source: Path, target: Path, per_class: int, seed: int) -> Path:
@@ -72,10 +72,7 @@ def main() -> int:
                 "temperature": "/".join(f"{t:.2f}" if t else "-" for t in temperatures),
             })
             print(rows[-1], flush=True)
-    print(f"Few-shot heads on cats_and_dogs (1000 validation photos); {machine()}")
-    headers = tuple(rows[0])
-    print_table(headers, [tuple(row[h] for h in headers) for row in rows])
-    write_results(Path(args.json) if args.json else None, {"rows": rows, "machine": machine()})
+    report_rows("Few-shot heads on cats_and_dogs (1000 validation photos)", rows, args.json)
     return 0
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from export_parity import SHARED, machine, print_table, write_results  # noqa: E402
+from export_parity import SHARED, report_rows  # noqa: E402
 
 
 def flipped_image_folder(source: Path, target: Path, share: float, seed: int) -> set[str]:
@@ -110,10 +110,7 @@ def main() -> int:
         rows.append({"data": "rt_polarity, MiniLM frozen", "train examples": len(train_texts),
                      **score(flagged, flipped, train_texts)})
         print(rows[-1], flush=True)
-    print(f"Label check on {args.share:.0%} flipped labels (seed {args.seed}); {machine()}")
-    headers = tuple(rows[0])
-    print_table(headers, [tuple(row[h] for h in headers) for row in rows])
-    write_results(Path(args.json) if args.json else None, {"rows": rows, "machine": machine()})
+    report_rows(f"Label check on {args.share:.0%} flipped labels (seed {args.seed})", rows, args.json)
     return 0
 
 
