@@ -18,7 +18,8 @@ EXPECTED = {
     "TransferkitError", "UnknownBackboneError", "UnsafeCheckpointError", "WeightsError",
     "WeightsUnavailableError", "__version__", "backbone_table", "extract_features",
     "get_backbone", "get_spec", "list_backbones", "load", "load_image", "pipeline",
-    "predict_imagenet", "train_images", "train_text", "predict", "embed",
+    "predict_imagenet", "train_images", "train_text", "predict", "embed", "check_data",
+    "rank_backbones",
 }
 
 

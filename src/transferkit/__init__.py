@@ -42,6 +42,8 @@ _EXPORTS = {
     "load": "transferkit.tasks.base",
     "ImageClassifier": "transferkit.tasks.image_classifier",
     "extract_features": "transferkit.tasks.features",
+    "check_data": "transferkit.pipelines.check",
+    "rank_backbones": "transferkit.pipelines.rank",
     "TextClassifier": "transferkit.tasks.text_classifier",
     "pipeline": "transferkit.tasks.text_classifier",
     "train_images": "transferkit.pipelines.images",
