@@ -26,7 +26,7 @@ def test_text_encoders_are_ranked(bert_folder, tmp_path):
     assert result["kind"] == "text" and len(result["rows"]) == 2
     scores = [row["logme"] for row in result["rows"]]
     assert scores == sorted(scores, reverse=True)
-    assert all(0 <= row["knn_accuracy"] <= 1 and row["parameters"] > 0 for row in result["rows"])
+    assert all(np.isfinite(row["logme"]) and row["parameters"] > 0 for row in result["rows"])
     assert result["examples"] == 56  # 80 texts, 10% test and 20% validation out: 28 a class
 
 

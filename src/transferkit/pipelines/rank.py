@@ -149,8 +149,8 @@ def _text_candidates(data, backbones, per_class, seed, log):
 
 
 def _text_features(name: str, texts: list[str], seed: int):
-    """`(features, parameters)`: GloVe mean vectors, or a sentence encoder's sentence vector
-    (`minilm`) or layer features (`minilm:layers`)."""
+    """`(features, parameters or None)`: GloVe mean vectors, or a sentence encoder's sentence
+    vector (`minilm`) or layer features (`minilm:layers`)."""
     if name == "glove":
         from transferkit.backbones.word_vectors import load_word_vectors
 
@@ -163,7 +163,7 @@ def _text_features(name: str, texts: list[str], seed: int):
             if any(t in index for t in words) else np.zeros(dim, np.float32)
             for words in tokens
         ])
-        return features, int(vectors.vectors.size)
+        return features, None  # only the sample's words are read: the table's count would mislead
     from transferkit.tasks.text_classifier import TextClassifier
 
     source, _, kind = name.partition(":")
