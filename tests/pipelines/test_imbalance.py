@@ -29,7 +29,7 @@ def imbalanced_faces(faces, tmp_path_factory):
     return data
 
 
-@pytest.mark.parametrize("class_weight", ["auto", "none"])
+@pytest.mark.parametrize("class_weight", ["auto", pytest.param("none", marks=pytest.mark.slow)])
 def test_an_imbalanced_run_says_so(imbalanced_faces, tmp_path, class_weight):
     import transferkit
 

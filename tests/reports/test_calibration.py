@@ -86,6 +86,7 @@ def test_trained_run_is_calibrated_and_reports_it(calibrated_run, hundred_faces)
     assert "temperature" in summary and "validation ECE / NLL" in summary
 
 
+@pytest.mark.slow  # ~6 s: a second training run
 def test_no_calibrate_keeps_raw_scores(hundred_faces, tmp_path):
     import transferkit
 
