@@ -262,7 +262,7 @@ def test_handles_fail_offline_in_one_line(monkeypatch):
         raise ConnectionError("Failed to resolve 'huggingface.co'")
 
     monkeypatch.setattr(keras_hub.models.Backbone, "from_preset", offline)
-    with pytest.raises(TransferkitError, match="offline.*save_to_preset"):
+    with pytest.raises(TransferkitError, match="fetched from the network; offline.*save_to_preset"):
         transferkit.get_spec("hf://timm/resnet18.a1_in1k")
 
 

@@ -249,14 +249,13 @@ def _is_timm(preset: str) -> bool:
 
 
 def _raise_preset_error(preset: str, exc: Exception, local: bool):
-    from transferkit.backbones.sentence_encoders import _is_offline_error
-
-    if not local and _is_offline_error(exc):
+    if not local:  # KerasHub reports a failed download as a preset "without config.json"
+        first = str(exc).splitlines()[0] if str(exc) else ""
         raise WeightsUnavailableError(
-            f"Could not download the KerasHub preset {preset!r}: this machine is offline "
-            f"({type(exc).__name__}). Download it where there is a network "
-            "(`keras_hub.models.Backbone.from_preset(...).save_to_preset(FOLDER)`) and pass the "
-            "folder."
+            f"Could not download the KerasHub preset {preset!r} ({type(exc).__name__}: {first}). "
+            "A handle is fetched from the network; offline, download it where there is one "
+            "(`keras_hub.models.Backbone.from_preset(...).save_to_preset(FOLDER)`, also "
+            "`ImageConverter`) and pass the folder."
         ) from exc
     raise InputError(
         f"{preset}: could not load it as a KerasHub image backbone ({type(exc).__name__}: "
