@@ -99,8 +99,10 @@ def find_label_issues(labels, probabilities) -> list[dict]:
 
     y = np.asarray(labels, dtype=np.int64)
     p = np.asarray(probabilities, dtype=np.float64)
+    # n_jobs=1: cleanlab's default forks a process pool, and a fork of a process running
+    # TensorFlow or JAX threads can hang (it did, in a two-process data-parallel run).
     flagged = cleanlab.filter.find_label_issues(
-        labels=y, pred_probs=p, return_indices_ranked_by="self_confidence"
+        labels=y, pred_probs=p, return_indices_ranked_by="self_confidence", n_jobs=1,
     )
     quality = cleanlab.rank.get_label_quality_scores(y, p, method="self_confidence")
     suggested = p.argmax(axis=1)
