@@ -66,7 +66,6 @@ class SavedModelInfo:
     input_size: tuple[int, int] | None
     output_shape: tuple[int | None, ...]
     training_endpoint: str | None
-    trainable_variables: int
     why_frozen: str
 
     @property
@@ -75,13 +74,9 @@ class SavedModelInfo:
         stem = re.sub(r"[^0-9a-zA-Z_]+", "_", Path(self.folder).name).strip("_").lower()
         return f"saved_model_{stem or 'folder'}_{self.digest[:8]}"
 
-    @property
-    def fine_tunable(self) -> bool:
-        return not self.why_frozen
-
 
 def _endpoint(obj, signatures: dict):
-    """(name, function) of the inference endpoint, or raises InputError listing what there is."""
+    """(name, function) of the inference endpoint, or `(None, None)`."""
     if hasattr(obj, "serve"):
         return "serve", obj.serve
     if callable(obj) and hasattr(obj.__call__, "concrete_functions"):  # a saved `__call__`
@@ -139,8 +134,8 @@ def _choose_output(outputs, folder) -> tuple[str | None, tuple]:
     raise InputError(f"{folder}: its endpoint's output ({type(outputs).__name__}) is not a tensor.")
 
 
-def inspect_saved_model(folder: str | os.PathLike, obj=None, files=None) -> SavedModelInfo:
-    """Loads the SavedModel at `folder` (or takes the loaded `obj`) and reads what it offers.
+def inspect_saved_model(folder: str | os.PathLike) -> SavedModelInfo:
+    """Loads the SavedModel at `folder` and reads what it offers.
 
     Raises:
         InputError: no usable endpoint (the message lists its signatures), an input that is not a
@@ -149,9 +144,7 @@ def inspect_saved_model(folder: str | os.PathLike, obj=None, files=None) -> Save
     import tensorflow as tf
 
     folder = str(folder)
-    files = read_files(folder) if files is None else files
-    if obj is None:
-        obj = load_saved_model(folder)
+    obj = load_saved_model(folder)
     signatures = dict(getattr(obj, "signatures", {}) or {})
     name, function = _endpoint(obj, signatures)
     if function is None:
@@ -192,8 +185,8 @@ def inspect_saved_model(folder: str | os.PathLike, obj=None, files=None) -> Save
     elif training is None:
         why = (f"it has no training endpoint (only `{name}`, which runs in inference mode; "
                "`model.export` writes no other)")
-    return SavedModelInfo(folder, folder_digest(files), name, input_key, key, size, shape,
-                          training, trainable, why)
+    return SavedModelInfo(folder, folder_digest(read_files(folder)), name, input_key, key, size,
+                          shape, training, why)
 
 
 def _image_spec_text(function) -> str:

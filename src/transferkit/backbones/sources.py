@@ -118,10 +118,9 @@ def _always() -> bool:
 
 def _saved_model_spec(folder: Path, input_range: str | None) -> BackboneSpec:
     from transferkit.backbones.saved_model import inspect_saved_model, preprocessing_for
-    from transferkit.trusted_graphs import read_files, trust
+    from transferkit.trusted_graphs import trust
 
-    files = read_files(folder)
-    info = inspect_saved_model(folder, files=files)
+    info = inspect_saved_model(folder)
     trust(info.digest)  # the user named this folder: its graph is theirs to run
 
     def builder(include_top, weights, input_shape, classifier_activation):
@@ -183,7 +182,7 @@ def _keras_hub_spec(preset: str, input_range: str | None) -> BackboneSpec:
         )
     keras_hub = _import_keras_hub()
     local = Path(preset).is_dir()
-    if local and not (Path(preset) / "image_converter.json").is_file() and not _is_timm(preset):
+    if local and not is_image_backbone_folder(preset):
         raise InputError(
             f"{preset}: a KerasHub preset without an image converter (no image_converter.json): "
             "not an image backbone. A text model goes to `train text --encoder FOLDER`."
@@ -249,8 +248,8 @@ def _is_timm(preset: str) -> bool:
 
 
 def _raise_preset_error(preset: str, exc: Exception, local: bool):
+    first = str(exc).splitlines()[0] if str(exc) else ""
     if not local:  # KerasHub reports a failed download as a preset "without config.json"
-        first = str(exc).splitlines()[0] if str(exc) else ""
         raise WeightsUnavailableError(
             f"Could not download the KerasHub preset {preset!r} ({type(exc).__name__}: {first}). "
             "A handle is fetched from the network; offline, download it where there is one "
@@ -259,7 +258,7 @@ def _raise_preset_error(preset: str, exc: Exception, local: bool):
         ) from exc
     raise InputError(
         f"{preset}: could not load it as a KerasHub image backbone ({type(exc).__name__}: "
-        f"{str(exc).splitlines()[0] if str(exc) else ''})."
+        f"{first})."
     ) from exc
 
 

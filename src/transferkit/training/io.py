@@ -123,7 +123,7 @@ def load_model(path: str | os.PathLike):
 
 def _check_graphs_trusted(path: Path) -> None:
     """A file with a SavedModel graph loads only when the graph is trusted here (see
-    `transferkit.backbones.saved_model`); said in one line before Keras says it deep inside."""
+    `transferkit.trusted_graphs`); said in one line before Keras says it deep inside."""
     from transferkit.trusted_graphs import graph_digests, is_trusted, untrusted_message
 
     untrusted = [d for d in graph_digests(path) if not is_trusted(d)]
