@@ -229,6 +229,18 @@ def test_too_many_pixels_costs_no_memory(bombs, name):
     assert after - before < 20_000  # KiB
 
 
+def test_predict_imagenet_skips_the_bomb_and_predicts_the_others(bombs, tmp_path, capsys):
+    from transferkit.cli import main
+
+    good = _jpeg(tmp_path / "good.jpg")
+    code = main(["predict-imagenet", str(bombs["bomb"]), str(good), "--top", "1", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    bomb, photo_result = json.loads(out.strip().splitlines()[-1])
+    assert bomb["top"] == [] and "30000x30000 pixels is over Pillow's limit" in bomb["skipped"]
+    assert len(photo_result["top"]) == 1 and "skipped" not in photo_result
+
+
 # -- files that are not plain files --------------------------------------------------------------
 
 

@@ -66,19 +66,7 @@ def train_images(
         )
         classifier.check_settings()  # a typo fails at once, not after the data is read
         folder = discover_image_folder(c.data, validation_size=c.validation_size, seed=c.seed)
-        log(
-            f"Data: {len(folder.train_paths)} train / {len(folder.validation_paths)} validation "
-            f"images, {folder.num_classes} classes ({', '.join(folder.class_names)})"
-            + (f"; {len(folder.skipped)} files skipped" if folder.skipped else "")
-        )
-        for line in _data_warnings(folder):
-            log(line)
-        if folder.duplicates_across_splits:
-            log(
-                f"Warning: {len(folder.duplicates_across_splits)} images appear in both train and "
-                "validation (identical files); validation accuracy is inflated. See "
-                "report/data.json."
-            )
+        _log_data(folder, log)
         without_validation = set(folder.classes_without_validation)
         run.start()
         log(f"Head: {c.backbone} frozen, features cached; up to {c.epochs} epochs")
@@ -98,6 +86,23 @@ def train_images(
         extra, result, facts = _facts(c, classifier, folder, len(train_items), phases)
         return run.finish(classifier, phases, title=f"{c.backbone} on {Path(c.data).name}",
                           extra=extra, result=result, data=facts)
+
+
+def _log_data(folder, log) -> None:
+    """The data line (counts, classes, skipped files) and the warnings about the data."""
+    log(
+        f"Data: {len(folder.train_paths)} train / {len(folder.validation_paths)} validation "
+        f"images, {folder.num_classes} classes ({', '.join(folder.class_names)})"
+        + (f"; {len(folder.skipped)} files skipped" if folder.skipped else "")
+    )
+    for line in _data_warnings(folder):
+        log(line)
+    if folder.duplicates_across_splits:
+        log(
+            f"Warning: {len(folder.duplicates_across_splits)} images appear in both train and "
+            "validation (identical files); validation accuracy is inflated. See "
+            "report/data.json."
+        )
 
 
 def _facts(c: ImageTrainConfig, classifier, folder, train_images: int, phases: dict):
