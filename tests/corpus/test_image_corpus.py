@@ -279,16 +279,57 @@ def test_named_pipe_with_an_image_name_is_refused_without_hanging(tmp_path):
     assert {"path": str(pipe), "reason": "not a regular file (a named pipe)"} in folder.skipped
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
-                    reason="root reads a file whatever its permissions (CI may run as root)")
-def test_unreadable_permissions(tmp_path):
-    path = _jpeg(tmp_path / "locked.jpg")
-    path.chmod(0)
+def _load_as_nobody(path: Path) -> str:
+    """Root reads any file whatever its permissions (CI may run as root): a forked child drops to
+    user `nobody` and loads `path`. Returns what happened, as text."""
+    import select
+    import signal
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no pytest code runs here, only the loader, then _exit
+        try:
+            os.close(read)
+            os.setgid(65534)
+            os.setuid(65534)
+            try:
+                load_image(path)
+                message = "loaded"
+            except ImageReadError as exc:
+                message = str(exc)
+            os.write(write, message.encode())
+        finally:
+            os._exit(0)
+    os.close(write)
     try:
-        with pytest.raises(ImageReadError, match=r"locked\.jpg: permission denied"):
-            load_image(path)
+        ready, _, _ = select.select([read], [], [], 20)
+        return os.read(read, 4096).decode() if ready else "still running after 20 s"
     finally:
-        path.chmod(0o644)
+        os.close(read)
+        if os.waitpid(pid, os.WNOHANG)[0] == 0:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="file permissions need a POSIX system")
+def test_unreadable_permissions():
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="transferkit-locked-"))  # others may enter it
+    try:
+        folder.chmod(0o755)
+        path = _jpeg(folder / "locked.jpg")
+        path.chmod(0)
+        if os.geteuid() == 0:
+            outcome = _load_as_nobody(path)
+        else:
+            with pytest.raises(ImageReadError) as caught:
+                load_image(path)
+            outcome = str(caught.value)
+        assert outcome == f"{path}: permission denied. Make the file readable."
+    finally:
+        shutil.rmtree(folder)
 
 
 # -- folders --------------------------------------------------------------------------------------
