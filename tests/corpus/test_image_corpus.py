@@ -284,9 +284,12 @@ def _load_as_nobody(path: Path) -> str:
     user `nobody` and loads `path`. Returns what happened, as text."""
     import select
     import signal
+    import warnings
 
     read, write = os.pipe()
-    pid = os.fork()
+    with warnings.catch_warnings():  # Python 3.12+ warns on fork beside threads (TensorFlow's);
+        warnings.simplefilter("ignore", DeprecationWarning)  # the child only runs the loader
+        pid = os.fork()
     if pid == 0:  # the child: no pytest code runs here, only the loader, then _exit
         try:
             os.close(read)
