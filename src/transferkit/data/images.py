@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 import warnings
 from pathlib import Path
 
@@ -79,12 +80,8 @@ def _open_rgb(path: str | os.PathLike, draft: tuple[int, int] | None = None):
     path = Path(path)
     _check_regular_file(path)
     try:
-        with warnings.catch_warnings():
-            # From MAX_IMAGE_PIXELS to twice that Pillow only warns: big real photos (a 108 Mpx
-            # phone camera) load; above it, `DecompressionBombError` is a skip (below).
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                return decode_rgb(image, draft)
+        with _open_image(path) as image:
+            return decode_rgb(image, draft)
     except UnidentifiedImageError:
         raise ImageReadError(f"{path}: {_not_an_image(path)}") from None
     except PermissionError:
@@ -97,6 +94,25 @@ def _open_rgb(path: str | os.PathLike, draft: tuple[int, int] | None = None):
             f"{path}: the image is corrupt or truncated ({type(exc).__name__}: {exc}). "
             "Re-export or remove the file."
         ) from None
+
+
+_OPEN_LOCK = threading.Lock()
+
+
+def _open_image(path: Path):
+    """`Image.open(path)`, with Pillow's `DecompressionBombWarning` silenced: from
+    `MAX_IMAGE_PIXELS` to twice that, Pillow only warns, and a big real photo (a 108 Mpx phone
+    camera's) is loaded on purpose; above, `DecompressionBombError` is a skip.
+
+    Pillow checks the size when it opens (reads the header), not when it decodes. The warning
+    filters are global, and `catch_warnings` from parallel decoding threads would restore each
+    other's filters, so opening holds a lock (a header read, short) and decoding does not.
+    """
+    from PIL import Image
+
+    with _OPEN_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(path)
 
 
 def _check_regular_file(path: Path) -> None:
