@@ -352,6 +352,7 @@ def test_symlink_loop_is_not_followed(tmp_path):
     (root / "cat" / "again").symlink_to(root / "cat", target_is_directory=True)
     (root / "dog" / "sub").mkdir()
     (root / "dog" / "sub" / "up").symlink_to(root / "dog", target_is_directory=True)
+    (root / "dog" / "sub" / "top").symlink_to(root, target_is_directory=True)  # cat's images too
     outcome = _finishes(lambda: discover_image_folder(root, validation_size=0.5))
     folder = outcome["value"]
     assert len(folder.train_paths) + len(folder.validation_paths) == 12
@@ -359,6 +360,7 @@ def test_symlink_loop_is_not_followed(tmp_path):
     assert reasons[str(root / "cat" / "again")].startswith(
         "a link to a folder already read (a loop")
     assert str(root / "dog" / "sub" / "up") in reasons
+    assert str(root / "dog" / "sub" / "top") in reasons
 
 
 def test_symlinked_images_are_kept_and_the_same_file_twice_is_a_duplicate(tmp_path):

@@ -206,14 +206,18 @@ def _ignored_reason(name: str, is_dir: bool) -> str | None:
 def walk_images(folder: Path, skipped: list[dict]) -> list[Path]:
     """Image files under `folder` (recursively, sorted); everything else goes to `skipped`.
 
-    Symbolic links are followed, but a linked folder that was already read (a loop back to an
-    ancestor, or a second link to the same folder) is not read again: it is listed in `skipped`.
+    Symbolic links are followed, but a linked folder that was already read or is an ancestor of
+    `folder` (a loop, or a second link to the same folder) is not read: it is listed in `skipped`.
     A linked file is kept (the same file twice is found as a duplicate by its content). Named
     pipes, sockets and devices are listed, never opened (opening a pipe waits forever).
     """
     images: list[Path] = []
-    info = os.stat(folder)
-    _walk(Path(folder), {(info.st_dev, info.st_ino)}, images, skipped)
+    real = Path(folder).resolve()
+    seen = set()
+    for ancestor in (real, *real.parents):  # a link up to the data folder, or above, is a loop
+        info = os.stat(ancestor)
+        seen.add((info.st_dev, info.st_ino))
+    _walk(Path(folder), seen, images, skipped)
     return images
 
 
