@@ -509,3 +509,8 @@ def test_train_and_predict_over_a_folder_of_bad_files(tmp_path, bombs):
     assert code == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["done"] == 3 and summary["errors"] == 1
+    if hasattr(os, "mkfifo"):  # `predict` without --output: one error line naming the pipe
+        pipe = root / "not_face" / "pipe.jpg"
+        code, out, err = _run_cli(["predict", model, inputs[0], pipe])
+        assert code == 1 and "Traceback" not in err
+        assert f"{pipe}: not a regular file (a named pipe)" in err.strip().splitlines()[-1]

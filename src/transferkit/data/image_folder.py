@@ -7,7 +7,8 @@ Two layouts are understood, as users keep them::
     DATA_DIR/train/cats/..., DATA_DIR/validation/... already split (`val/` works too)
 
 Class names are the sub-folder names, sorted. Images in nested folders inside a class folder belong
-to that class. Files that are not images (by extension) are skipped and listed, never silently
+to that class. Files that are not images (by extension), hidden files and folders, `__MACOSX/`,
+named pipes and links back into a folder already read are skipped and listed, never silently
 dropped; so are files that turn out unreadable when decoded (`ImageFolder.add_unreadable`). Every
 file is hashed: identical files are kept on the same side of a split made here, and identical files
 across a given train/validation split are reported (they inflate validation accuracy).
