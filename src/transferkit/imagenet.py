@@ -19,7 +19,7 @@ from typing import Iterable
 import numpy as np
 
 from transferkit.config import ImageTrainConfig
-from transferkit.errors import InputError, MissingDependencyError
+from transferkit.errors import ImageReadError, InputError, MissingDependencyError
 
 __all__ = ["imagenet_class_names", "predict_imagenet"]
 
@@ -57,7 +57,9 @@ def predict_imagenet(
 ) -> list[dict]:
     """Predicts the top ImageNet classes of each image with a pretrained backbone.
 
-    Every path is read before the model is built, so a bad path fails at once. Images are resized
+    Every path is read before the model is built. A file that cannot be read (missing, not an
+    image, corrupt, over Pillow's pixel limit) is skipped with the reason and the others are
+    predicted; when none can be read, that is the error. Images are resized
     the way the backbone was trained (shorter side, then a centre crop, for EfficientNet-Lite).
 
     Args:
@@ -71,14 +73,16 @@ def predict_imagenet(
 
     Returns:
         One dict per image, in input order:
-        `{"path": str, "top": [{"index": int, "label": str, "probability": float}, ...]}`.
+        `{"path": str, "top": [{"index": int, "label": str, "probability": float}, ...]}`; a
+        skipped file has `"top": []` and `"skipped"`: the reason.
 
     Raises:
-        ImageReadError: a path is missing, a folder, or not an image.
+        ImageReadError: no path could be read (each is named with its reason).
         InputError: `top` is not between 1 and 1000, or no paths were given.
         WeightsUnavailableError: the backbone's ImageNet weights are not on this machine.
     """
     from transferkit.backbones.registry import get_backbone, get_spec
+    from transferkit.data.image_inputs import unreadable_error
     from transferkit.data.images import load_image, resize_image
 
     paths = [os.fspath(p) for p in paths]
@@ -88,14 +92,23 @@ def predict_imagenet(
         raise InputError(f"`top` must be an int between 1 and 1000. Received: top={top!r}.")
     spec = get_spec(backbone)
     size = spec.default_input_size
-    batch = np.stack(
-        [resize_image(load_image(p), size, spec.preprocessing.resize) for p in paths]
-    )
+    images, skipped = [], {}
+    for path in paths:
+        try:
+            images.append(resize_image(load_image(path), size, spec.preprocessing.resize))
+        except ImageReadError as exc:  # one bad file among many is a skip, not the end
+            skipped[path] = str(exc)
+    if not images:
+        raise unreadable_error([{"path": p, "reason": r} for p, r in skipped.items()])
     names = imagenet_class_names()
     model = get_backbone(spec.name, include_top=True, weights=weights)
-    probabilities = np.asarray(model.predict(batch, batch_size=batch_size, verbose=0))
+    rows = iter(np.asarray(model.predict(np.stack(images), batch_size=batch_size, verbose=0)))
     results = []
-    for path, row in zip(paths, probabilities):
+    for path in paths:
+        if path in skipped:
+            results.append({"path": path, "top": [], "skipped": skipped[path]})
+            continue
+        row = next(rows)
         best = np.argsort(-row)[:top]
         results.append(
             {

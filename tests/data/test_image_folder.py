@@ -72,13 +72,14 @@ def test_nested_folders_belong_to_their_class_and_other_files_are_listed(tmp_pat
     root = _classes(tmp_path / "data", {"a": 4, "b": 4})
     _image(root / "a" / "more" / "deep.jpg", 200)
     (root / "a" / "notes.txt").write_text("not an image")
-    (root / "a" / ".DS_Store").write_bytes(b"\0")  # hidden: the system's, not the user's
+    (root / "a" / ".DS_Store").write_bytes(b"\0")  # hidden: the system's, not read but listed
     (root / "loose.png").write_bytes(b"")
     folder = discover_image_folder(root, validation_size=0.25)
     paths = folder.train_paths + folder.validation_paths
     assert str(root / "a" / "more" / "deep.jpg") in paths and len(paths) == 9
     reasons = {Path(s["path"]).name: s["reason"] for s in folder.skipped}
-    assert set(reasons) == {"notes.txt", "loose.png"}
+    assert set(reasons) == {"notes.txt", "loose.png", ".DS_Store"}
+    assert reasons[".DS_Store"] == "hidden file"
     assert "not an image file (extension '.txt'" in reasons["notes.txt"]
     assert "not inside a class sub-folder" in reasons["loose.png"]
 

@@ -33,6 +33,8 @@ def run(args) -> int:
         return 0
     for result in results:
         print(result["path"])
+        if "skipped" in result:
+            print(f"  skipped: {result['skipped']}")
         for rank, entry in enumerate(result["top"], start=1):
             print(f"  {rank}. {entry['label']:<32} {entry['probability']:6.1%}  (class {entry['index']})")
     return 0

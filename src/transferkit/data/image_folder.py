@@ -7,7 +7,8 @@ Two layouts are understood, as users keep them::
     DATA_DIR/train/cats/..., DATA_DIR/validation/... already split (`val/` works too)
 
 Class names are the sub-folder names, sorted. Images in nested folders inside a class folder belong
-to that class. Files that are not images (by extension) are skipped and listed, never silently
+to that class. Files that are not images (by extension), hidden files and folders, `__MACOSX/`,
+named pipes and links back into a folder already read are skipped and listed, never silently
 dropped; so are files that turn out unreadable when decoded (`ImageFolder.add_unreadable`). Every
 file is hashed: identical files are kept on the same side of a split made here, and identical files
 across a given train/validation split are reported (they inflate validation accuracy).
@@ -16,6 +17,7 @@ across a given train/validation split are reported (they inflate validation accu
 from __future__ import annotations
 
 import os
+import stat
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +26,7 @@ import numpy as np
 
 from transferkit.checks import check_fraction
 from transferkit.config import ImageTrainConfig
-from transferkit.data.images import IMAGE_EXTENSIONS
+from transferkit.data.images import IMAGE_EXTENSIONS, special_file_reason
 from transferkit.data.labels import stratified_split
 from transferkit.errors import DataError
 
@@ -38,7 +40,7 @@ __all__ = [
     "IGNORED_NAMES",
 ]
 
-# Files that operating systems and tools leave in folders; not the user's data, so not listed.
+# Files that operating systems and tools leave in folders: not the user's data, so not read (listed).
 IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini"})
 TRAIN_NAMES = ("train", "training")
 VALIDATION_NAMES = ("validation", "val", "valid")
@@ -98,6 +100,22 @@ class ImageFolder:
     def conflicting_duplicates(self) -> list[dict]:
         """Duplicate groups whose copies carry different labels."""
         return [d for d in self.duplicates if len(set(d["classes"])) > 1]
+
+    @property
+    def classes_without_validation(self) -> list[str]:
+        """Classes with no validation image (a class of one image keeps it for training): the
+        validation accuracy says nothing about them."""
+        counts = self.class_counts()["validation"]
+        return [name for name in self.class_names if counts[name] == 0]
+
+    def conflict_lines(self) -> list[str]:
+        """One line per group of identical files filed under different classes, e.g.
+        `"cat/1.jpg (cat) = dog/7.jpg (dog)"` (paths relative to `root`)."""
+        return [
+            " = ".join(f"{_relative(path, self.root)} ({name})"
+                       for path, name in zip(group["paths"], group["classes"]))
+            for group in self.conflicting_duplicates
+        ]
 
     def add_unreadable(self, items: list[dict]) -> None:
         """Removes files that failed to decode from the splits and lists them in `skipped`.
@@ -161,34 +179,84 @@ class ImageFolder:
             "duplicate_groups": len(self.duplicates),
             "duplicates_across_splits": len(self.duplicates_across_splits),
             "conflicting_duplicates": len(self.conflicting_duplicates),
+            "classes_without_validation": self.classes_without_validation,
             "content_sha256": self.content_sha256(),
         }
 
 
+def _relative(path: str, root: Path) -> str:
+    return Path(os.path.relpath(path, root)).as_posix()
+
+
 def _visible(entry: Path) -> bool:
-    return not entry.name.startswith(".") and entry.name.lower() not in IGNORED_NAMES
+    return _ignored_reason(entry.name, is_dir=True) is None and entry.name.lower() not in (
+        IGNORED_NAMES)
+
+
+def _ignored_reason(name: str, is_dir: bool) -> str | None:
+    """Why an entry is not the user's data (listed in `skipped` with this reason), or None."""
+    if is_dir and name.lower() == "__macosx":  # zips made on macOS: resource forks, not photos
+        return "macOS resource folder (not read)"
+    if name.startswith("."):
+        return "hidden folder (not read)" if is_dir else "hidden file"
+    if not is_dir and name.lower() in IGNORED_NAMES:
+        return "system file"
+    return None
 
 
 def walk_images(folder: Path, skipped: list[dict]) -> list[Path]:
-    """Image files under `folder` (recursively, sorted); other files go to `skipped`."""
-    images = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if _visible(Path(d)))
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            if not _visible(path):
-                continue
-            if path.suffix.lower() in IMAGE_EXTENSIONS:
-                images.append(path)
-            else:
-                skipped.append(
-                    {
-                        "path": str(path),
-                        "reason": f"not an image file (extension {path.suffix or 'none'!r}; "
-                        f"expected one of {', '.join(IMAGE_EXTENSIONS)})",
-                    }
-                )
+    """Image files under `folder` (recursively, sorted); everything else goes to `skipped`.
+
+    Symbolic links are followed, but a linked folder that was already read or is an ancestor of
+    `folder` (a loop, or a second link to the same folder) is not read: it is listed in `skipped`.
+    A linked file is kept (the same file twice is found as a duplicate by its content). Named
+    pipes, sockets and devices are listed, never opened (opening a pipe waits forever).
+    """
+    images: list[Path] = []
+    real = Path(folder).resolve()
+    seen = set()
+    for ancestor in (real, *real.parents):  # a link up to the data folder, or above, is a loop
+        info = os.stat(ancestor)
+        seen.add((info.st_dev, info.st_ino))
+    _walk(Path(folder), seen, images, skipped)
     return images
+
+
+def _walk(folder: Path, seen: set, images: list[Path], skipped: list[dict]) -> None:
+    try:
+        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+    except OSError as exc:
+        skipped.append({"path": str(folder), "reason": f"folder cannot be read ({exc.strerror})"})
+        return
+    subfolders = []
+    for entry in entries:
+        path = Path(entry.path)
+        try:
+            info = entry.stat()  # follows a symbolic link
+        except OSError as exc:
+            broken = entry.is_symlink() and not os.path.exists(path)
+            skipped.append({"path": str(path), "reason": "a broken link" if broken
+                            else f"cannot be read ({exc.strerror})"})
+            continue
+        is_dir = stat.S_ISDIR(info.st_mode)
+        reason = _ignored_reason(entry.name, is_dir)
+        if reason is None and is_dir and (info.st_dev, info.st_ino) in seen:
+            reason = (f"a link to a folder already read (a loop, or a second link to "
+                      f"{os.path.realpath(path)}); not read again")
+        elif reason is None and is_dir:
+            seen.add((info.st_dev, info.st_ino))
+            subfolders.append(path)
+        elif reason is None and path.suffix.lower() not in IMAGE_EXTENSIONS:
+            reason = (f"not an image file (extension {path.suffix or 'none'!r}; expected one of "
+                      f"{', '.join(IMAGE_EXTENSIONS)})")
+        elif reason is None and not stat.S_ISREG(info.st_mode):
+            reason = special_file_reason(info.st_mode)
+        elif reason is None:
+            images.append(path)
+        if reason is not None:
+            skipped.append({"path": str(path), "reason": reason})
+    for sub in subfolders:
+        _walk(sub, seen, images, skipped)
 
 
 def _require_folder(path: Path, what: str) -> None:
@@ -215,8 +283,13 @@ def read_class_folders(folder: str | os.PathLike, class_names=None) -> ClassFold
     root = Path(folder)
     _require_folder(root, "one sub-folder of images per class")
     skipped: list[dict] = []
-    subfolders = sorted(p for p in root.iterdir() if p.is_dir() and _visible(p))
-    loose = [p for p in sorted(root.iterdir()) if p.is_file() and _visible(p)]
+    subfolders, loose = [], []
+    for path in sorted(root.iterdir()):
+        reason = _ignored_reason(path.name, path.is_dir())
+        if reason is not None:
+            skipped.append({"path": str(path), "reason": reason})
+        else:
+            (subfolders if path.is_dir() else loose).append(path)
     if not subfolders:
         found = f" It holds {len(loose)} files directly." if loose else " It is empty."
         raise DataError(

@@ -14,6 +14,9 @@ Unreadable files go to a `DecodeLog`, never silently away.
 from __future__ import annotations
 
 import os
+import stat
+import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -75,26 +78,118 @@ def _open_rgb(path: str | os.PathLike, draft: tuple[int, int] | None = None):
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
-    if not path.exists():
-        raise ImageReadError(f"{path}: no such file. Check the path and try again.")
-    if path.is_dir():
+    _check_regular_file(path)
+    try:
+        with _open_image(path) as image:
+            return decode_rgb(image, draft)
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{path}: {_not_an_image(path)}") from None
+    except PermissionError:
+        raise ImageReadError(f"{path}: permission denied. Make the file readable.") from None
+    except Image.DecompressionBombError:
+        raise ImageReadError(f"{path}: {_too_many_pixels(path)}") from None
+    except Exception as exc:  # noqa: BLE001 - a decoder fed hostile bytes raises anything
+        # (OSError, SyntaxError, ValueError, struct.error, IndexError, ...): all mean "corrupt".
+        raise ImageReadError(
+            f"{path}: the image is corrupt or truncated ({type(exc).__name__}: {exc}). "
+            "Re-export or remove the file."
+        ) from None
+
+
+_OPEN_LOCK = threading.Lock()
+
+
+def _open_image(path: Path):
+    """`Image.open(path)`, with Pillow's `DecompressionBombWarning` silenced: from
+    `MAX_IMAGE_PIXELS` to twice that, Pillow only warns, and a big real photo (a 108 Mpx phone
+    camera's) is loaded on purpose; above, `DecompressionBombError` is a skip.
+
+    Pillow checks the size when it opens (reads the header), not when it decodes. The warning
+    filters are global, and `catch_warnings` from parallel decoding threads would restore each
+    other's filters, so opening holds a lock (a header read, short) and decoding does not.
+    """
+    from PIL import Image
+
+    with _OPEN_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(path)
+
+
+def _check_regular_file(path: Path) -> None:
+    """Refuses what cannot be opened as an image file, before opening it: opening a named pipe
+    waits for a writer forever, and a device never ends."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        why = "a broken link" if os.path.islink(path) else "no such file"
+        raise ImageReadError(f"{path}: {why}. Check the path and try again.") from None
+    except OSError as exc:
+        raise ImageReadError(f"{path}: cannot be read ({exc.strerror}).") from None
+    if stat.S_ISDIR(info.st_mode):
         raise ImageReadError(
             f"{path}: is a folder, expected an image file. Pass the image files inside it "
             f"(for example {path}/*.jpg)."
         )
+    if not stat.S_ISREG(info.st_mode):
+        raise ImageReadError(f"{path}: {special_file_reason(info.st_mode)}. Pass image files.")
+    if info.st_size == 0:
+        raise ImageReadError(f"{path}: empty file (0 bytes). Re-export or remove the file.")
+
+
+def special_file_reason(mode: int) -> str:
+    """Why a path that is not a regular file (`os.stat(...).st_mode`) is not read."""
+    kinds = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+    kind = next((name for test, name in kinds if test(mode)), "a special file")
+    return f"not a regular file ({kind})"
+
+
+def _not_an_image(path: Path) -> str:
+    """What a file Pillow does not recognise is, when its first bytes say (a saved web page)."""
     try:
-        with Image.open(path) as image:
-            return decode_rgb(image, draft)
-    except UnidentifiedImageError:
-        raise ImageReadError(
-            f"{path}: not an image Pillow can read. Use JPEG, PNG, BMP, GIF or WebP files."
-        ) from None
-    except PermissionError:
-        raise ImageReadError(f"{path}: permission denied. Make the file readable.") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError(
-            f"{path}: the image is corrupt or truncated ({exc}). Re-export or remove the file."
-        ) from None
+        with open(path, "rb") as handle:
+            head = handle.read(512).lstrip().lower()
+    except OSError:
+        head = b""
+    if head.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml")) or b"<html" in head:
+        return ("an HTML page, not an image (a web page saved under an image name?). Download "
+                "the image itself, or remove the file.")
+    return "not an image Pillow can read. Use JPEG, PNG, BMP, GIF or WebP files."
+
+
+def _too_many_pixels(path: Path) -> str:
+    """The reason an image over Pillow's pixel limit is skipped, with its size."""
+    from PIL import Image
+
+    size = _header_size(path)
+    shown = f"{size[0]}x{size[1]} pixels" if size else "the image"
+    return (f"{shown} is over Pillow's limit of {2 * Image.MAX_IMAGE_PIXELS:,} pixels (2 x "
+            "PIL.Image.MAX_IMAGE_PIXELS), a guard against decompression bombs. Resize the image, "
+            "or remove it.")
+
+
+def _header_size(path: Path) -> tuple[int, int] | None:
+    """`(width, height)` from the file's header, without the pixel limit and without decoding.
+
+    `Image.open` checks the limit before it hands the image back, and lifting
+    `Image.MAX_IMAGE_PIXELS` for a moment would lift it for the other decoding threads too, so
+    the format's own opener (what `Image.open` calls) reads the header here.
+    """
+    from PIL import Image
+
+    Image.init()
+    with open(path, "rb") as handle:
+        prefix = handle.read(16)
+        for name in Image.ID:
+            factory, accept = Image.OPEN[name]
+            if accept and not accept(prefix):
+                continue
+            handle.seek(0)
+            try:
+                return tuple(factory(handle, os.fspath(path)).size)
+            except Exception:  # noqa: BLE001, S112 - not this format; try the next
+                continue
+    return None
 
 
 def decode_rgb(image, draft: tuple[int, int] | None = None):

@@ -66,23 +66,17 @@ def train_images(
         )
         classifier.check_settings()  # a typo fails at once, not after the data is read
         folder = discover_image_folder(c.data, validation_size=c.validation_size, seed=c.seed)
-        log(
-            f"Data: {len(folder.train_paths)} train / {len(folder.validation_paths)} validation "
-            f"images, {folder.num_classes} classes ({', '.join(folder.class_names)})"
-            + (f"; {len(folder.skipped)} files skipped" if folder.skipped else "")
-        )
-        if folder.duplicates_across_splits:
-            log(
-                f"Warning: {len(folder.duplicates_across_splits)} images appear in both train and "
-                "validation (identical files); validation accuracy is inflated. See "
-                "report/data.json."
-            )
+        _log_data(folder, log)
+        without_validation = set(folder.classes_without_validation)
         run.start()
         log(f"Head: {c.backbone} frozen, features cached; up to {c.epochs} epochs")
         phases = run.train(
             classifier, folder, report=lambda: classifier.split_data("validation"),
             report_split="validation", fine_tune_options={"unfreeze": c.unfreeze},
         )
+        lost = set(folder.classes_without_validation) - without_validation
+        if lost:  # unreadable files found while training took a class's last validation images
+            log(_no_validation_line(sorted(lost), folder))
         train_items = classifier.split_data("train")[0]
         preview_augmentation(
             train_items[0], Path(run.run.report_dir) / "augmentation.png",
@@ -92,6 +86,23 @@ def train_images(
         extra, result, facts = _facts(c, classifier, folder, len(train_items), phases)
         return run.finish(classifier, phases, title=f"{c.backbone} on {Path(c.data).name}",
                           extra=extra, result=result, data=facts)
+
+
+def _log_data(folder, log) -> None:
+    """The data line (counts, classes, skipped files) and the warnings about the data."""
+    log(
+        f"Data: {len(folder.train_paths)} train / {len(folder.validation_paths)} validation "
+        f"images, {folder.num_classes} classes ({', '.join(folder.class_names)})"
+        + (f"; {len(folder.skipped)} files skipped" if folder.skipped else "")
+    )
+    for line in _data_warnings(folder):
+        log(line)
+    if folder.duplicates_across_splits:
+        log(
+            f"Warning: {len(folder.duplicates_across_splits)} images appear in both train and "
+            "validation (identical files); validation accuracy is inflated. See "
+            "report/data.json."
+        )
 
 
 def _facts(c: ImageTrainConfig, classifier, folder, train_images: int, phases: dict):
@@ -117,8 +128,45 @@ def _facts(c: ImageTrainConfig, classifier, folder, train_images: int, phases: d
         "train_images": train_images,
         "validation_images": len(phases["items"]),
     }
+    missing = folder.classes_without_validation
+    conflicts = folder.conflict_lines()
+    if missing:
+        measured = [name for name in folder.class_names if name not in missing]
+        extra["classes without validation images"] = (
+            f"{', '.join(map(repr, missing))}: not measured; the validation accuracy covers "
+            f"{len(measured)} of {folder.num_classes} classes ({', '.join(measured)})"
+        )
+    if conflicts:
+        extra["conflicting duplicates"] = (
+            f"{len(conflicts)}: " + "; ".join(conflicts[:3])
+            + (f" (and {len(conflicts) - 3} more, see data.json)" if len(conflicts) > 3 else "")
+        )
+    result.update(classes_without_validation=missing, conflicting_duplicates=len(conflicts))
     data = {**folder.summary(), "skipped": skipped, "duplicates": folder.duplicates}
     return extra, result, data
+
+
+def _no_validation_line(names: list[str], folder) -> str:
+    return (f"Warning: class {', '.join(map(repr, names))} has no validation images: its "
+            f"accuracy is not measured (the validation accuracy covers "
+            f"{folder.num_classes - len(names)} of {folder.num_classes} classes). "
+            + ("Add validation images of it." if folder.layout == "split" else
+               "Add images: a class needs two or more for one to be held out for validation."))
+
+
+def _data_warnings(folder) -> list[str]:
+    """Warnings about the data as found, before training: classes the validation accuracy will
+    not measure, and the same file under two classes (one label is wrong)."""
+    lines = []
+    if folder.classes_without_validation:
+        lines.append(_no_validation_line(folder.classes_without_validation, folder))
+    conflicts = folder.conflict_lines()
+    for line in conflicts[:5]:
+        lines.append(f"Warning: the same image is filed under two classes: {line}")
+    if len(conflicts) > 5:
+        lines.append(f"Warning: {len(conflicts) - 5} more identical files under different "
+                     "classes; see report/data.json")
+    return lines
 
 
 def _features_line(classifier) -> str:
