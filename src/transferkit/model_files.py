@@ -45,7 +45,7 @@ def check_model_file(path: str | os.PathLike) -> None:
         refusal = _code_in(node)
         if refusal:
             raise InputError(
-                f"Refusing to load {path}: it has {refusal}, code that would run on load. "
+                f"Refusing to load {path}: it has {refusal}: code that would run on load. "
                 f"{_OURS}, with Keras's safe_mode on. Rebuild the model from Keras, KerasHub and "
                 "transferkit layers (or train it with `transferkit train`)."
             )
@@ -124,6 +124,6 @@ def _code_in(node: dict) -> str:
         import keras  # only for a file naming a class from outside: the Ray driver has none
 
         if keras.saving.get_registered_object(registered) is None:
-            return (f"the class {registered!r}, which is not a Keras, KerasHub or transferkit "
-                    "class (nor registered in this process)")
+            return (f"the class {registered!r}, which is no Keras, KerasHub or transferkit "
+                    "class, nor one registered in this process")
     return ""

@@ -70,6 +70,7 @@ def test_a_lambda_layer_is_refused_and_its_code_never_runs(tmp_path, faces):
     assert marker.exists()
 
 
+@pytest.mark.slow  # a fresh Python with TensorFlow: ~7 s
 def test_a_lambda_layer_is_refused_in_a_fresh_process(tmp_path):
     marker = tmp_path / "MARKER"
     model = _lambda_model(tmp_path / "lambda.keras", marker)
@@ -96,6 +97,23 @@ def test_an_unknown_class_is_refused(tmp_path):
     del keras.saving.get_custom_objects()["CorpusEvil>Doubler"]  # a class this process lacks
     line = _refused(_run_cli(["predict", model, "hello"]), str(model),
                     "'CorpusEvil>Doubler'", "only model files it wrote")
+    assert "safe_mode=False" not in line and "Full object config" not in line
+
+
+def test_an_unknown_function_is_refused(tmp_path):
+    """A custom activation this process lacks: found by Keras itself, said the same way."""
+    import keras
+
+    @keras.saving.register_keras_serializable(package="CorpusEvil")
+    def shout(x):
+        return x * 10
+
+    inputs = keras.Input((3,))
+    model = tmp_path / "function.keras"
+    keras.Model(inputs, keras.layers.Dense(2, activation=shout)(inputs)).save(model)
+    del keras.saving.get_custom_objects()["CorpusEvil>shout"]
+    line = _refused(_run_cli(["predict", model, "hello"]), f"Refusing to load {model}",
+                    "only model files it wrote")
     assert "safe_mode=False" not in line and "Full object config" not in line
 
 
@@ -231,14 +249,16 @@ def test_a_pth_file_with_an_os_system_payload(tmp_path, faces):
     for checkpoint in checkpoints:
         with pytest.raises(UnsafeCheckpointError, match="`posix.system`|`os.system`"):
             load_state_dict(checkpoint)
-        with pytest.raises(UnsafeCheckpointError, match="could run arbitrary code"):
-            efficientnet_lite("efficientnet_lite0", include_top=False, weights=checkpoint,
-                              input_shape=(64, 64, 3))
-        for argv in (["predict-imagenet", faces / "face" / "face_000.png", "--weights", checkpoint],
-                     ["train", "images", faces, "--weights", checkpoint, "--image-size", "64",
-                      "--output", tmp_path / f"run_{checkpoint.stem}"]):
-            _refused(_run_cli(argv), str(checkpoint))
-        assert not marker.exists()
+    # The one builder that takes `.pth` weights (EfficientNet-Lite's `weights=`).
+    with pytest.raises(UnsafeCheckpointError, match="could run arbitrary code"):
+        efficientnet_lite("efficientnet_lite0", include_top=False, weights=checkpoints[1],
+                          input_shape=(64, 64, 3))
+    # The `--weights` flags take `.weights.h5` files only: a `.pth` is refused unread.
+    for argv in (["predict-imagenet", faces / "face" / "face_000.png", "--weights", checkpoints[0]],
+                 ["train", "images", faces, "--weights", checkpoints[0], "--image-size", "64",
+                  "--output", tmp_path / "run"]):
+        _refused(_run_cli(argv), str(checkpoints[0]), ".weights.h5")
+    assert not marker.exists()
     # The payload is live: an ordinary unpickler runs it.
     pickle.loads(checkpoints[0].read_bytes())
     assert marker.exists()

@@ -106,36 +106,45 @@ def check_kind(task: str, inputs, purpose: str, *, model: str | None = None) -> 
             labelled folder or table).
         model: the model's name, to start the message with. Default `None`.
     """
-    from transferkit.data.images import IMAGE_EXTENSIONS
-
     for item in inputs:
-        name = os.fspath(item) if isinstance(item, (str, os.PathLike)) else None
-        if name is None:
+        if not isinstance(item, (str, os.PathLike)):
             continue
-        path, suffix = Path(name), Path(name).suffix.lower()
-        what = None
-        if task == "text":
-            looks_like_path = not any(c.isspace() for c in name)
-            if path.is_dir():
-                what = "a folder"
-            elif suffix in IMAGE_EXTENSIONS and (looks_like_path or path.is_file()):
-                what = "an image file"
-            elif purpose == "predict" and path.is_file() and suffix in TABLE_SUFFIXES + LIST_SUFFIXES:
-                raise InputError(
-                    f"{name} is a file of texts: to label the texts in it, add `output` (a "
-                    "Parquet folder to write); without it, each input is one text."
-                )
-            fix = _TEXT_FIX[purpose]
-        else:
-            if suffix in TABLE_SUFFIXES and path.is_file():
-                what = "a table of texts"
-            elif purpose != "batch" and suffix in LIST_SUFFIXES and path.is_file():
-                what = "a text file"
-            fix = _IMAGE_FIX[purpose]
+        name = os.fspath(item)
+        what = _text_mismatch(name, purpose) if task == "text" else _image_mismatch(name, purpose)
         if what:
             start = f"{model}: this" if model else "This"
-            raise InputError(f"{start} is {'an image' if task == 'image' else 'a text'} model; "
-                             f"{name} is {what}: {fix}.")
+            fix = (_TEXT_FIX if task == "text" else _IMAGE_FIX)[purpose]
+            shown = name if len(name) <= 200 else name[:197] + "..."
+            raise InputError(f"{start} is {'a text' if task == 'text' else 'an image'} model; "
+                             f"{shown} is {what}: {fix}.")
+
+
+def _text_mismatch(name: str, purpose: str) -> str | None:
+    """What `name` is when a text model should not take it (`None`: a text, or a table)."""
+    from transferkit.data.images import IMAGE_EXTENSIONS
+
+    # os.path (not pathlib) answers False for any text: too long for a path, or with a NUL.
+    suffix = os.path.splitext(name)[1].lower()
+    if os.path.isdir(name):
+        return "a folder"
+    if suffix in IMAGE_EXTENSIONS and (os.path.isfile(name) or not any(c.isspace() for c in name)):
+        return "an image file"
+    if purpose == "predict" and suffix in TABLE_SUFFIXES + LIST_SUFFIXES and os.path.isfile(name):
+        raise InputError(
+            f"{name} is a file of texts: to label the texts in it, add `output` (a Parquet "
+            "folder to write); without it, each input is one text."
+        )
+    return None
+
+
+def _image_mismatch(name: str, purpose: str) -> str | None:
+    """What `name` is when an image model should not take it (`None`: it may be an image)."""
+    suffix = os.path.splitext(name)[1].lower()
+    if suffix in TABLE_SUFFIXES and os.path.isfile(name):
+        return "a table of texts"
+    if purpose != "batch" and suffix in LIST_SUFFIXES and os.path.isfile(name):
+        return "a text file"
+    return None
 
 
 def _images(paths: list) -> BatchInputs:

@@ -130,6 +130,24 @@ def skipped_line(skipped: list[dict], what: str = "skipped") -> str:
     return f"{len(skipped)} {what}: " + ", ".join(parts)
 
 
+def _check_inputs(model, inputs: list, purpose: str) -> None:
+    """Refuses inputs of the other modality before the model loads (`check_kind`): the task is
+    in the file's `config.json`, read without Keras."""
+    from transferkit.batch.inputs import check_kind
+    from transferkit.batch.jobs import model_info
+    from transferkit.errors import InputError
+    from transferkit.model_files import check_model_file
+    from transferkit.model_paths import model_file
+
+    path = model_file(model)
+    check_model_file(path)
+    try:
+        task = model_info(path)[0]
+    except InputError:
+        return  # not a transferkit classifier: `load` says so
+    check_kind(task, inputs, purpose, model=model)
+
+
 def run_embed(args) -> int:
     from transferkit.batch.jobs import embed
 
@@ -149,11 +167,10 @@ def run_predict(args) -> int:
         from transferkit.errors import InputError
 
         raise InputError("`ray` runs a batch job: add `output` (a Parquet folder to write).")
-    from transferkit.batch.inputs import check_kind
     from transferkit.tasks.base import load
 
+    _check_inputs(args.model, args.inputs, "predict")
     classifier = load(args.model)
-    check_kind(classifier.task, args.inputs, "predict", model=args.model)
     results = classifier.predict(args.inputs)
     if args.json:
         print_json(results)
@@ -167,12 +184,11 @@ def run_predict(args) -> int:
 
 
 def run_evaluate(args) -> int:
-    from transferkit.batch.inputs import check_kind
     from transferkit.errors import InputError
     from transferkit.tasks.base import load
 
+    _check_inputs(args.model, [args.data], "evaluate")
     classifier = load(args.model)
-    check_kind(classifier.task, [args.data], "evaluate", model=args.model)
     columns = {"text_column": args.text_column, "label_column": args.label_column}
     if classifier.task != "text" and any(columns.values()):
         raise InputError(f"{args.model}: this is an image model; `text_column` and "
