@@ -112,11 +112,11 @@ def _print_summary(summary: dict, args) -> int:
     if summary["errors"]:
         print(f"{summary['errors']} could not be read: their rows have an `error` (scores empty)")
     if summary["skipped"]:
-        print(f"{skipped_line(summary['skipped'], 'left out before the job')}; listed in --json")
+        print(f"{_skipped_line(summary['skipped'], 'left out before the job')}; listed in --json")
     return 0
 
 
-def skipped_line(skipped: list[dict], what: str = "skipped") -> str:
+def _skipped_line(skipped: list[dict], what: str = "skipped") -> str:
     """`"3 skipped: 2 not an image (a.jpg, ...), 1 missing label (line 7)"`: how many inputs
     were left out, for each reason, with the first of them."""
     from collections import Counter
@@ -206,7 +206,7 @@ def run_evaluate(args) -> int:
     )
     if metrics["skipped"]:
         where = metrics.get("files", {}).get("skipped") or "--json (or --report-dir)"
-        print(f"{skipped_line(metrics['skipped'])}; listed in {where}")
+        print(f"{_skipped_line(metrics['skipped'])}; listed in {where}")
     if args.report_dir:
         print(f"Report: {args.report_dir}")
     return 0
