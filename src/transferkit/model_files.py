@@ -75,7 +75,7 @@ def _read_config(path: Path) -> dict:
             f"{path} is not a `.keras` file. Pass the `model.keras` (or the run folder) written "
             "by transferkit: `transferkit train` or `Classifier.save`."
         )
-    if path.stat().st_size == 0:
+    if os.path.getsize(path) == 0:
         raise InputError(f"{path} is empty (0 bytes), truncated when written: {_AGAIN}.")
     try:
         with zipfile.ZipFile(path) as archive:
@@ -86,6 +86,11 @@ def _read_config(path: Path) -> dict:
                     "Pass a `.keras` file written by transferkit."
                 )
             text = archive.read("config.json")
+    except OSError as exc:  # unreadable: permissions, a device error
+        raise InputError(
+            f"{path}: cannot read it ({exc.strerror or exc}). Check that the file is readable "
+            "by this user."
+        ) from None
     except zipfile.BadZipFile:
         raise InputError(
             f"{path} is not a whole `.keras` file: it is not a readable zip archive (truncated, "

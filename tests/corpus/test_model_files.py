@@ -150,6 +150,19 @@ def test_a_damaged_keras_file(image_run, tmp_path):
     _refused(_run_cli(["evaluate", model, image_run[4]]), str(model), "save or copy it again")
 
 
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
+                    reason="root (and Windows) can read a file without read permission")
+def test_an_unreadable_keras_file(image_run, tmp_path):
+    model = tmp_path / "model.keras"
+    model.write_bytes((image_run[3] / "model.keras").read_bytes())
+    model.chmod(0)
+    try:
+        _refused(_run_cli(["predict", model, "x.png"]), str(model), "cannot read it",
+                 "readable by this user")
+    finally:
+        model.chmod(0o600)
+
+
 @pytest.mark.parametrize("name, content", [
     ("notes.keras", b"just some text\n"),
     ("table.keras", b"text,label\ngood,positive\n"),
