@@ -157,7 +157,7 @@ def test_the_command_line_writes_and_summarises(text_run, tmp_path, capsys):
                         capsys)
     assert code == 0
     assert "61 of 61 inputs written" in out and str(output) in out
-    assert "1 left out before the job" in out
+    assert "1 left out before the job: 1 empty or missing text (line 62); listed in --json" in out
     code, out, _ = _cli(["predict", run, table, "--output", output, "--json"], capsys)
     summary = json.loads(out.strip().splitlines()[-1])
     assert (summary["resumed"], summary["done"]) == (61, 0)

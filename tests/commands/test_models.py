@@ -43,10 +43,17 @@ def test_evaluate_says_what_it_skipped(image_run, faces, tmp_path, capsys):
         (data / name).mkdir(parents=True)
         (data / name / "a.png").write_bytes((faces / name / f"{name}_000.png").read_bytes())
     (data / "face" / "broken.png").write_bytes(b"\x89PNG broken")
-    code, out, _ = _run(["evaluate", run, data, "--report-dir", tmp_path / "report"], capsys)
+    report = tmp_path / "report"
+    code, out, _ = _run(["evaluate", run, data, "--report-dir", report], capsys)
     assert code == 0 and "on 2 examples (2 classes); 1 skipped" in out
-    assert f"Report: {tmp_path / 'report'}" in out
-    assert (tmp_path / "report" / "mistakes.png").is_file()
+    # The count, the reason, the file, and where the whole list is (issue 16, bug 6).
+    broken = data / "face" / "broken.png"
+    assert "1 skipped: 1 " in out and f"({broken}); listed in {report / 'skipped.json'}" in out
+    assert [entry["path"] for entry in json.loads((report / "skipped.json").read_text())] == [
+        str(broken)
+    ]
+    assert f"Report: {report}" in out
+    assert (report / "mistakes.png").is_file()
 
 
 def test_predict_and_evaluate_a_text_model(text_run, capsys):
@@ -61,6 +68,38 @@ def test_predict_and_evaluate_a_text_model(text_run, capsys):
     evaluation = json.loads(out.strip().splitlines()[-1])
     assert code == 0 and evaluation["n"] == 60 and evaluation["num_skipped"] == 2
     assert evaluation["classes"] == ["negative", "positive"]
+    assert evaluation["skipped"] == [{"line": 62, "reason": "empty or missing text"},
+                                     {"line": 63, "reason": "missing label"}]
+    code, out, _ = _run(["evaluate", run, table], capsys)
+    assert code == 0 and "on 60 examples (2 classes); 2 skipped" in out
+    assert ("2 skipped: 1 empty or missing text (line 62), 1 missing label (line 63); "
+            "listed in --json") in out
+
+
+def test_evaluate_suggests_column_flags_that_it_accepts(text_run, image_run, tmp_path,
+                                                       capsys):
+    """Issue 16, bug 10: the message named `--label-column`, which `evaluate` did not accept."""
+    import re
+
+    from transferkit.cli import build_parser
+
+    run = text_run[3]
+    table = tmp_path / "renamed.csv"
+    table.write_text("body,verdict\na great fun film,positive\ndull boring,negative\n")
+    code, _, err = _run(["evaluate", run, table], capsys)
+    (suggested,) = re.findall(r"--[a-z-]+", err)
+    assert code == 1 and suggested == "--text-column", err
+    build_parser().parse_args(["evaluate", str(run), str(table), suggested, "body"])
+    code, _, err = _run(["evaluate", run, table, "--text-column", "body"], capsys)
+    (suggested,) = re.findall(r"--[a-z-]+", err)
+    assert code == 1 and suggested == "--label-column", err
+    code, out, err = _run(["evaluate", run, table, "--text-column", "body", suggested, "verdict",
+                           "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["n"] == 2
+    code, _, err = _run(["evaluate", image_run[3], image_run[4], "--label-column", "verdict"],
+                        capsys)
+    assert code == 1 and "this is an image model; --text-column and --label-column" in err
 
 
 def test_predict_in_a_fresh_process(image_run, faces):

@@ -22,7 +22,7 @@ def test_missing_model_file(tmp_path):
 
 def test_not_a_keras_file(tmp_path):
     (tmp_path / "model.keras").write_text("not a zip")
-    with pytest.raises(InputError, match=r"could not load it as a Keras model"):
+    with pytest.raises(InputError, match=r"is not a whole `\.keras` file: .*truncated"):
         load(tmp_path / "model.keras")
 
 

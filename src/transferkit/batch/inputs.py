@@ -13,7 +13,7 @@ from pathlib import Path
 
 from transferkit.errors import InputError
 
-__all__ = ["BatchInputs", "read_inputs", "LIST_SUFFIXES", "TABLE_SUFFIXES"]
+__all__ = ["BatchInputs", "check_kind", "read_inputs", "LIST_SUFFIXES", "TABLE_SUFFIXES"]
 
 #: A file of image paths (image models), or of texts (text models), one a line.
 LIST_SUFFIXES = (".txt", ".lst")
@@ -48,7 +48,8 @@ class BatchInputs:
         return sha.hexdigest()
 
 
-def read_inputs(inputs, task: str, *, text_column: str | None = None) -> BatchInputs:
+def read_inputs(inputs, task: str, *, text_column: str | None = None,
+                model: str | None = None) -> BatchInputs:
     """The inputs of a batch job for a model of `task` (`"image"` or `"text"`).
 
     Args:
@@ -60,20 +61,90 @@ def read_inputs(inputs, task: str, *, text_column: str | None = None) -> BatchIn
         task: `"image"` or `"text"`.
         text_column: the text column of a table. Default `None`: the one named `text`,
             `sentence` or `review`.
+        model: the model's name, for messages. Default `None`.
 
     Raises:
-        InputError: a path that does not exist, or inputs of the wrong kind.
+        InputError: a path that does not exist, or inputs of the wrong kind (images for a
+            text model, a table of texts for an image model: `check_kind`).
         DataError: a table that cannot be read.
     """
     paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     if not paths:
         raise InputError("No input given. Pass a folder of images, a file of paths, or a table.")
+    check_kind(task, paths, "batch", model=model)
     for path in paths:
         if not Path(path).exists():
             raise InputError(f"{path}: no such file or folder.")
     if task == "text":
         return _texts(paths, text_column)
     return _images(paths)
+
+
+_TABLES = "(CSV, TSV, JSON Lines, Parquet)"
+# purpose -> what a text model / an image model takes there, for messages.
+_TEXT_FIX = {
+    "predict": f"pass texts or a table of texts {_TABLES} with `output`",
+    "batch": f"pass a table of texts {_TABLES} or a .txt file of texts, one a line",
+    "evaluate": f"pass a table of texts {_TABLES} with their labels",
+}
+_IMAGE_FIX = {
+    "predict": "pass image files, or with `output` a folder of images or a .txt file of paths",
+    "batch": "pass image files, a folder of images, or a .txt file of image paths",
+    "evaluate": "pass a folder with one sub-folder of images per class",
+}
+
+
+def check_kind(task: str, inputs, purpose: str, *, model: str | None = None) -> None:
+    """Raises InputError when `inputs` are of the other modality than a `task` model takes, so
+    that a text model never classifies the string of an image's path, for example.
+
+    Args:
+        task: `"text"` or `"image"`: what the model takes.
+        inputs: the command line's inputs (texts, or paths).
+        purpose: `"predict"` (inputs are the items themselves: texts or image files),
+            `"batch"` (`read_inputs`: a folder, a list file or a table) or `"evaluate"` (one
+            labelled folder or table).
+        model: the model's name, to start the message with. Default `None`.
+    """
+    for item in inputs:
+        if not isinstance(item, (str, os.PathLike)):
+            continue
+        name = os.fspath(item)
+        what = _text_mismatch(name, purpose) if task == "text" else _image_mismatch(name, purpose)
+        if what:
+            start = f"{model}: this" if model else "This"
+            fix = (_TEXT_FIX if task == "text" else _IMAGE_FIX)[purpose]
+            shown = name if len(name) <= 200 else name[:197] + "..."
+            raise InputError(f"{start} is {'a text' if task == 'text' else 'an image'} model; "
+                             f"{shown} is {what}: {fix}.")
+
+
+def _text_mismatch(name: str, purpose: str) -> str | None:
+    """What `name` is when a text model should not take it (`None`: a text, or a table)."""
+    from transferkit.data.images import IMAGE_EXTENSIONS
+
+    # os.path (not pathlib) answers False for any text: too long for a path, or with a NUL.
+    suffix = os.path.splitext(name)[1].lower()
+    if os.path.isdir(name):
+        return "a folder"
+    if suffix in IMAGE_EXTENSIONS and (os.path.isfile(name) or not any(c.isspace() for c in name)):
+        return "an image file"
+    if purpose == "predict" and suffix in TABLE_SUFFIXES + LIST_SUFFIXES and os.path.isfile(name):
+        raise InputError(
+            f"{name} is a file of texts: to label the texts in it, add `output` (a Parquet "
+            "folder to write); without it, each input is one text."
+        )
+    return None
+
+
+def _image_mismatch(name: str, purpose: str) -> str | None:
+    """What `name` is when an image model should not take it (`None`: it may be an image)."""
+    suffix = os.path.splitext(name)[1].lower()
+    if suffix in TABLE_SUFFIXES and os.path.isfile(name):
+        return "a table of texts"
+    if purpose != "batch" and suffix in LIST_SUFFIXES and os.path.isfile(name):
+        return "a text file"
+    return None
 
 
 def _images(paths: list) -> BatchInputs:

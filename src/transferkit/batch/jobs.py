@@ -65,9 +65,11 @@ def predict(model, inputs, output, *, batch_size: int | None = None,
         already there), `errors`, `skipped` (inputs left out before the job, with why),
         `seconds`, `items_per_second`, `runtime`, `engine` (`"local"` or `"ray"`).
     """
+    from transferkit.model_files import check_model_file
     from transferkit.model_paths import model_file
 
     path = model_file(model)
+    check_model_file(path)  # a Lambda layer or a damaged file, said before a worker loads it
     task, class_names, config = model_info(path)
     job = {"command": "predict", "source_kind": "model", "model": os.fspath(model),
            "model_path": os.fspath(path), "task": task, "class_names": class_names,
@@ -164,7 +166,7 @@ def _run(job: dict, inputs, output, *, shard_size, ray, workers, runtime, text_c
     check_int(job["batch_size"], "batch_size", minimum=1)
     if workers is not None:
         check_int(workers, "workers", minimum=1)
-    found = read_inputs(inputs, job["task"], text_column=text_column)
+    found = read_inputs(inputs, job["task"], text_column=text_column, model=job["model"])
     job.update(runtime=check_runtime(runtime), output=os.fspath(output), source=found.source,
                inputs=len(found), inputs_sha256=found.digest())
     if job["source_kind"] == "model":

@@ -55,7 +55,14 @@ def add_commands(subparsers, train) -> None:
     evaluate.add_argument(
         "data", metavar="DATA", help="a folder of class sub-folders (images) or a table (text)"
     )
-    evaluate.add_argument("--report-dir", default=None, help="also write the report PNGs and metrics here")
+    evaluate.add_argument("--report-dir", default=None,
+                          help="also write the report PNGs, metrics and skipped inputs here")
+    evaluate.add_argument("--text-column", default=None,
+                          help="text models: the table's text column (default: the training "
+                          "column, else text, sentence or review)")
+    evaluate.add_argument("--label-column", default=None,
+                          help="text models: the table's label column (default: the training "
+                          "column, else label, sentiment...)")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
     evaluate.set_defaults(handler=run_evaluate)
 
@@ -105,10 +112,40 @@ def _print_summary(summary: dict, args) -> int:
     if summary["errors"]:
         print(f"{summary['errors']} could not be read: their rows have an `error` (scores empty)")
     if summary["skipped"]:
-        first = summary["skipped"][0]
-        print(f"{len(summary['skipped'])} left out before the job, e.g. "
-              f"{first.get('path', first.get('line'))}: {first['reason']} (see --json)")
+        print(f"{_skipped_line(summary['skipped'], 'left out before the job')}; listed in --json")
     return 0
+
+
+def _skipped_line(skipped: list[dict], what: str = "skipped") -> str:
+    """`"3 skipped: 2 not an image (a.jpg, ...), 1 missing label (line 7)"`: how many inputs
+    were left out, for each reason, with the first of them."""
+    from collections import Counter
+
+    reasons = Counter(entry["reason"] for entry in skipped)
+    parts = []
+    for reason, count in reasons.most_common():
+        first = next(entry for entry in skipped if entry["reason"] == reason)
+        where = first["path"] if "path" in first else f"line {first.get('line')}"
+        parts.append(f"{count} {reason} ({where}{', ...' if count > 1 else ''})")
+    return f"{len(skipped)} {what}: " + ", ".join(parts)
+
+
+def _check_inputs(model, inputs: list, purpose: str) -> None:
+    """Refuses inputs of the other modality before the model loads (`check_kind`): the task is
+    in the file's `config.json`, read without Keras."""
+    from transferkit.batch.inputs import check_kind
+    from transferkit.batch.jobs import model_info
+    from transferkit.errors import InputError
+    from transferkit.model_files import check_model_file
+    from transferkit.model_paths import model_file
+
+    path = model_file(model)
+    check_model_file(path)
+    try:
+        task = model_info(path)[0]
+    except InputError:
+        return  # not a transferkit classifier: `load` says so
+    check_kind(task, inputs, purpose, model=model)
 
 
 def run_embed(args) -> int:
@@ -132,6 +169,7 @@ def run_predict(args) -> int:
         raise InputError("`ray` runs a batch job: add `output` (a Parquet folder to write).")
     from transferkit.tasks.base import load
 
+    _check_inputs(args.model, args.inputs, "predict")
     classifier = load(args.model)
     results = classifier.predict(args.inputs)
     if args.json:
@@ -146,18 +184,29 @@ def run_predict(args) -> int:
 
 
 def run_evaluate(args) -> int:
+    from transferkit.errors import InputError
     from transferkit.tasks.base import load
 
+    _check_inputs(args.model, [args.data], "evaluate")
     classifier = load(args.model)
-    metrics = classifier.evaluate(args.data, report_dir=args.report_dir)
+    columns = {"text_column": args.text_column, "label_column": args.label_column}
+    if classifier.task != "text" and any(columns.values()):
+        raise InputError(f"{args.model}: this is an image model; `text_column` and "
+                         "`label_column` are for text models (their tables).")
+    if classifier.task != "text":
+        columns = {}
+    metrics = classifier.evaluate(args.data, report_dir=args.report_dir, **columns)
     if args.json:
         print_json(metrics)
         return 0
-    skipped = f"; {metrics['num_skipped']} skipped (see --json)" if metrics["num_skipped"] else ""
     print(
         f"accuracy {metrics['accuracy']:.4f} on {metrics['n']} examples "
-        f"({len(metrics['classes'])} classes){skipped}"
+        f"({len(metrics['classes'])} classes)"
+        + (f"; {metrics['num_skipped']} skipped" if metrics["num_skipped"] else "")
     )
+    if metrics["skipped"]:
+        where = metrics.get("files", {}).get("skipped") or "--json (or --report-dir)"
+        print(f"{_skipped_line(metrics['skipped'])}; listed in {where}")
     if args.report_dir:
         print(f"Report: {args.report_dir}")
     return 0

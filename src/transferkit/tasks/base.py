@@ -32,6 +32,7 @@ import keras
 import numpy as np
 
 from transferkit.errors import DataError, InputError
+from transferkit.files import write_json
 from transferkit.layers import ClassLabels
 from transferkit.model_paths import model_file
 
@@ -497,7 +498,7 @@ class Classifier:
         Returns:
             `accuracy`, `n`, `classes`, per-class metrics, averages and the confusion matrix
             (`transferkit.reports.classification_metrics`), plus `skipped` (inputs that could
-            not be used, with the reason) and `num_skipped`.
+            not be used, with why; also in `report_dir`/skipped.json) and `num_skipped`.
 
         Raises:
             DataError: labels that are not among the model's classes, or nothing to evaluate.
@@ -508,9 +509,7 @@ class Classifier:
         probabilities, unreadable = self._probabilities(items, batch_size)
         bad = {entry["index"] for entry in unreadable}
         keep = np.asarray([i not in bad for i in range(len(items))], dtype=bool)
-        skipped = list(skipped) + [
-            {"path": entry["path"], "reason": entry["reason"]} for entry in unreadable
-        ]
+        skipped = [*skipped, *({"path": e["path"], "reason": e["reason"]} for e in unreadable)]
         if not keep.any():
             raise DataError("None of the inputs could be read; nothing to evaluate.")
         kept = [item for item, ok in zip(items, keep) if ok]
@@ -520,6 +519,9 @@ class Classifier:
             extra={"skipped inputs": len(skipped)} if report_dir is not None else None,
         )
         metrics.update(classes=list(self.class_names), skipped=skipped, num_skipped=len(skipped))
+        if report_dir is not None and skipped:  # the list that the summary counts
+            metrics["files"]["skipped"] = os.fspath(Path(report_dir) / "skipped.json")
+            write_json(metrics["files"]["skipped"], skipped)
         return metrics
 
     def report(self, items, y_true, probabilities, *, report_dir=None, title: str = "",

@@ -94,15 +94,18 @@ def load_model(path: str | os.PathLike):
     and not compiled (transferkit's layers registered; KerasHub imported when the file uses it).
 
     Raises:
-        InputError: the file is not a Keras model file.
+        InputError: the file is not a whole Keras model file, or holds code that would run on
+            load (`transferkit.model_files`).
         MissingDependencyError: the file uses KerasHub layers and KerasHub is not installed.
     """
     import keras
 
     import transferkit.layers  # noqa: F401  (registers the layers the file names)
+    from transferkit.model_files import check_model_file, load_failure
 
     path = Path(path)
     _import_keras_hub_for(path)
+    check_model_file(path)
     _check_graphs_trusted(path)
     try:
         with warnings.catch_warnings():
@@ -115,10 +118,7 @@ def load_model(path: str | os.PathLike):
             warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
             return keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # zip, h5py and deserialisation errors all mean "not our model file"
-        raise InputError(
-            f"{path}: could not load it as a Keras model ({type(exc).__name__}: {exc}). "
-            "Pass a `.keras` file written by transferkit."
-        ) from exc
+        raise load_failure(path, exc) from exc
 
 
 def _check_graphs_trusted(path: Path) -> None:
