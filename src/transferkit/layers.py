@@ -20,7 +20,12 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
-__all__ = ["ClassLabels", "ImagePreprocessing", "InferenceMode", "SavedModelFeatures", "TextInputs"]
+from transferkit.errors import InputError
+
+__all__ = [
+    "ClassLabels", "ImagePreprocessing", "InferenceMode", "SavedModelFeatures", "TextInputs",
+    "labels_layer",
+]
 
 
 @keras.saving.register_keras_serializable(package="transferkit")
@@ -216,6 +221,17 @@ class ClassLabels(keras.layers.Layer):
              "temperature": self.temperature}
         )
         return config
+
+
+def labels_layer(model) -> ClassLabels:
+    """The `ClassLabels` layer of a transferkit model (raises InputError if there is none)."""
+    for layer in reversed(model.layers):
+        if isinstance(layer, ClassLabels):
+            return layer
+    raise InputError(
+        f"{model.name!r} is not a transferkit classifier: it has no `ClassLabels` layer. "
+        "Load models saved by transferkit (`transferkit train ...` or `.save(path)`)."
+    )
 
 
 class _LoadedGraph:

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from transferkit.cli import main
 
 
@@ -54,6 +56,36 @@ def test_evaluate_says_what_it_skipped(image_run, faces, tmp_path, capsys):
     ]
     assert f"Report: {report}" in out
     assert (report / "mistakes.png").is_file()
+
+
+def test_predict_skips_an_unreadable_image_and_predicts_the_others(image_run, faces, tmp_path,
+                                                                    capsys):
+    # Issue 16, bug 1: one bad file aborted `predict` of every file given with it.
+    run, good = image_run[3], faces / "face" / "face_000.png"
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 cut short")
+    code, out, err = _run(["predict", run, broken, good], capsys)
+    lines = out.strip().splitlines()
+    assert code == 0, err
+    assert lines[0].startswith("skipped") and f"{broken}: the image is corrupt" in lines[0]
+    assert lines[1].endswith("face_000.png") and lines[1].split()[0] in ("face", "not_face")
+    code, out, _ = _run(["predict", run, broken, good, "--json"], capsys)
+    rows = json.loads(out.strip().splitlines()[-1])
+    assert set(rows[0]) == {"path", "skipped"} and rows[1]["label"] in ("face", "not_face")
+    code, out, err = _run(["predict", run, broken], capsys)  # nothing readable: one error line
+    assert code == 1 and not out and "1 image(s) could not be read" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_text_model_in_python_refuses_an_image_file(text_run, faces):
+    from transferkit import load
+    from transferkit.errors import InputError
+
+    classifier = load(text_run[3])
+    image = faces / "face" / "face_000.png"
+    with pytest.raises(InputError, match=f"text model; {image} is an image file"):
+        classifier.predict([str(image)])
+    assert classifier.predict(["face_000.png was a fine film"])[0]["label"]
 
 
 def test_predict_and_evaluate_a_text_model(text_run, capsys):

@@ -171,7 +171,11 @@ def run_predict(args) -> int:
 
     _check_inputs(args.model, args.inputs, "predict")
     classifier = load(args.model)
-    results = classifier.predict(args.inputs)
+    results = classifier.predict(args.inputs, skip_unreadable=True)
+    if results and all("skipped" in result for result in results):
+        from transferkit.data.image_inputs import unreadable_error
+
+        raise unreadable_error([{"path": r["path"], "reason": r["skipped"]} for r in results])
     if args.json:
         print_json(results)
         return 0
@@ -179,7 +183,10 @@ def run_predict(args) -> int:
         shown = result.get("path", item)
         if len(shown) > 60:
             shown = shown[:57] + "..."
-        print(f"{result['label']:<20} {result['score']:6.1%}  {shown}")
+        if "skipped" in result:
+            print(f"{'skipped':<20} {'':>6}  {result['skipped']}")
+        else:
+            print(f"{result['label']:<20} {result['score']:6.1%}  {shown}")
     return 0
 
 

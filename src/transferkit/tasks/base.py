@@ -33,7 +33,7 @@ import numpy as np
 
 from transferkit.errors import DataError, InputError
 from transferkit.files import write_json
-from transferkit.layers import ClassLabels
+from transferkit.layers import ClassLabels, labels_layer
 from transferkit.model_paths import model_file
 
 __all__ = ["Classifier", "Splits", "labels_layer", "load", "model_file", "TASK_CLASSES"]
@@ -73,17 +73,6 @@ class Splits:
 
     def __getitem__(self, name: str) -> tuple[Any, np.ndarray]:
         return self.parts[name]
-
-
-def labels_layer(model) -> ClassLabels:
-    """The `ClassLabels` layer of a transferkit model (raises InputError if there is none)."""
-    for layer in reversed(model.layers):
-        if isinstance(layer, ClassLabels):
-            return layer
-    raise InputError(
-        f"{model.name!r} is not a transferkit classifier: it has no `ClassLabels` layer. "
-        "Load models saved by transferkit (`transferkit train ...` or `.save(path)`)."
-    )
 
 
 def _plain(value: Any) -> Any:
@@ -432,13 +421,16 @@ class Classifier:
         Raises:
             ImageReadError: (images) files that cannot be read; all of them are named.
         """
+        return self._predicted(x, batch_size)[1]
+
+    def _predicted(self, x, batch_size, skip_unreadable=False) -> tuple[list, np.ndarray, dict]:
+        """`(items, probabilities, index -> reason of each unreadable item)`."""
         self._require_model()
         items = self._items(x)
-        batch_size = self._batch_size(batch_size)
-        probabilities, unreadable = self._probabilities(items, batch_size)
-        if unreadable:
+        probabilities, unreadable = self._probabilities(items, self._batch_size(batch_size))
+        if unreadable and not skip_unreadable:
             raise self._unreadable_error(unreadable)
-        return probabilities
+        return items, probabilities, {entry["index"]: entry["reason"] for entry in unreadable}
 
     def predict_proba_cached(self, x, batch_size: int | None = None) -> np.ndarray:
         """`predict_proba`, through the feature cache while the backbone is still frozen.
@@ -456,22 +448,27 @@ class Classifier:
             return self.predict_proba(items, batch_size=batch_size)
         return self._scores(logits)
 
-    def predict(self, x, batch_size: int | None = None) -> list[dict]:
+    def predict(self, x, batch_size: int | None = None, *,
+                skip_unreadable: bool = False) -> list[dict]:
         """The most likely class of each input, like a Hugging Face pipeline.
 
         Args:
             x: the inputs (images or texts; see the subclass).
             batch_size: inputs per forward pass. Default `None`: the config's.
+            skip_unreadable: (images) an unreadable file gets `{"path", "skipped": reason}`
+                instead of failing the call. Default `False`: `ImageReadError` names them all.
 
         Returns:
             One dict per input, in order: `label`, `score` (its probability) and `probabilities`
             (class -> probability); `path` too for image files.
         """
-        items = self._items(x)
-        probabilities = self.predict_proba(items, batch_size=batch_size)
+        items, probabilities, reasons = self._predicted(x, batch_size, skip_unreadable)
         names = list(self.class_names)
         results = []
-        for item, row in zip(items, probabilities):
+        for index, (item, row) in enumerate(zip(items, probabilities)):
+            if index in reasons:
+                results.append({**self._describe_item(item), "skipped": reasons[index]})
+                continue
             best = int(np.argmax(row))
             results.append(
                 {

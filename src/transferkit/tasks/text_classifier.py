@@ -38,13 +38,20 @@ _D = TextTrainConfig()  # the defaults; `transferkit.config` is where they are w
 
 def _texts(x) -> list[str]:
     if isinstance(x, str):
-        return [x]
+        x = [x]
     try:
-        return [str(t) for t in x]
+        texts = [str(t) for t in x]
     except TypeError:
         raise InputError(
             f"Pass a string or a list of strings. Received: {type(x).__name__}."
         ) from None
+    from transferkit.data.images import IMAGE_EXTENSIONS
+
+    for text in texts:
+        # A path to an image file is not a text: classifying its name would be meaningless.
+        if text.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(text):
+            raise InputError(f"This is a text model; {text} is an image file: pass texts.")
+    return texts
 
 
 class TextClassifier(Classifier):
