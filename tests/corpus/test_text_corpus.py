@@ -234,9 +234,10 @@ def test_ten_thousand_classes(tmp_path):
     with pytest.raises(DataError) as error:
         _read_and_split(TextTrainConfig(data=str(path)), lambda line: None)
     message = str(error.value)
-    assert "10000 classes too rare to split: 'class 0' (1 example)" in message
-    assert "and 9990 more" in message
-    assert "10000 classes for 10000 rows: is 'label' the column of labels?" in message
+    assert "Classes too rare to split (10000 classes): 'class 0' (1 example)" in message
+    assert message.count("(1 example)") == 10 and " and 9990 more." in message
+    assert "10000 classes for 10000 examples: most labels are unique; check that these are the "\
+           "labels (not ids or free text)." in message
     assert len(message) < 1000
     # three rows a class split: the reader and the splitter handle 10,000 classes
     path.write_text("text,label\n" + "".join(f"text {i},class {i % 10_000}\n"
@@ -269,6 +270,7 @@ def test_a_5_mb_text_is_truncated_by_the_word_vector_tokenizer(vectors_file):
     assert (ids[0] > 1).all()  # sixteen known words, the rest cut off
 
 
+@pytest.mark.slow  # ~30 s on two cores: WordPiece tokenizes the whole text twice, then truncates
 def test_a_5_mb_text_is_truncated_by_the_sentence_encoder_tokenizer(bert_folder):
     from transferkit.backbones.text_encoders import text_encoder_class, tokenize
 
@@ -331,3 +333,41 @@ def test_duplicate_texts_with_conflicting_labels_are_found(tmp_path):
     groups = table.duplicate_groups(splits)
     assert [g["splits"] for g in groups] == [["train", "train"], ["test", "train"],
                                              ["train", "validation"]]
+
+
+# -- one training run over a table with every kind of bad row -----------------------------------
+
+
+def test_a_training_run_reports_dropped_rows_renamed_labels_and_conflicts(tmp_path,
+                                                                            vectors_file):
+    from conftest import _run_cli
+    from helpers import toy_texts
+
+    texts, names = toy_texts(40, seed=3)
+    labels = [str(["negative", "positive"].index(name)) for name in names]
+    labels = [label if i % 3 else f"{label}.0" for i, label in enumerate(labels)]  # 1.0 and 1
+    lines = ["text,label"] + [f"{t},{y}" for t, y in zip(texts, labels)]
+    lines += [",1", "nan,0", "   ,1", "no label,", "a nan label,NaN", "too,many,fields",
+              f"{texts[0].upper()},{1 - int(float(labels[0]))}"]  # a copy of row 2, other label
+    path = tmp_path / "messy.csv"
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode("utf-8") + b"caf\xe9,1\r\n")
+    run = tmp_path / "run"
+    code, out, err = _run_cli(["train", "text", path, "--word-vectors", vectors_file,
+                               "--epochs", "1", "--fine-tune-epochs", "0", "--output", run,
+                               "--json"])
+    assert code == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["classes"] == ["0", "1"]
+    assert result["dropped_rows"] == 7
+    assert {k: v["first_lines"] for k, v in result["dropped"].items()} == {
+        "empty_text": [42, 43, 44], "missing_label": [45, 46], "malformed": [47],
+        "encoding": [49]}
+    assert result["renamed_labels"] == {"1.0": "1", "0.0": "0"}
+    assert result["conflicting_duplicates"] == 1
+    summary = (run / "report" / "summary.txt").read_text()
+    assert "with different labels" in summary and "labels read as numbers" in summary
+    assert "3 rows dropped: empty or missing text (lines 42, 43, 44)" in summary
+    data = json.loads((run / "report" / "data.json").read_text())
+    conflict = [g for g in data["duplicates"] if len(set(g["labels"])) > 1]
+    assert [g["lines"] for g in conflict] == [[2, 48]]
+    assert data["conflicting_duplicates"] == 1 and data["encoding"] == "utf-8"

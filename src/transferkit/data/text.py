@@ -101,6 +101,7 @@ class TextTable:
             `"utf-32"`); `None` for Parquet.
         renamed_labels: labels as written -> the class they were read as, for decimal labels
             written another way (`"1.0"` -> `"1"`).
+        splits: the split of each kept row, once a training run has split them (`None` before).
     """
 
     texts: list[str]
@@ -113,6 +114,7 @@ class TextTable:
     unit: str = "line"
     encoding: str | None = None
     renamed_labels: dict[str, str] = field(default_factory=dict)
+    splits: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -149,13 +151,15 @@ class TextTable:
         """Rows whose texts are equal after `text_key` (stripped, case-folded).
 
         Args:
-            splits: the split of each kept row (same order as `texts`). Default `None`.
+            splits: the split of each kept row (same order as `texts`). Default `None`: the
+                table's `splits`, if set.
 
         Returns:
             One dict per group of two or more rows, in order of first appearance: `text` (the
             first one, cut to 100 characters), `lines` (or `rows` for Parquet), `labels` (when
             read with labels) and `splits` (when given).
         """
+        splits = self.splits if splits is None else splits
         groups: dict[str, list[int]] = {}
         for i, text in enumerate(self.texts):
             groups.setdefault(text_key(text), []).append(i)
@@ -171,6 +175,21 @@ class TextTable:
                 group["splits"] = [str(splits[i]) for i in members]
             found.append(group)
         return found
+
+    def describe_conflicts(self, max_groups: int = 3) -> str:
+        """`2 texts appear with different labels: ...`, or `""` when no duplicate text does."""
+        conflicts = [g for g in self.duplicate_groups() if len(set(g.get("labels", ()))) > 1]
+        if not conflicts:
+            return ""
+        shown = "; ".join(
+            f"{g['text'][:40]!r} ({self.unit}s "
+            + ", ".join(f"{n}: {label}" for n, label in zip(g[f"{self.unit}s"], g["labels"]))
+            + ")" for g in conflicts[:max_groups]
+        ) + ("; ..." if len(conflicts) > max_groups else "")
+        noun = "text appears" if len(conflicts) == 1 else "texts appear"
+        return (f"{len(conflicts)} {noun} with different labels (the same text once stripped and "
+                f"case-folded): {shown}. Kept as they are: correct the labels, or remove the "
+                "wrong copies")
 
     def describe_drops(self, max_rows: int = 5) -> str:
         """One line per reason, e.g. `3 rows dropped: empty or missing text (lines 4, 9, 12)`."""
