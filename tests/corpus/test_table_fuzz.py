@@ -10,7 +10,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from transferkit.data.text import read_text_table
@@ -27,6 +27,7 @@ HEADERS = [b"", b"text,label\n", b"text\tlabel\n", b"\xef\xbb\xbf", b"\xff\xfe",
 @given(suffix=st.sampled_from([".csv", ".tsv", ".jsonl", ".json"]),
        head=st.sampled_from(HEADERS), body=st.binary(max_size=300),
        require_labels=st.booleans())
+@example(suffix=".csv", head=b"text;label\r\n", body=b"\x00\r;", require_labels=True)  # 2 reasons
 def test_random_bytes_give_a_table_or_a_transferkit_error(suffix, head, body, require_labels):
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"table{suffix}"

@@ -571,7 +571,8 @@ def read_text_table(
     _keep_usable_rows(table, rows, columns)
     if not table.texts:
         if table.num_dropped:
-            raise DataError(f"{path}: no usable rows. {table.describe_drops()}.")
+            why = table.describe_drops().replace("\n", "; ")
+            raise DataError(f"{path}: no usable rows. {why}.")
         raise DataError(f"{path}: no usable rows: the table has a header but no rows.")
     return table
 
