@@ -208,6 +208,17 @@ def test_binary_labels_as_floats_and_ints_give_a_two_class_model(tmp_path):
     assert any("'1.0' as '1'" in line for line in lines)
 
 
+def test_a_model_trained_on_labels_written_as_floats_takes_them_as_numbers():
+    from transferkit.data.labels import encode_labels
+
+    # A model saved before labels were read as numbers has the classes "0.0" and "1.0".
+    ints, names = encode_labels(["1", "0", "1.0"], class_names=["0.0", "1.0"])
+    assert ints.tolist() == [1, 0, 1] and names == ["0.0", "1.0"]
+    with pytest.raises(DataError, match=r"Labels not among the classes \['0\.0', '1\.0'\]: "
+                                        r"\['2'\]"):
+        encode_labels(["2"], class_names=["0.0", "1.0"])
+
+
 # -- classes ----------------------------------------------------------------------------------------
 
 

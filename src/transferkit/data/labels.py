@@ -73,6 +73,11 @@ def encode_labels(labels, class_names: Sequence[str] | None = None) -> tuple[np.
                 )
             return ints, names
     index = {name: i for i, name in enumerate(names)}
+    if class_names is not None:
+        from transferkit.data.text import as_label
+
+        for i, name in enumerate(names):  # a model trained on "1.0" takes the label "1"
+            index.setdefault(as_label(name), i)
     unknown = sorted({str(v) for v in values} - set(index))
     if unknown:
         raise DataError(

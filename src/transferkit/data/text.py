@@ -35,6 +35,7 @@ __all__ = [
     "TABLE_FORMATS",
     "TEXT_COLUMN_CANDIDATES",
     "TextTable",
+    "as_label",
     "read_text_table",
     "text_key",
 ]
@@ -487,7 +488,7 @@ def _missing(value: str | None) -> bool:
     return value is None or not value.strip() or value.strip().casefold() == _MISSING
 
 
-def _as_label(label: str) -> str:
+def as_label(label: str) -> str:
     """A decimal label as the number it is: "1.0" -> "1", "2.50" -> "2.5", "-0.0" -> "0".
     Done on the text, not through float, so long numbers keep every digit; "01" and "+1" (no
     decimal point) are left as written."""
@@ -620,7 +621,7 @@ def _keep_usable_rows(table: TextTable, rows, columns: list[str]) -> None:
                 dropped["missing_label"].append(number)
                 continue
             written = label.strip()
-            label = _as_label(written)
+            label = as_label(written)
             if label != written:
                 table.renamed_labels[written] = label
             table.labels.append(label)
