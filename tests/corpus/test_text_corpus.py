@@ -340,6 +340,10 @@ def test_duplicate_texts_with_conflicting_labels_are_found(tmp_path):
         {"text": "dull", "lines": [3, 7], "labels": ["neg", "neg"]},
         {"text": "fun", "lines": [5, 6], "labels": ["pos", "pos"]},
     ]
+    assert table.describe_conflicts() == (
+        "1 text appears with different labels (the same text once stripped and case-folded): "
+        "'Great film' (lines 2: pos, 4: neg). Kept as they are: correct the labels, or remove "
+        "the wrong copies")
     splits = np.asarray(["train", "test", "train", "train", "validation", "train", "train"])
     groups = table.duplicate_groups(splits)
     assert [g["splits"] for g in groups] == [["train", "train"], ["test", "train"],
@@ -375,8 +379,11 @@ def test_a_training_run_reports_dropped_rows_renamed_labels_and_conflicts(tmp_pa
         "encoding": [49]}
     assert result["renamed_labels"] == {"1.0": "1", "0.0": "0"}
     assert result["conflicting_duplicates"] == 1
+    assert "1 text appears with different labels" in err  # the log, as the table is read
+    assert "Numeric labels read as the same class: '0.0' as '0', '1.0' as '1'" in err
     summary = (run / "report" / "summary.txt").read_text()
-    assert "with different labels" in summary and "labels read as numbers" in summary
+    assert "1 text appears more than once: 0 across splits, 1 with different labels" in summary
+    assert "(lines 2: " in summary and "labels read as numbers" in summary
     assert "3 rows dropped: empty or missing text (lines 42, 43, 44)" in summary
     data = json.loads((run / "report" / "data.json").read_text())
     conflict = [g for g in data["duplicates"] if len(set(g["labels"])) > 1]

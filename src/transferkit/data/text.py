@@ -177,20 +177,28 @@ class TextTable:
             found.append(group)
         return found
 
-    def describe_conflicts(self, max_groups: int = 3) -> str:
-        """`2 texts appear with different labels: ...`, or `""` when no duplicate text does."""
-        conflicts = [g for g in self.duplicate_groups() if len(set(g.get("labels", ()))) > 1]
-        if not conflicts:
-            return ""
-        shown = "; ".join(
+    def conflicting_groups(self) -> list[dict]:
+        """The `duplicate_groups` whose copies carry different labels."""
+        return [g for g in self.duplicate_groups() if len(set(g.get("labels", ()))) > 1]
+
+    def describe_conflict_rows(self, max_groups: int = 3) -> str:
+        """`'a fine film' (lines 2: pos, 9: neg); ...` for the first `max_groups` conflicts."""
+        conflicts = self.conflicting_groups()
+        return "; ".join(
             f"{g['text'][:40]!r} ({self.unit}s "
             + ", ".join(f"{n}: {label}" for n, label in zip(g[f"{self.unit}s"], g["labels"]))
             + ")" for g in conflicts[:max_groups]
         ) + ("; ..." if len(conflicts) > max_groups else "")
-        noun = "text appears" if len(conflicts) == 1 else "texts appear"
-        return (f"{len(conflicts)} {noun} with different labels (the same text once stripped and "
-                f"case-folded): {shown}. Kept as they are: correct the labels, or remove the "
-                "wrong copies")
+
+    def describe_conflicts(self, max_groups: int = 3) -> str:
+        """`2 texts appear with different labels: ...`, or `""` when no duplicate text does."""
+        count = len(self.conflicting_groups())
+        if not count:
+            return ""
+        noun = "text appears" if count == 1 else "texts appear"
+        return (f"{count} {noun} with different labels (the same text once stripped and "
+                f"case-folded): {self.describe_conflict_rows(max_groups)}. Kept as they are: "
+                "correct the labels, or remove the wrong copies")
 
     def describe_drops(self, max_rows: int = 5) -> str:
         """One line per reason, e.g. `3 rows dropped: empty or missing text (lines 4, 9, 12)`."""

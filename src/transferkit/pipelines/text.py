@@ -190,9 +190,12 @@ def _duplicate_facts(table) -> dict:
         "duplicates_across_splits": sum(1 for g in groups if len(set(g["splits"])) > 1),
         "conflicting_duplicates": sum(1 for g in groups if len(set(g["labels"])) > 1),
     }
-    line = (f"{counts['duplicate_groups']} groups, {counts['duplicates_across_splits']} across "
-            f"splits, {counts['conflicting_duplicates']} with different labels"
-            if groups else "none")
+    n = len(groups)
+    line = (f"{n} text{'s' if n > 1 else ''} appear{'' if n > 1 else 's'} more than once: "
+            f"{counts['duplicates_across_splits']} across splits, "
+            f"{counts['conflicting_duplicates']} with different labels" if groups else "none")
+    if counts["conflicting_duplicates"]:
+        line += f" ({table.describe_conflict_rows()})"
     return {"groups": groups, "counts": counts, "line": line}
 
 
