@@ -188,7 +188,7 @@ class TextTable:
             f"{g['text'][:40]!r} ({self.unit}s "
             + ", ".join(f"{n}: {label}" for n, label in zip(g[f"{self.unit}s"], g["labels"]))
             + ")" for g in conflicts[:max_groups]
-        ) + ("; ..." if len(conflicts) > max_groups else "")
+        ) + (f"; and {len(conflicts) - max_groups} more" if len(conflicts) > max_groups else "")
 
     def describe_conflicts(self, max_groups: int = 3) -> str:
         """`2 texts appear with different labels: ...`, or `""` when no duplicate text does."""
