@@ -19,12 +19,12 @@ from transferkit.errors import DataError, InputError
 FUZZ = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 
-HEADERS = [b"", b"text,label\n", b"text\tlabel\n", b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff",
+HEADERS = [b"", b"PAR1", b"text,label\n", b"text\tlabel\n", b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff",
            b'{"text": "a", "label": "b"}\n', b"[", b"text;label\r\n"]
 
 
 @FUZZ
-@given(suffix=st.sampled_from([".csv", ".tsv", ".jsonl", ".json"]),
+@given(suffix=st.sampled_from([".csv", ".tsv", ".jsonl", ".json", ".parquet"]),
        head=st.sampled_from(HEADERS), body=st.binary(max_size=300),
        require_labels=st.booleans())
 @example(suffix=".csv", head=b"text;label\r\n", body=b"\x00\r;", require_labels=True)  # 2 reasons
@@ -115,3 +115,34 @@ def test_random_json_lines_read_back_every_row_or_count_it(rows, encoding):
         table = read_text_table(path)
     assert len(table) + table.num_dropped == len(rows)
     assert table.texts == [t for t, _ in kept]
+
+
+def _parquet_bytes() -> bytes:
+    import pandas as pd
+
+    buffer = io.BytesIO()
+    pd.DataFrame({"text": ["good film", "bad film", None], "label": ["pos", "neg", "pos"]}
+                 ).to_parquet(buffer)
+    return buffer.getvalue()
+
+
+PARQUET = _parquet_bytes()
+
+
+@FUZZ
+@given(cut=st.integers(0, len(PARQUET)), flips=st.lists(
+    st.tuples(st.integers(0, len(PARQUET) - 1), st.integers(1, 255)), max_size=3))
+@example(cut=len(PARQUET), flips=[(100, 1)])  # pyarrow's message ran over three lines
+def test_a_damaged_parquet_file_gives_a_table_or_a_transferkit_error(cut, flips):
+    data = bytearray(PARQUET)
+    for position, mask in flips:
+        data[position] ^= mask
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "table.parquet"
+        path.write_bytes(bytes(data[:cut]) if cut < len(data) else bytes(data))
+        try:
+            table = read_text_table(path)
+        except (DataError, InputError) as error:
+            assert "\n" not in str(error).strip()
+            return
+    assert len(table) + table.num_dropped <= 3

@@ -389,3 +389,45 @@ def test_a_training_run_reports_dropped_rows_renamed_labels_and_conflicts(tmp_pa
     conflict = [g for g in data["duplicates"] if len(set(g["labels"])) > 1]
     assert [g["lines"] for g in conflict] == [[2, 48]]
     assert data["conflicting_duplicates"] == 1 and data["encoding"] == "utf-8"
+
+
+# -- on the command line: one line, exit 1, nothing left behind -----------------------------------
+
+
+def _bad_table(tmp_path, case):
+    import pandas as pd
+
+    path = tmp_path / ("table.parquet" if case == "parquet lists" else "table.csv")
+    if case == "utf-16 without a mark":
+        path.write_bytes(ROWS.encode("utf-16-le"))
+    elif case == "header only":
+        path.write_text("text,label\n")
+    elif case == "one class":
+        path.write_text("text,label\n" + "".join(f"text {i},pos\n" for i in range(10)))
+    elif case == "no label column":
+        path.write_text("text,stars\ngood,5\nbad,1\n")
+    else:
+        pd.DataFrame({"text": [["a"], ["b"]], "label": ["x", "y"]}).to_parquet(path)
+    return path
+
+
+@pytest.mark.parametrize(("case", "message"), [  # the CLI says --label-column for `label_column`
+    ("utf-16 without a mark", "looks like UTF-16 or UTF-32 without a byte-order mark"),
+    ("header only", "no usable rows: the table has a header but no rows"),
+    ("one class", "The labels have only one class ('pos')"),
+    ("no label column", "no labels column found (looked for label, sentiment). Choose one with "
+                        "--label-column. Columns: 'text', 'stars'."),
+    ("parquet lists", "column 'text' holds list<element: string> values, not text. Choose a "
+                      "column of strings with --text-column"),
+])
+def test_the_command_line_prints_one_line_and_leaves_nothing(tmp_path, vectors_file, case,
+                                                             message):
+    from conftest import _run_cli
+
+    run = tmp_path / "run"
+    code, out, err = _run_cli(["train", "text", _bad_table(tmp_path, case), "--word-vectors",
+                               vectors_file, "--output", run])
+    assert code == 1
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not run.exists()

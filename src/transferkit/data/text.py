@@ -415,8 +415,9 @@ def _parquet_rows(path: Path, types: dict) -> Iterator:
     try:
         table = pq.read_table(path)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError, ...
+        why = " ".join(str(exc).split())  # pyarrow's messages run over several lines
         raise DataError(
-            f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})."
+            f"{path}: not a readable Parquet file ({type(exc).__name__}: {why})."
         ) from None
     columns = [str(c) for c in table.column_names]
     types.update({name: table.schema.field(i).type for i, name in enumerate(columns)})
