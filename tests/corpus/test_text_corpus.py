@@ -73,6 +73,16 @@ def test_latin1_rows_are_dropped_with_their_lines_and_the_fix(tmp_path):
         "1 row dropped: not valid UTF-8 (re-save the file as UTF-8) (lines 4)")
 
 
+def test_a_latin1_header_names_the_encoding(tmp_path):
+    path = tmp_path / "table.csv"
+    path.write_bytes("texte,étiquette\nbon,1\nmal,0\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"table\.csv, line 1: the header is not valid UTF-8 "
+                                        r"\(byte 0xe9 in a column name\): the file is in another "
+                                        r"encoding, such as Latin-1 or Windows-1252\. Re-save it "
+                                        r"as UTF-8\.$"):
+        read_text_table(path, text_column="texte")
+
+
 # -- newlines and quoting ---------------------------------------------------------------------------
 
 

@@ -283,6 +283,7 @@ def _csv_rows(path: Path, delimiter: str, encoding: str) -> Iterator:
     csv.field_size_limit(2**31 - 1)  # long reviews are normal; the default limit is 128 KiB
     with _open_text(path, encoding) as handle:
         reader, header = _csv_header(path, handle, delimiter)
+        _check_header_encoding(path, header, reader.line_num)
         yield [h.strip() for h in header]
         previous_end = reader.line_num
         while True:
@@ -329,6 +330,19 @@ def _csv_header(path: Path, handle, delimiter: str) -> tuple:
         delimiter = other[0]
         handle.seek(0)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _check_header_encoding(path: Path, header: list[str], line: int) -> None:
+    """A header that is not UTF-8 means the whole file is in another encoding: say so once,
+    rather than name columns in mojibake and drop every row that has an accent."""
+    for name in header:
+        bad = [c for c in name if "\udc80" <= c <= "\udcff"]  # surrogate-escaped bytes
+        if bad:
+            raise DataError(
+                f"{path}, line {line}: the header is not valid UTF-8 (byte 0x{ord(bad[0]) - 0xDC00:x} "
+                "in a column name): the file is in another encoding, such as Latin-1 or "
+                "Windows-1252. Re-save it as UTF-8."
+            )
 
 
 def _json_lines(path: Path, encoding: str) -> Iterator[tuple[int, str | None]]:
