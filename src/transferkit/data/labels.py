@@ -165,15 +165,16 @@ def _check_splittable(classes: list[str], counts: list[int], splits: int) -> Non
     rare = [(c, n) for c, n in zip(classes, counts) if n < splits]
     if rare:
         listed = ", ".join(f"{c!r} ({n} example{'s' if n > 1 else ''})" for c, n in rare[:10])
-        more = f" and {len(rare) - 10} more" if len(rare) > 10 else ""
-        rows = sum(counts)
-        hint = (f" {len(classes)} classes for {rows} examples: most labels are unique; check "
-                "that these are the labels (not ids or free text)." if len(classes) > rows / 2
-                else "")
-        count = f" ({len(rare)} classes)" if len(rare) > 10 else ""
+        if len(rare) > 10:  # 10,000 unique labels must not make a 10,000-item message
+            listed = f" ({len(rare)} classes): {listed} and {len(rare) - 10} more"
+        else:
+            listed = f": {listed}"
+        hint = ""
+        if len(classes) > sum(counts) / 2:
+            hint = (f" {len(classes)} classes for {sum(counts)} examples: most labels are unique; "
+                    "check that these are the labels (not ids or free text).")
         raise DataError(
-            f"Classes too rare to split{count}: {listed}{more}. Each class needs at least "
-            f"{splits} examples "
+            f"Classes too rare to split{listed}. Each class needs at least {splits} examples "
             f"(one for each split). Add examples, or merge or remove these classes.{hint}"
         )
 

@@ -141,12 +141,15 @@ class TextTable:
         """`Numeric labels read as the same class: '1.0' as '1', ...`, or `""`."""
         if not self.renamed_labels:
             return ""
+        return "Numeric labels read as the same class: " + self.renamed_label_spellings()
+
+    def renamed_label_spellings(self) -> str:
+        """`'1.0' and '1.00' as '1', '0.0' as '0'`: each class and how it was written."""
         spellings: dict[str, list[str]] = {}
         for written, label in self.renamed_labels.items():
             spellings.setdefault(label, []).append(written)
-        parts = [" and ".join(map(repr, written)) + f" as {label!r}"
-                 for label, written in spellings.items()]
-        return "Numeric labels read as the same class: " + ", ".join(parts)
+        return ", ".join(" and ".join(map(repr, written)) + f" as {label!r}"
+                         for label, written in spellings.items())
 
     def duplicate_groups(self, splits=None) -> list[dict]:
         """Rows whose texts are equal after `text_key` (stripped, case-folded).

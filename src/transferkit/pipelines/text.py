@@ -67,8 +67,7 @@ def train_text(
         classifier = _classifier(c, cache_dir, class_names=names)  # the table's classes, all splits
         run.start()
         classifier.metadata.update(text_column=table.text_column, label_column=table.label_column,
-                                   conflicting_duplicates=_duplicate_facts(table)["counts"][
-                                       "conflicting_duplicates"])
+                                   conflicting_duplicates=len(table.conflicting_groups()))
         log(f"Head: {c.encoder} frozen; training the head")
         phases = run.train(classifier, *parts["train"], parts["validation"],
                            report=lambda: parts["test"], report_split="test")
@@ -144,7 +143,7 @@ def _facts(c: TextTrainConfig, table, names, parts, encoder: dict) -> tuple[dict
         ),
         "dropped rows": table.num_dropped,
         **drops,
-        **({"labels read as numbers": table.describe_renamed_labels().split(": ", 1)[1]}
+        **({"labels read as numbers": table.renamed_label_spellings()}
            if table.renamed_labels else {}),
         "duplicate texts": duplicates["line"],
         **measured["summary"],
