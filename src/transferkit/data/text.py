@@ -1,14 +1,16 @@
 """Reading labelled text the way users keep it: CSV, TSV, JSON Lines or Parquet tables.
 
 `read_text_table` returns the usable rows and a record of every row it dropped (encoding problems,
-empty or missing text, missing labels, malformed rows) with the line numbers, so a report can say
-exactly what was left out. Splitting is `transferkit.data.labels.stratified_split`, as for images.
+empty or missing text, missing labels, malformed rows, lists where text should be) with the line
+numbers, so a report can say exactly what was left out. Splitting is `transferkit.data.labels.stratified_split`, as for images.
 
 Lines are counted as a text editor counts them (the header is line 1); Parquet tables have no lines,
 so their rows are numbered from 1.
 
 Text files are UTF-8; a byte-order mark says otherwise (UTF-16 or UTF-32, as Excel's "Unicode
-text" saves them) and is followed. A CSV whose header has no comma but a `;`, `|` or tab is read
+text" saves them) and is followed. A file in another encoding is refused when its header shows it
+(NUL bytes: UTF-16 without a mark; undecodable bytes: Latin-1 or the like); further down, a row
+that is not UTF-8 is dropped with its line number. A CSV whose header has no comma but a `;`, `|` or tab is read
 with that delimiter (Excel in many European locales writes `;`). A missing value written out as
 text (`nan`, as pandas writes NaN with `astype(str)`) is missing, like a blank cell. Labels that are
 decimal numbers are compared as numbers: `1.0` and `1` are the class `"1"` (`renamed_labels`).
@@ -312,27 +314,29 @@ def _csv_rows(path: Path, delimiter: str, encoding: str) -> Iterator:
 def _csv_header(path: Path, handle, delimiter: str) -> tuple:
     """`(reader, header)`: a `.csv` whose header has no comma but another delimiter is read with
     that one."""
-    for attempt in range(2):
-        reader = csv.reader(handle, delimiter=delimiter)
-        try:
-            header = next(reader)
-            while not header or (len(header) == 1 and not header[0].strip()):
-                header = next(reader)  # blank lines before the header
-        except StopIteration:
-            raise DataError(
-                f"{path}: the file is empty. Expected a header line, then rows."
-            ) from None
-        except csv.Error as exc:
-            raise DataError(
-                f"{path}, line {reader.line_num}: not a readable {delimiter!r}-separated table "
-                f"({exc})."
-            ) from None
-        other = [d for d in _OTHER_DELIMITERS if d in header[0]]
-        if attempt or delimiter != "," or len(header) != 1 or not other:
-            return reader, header
-        delimiter = other[0]
+    reader, header = _first_row(path, handle, delimiter)
+    other = [d for d in _OTHER_DELIMITERS if d in header[0]]
+    if delimiter == "," and len(header) == 1 and other:
         handle.seek(0)
-    raise AssertionError("unreachable")  # pragma: no cover
+        reader, header = _first_row(path, handle, other[0])
+    return reader, header
+
+
+def _first_row(path: Path, handle, delimiter: str) -> tuple:
+    """`(reader, the first row that is not blank)`."""
+    reader = csv.reader(handle, delimiter=delimiter)
+    try:
+        header = next(reader)
+        while not header or (len(header) == 1 and not header[0].strip()):
+            header = next(reader)
+    except StopIteration:
+        raise DataError(f"{path}: the file is empty. Expected a header line, then rows.") from None
+    except csv.Error as exc:
+        raise DataError(
+            f"{path}, line {reader.line_num}: not a readable {delimiter!r}-separated table "
+            f"({exc})."
+        ) from None
+    return reader, header
 
 
 def _check_header_encoding(path: Path, header: list[str], line: int) -> None:
