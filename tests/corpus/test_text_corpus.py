@@ -421,23 +421,25 @@ def _bad_table(tmp_path, case):
     return path
 
 
-@pytest.mark.parametrize(("case", "message"), [  # the CLI says --label-column for `label_column`
-    ("utf-16 without a mark", "looks like UTF-16 or UTF-32 without a byte-order mark"),
-    ("header only", "no usable rows: the table has a header but no rows"),
-    ("one class", "The labels have only one class ('pos')"),
-    ("no label column", "no labels column found (looked for label, sentiment). Choose one with "
-                        "--label-column. Columns: 'text', 'stars'."),
-    ("parquet lists", "column 'text' holds list<element: string> values, not text. Choose a "
-                      "column of strings with --text-column"),
-])
-def test_the_command_line_prints_one_line_and_leaves_nothing(tmp_path, vectors_file, case,
-                                                             message):
+CLI_ERRORS = {  # the command line says --label-column where Python says `label_column`
+    "utf-16 without a mark": "looks like UTF-16 or UTF-32 without a byte-order mark",
+    "header only": "no usable rows: the table has a header but no rows",
+    "one class": "The labels have only one class ('pos')",
+    "no label column": "no labels column found (looked for label, sentiment). Choose one with "
+                       "--label-column. Columns: 'text', 'stars'.",
+    "parquet lists": "column 'text' holds list<element: string> values, not text. Choose a "
+                     "column of strings with --text-column",
+}
+
+
+@pytest.mark.parametrize("case", CLI_ERRORS)
+def test_the_command_line_prints_one_line_and_leaves_nothing(tmp_path, vectors_file, case):
     from conftest import _run_cli
 
     run = tmp_path / "run"
     code, out, err = _run_cli(["train", "text", _bad_table(tmp_path, case), "--word-vectors",
                                vectors_file, "--output", run])
     assert code == 1
-    assert message in err and "Traceback" not in err
+    assert CLI_ERRORS[case] in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1, err
     assert not run.exists()
