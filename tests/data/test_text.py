@@ -106,7 +106,8 @@ def test_bad_rows_are_dropped_with_their_line_numbers(tmp_path):
         "first_lines": [3, 4],
     }
     assert "2 rows dropped: empty or missing text (lines 3, 4)" in table.describe_drops()
-    assert "1 row dropped: not valid UTF-8 (lines 6)" in table.describe_drops()
+    assert ("1 row dropped: not valid UTF-8 (re-save the file as UTF-8) (lines 6)"
+            in table.describe_drops())
 
 
 def test_jsonl_bad_lines_and_missing_values(tmp_path):

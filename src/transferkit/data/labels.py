@@ -73,6 +73,11 @@ def encode_labels(labels, class_names: Sequence[str] | None = None) -> tuple[np.
                 )
             return ints, names
     index = {name: i for i, name in enumerate(names)}
+    if class_names is not None:
+        from transferkit.data.text import as_label
+
+        for i, name in enumerate(names):  # a model trained on "1.0" takes the label "1"
+            index.setdefault(as_label(name), i)
     unknown = sorted({str(v) for v in values} - set(index))
     if unknown:
         raise DataError(
@@ -159,10 +164,18 @@ def _check_splittable(classes: list[str], counts: list[int], splits: int) -> Non
         )
     rare = [(c, n) for c, n in zip(classes, counts) if n < splits]
     if rare:
-        listed = ", ".join(f"{c!r} ({n} example{'s' if n > 1 else ''})" for c, n in rare)
+        listed = ", ".join(f"{c!r} ({n} example{'s' if n > 1 else ''})" for c, n in rare[:10])
+        if len(rare) > 10:  # 10,000 unique labels must not make a 10,000-item message
+            listed = f" ({len(rare)} classes): {listed} and {len(rare) - 10} more"
+        else:
+            listed = f": {listed}"
+        hint = ""
+        if len(classes) > sum(counts) / 2:
+            hint = (f" {len(classes)} classes for {sum(counts)} examples: most labels are unique; "
+                    "check that these are the labels (not ids or free text).")
         raise DataError(
-            f"Classes too rare to split: {listed}. Each class needs at least {splits} examples "
-            "(one for each split). Add examples, or merge or remove these classes."
+            f"Classes too rare to split{listed}. Each class needs at least {splits} examples "
+            f"(one for each split). Add examples, or merge or remove these classes.{hint}"
         )
 
 

@@ -115,6 +115,7 @@ def _image_examples(data, backbone: str, seed: int, log) -> dict:
 
 
 def _text_examples(data, encoder: str, seed: int, log) -> dict:
+    from transferkit.data.text import text_key
     from transferkit.pipelines.text import _read_and_split
     from transferkit.tasks.text_classifier import TextClassifier
 
@@ -136,7 +137,7 @@ def _text_examples(data, encoder: str, seed: int, log) -> dict:
               for split, (_, y) in parts.items()}
     return {"items": items, "features": features, "ok": np.ones(len(items), bool),
             "splits": splits, "labels": np.asarray(labels), "class_names": list(names),
-            "keys": items, "exact": [str(t).strip().casefold() for t in items], "counts": counts,
+            "keys": items, "exact": [text_key(t) for t in items], "counts": counts,
             "skipped": []}
 
 

@@ -66,7 +66,8 @@ def train_text(
         table, names, parts = _read_and_split(c, log)
         classifier = _classifier(c, cache_dir, class_names=names)  # the table's classes, all splits
         run.start()
-        classifier.metadata.update(text_column=table.text_column, label_column=table.label_column)
+        classifier.metadata.update(text_column=table.text_column, label_column=table.label_column,
+                                   conflicting_duplicates=len(table.conflicting_groups()))
         log(f"Head: {c.encoder} frozen; training the head")
         phases = run.train(classifier, *parts["train"], parts["validation"],
                            report=lambda: parts["test"], report_split="test")
@@ -99,8 +100,9 @@ def _read_and_split(c: TextTrainConfig, log) -> tuple:
     from transferkit.errors import DataError
 
     table = read_text_table(c.data, c.text_column, c.label_column)
-    if table.num_dropped:
-        log(table.describe_drops())
+    for line in (table.describe_drops(), table.describe_renamed_labels()):
+        if line:
+            log(line)
     y, names = encode_labels(table.labels)
     try:
         index = stratified_split(
@@ -111,6 +113,13 @@ def _read_and_split(c: TextTrainConfig, log) -> tuple:
         raise DataError(f"{table.path}, column {table.label_column!r}: {exc}") from None
     texts = np.asarray(table.texts, dtype=object)
     parts = {name: (texts[i].tolist(), y[i]) for name, i in index.items()}
+    splits = np.empty(len(texts), dtype=object)
+    for name, i in index.items():
+        splits[i] = name
+    table.splits = splits.tolist()
+    conflicts = table.describe_conflicts()
+    if conflicts:
+        log(conflicts)
     log(f"{len(table)} texts, {len(names)} classes; "
         + ", ".join(f"{name} {len(i)}" for name, i in index.items()))
     return table, names, parts
@@ -123,6 +132,7 @@ def _facts(c: TextTrainConfig, table, names, parts, encoder: dict) -> tuple[dict
     y = np.concatenate([labels for _, labels in parts.values()])
     measured = _encoder_facts(encoder)
     drops = {"dropped": table.describe_drops().replace("\n", "; ")} if table.num_dropped else {}
+    duplicates = _duplicate_facts(table)
     extra = {
         "encoder": c.encoder,
         "max_length": encoder.get("sequence_length"),
@@ -133,6 +143,9 @@ def _facts(c: TextTrainConfig, table, names, parts, encoder: dict) -> tuple[dict
         ),
         "dropped rows": table.num_dropped,
         **drops,
+        **({"labels read as numbers": table.renamed_label_spellings()}
+           if table.renamed_labels else {}),
+        "duplicate texts": duplicates["line"],
         **measured["summary"],
     }
     result = {
@@ -142,6 +155,8 @@ def _facts(c: TextTrainConfig, table, names, parts, encoder: dict) -> tuple[dict
         "splits": {name: len(labels) for name, (_, labels) in parts.items()},
         "dropped_rows": table.num_dropped,
         **({"dropped": table.drop_summary()} if table.num_dropped else {}),
+        "renamed_labels": dict(table.renamed_labels),
+        **duplicates["counts"],
         **measured["result"],
     }
     data = {
@@ -155,19 +170,32 @@ def _facts(c: TextTrainConfig, table, names, parts, encoder: dict) -> tuple[dict
         "class_counts": {split: {name: int((labels == i).sum()) for i, name in enumerate(names)}
                          for split, (_, labels) in parts.items()},
         "content_sha256": sha256_file(table.path),
-        "duplicates_across_splits": _shared_texts(parts),
+        "encoding": table.encoding,
+        "renamed_labels": dict(table.renamed_labels),
+        **duplicates["counts"],
+        "duplicates": duplicates["groups"],
         **({"coverage": encoder["coverage"]} if "coverage" in encoder else {}),
     }
     return extra, result, data
 
 
-def _shared_texts(parts: dict) -> int:
-    """How many distinct texts (stripped, case-folded) appear in more than one split."""
-    seen: dict[str, set] = {}
-    for split, (texts, _) in parts.items():
-        for text in texts:
-            seen.setdefault(str(text).strip().casefold(), set()).add(split)
-    return sum(1 for splits in seen.values() if len(splits) > 1)
+def _duplicate_facts(table) -> dict:
+    """Texts that appear more than once (stripped, case-folded): the groups, their counts (as
+    for images: `duplicate_groups`, `duplicates_across_splits`, `conflicting_duplicates`) and
+    the summary's line."""
+    groups = table.duplicate_groups()
+    counts = {
+        "duplicate_groups": len(groups),
+        "duplicates_across_splits": sum(1 for g in groups if len(set(g["splits"])) > 1),
+        "conflicting_duplicates": sum(1 for g in groups if len(set(g["labels"])) > 1),
+    }
+    n = len(groups)
+    line = (f"{n} text{'s' if n > 1 else ''} appear{'' if n > 1 else 's'} more than once: "
+            f"{counts['duplicates_across_splits']} across splits, "
+            f"{counts['conflicting_duplicates']} with different labels" if groups else "none")
+    if counts["conflicting_duplicates"]:
+        line += f" ({table.describe_conflict_rows()})"
+    return {"groups": groups, "counts": counts, "line": line}
 
 
 def _encoder_facts(encoder: dict) -> dict:
