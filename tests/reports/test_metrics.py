@@ -68,3 +68,28 @@ def test_text_mistakes_most_confident_first(tmp_path):
     assert "awful plot" not in path.read_text()  # rank 4 is cut by max_items
     write_text_mistakes(tmp_path / "none.txt", ["a"], ["x"], ["x"], [0.9])
     assert "No mistakes." in (tmp_path / "none.txt").read_text()
+
+
+def test_many_classes_keep_only_the_non_zero_cells():
+    from transferkit.reports.metrics import DENSE_MATRIX_CLASSES
+
+    k = DENSE_MATRIX_CLASSES + 1
+    y_true = np.arange(3 * k) % k
+    predicted = y_true.copy()
+    predicted[:10] = (predicted[:10] + 1) % k
+    metrics = classification_metrics(y_true, one_hot_probabilities(predicted, k), range(k))
+    assert metrics["confusion_matrix"] is None
+    cells = np.asarray(metrics["confusion_cells"])
+    assert cells[:, 2].sum() == 3 * k and len(cells) == k + 10
+    assert cells[(cells[:, 0] == 0) & (cells[:, 1] == 1), 2].tolist() == [1]
+    small = classification_metrics([0, 1], one_hot_probabilities([0, 1], 2), ["a", "b"])
+    assert small["confusion_matrix"] == [[1, 0], [0, 1]] and "confusion_cells" not in small
+
+
+def test_macro_average_is_over_the_classes_with_examples():
+    # A class with no validation examples (issue 16: a class of one image) has no F1 to average.
+    y_true = [0, 0, 1, 1]
+    probabilities = one_hot_probabilities([0, 0, 1, 1], 3)
+    metrics = classification_metrics(y_true, probabilities, ["a", "b", "rare"])
+    assert metrics["per_class"]["rare"]["support"] == 0
+    assert metrics["macro_avg"]["f1"] == pytest.approx(1.0)

@@ -73,3 +73,25 @@ def test_image_grid(tmp_path):
         plot_image_grid(tmp_path / "x.png", images, ncols=0)
     with pytest.raises(InputError, match=r"\(height, width, 3\) arrays or file paths"):
         plot_image_grid(tmp_path / "x.png", [np.zeros((2, 2, 2, 2))])
+
+
+def test_many_classes_draw_those_with_the_most_mistakes(tmp_path):
+    # Issue 16: 10,000 classes sized the figure at 4,200 inches and ran out of memory.
+    from transferkit.reports.plots import PLOTTED_CLASSES, _cells, _most_confused
+
+    k = 500
+    matrix = np.diag(np.full(k, 10))
+    matrix[7, 300] = matrix[300, 7] = 5  # the most confused pair
+    matrix[42, 42] = 0
+    matrix[42, 43] = 3
+    keep = _most_confused(_cells(matrix, k), k, PLOTTED_CLASSES)
+    assert len(keep) == PLOTTED_CLASSES and {7, 300, 42, 43} <= set(keep.tolist())
+    path = plot_confusion_matrix(tmp_path / "cm.png", matrix, [f"c{i}" for i in range(k)])
+    assert max(png_size(path)) < 2500
+    # The same from the non-zero cells only (what metrics keep for many classes).
+    rows, columns = np.nonzero(matrix)
+    cells = np.stack([rows, columns, matrix[rows, columns]], axis=1)
+    plot_confusion_matrix(tmp_path / "cells.png", cells, [f"c{i}" for i in range(k)])
+    assert np.array_equal(_cells(cells, k), _cells(matrix, k))
+    with pytest.raises(InputError, match="naming classes below 500"):
+        plot_confusion_matrix(tmp_path / "x.png", [[0, 500, 1]], [f"c{i}" for i in range(k)])

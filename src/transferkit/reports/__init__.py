@@ -18,6 +18,8 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from transferkit.files import atomic_write, write_json
 from transferkit.reports.metrics import (
     classification_metrics,
@@ -84,7 +86,10 @@ def write_classification_report(
         "confusion_matrix": report_dir / "confusion_matrix.png",
     }
     plot_confusion_matrix(
-        files["confusion_matrix"], metrics["confusion_matrix"], metrics["class_names"], title
+        files["confusion_matrix"],
+        metrics["confusion_matrix"] if metrics["confusion_matrix"] is not None
+        else np.asarray(metrics["confusion_cells"], dtype=np.int64).reshape(-1, 3),
+        metrics["class_names"], title,
     )
     history = list(history)
     if history:

@@ -12,6 +12,9 @@ import numpy as np
 from transferkit.errors import InputError
 from transferkit.files import atomic_write
 
+# Beyond this many classes metrics keep only the non-zero cells of the confusion matrix.
+DENSE_MATRIX_CLASSES = 200
+
 __all__ = [
     "classification_metrics",
     "summary_text",
@@ -75,7 +78,10 @@ def classification_metrics(y_true, probabilities, class_names) -> dict:
         A JSON-ready dict: `n`, `accuracy`, `class_names`, `per_class` (name -> precision,
         recall, f1, support), `balanced_accuracy` (mean recall of the classes present),
         `macro_avg`, `weighted_avg`, `confusion_matrix` (rows: true class,
-        columns: predicted class, nested lists of ints).
+        columns: predicted class, nested lists of ints). Beyond `DENSE_MATRIX_CLASSES` (200)
+        classes, `confusion_matrix` is None and `confusion_cells` lists the non-zero cells as
+        `[true, predicted, count]`. Macro averages are over the classes with examples (a class
+        without any would count as F1 0).
     """
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
@@ -95,9 +101,10 @@ def classification_metrics(y_true, probabilities, class_names) -> dict:
         for i, name in enumerate(class_names)
     }
     averages = {}
+    measured = [label for label in labels if support[label] > 0]
     for average in ("macro", "weighted"):
         p, r, f, _ = precision_recall_fscore_support(
-            y_true, y_pred, labels=labels, average=average, zero_division=0
+            y_true, y_pred, labels=measured, average=average, zero_division=0
         )
         averages[f"{average}_avg"] = {
             "precision": float(p),
@@ -105,8 +112,13 @@ def classification_metrics(y_true, probabilities, class_names) -> dict:
             "f1": float(f),
             "support": int(len(y_true)),
         }
-    matrix = confusion_matrix(y_true, y_pred, labels=labels)
     present = support > 0
+    if len(labels) <= DENSE_MATRIX_CLASSES:
+        matrix = {"confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist()}
+    else:  # k x k cells would not fit in memory or a JSON file: only the non-zero ones
+        cells, counts = np.unique(np.stack([y_true, y_pred], axis=1), axis=0, return_counts=True)
+        matrix = {"confusion_matrix": None, "confusion_cells": [
+            [int(t), int(p), int(c)] for (t, p), c in zip(cells, counts)]}
     return {
         "n": int(len(y_true)),
         "accuracy": float((y_pred == y_true).mean()),
@@ -115,7 +127,7 @@ def classification_metrics(y_true, probabilities, class_names) -> dict:
         "class_names": class_names,
         "per_class": per_class,
         **averages,
-        "confusion_matrix": matrix.astype(int).tolist(),
+        **matrix,
     }
 
 

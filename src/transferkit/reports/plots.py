@@ -27,6 +27,8 @@ __all__ = [
 ]
 
 _DPI = 110
+# A confusion matrix of more classes shows only those with the most mistakes.
+PLOTTED_CLASSES = 40
 _TRAIN_COLOR = "#1f77b4"
 _VAL_COLOR = "#d62728"
 _PHASE_COLORS = ("#ffffff", "#fdf1d8", "#e3f0e3", "#e8e4f4")
@@ -65,21 +67,27 @@ def plot_confusion_matrix(
     path: str | os.PathLike, matrix, class_names: Sequence[str], title: str = ""
 ) -> Path:
     """Draws a confusion matrix: colour and percentages normalised per true class (row), counts
-    in each cell. Sized for 2 to ~30 classes; beyond ~30 the cells are left unlabelled.
+    in each cell. Sized for 2 to ~30 classes; beyond ~30 the cells are left unlabelled, and
+    beyond `PLOTTED_CLASSES` (40) only the classes with the most mistakes are drawn (the title
+    says so; n and accuracy stay those of all classes).
 
     Args:
         path: the PNG to write.
-        matrix: `(k, k)` counts, rows = true class, columns = predicted class.
+        matrix: `(k, k)` counts, rows = true class, columns = predicted class; or
+            `[true, predicted, count]` rows (the non-zero cells).
         class_names: the `k` class names.
         title: the figure title. Default `""`.
     """
-    matrix = np.asarray(matrix, dtype=np.int64)
     k = len(class_names)
-    if matrix.shape != (k, k):
-        raise InputError(
-            f"`matrix` must be ({k}, {k}) for {k} class names. Received: shape {matrix.shape}."
-        )
-    totals = matrix.sum(axis=1, keepdims=True)
+    cells = _cells(matrix, k)
+    n, right = int(cells[:, 2].sum()), int(cells[cells[:, 0] == cells[:, 1], 2].sum())
+    keep, shown = np.arange(k), ""
+    if k > PLOTTED_CLASSES:
+        keep = _most_confused(cells, k, PLOTTED_CLASSES)
+        shown = f"\nthe {PLOTTED_CLASSES} of {k} classes with the most mistakes"
+    # Shares are of all the true class's examples, also those predicted as a class not drawn.
+    totals = np.bincount(cells[:, 0], cells[:, 2], k)[keep].reshape(-1, 1)
+    matrix, class_names, k = _sub_matrix(cells, k, keep), [class_names[i] for i in keep], len(keep)
     fractions = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
     names = [_short(name, 24) for name in class_names]
     longest = max(len(name) for name in names)
@@ -118,11 +126,45 @@ def plot_confusion_matrix(
                     fontsize=font,
                     color="white" if share > 0.55 else "black",
                 )
-    n = int(matrix.sum())
-    accuracy = np.trace(matrix) / n if n else 0.0
+    accuracy = right / n if n else 0.0
     heading = f"{title}\n" if title else ""
-    axes.set_title(f"{heading}confusion matrix, n={n}, accuracy {accuracy:.1%}")
+    axes.set_title(f"{heading}confusion matrix, n={n}, accuracy {accuracy:.1%}{shown}")
     return _save(figure, path)
+
+
+def _cells(matrix, k: int) -> np.ndarray:
+    """The non-zero cells `[true, predicted, count]` of a `(k, k)` count matrix, or the matrix
+    itself when given as such rows (what `classification_metrics` keeps for many classes)."""
+    matrix = np.asarray(matrix, dtype=np.int64)
+    if matrix.shape == (k, k):
+        rows, columns = np.nonzero(matrix)
+        return np.stack([rows, columns, matrix[rows, columns]], axis=1)
+    if matrix.ndim != 2 or matrix.shape[1] != 3 or (matrix.size and matrix[:, :2].max() >= k):
+        raise InputError(
+            f"`matrix` must be ({k}, {k}) for {k} class names, or [true, predicted, count] "
+            f"rows naming classes below {k}. Received: shape {matrix.shape}."
+        )
+    return matrix
+
+
+def _most_confused(cells: np.ndarray, k: int, limit: int) -> np.ndarray:
+    """The indices (sorted) of the `limit` classes with the most mistakes, as the true or the
+    predicted class; ties go to the class with more examples."""
+    true, predicted, count = cells.T
+    wrong = count * (true != predicted)
+    mistakes = np.bincount(true, wrong, k) + np.bincount(predicted, wrong, k)
+    order = np.lexsort((-np.bincount(true, count, k), -mistakes))
+    return np.sort(order[:limit])
+
+
+def _sub_matrix(cells: np.ndarray, k: int, keep: np.ndarray) -> np.ndarray:
+    position = np.full(k, -1)
+    position[keep] = np.arange(len(keep))
+    rows, columns = position[cells[:, 0]], position[cells[:, 1]]
+    inside = (rows >= 0) & (columns >= 0)
+    matrix = np.zeros((len(keep), len(keep)), dtype=np.int64)
+    np.add.at(matrix, (rows[inside], columns[inside]), cells[inside, 2])
+    return matrix
 
 
 def _percent_formatter():
