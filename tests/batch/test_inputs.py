@@ -53,3 +53,17 @@ def test_read_inputs_checks_the_kind_first(files):
         read_inputs(files / "photos", "text")
     with pytest.raises(InputError, match=r"^job: this is an image model; .*table\.csv"):
         read_inputs(files / "table.csv", "image", model="job")
+
+
+def test_a_list_of_texts_in_another_encoding(tmp_path):
+    # Issue 16: a Latin-1 line gave a UnicodeDecodeError traceback; now it is skipped by line.
+    listing = tmp_path / "texts.txt"
+    listing.write_bytes("a fine film\ncaf\xe9 cr\xe8me\n\nthe end\n".encode("latin-1"))
+    inputs = read_inputs([listing], "text")
+    assert inputs.items == ["a fine film", "the end"]
+    assert inputs.skipped == [
+        {"line": 2, "reason": "not valid UTF-8 (re-save the file as UTF-8)"},
+        {"line": 3, "reason": "empty line"},
+    ]
+    listing.write_text("un café\nla fin\n", encoding="utf-16")  # with its byte-order mark
+    assert read_inputs([listing], "text").items == ["un café", "la fin"]

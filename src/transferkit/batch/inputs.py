@@ -169,19 +169,20 @@ def _images(paths: list) -> BatchInputs:
 
 def _path_list(path: Path) -> list[str]:
     """The image paths in a list file, in order; blank lines and `#` comments are skipped."""
+    from transferkit.data.text import read_text_lines
+
     items = []
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            line = line.strip()
-            if line and not line.startswith("#"):
-                items.append(os.fspath(path.parent / line))  # an absolute `line` stays absolute
+    for line in read_text_lines(path)[0]:
+        line = line.strip()
+        if line and not line.startswith("#"):
+            items.append(os.fspath(path.parent / line))  # an absolute `line` stays absolute
     if not items:
         raise InputError(f"{path}: no image paths in this file (one path a line).")
     return items
 
 
 def _texts(paths: list, text_column: str | None) -> BatchInputs:
-    from transferkit.data.text import DROP_REASONS, read_text_table
+    from transferkit.data.text import DROP_REASONS, read_text_lines, read_text_table
 
     if len(paths) != 1 or Path(paths[0]).is_dir():
         raise InputError(
@@ -190,11 +191,11 @@ def _texts(paths: list, text_column: str | None) -> BatchInputs:
         )
     path = Path(paths[0])
     if path.suffix.lower() in LIST_SUFFIXES:
-        with open(path, encoding="utf-8") as handle:
-            lines = [line.rstrip("\r\n") for line in handle]
-        items = [line for line in lines if line.strip()]
-        skipped = [{"line": i + 1, "reason": "empty line"}
-                   for i, line in enumerate(lines) if not line.strip()]
+        lines, undecodable = read_text_lines(path)
+        bad = set(undecodable)
+        items = [line for i, line in enumerate(lines, 1) if line.strip() and i not in bad]
+        skipped = [{"line": i, "reason": DROP_REASONS["encoding"] if i in bad else "empty line"}
+                   for i, line in enumerate(lines, 1) if i in bad or not line.strip()]
         if not items:
             raise InputError(f"{path}: no texts in this file (one text a line).")
         return BatchInputs("text", items, os.fspath(path), skipped)

@@ -38,6 +38,7 @@ __all__ = [
     "TEXT_COLUMN_CANDIDATES",
     "TextTable",
     "as_label",
+    "read_text_lines",
     "read_text_table",
     "text_key",
 ]
@@ -279,6 +280,16 @@ def _open_text(path: Path, encoding: str):
             f"Re-save the file as UTF-8."
         ) from None
     return io.StringIO(text, newline="")
+
+
+def read_text_lines(path: str | os.PathLike) -> tuple[list[str], list[int]]:
+    """The lines of a text file, one text (or path) a line, without their line endings; and the
+    (1-based) numbers of the lines that are not valid UTF-8. A byte-order mark is followed, as
+    for tables; an undecodable UTF-8 line is kept with surrogate escapes (a valid file name)."""
+    path = Path(path)
+    with _open_text(path, _sniff_encoding(path)) as handle:
+        lines = [line.rstrip("\r\n") for line in handle]
+    return lines, [number for number, line in enumerate(lines, 1) if not _check_utf8(line)]
 
 
 # -- readers: each yields the column names first, then (row_number, list of values | None) -------
