@@ -35,6 +35,7 @@ __all__ = [
     "cache_dir",
     "copy_file",
     "pause_point",
+    "raise_if_disk_full",
     "read_json",
     "remove_partial_files",
     "sha256_file",
@@ -128,7 +129,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             dir=path.parent, prefix=f".{path.name}{_TEMP_MARK}", suffix=_suffixes(path.name)
         )
     except OSError as exc:
-        _raise_if_disk_full(exc, path)
+        raise_if_disk_full(exc, path)
         raise
     os.close(handle)
     temp = Path(name)
@@ -141,7 +142,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(temp, path)
         _fsync_dir(path.parent)
     except Exception as exc:  # noqa: BLE001 (a writer may wrap the OSError in its own error)
-        _raise_if_disk_full(exc, path)
+        raise_if_disk_full(exc, path)
         raise
     finally:
         with contextlib.suppress(OSError):
@@ -151,9 +152,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
-def _raise_if_disk_full(error: BaseException, path: Path) -> None:
+def raise_if_disk_full(error: BaseException, path: str | os.PathLike) -> None:
     """Raises `DiskFullError` for `path` if `error`, or an error it was raised from, says the
-    disk (or the quota) is full. h5py and zipfile do not always keep the errno, only its text."""
+    disk (or the quota) is full; else returns. h5py and zipfile do not always keep the errno,
+    only its text."""
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from transferkit.errors import InputError
-from transferkit.files import read_json, write_json
+from transferkit.files import raise_if_disk_full, read_json, write_json
 
 __all__ = ["LOCK_NAME", "RunDirectory", "RunLock", "default_run_dir", "read_history_csv"]
 
@@ -248,8 +248,13 @@ class RunLock:
                 "taking over its lock")
         record = {"pid": os.getpid(), "host": socket.gethostname(),
                   "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+        except OSError as exc:
+            _release(fd, self.path)
+            raise_if_disk_full(exc, self.path)
+            raise
         self._finalizer = weakref.finalize(self, _release, fd, self.path)
 
     def release(self) -> None:

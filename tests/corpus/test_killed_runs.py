@@ -1,0 +1,165 @@
+"""Killed runs resume to the same result (slow): `transferkit train images` and `train text`
+(MiniLM), each a real process killed with SIGKILL at five points, then rerun with `--resume`.
+
+The kill points come from the test-only hook `transferkit.files.pause_point`: with
+`TRANSFERKIT_TEST_PAUSE_AT` set, the process writes a marker file at that point and sleeps, and
+the test kills it there (deterministic, unlike waiting for a log line). After each kill
+`model.keras` must be absent or load; the resumed run must finish with the reference run's
+classes and accuracy (same seed; within half a point), leave no temporary file behind, and say
+that it took over the killed run's lock.
+
+Small on purpose (the slow run's budget): 20 + 20 faces at 64x64 for images, 60 rt_polarity
+sentences at 16 tokens for text; one uninterrupted reference run per task, shared by its five
+kill points.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import shared_data, write_faces
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(os.name != "posix", reason="SIGKILL is POSIX"),
+]
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+# where the run is killed -> the pause point (see transferkit.files.pause_point)
+KILL_POINTS = {
+    "feature caching": "write:*.npy",  # the first cached feature file, complete, not yet renamed
+    "head epoch 2": "epoch:head:2",  # epoch 1 saved, epoch 2 under way
+    "between phases": "phase:fine_tune",  # the head finished, fine-tuning not started
+    "fine-tune epoch 1": "epoch:fine_tune:1",
+    "saving": "write:model.keras",  # model.keras written to its temporary name, not renamed
+}
+TOLERANCE = 0.005  # half a point of accuracy
+
+IMAGE_OPTIONS = ["--image-size", "64", "--epochs", "4", "--patience", "50",
+                 "--fine-tune-epochs", "1", "--fine-tune-patience", "50", "--unfreeze", "5",
+                 "--augment", "none", "--no-calibrate"]
+TEXT_OPTIONS = ["--encoder", "minilm", "--max-length", "16", "--epochs", "4", "--patience", "50",
+                "--fine-tune-epochs", "1", "--fine-tune-patience", "50", "--no-calibrate"]
+
+
+def _env(cache: Path, pause: str | None = None, marker: Path | None = None) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(SRC), TRANSFERKIT_CACHE_DIR=str(cache))
+    for key in ("TRANSFERKIT_TEST_PAUSE_AT", "TRANSFERKIT_TEST_PAUSE_FILE"):
+        env.pop(key, None)
+    if pause is not None:
+        env.update(TRANSFERKIT_TEST_PAUSE_AT=pause, TRANSFERKIT_TEST_PAUSE_FILE=str(marker))
+    return env
+
+
+def _train(kind: str, args: list, cache: Path) -> tuple[dict, str]:
+    """Runs `transferkit train KIND ... --json` to the end: (its result, its stderr)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "transferkit.cli", "train", kind, *map(str, args), "--json"],
+        capture_output=True, text=True, env=_env(cache), timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+
+
+def _kill_at(kind: str, args: list, cache: Path, pause: str, marker: Path) -> None:
+    """Starts `transferkit train KIND ...`, waits until it pauses at `pause`, SIGKILLs it."""
+    with open(marker.with_suffix(".stderr"), "w") as stderr:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "transferkit.cli", "train", kind, *map(str, args)],
+            stdout=subprocess.DEVNULL, stderr=stderr, env=_env(cache, pause, marker),
+        )
+        deadline = time.monotonic() + 600
+        while not marker.exists():
+            if child.poll() is not None or time.monotonic() > deadline:
+                child.kill()
+                raise AssertionError(f"never reached {pause}: "
+                                     f"{marker.with_suffix('.stderr').read_text()[-3000:]}")
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+        assert child.wait(timeout=60) == -signal.SIGKILL
+
+
+def _model_after_kill(run: Path) -> str:
+    """'absent', or 'loads' when model.keras is there and loads (a partial file fails here)."""
+    if not (run / "model.keras").exists():
+        return "absent"
+    from transferkit.training.io import load_model
+
+    load_model(run / "model.keras")
+    return "loads"
+
+
+def _accuracy(result: dict) -> float:
+    return result[f"{result['report_split']}_accuracy"]
+
+
+def _kill_and_resume(kind, data, options, reference, cache, point, tmp_path) -> None:
+    run = tmp_path / "run"
+    # Feature caching only happens with a cold cache; the other points reuse the warm one.
+    cache = tmp_path / "cold-cache" if point == "feature caching" else cache
+    _kill_at(kind, [data, *options, "--output", run], cache, KILL_POINTS[point],
+             tmp_path / "paused")
+    model = _model_after_kill(run)
+    assert (run / ".lock").is_file()  # SIGKILL leaves the lock behind, stale
+    started = time.perf_counter()
+    result, stderr = _train(kind, ["--resume", run], cache)
+    seconds = time.perf_counter() - started
+    assert "no longer running (killed?); taking over its lock" in stderr
+    assert result["classes"] == reference["classes"]
+    accuracy, expected = _accuracy(result), _accuracy(reference)
+    print(f"\n{kind} killed at {point}: model.keras after the kill {model}; resumed "
+          f"{result['report_split']} accuracy {accuracy:.4f} vs {expected:.4f} uninterrupted "
+          f"(resume {seconds:.0f} s)")
+    assert abs(accuracy - expected) <= TOLERANCE
+    assert _model_after_kill(run) == "loads"
+    assert not list(run.rglob("*.tmp-*")) and not (run / ".lock").exists()
+    for cached in (cache / "features").rglob("*.npy"):  # what the kill left in the cache reads
+        if ".tmp-" not in cached.name:
+            np.load(cached, allow_pickle=False)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """40 faces, the warm cache, and the uninterrupted reference run's result."""
+    root = tmp_path_factory.mktemp("killed-images")
+    data = write_faces(root / "faces", per_class=20)
+    cache = root / "cache"
+    reference, _ = _train("images", [data, *IMAGE_OPTIONS, "--output", root / "reference"], cache)
+    return data, cache, reference
+
+
+@pytest.fixture(scope="module")
+def texts(tmp_path_factory):
+    """60 rt_polarity sentences (30 a class), the warm cache, and the reference run's result."""
+    import pandas as pd
+
+    root = tmp_path_factory.mktemp("killed-text")
+    table = pd.read_csv(shared_data("rt_polarity", "sentences.csv"))
+    table = pd.concat([table[table.sentiment == label].head(30) for label in (0, 1)])
+    data = root / "sentences.csv"
+    table.to_csv(data, index=False)
+    cache = root / "cache"
+    reference, _ = _train("text", [data, *TEXT_OPTIONS, "--output", root / "reference"], cache)
+    return data, cache, reference
+
+
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_a_killed_image_run_resumes_to_the_same_result(images, point, tmp_path):
+    data, cache, reference = images
+    _kill_and_resume("images", data, IMAGE_OPTIONS, reference, cache, point, tmp_path)
+
+
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_a_killed_text_run_resumes_to_the_same_result(texts, point, tmp_path):
+    data, cache, reference = texts
+    _kill_and_resume("text", data, TEXT_OPTIONS, reference, cache, point, tmp_path)
