@@ -72,8 +72,10 @@ def _train(kind: str, args: list, cache: Path) -> tuple[dict, str]:
     return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
 
 
-def _kill_at(kind: str, args: list, cache: Path, pause: str, marker: Path) -> None:
-    """Starts `transferkit train KIND ...`, waits until it pauses at `pause`, SIGKILLs it."""
+def _kill_at(kind: str, args: list, cache: Path, pause: str, marker: Path,
+             while_paused=None) -> None:
+    """Starts `transferkit train KIND ...`, waits until it pauses at `pause` (then calls
+    `while_paused(pid)` if given), and SIGKILLs it."""
     with open(marker.with_suffix(".stderr"), "w") as stderr:
         child = subprocess.Popen(
             [sys.executable, "-m", "transferkit.cli", "train", kind, *map(str, args)],
@@ -86,8 +88,37 @@ def _kill_at(kind: str, args: list, cache: Path, pause: str, marker: Path) -> No
                 raise AssertionError(f"never reached {pause}: "
                                      f"{marker.with_suffix('.stderr').read_text()[-3000:]}")
             time.sleep(0.05)
-        child.send_signal(signal.SIGKILL)
+        try:
+            if while_paused is not None:
+                while_paused(child.pid)
+        finally:
+            child.send_signal(signal.SIGKILL)
         assert child.wait(timeout=60) == -signal.SIGKILL
+
+
+def _files(run: Path) -> dict:
+    # TensorBoard's writer thread may flush logs/ of the paused run; the rest must not change
+    return {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file() and "logs" not in
+            p.relative_to(run).parts}
+
+
+def _second_run_refused(kind: str, args: list, run: Path, cache: Path):
+    """A check for while the first run is paused: a second real `train` on the same folder
+    exits 1 with the in-use line naming the first, and changes nothing."""
+
+    def check(pid: int) -> None:
+        before = _files(run)
+        second = subprocess.run(
+            [sys.executable, "-m", "transferkit.cli", "train", kind, *map(str, args)],
+            capture_output=True, text=True, env=_env(cache), timeout=600,
+        )
+        assert second.returncode == 1 and "Traceback" not in second.stderr, second.stderr
+        line = second.stderr.strip().splitlines()[-1]
+        assert line.startswith(f"transferkit: error: {run} is in use by process {pid} (started ")
+        assert line.endswith("; wait for it to finish, or pass another --output.")
+        assert _files(run) == before
+
+    return check
 
 
 def _model_after_kill(run: Path) -> str:
@@ -108,8 +139,9 @@ def _kill_and_resume(kind, data, options, reference, cache, point, tmp_path) -> 
     run = tmp_path / "run"
     # Feature caching only happens with a cold cache; the other points reuse the warm one.
     cache = tmp_path / "cold-cache" if point == "feature caching" else cache
-    _kill_at(kind, [data, *options, "--output", run], cache, KILL_POINTS[point],
-             tmp_path / "paused")
+    args = [data, *options, "--output", run]
+    check = _second_run_refused(kind, args, run, cache) if point == "head epoch 2" else None
+    _kill_at(kind, args, cache, KILL_POINTS[point], tmp_path / "paused", while_paused=check)
     model = _model_after_kill(run)
     assert (run / ".lock").is_file()  # SIGKILL leaves the lock behind, stale
     started = time.perf_counter()

@@ -85,9 +85,14 @@ def holder():
             each.kill()
 
 
-def test_a_second_run_on_a_folder_in_use_is_refused(faces, tmp_path, holder):
+@pytest.mark.parametrize("first_has_started", [False, True])
+def test_a_second_run_on_a_folder_in_use_is_refused(faces, tmp_path, holder, first_has_started):
     run = tmp_path / "run"
-    run.mkdir()
+    if first_has_started:  # its config.json is written: refused before the data is read
+        _new_run(run, ImageTrainConfig)
+    else:  # still reading its data: refused when this one would start
+        run.mkdir()
+    before = _snapshot(run)
     first = holder(run)
     code, out, err = _run_cli(["train", "images", faces, "--output", run, "--epochs", "1"])
     message = _one_error_line(code, err)
@@ -95,7 +100,9 @@ def test_a_second_run_on_a_folder_in_use_is_refused(faces, tmp_path, holder):
         rf"{re.escape(str(run))} is in use by process {first.pid} \(started "
         r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d\); wait for it to finish, or pass another "
         r"--output\.", message), message
-    assert sorted(os.listdir(run)) == [LOCK_NAME]  # nothing of the second run written
+    after = _snapshot(run)
+    after.pop(Path(LOCK_NAME))
+    assert after == before  # nothing of the second run written
 
 
 def test_resuming_a_run_in_use_is_refused_and_changes_nothing(tmp_path, holder):

@@ -170,7 +170,7 @@ class TrainingRun:
         return config, path
 
     def _new(self, config_class, data, output, config, options):
-        from transferkit.training.run import default_run_dir
+        from transferkit.training.run import RunLock, default_run_dir
 
         config = config if config is not None else config_class()
         if data is not None:
@@ -180,6 +180,11 @@ class TrainingRun:
             raise InputError("Pass the data to train on (`data`), or a run folder to `resume`.")
         config = config.replace(data=str(Path(config.data).resolve()))
         path = Path(output) if output is not None else default_run_dir(self.task)
+        holder = RunLock.in_use(path)
+        if holder is not None:
+            raise InputError(
+                f"{path} is in use by {holder}; wait for it to finish, or pass another `output`."
+            )
         if (path / "config.json").exists():
             raise InputError(
                 f"{path} already holds a run. Pass it as `resume` to continue it, or a new "

@@ -261,6 +261,22 @@ class RunLock:
         """Deletes `.lock` and lets go of it (once; later calls do nothing)."""
         self._finalizer()
 
+    @staticmethod
+    def in_use(folder: str | os.PathLike) -> str | None:
+        """Who holds the folder's lock ("process 123 (started ...)"), or None when no live
+        process does; takes nothing."""
+        path = Path(folder) / LOCK_NAME
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            if not _try_lock(fd):
+                return _describe(_holder(path))
+        finally:
+            os.close(fd)  # also lets go of the lock just taken
+        return None
+
 
 def _try_lock(fd: int) -> bool:
     """Locks `fd` for this process without waiting; False if another process holds it. Where
