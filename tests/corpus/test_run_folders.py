@@ -320,16 +320,24 @@ def full_disk_at(monkeypatch):
     return names.append
 
 
-@pytest.mark.parametrize("target", ["model.keras", "summary.txt", "confusion_matrix.png",
-                                    "mistakes.txt", "metrics.json", "history.csv"])
-def test_a_full_disk_while_finishing_keeps_the_previous_files(text_run, tmp_path, full_disk_at,
-                                                              target):
+@pytest.mark.parametrize("run_fixture, target", [
+    ("text_run", "model.keras"), ("text_run", "state.json"), ("text_run", "report/summary.txt"),
+    ("text_run", "report/confusion_matrix.png"), ("text_run", "report/mistakes.txt"),
+    ("text_run", "report/metrics.json"), ("text_run", "report/history.csv"),
+    ("text_run", "report/config.json"), ("image_run", "report/label_issues.csv"),
+])
+def test_a_full_disk_while_finishing_keeps_the_previous_files(request, tmp_path, full_disk_at,
+                                                              run_fixture, target):
+    """A finished run resumed (it only writes its model and report again) on a disk that fills
+    up at `target`."""
+    source = request.getfixturevalue(run_fixture)[3]
     run = tmp_path / "run"
-    shutil.copytree(text_run[3], run)
-    (written,) = [p for p in run.rglob(target) if p.parent.name != "checkpoints"][-1:]
+    shutil.copytree(source, run)
+    written = run / target
     before = written.read_bytes()
-    full_disk_at(target)
-    code, out, err = _run_cli(["train", "text", "--resume", run])
+    full_disk_at(written.name)
+    code, out, err = _run_cli(["train", "images" if run_fixture == "image_run" else "text",
+                               "--resume", run])
     assert _one_error_line(code, err) == (
         f"no space left on device while writing {written}; free space on that disk, or pass "
         "another --output"
