@@ -339,11 +339,24 @@ def test_a_full_disk_while_finishing_keeps_the_previous_files(request, tmp_path,
     code, out, err = _run_cli(["train", "images" if run_fixture == "image_run" else "text",
                                "--resume", run])
     assert _one_error_line(code, err) == (
-        f"no space left on device while writing {written}; free space on that disk, or pass "
-        "another --output"
+        f"no space left on device while writing {written}; free space on that disk, or move "
+        f"{run} to a disk with room and resume it there"
     )
     assert written.read_bytes() == before
     assert not list(run.rglob("*.tmp-*")) and not (run / LOCK_NAME).exists()
+
+
+def test_a_full_disk_as_a_new_run_starts_says_to_pass_another_output(text_run, vectors_file,
+                                                                     tmp_path, full_disk_at):
+    run = tmp_path / "run"
+    full_disk_at("config.json")
+    code, out, err = _run_cli(["train", "text", text_run[4], "--word-vectors", vectors_file,
+                               "--output", run])
+    assert _one_error_line(code, err) == (
+        f"no space left on device while writing {run / 'config.json'}; free space on that disk, "
+        "or pass another --output"
+    )
+    assert os.listdir(run) == []  # no config.json, no temporary file, no lock
 
 
 def test_a_full_disk_while_saving_a_checkpoint(tmp_path, full_disk_at):
@@ -379,7 +392,8 @@ def test_a_really_full_tmpfs_while_finishing(text_run, tmp_path):
         code, out, err = _run_cli(["train", "text", "--resume", run])
         message = _one_error_line(code, err)
         match = re.fullmatch(rf"no space left on device while writing ({re.escape(str(run))}/\S+)"
-                             r"; free space on that disk, or pass another --output", message)
+                             rf"; free space on that disk, or move {re.escape(str(run))} to a "
+                             r"disk with room and resume it there", message)
         assert match, message
         named = Path(match.group(1)).relative_to(run)
         after = _snapshot(run)

@@ -213,7 +213,9 @@ class TrainingRun:
         if kind is not None and self.tracker is not None:
             self.tracker.close("KILLED" if kind is KeyboardInterrupt else "FAILED")
         if isinstance(error, DiskFullError) and _inside(error.path, self.path):
-            error.args = (f"{error.args[0]}, or pass another `output`",)
+            instead = (f"move {self.path} to a disk with room and resume it there"
+                       if self.resuming else "pass another `output`")
+            error.args = (f"{error.args[0]}, or {instead}",)
         if kind is KeyboardInterrupt and self.run is not None:
             # The interrupt itself says how to go on (the command line prints it on one line).
             error.args = (

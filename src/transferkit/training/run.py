@@ -83,8 +83,8 @@ def read_history_csv(path: str | os.PathLike) -> list[dict]:
             ]
     except (ValueError, csv.Error) as exc:  # written atomically, so not by transferkit
         raise InputError(
-            f"{path}: not a history.csv written by transferkit ({exc}). Delete it (the epochs "
-            "are also in the checkpoints), or start a new run with another `output`."
+            f"{path}: not a history.csv written by transferkit ({exc}). Delete it to resume "
+            "without the rows of the earlier epochs, or start a new run with another `output`."
         ) from None
 
 
