@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
-from transferkit.errors import InputError
+from transferkit.errors import DiskFullError, InputError
 from transferkit.files import (
     CACHE_DIR_ENV,
+    PAUSE_ENV,
+    PAUSE_FILE_ENV,
     atomic_path,
     atomic_write,
     cache_dir,
+    copy_file,
+    pause_point,
+    raise_if_disk_full,
     read_json,
     remove_partial_files,
     sha256_file,
     write_json,
 )
+
+SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def test_atomic_write_replaces_the_file_on_success(tmp_path):
@@ -93,3 +106,76 @@ def test_sha256_file(tmp_path):
     assert sha256_file(path) == hashlib.sha256(content).hexdigest()
     with pytest.raises(InputError, match="no such file"):
         sha256_file(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("error", [
+    OSError(errno.ENOSPC, "No space left on device"),
+    OSError(errno.EDQUOT, "Disk quota exceeded"),
+    # h5py keeps only the text; Keras may wrap the OSError in its own error
+    OSError("Can't write data (file write failed: errno = 28, error message = 'No space left "
+            "on device')"),
+    RuntimeError("saving failed"),  # raised from an ENOSPC below (see the chain)
+])
+def test_a_full_disk_is_one_error_naming_the_file_and_the_old_file_stays(tmp_path, error):
+    target = tmp_path / "model.keras"
+    target.write_bytes(b"old")
+    if isinstance(error, RuntimeError):
+        error.__cause__ = OSError(errno.ENOSPC, "No space left on device")
+    with pytest.raises(DiskFullError) as caught:
+        with atomic_path(target) as temp:
+            temp.write_bytes(b"half")
+            raise error
+    assert str(caught.value) == (
+        f"no space left on device while writing {target}; free space on that disk"
+    )
+    assert caught.value.path == str(target) and isinstance(caught.value, OSError)
+    assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["model.keras"]
+
+
+def test_other_write_errors_pass_through(tmp_path):
+    with pytest.raises(PermissionError):
+        with atomic_write(tmp_path / "x") as handle:
+            handle.write(b"1")
+            raise PermissionError(errno.EACCES, "Permission denied")
+    assert raise_if_disk_full(OSError(errno.EIO, "I/O error"), tmp_path / "x") is None
+
+
+def test_a_full_cache_disk_names_the_cache_setting(monkeypatch, tmp_path):
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path))
+    with pytest.raises(DiskFullError, match=rf"; free space on that disk, or set {CACHE_DIR_ENV} "
+                                            r"to a folder on another disk$"):
+        raise_if_disk_full(OSError(errno.ENOSPC, "full"), cache_dir("features") / "a.npy")
+
+
+def test_copy_file_is_atomic(tmp_path):
+    (tmp_path / "a.txt").write_text("new")
+    copy_file(tmp_path / "a.txt", tmp_path / "out" / "b.txt")
+    assert (tmp_path / "out" / "b.txt").read_text() == "new"
+    with pytest.raises(FileNotFoundError):
+        copy_file(tmp_path / "missing.txt", tmp_path / "out" / "b.txt")
+    assert (tmp_path / "out" / "b.txt").read_text() == "new"
+    assert os.listdir(tmp_path / "out") == ["b.txt"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL is POSIX")
+def test_pause_point_stops_at_the_nth_match_for_a_test_to_kill(tmp_path):
+    marker = tmp_path / "paused"
+    script = (
+        "from transferkit.files import pause_point\n"
+        "for n in range(1, 4):\n"
+        "    print(n, flush=True)\n"
+        "    pause_point(f'epoch:head:{n}')\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(SRC), **{PAUSE_ENV: "epoch:head:*#2",
+                                                  PAUSE_FILE_ENV: str(marker)})
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=env)
+    assert [child.stdout.readline() for _ in range(2)] == [b"1\n", b"2\n"]
+    deadline = time.monotonic() + 30
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert marker.read_text() == "epoch:head:2" and child.poll() is None  # paused there
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    assert child.stdout.read() == b""  # never went on to 3
+    child.stdout.close()
+    pause_point("epoch:head:2")  # unset here: nothing happens

@@ -13,6 +13,7 @@ Every error subclasses `TransferkitError` and a builtin, so callers can catch ei
      +-- MissingDependencyError(ImportError)    an optional package is not installed
      +-- RuntimeMismatchError(RuntimeError)     ONNX Runtime disagrees with Keras on a frozen model
      +-- TrackingError(RuntimeError)            an MLflow store or registry that refused or is away
+     +-- DiskFullError(OSError)                 no space left on the device a file was written to
 
 The command line catches `TransferkitError` once, prints its message on one line and exits non-zero.
 """
@@ -31,6 +32,7 @@ __all__ = [
     "MissingDependencyError",
     "RuntimeMismatchError",
     "TrackingError",
+    "DiskFullError",
 ]
 
 
@@ -80,3 +82,12 @@ class RuntimeMismatchError(TransferkitError, RuntimeError):
 
 class TrackingError(TransferkitError, RuntimeError):
     """An MLflow tracking store or model registry refused a request or could not be reached."""
+
+
+class DiskFullError(TransferkitError, OSError):
+    """A write failed for lack of space (ENOSPC, or a quota); the file it would have replaced is
+    left as it was. `path` is the file that was being written."""
+
+    def __init__(self, message: str, path: str = ""):
+        super().__init__(message)
+        self.path = path

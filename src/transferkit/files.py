@@ -6,7 +6,8 @@ same folder, are flushed to disk, and only then `os.replace` puts the file in pl
 killed mid-write (Ctrl-C, SIGKILL, a full disk) leaves either the old file or the new one, never a
 truncated mix, so a rerun can trust what it finds. Temporary files are named
 `.<target name>.tmp-<random><suffixes>`: hidden, keeping the target's suffixes (Keras checks them),
-and easy to find again for `remove_partial_files`.
+and easy to find again for `remove_partial_files`. A write that fails for lack of space (ENOSPC
+or a quota, at write, flush, fsync or rename) raises `DiskFullError` naming the file.
 
 This module imports nothing heavier than the standard library (platformdirs on first use).
 """
@@ -14,6 +15,8 @@ This module imports nothing heavier than the standard library (platformdirs on f
 from __future__ import annotations
 
 import contextlib
+import errno
+import fnmatch
 import hashlib
 import json
 import os
@@ -23,13 +26,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from transferkit.errors import InputError
+from transferkit.errors import DiskFullError, InputError
 
 __all__ = [
     "CACHE_DIR_ENV",
     "atomic_path",
     "atomic_write",
     "cache_dir",
+    "copy_file",
+    "pause_point",
+    "raise_if_disk_full",
     "read_json",
     "remove_partial_files",
     "sha256_file",
@@ -117,10 +123,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         ...     model.save(temp)
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}{_TEMP_MARK}", suffix=_suffixes(path.name)
-    )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}{_TEMP_MARK}", suffix=_suffixes(path.name)
+        )
+    except OSError as exc:
+        raise_if_disk_full(exc, path)
+        raise
     os.close(handle)
     temp = Path(name)
     temp.unlink()  # writers such as h5py want to create the file themselves
@@ -128,11 +138,39 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield temp
         with open(temp, "rb+") as written:
             os.fsync(written.fileno())
+        pause_point(f"write:{path.name}")
         os.replace(temp, path)
         _fsync_dir(path.parent)
+    except Exception as exc:  # noqa: BLE001 (a writer may wrap the OSError in its own error)
+        raise_if_disk_full(exc, path)
+        raise
     finally:
         with contextlib.suppress(OSError):
             temp.unlink()
+
+
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def raise_if_disk_full(error: BaseException, path: str | os.PathLike) -> None:
+    """Raises `DiskFullError` for `path` if `error`, or an error it was raised from, says the
+    disk (or the quota) is full; else returns. h5py and zipfile do not always keep the errno,
+    only its text."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, DiskFullError):
+            return
+        if (isinstance(error, OSError) and error.errno in _DISK_FULL) or (
+            "No space left on device" in str(error) or "Disk quota exceeded" in str(error)
+        ):
+            hint = "free space on that disk"
+            root = os.environ.get(CACHE_DIR_ENV, "").strip()
+            if root and Path(path).resolve().is_relative_to(Path(root).expanduser().resolve()):
+                hint += f", or set {CACHE_DIR_ENV} to a folder on another disk"
+            raise DiskFullError(f"no space left on device while writing {path}; {hint}",
+                                path=os.fspath(path)) from None
+        error = error.__cause__ or error.__context__
 
 
 @contextlib.contextmanager
@@ -187,6 +225,45 @@ def remove_partial_files(folder: str | os.PathLike, older_than_s: float = 0.0) -
         except OSError:
             continue
     return removed
+
+
+def copy_file(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Copies `source` to `target` atomically (`shutil.copyfile` through `atomic_path`)."""
+    import shutil
+
+    with atomic_path(target) as temp:
+        shutil.copyfile(source, temp)
+
+
+#: Test-only hook (see `pause_point`): where to stop, and the file to write on stopping.
+PAUSE_ENV = "TRANSFERKIT_TEST_PAUSE_AT"
+PAUSE_FILE_ENV = "TRANSFERKIT_TEST_PAUSE_FILE"
+_PAUSE_COUNTS: dict[str, int] = {}
+
+
+def pause_point(point: str) -> None:
+    """A place where tests can stop the process, to kill it there: does nothing unless
+    `$TRANSFERKIT_TEST_PAUSE_AT` is set (never outside tests).
+
+    `TRANSFERKIT_TEST_PAUSE_AT=<pattern>[#<n>]` stops the n-th time (default the first) a point
+    matching the glob `pattern` is reached: it writes the point's name to
+    `$TRANSFERKIT_TEST_PAUSE_FILE` and sleeps for an hour. Points: `write:<file name>` (the new
+    file is complete and fsynced, not yet renamed into place), `epoch:<phase>:<n>` (epoch `n`
+    of a phase begins; the epochs before are saved), `phase:<phase>` (a phase is about to start).
+    """
+    wanted = os.environ.get(PAUSE_ENV)
+    if not wanted:
+        return
+    pattern, _, count = wanted.partition("#")
+    if not fnmatch.fnmatchcase(point, pattern):
+        return
+    _PAUSE_COUNTS[pattern] = seen = _PAUSE_COUNTS.get(pattern, 0) + 1
+    if seen != int(count or 1):
+        return
+    marker = os.environ.get(PAUSE_FILE_ENV)
+    if marker:
+        Path(marker).write_text(point, encoding="utf-8")
+    time.sleep(3600)
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

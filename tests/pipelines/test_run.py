@@ -17,8 +17,11 @@ def test_a_new_run_saves_its_config_only_when_started(tmp_path):
                       options={"epochs": 3, "seed": None}, log=lines.append)
     assert run.config.epochs == 3 and run.config.seed == ImageTrainConfig.seed
     assert run.config.data == str((tmp_path / "data").resolve())  # absolute, for resuming
-    assert not (tmp_path / "run").exists()  # nothing on disk before the data is read
-    run.start()
+    with run:
+        assert not (tmp_path / "run").exists()  # nothing on disk before the data is read
+        run.start()
+        assert (tmp_path / "run" / ".lock").is_file()  # while it runs
+    assert not (tmp_path / "run" / ".lock").exists()
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved == {"task": "images", **run.config.to_dict()}
     assert ImageTrainConfig.from_dict({k: v for k, v in saved.items() if k != "task"}) == run.config

@@ -5,7 +5,9 @@ settings    a config (`ImageTrainConfig` / `TextTrainConfig`) from defaults, a f
             with `resume`, the run's saved config, after checking which command made the run
 data        read and checked by the pipeline *before* the run folder exists, so bad data leaves
             nothing behind; a folder that already holds a run is refused unless resumed
-run folder  created, `config.json` written (the config as JSON, with its task)
+run folder  created and locked (`.lock`: a second run on the same folder is refused, see
+            `transferkit.training.run.RunLock`), `config.json` written (the config as JSON, with
+            its task); a resumed run takes the lock as it starts
 head        `classifier.fit(...)` on the frozen backbone; accuracy on the report split
 fine-tune   `classifier.fine_tune(...)` when `fine_tune_epochs` > 0; accuracy again
 finish      `model.keras`, the report (`report/`: metrics, pictures, data.json, config.json,
@@ -30,9 +32,17 @@ from typing import Any
 
 import numpy as np
 
-from transferkit.errors import InputError
+from transferkit.errors import DiskFullError, InputError
+from transferkit.files import pause_point
 
 __all__ = ["TrainingRun"]
+
+
+def _inside(path: str, folder) -> bool:
+    try:
+        return Path(path).resolve().is_relative_to(Path(folder).resolve())
+    except (OSError, ValueError):
+        return False
 
 
 def _accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
@@ -80,6 +90,7 @@ class TrainingRun:
         self.log = log
         self.verbose = verbose
         self.run = None
+        self.lock = None
         options = {key: value for key, value in (options or {}).items() if value is not None}
         unknown = sorted(set(options) - set(config_class.names()))
         if unknown:
@@ -112,7 +123,10 @@ class TrainingRun:
             scratch = Path(distribute.scratch_folder(self.path))
             shutil.rmtree(scratch, ignore_errors=True)
             if self.resuming:  # every process restarts from process 0's checkpoints
-                shutil.copytree(self.path, scratch)
+                from transferkit.training.run import LOCK_NAME
+
+                # not process 0's lock: this process locks its own copy
+                shutil.copytree(self.path, scratch, ignore=shutil.ignore_patterns(LOCK_NAME))
             self.path = scratch
         return info
 
@@ -134,6 +148,11 @@ class TrainingRun:
             )
         run = RunDirectory(path)
         saved = run.load_config()
+        if "task" not in saved:
+            raise InputError(
+                f"{run.config_path} was not written by `transferkit train` (it names no task). "
+                f"Pass a folder written by `transferkit train {self.task}` as `resume`."
+            )
         if saved.get("task") != self.task:
             raise InputError(
                 f"{path} is a run of `train {saved.get('task', '?')}`, not `train {self.task}`. "
@@ -151,7 +170,7 @@ class TrainingRun:
         return config, path
 
     def _new(self, config_class, data, output, config, options):
-        from transferkit.training.run import default_run_dir
+        from transferkit.training.run import RunLock, default_run_dir
 
         config = config if config is not None else config_class()
         if data is not None:
@@ -161,6 +180,11 @@ class TrainingRun:
             raise InputError("Pass the data to train on (`data`), or a run folder to `resume`.")
         config = config.replace(data=str(Path(config.data).resolve()))
         path = Path(output) if output is not None else default_run_dir(self.task)
+        holder = RunLock.in_use(path)
+        if holder is not None:
+            raise InputError(
+                f"{path} is in use by {holder}; wait for it to finish, or pass another `output`."
+            )
         if (path / "config.json").exists():
             raise InputError(
                 f"{path} already holds a run. Pass it as `resume` to continue it, or a new "
@@ -171,11 +195,27 @@ class TrainingRun:
     # -- the run ---------------------------------------------------------------------------------
 
     def __enter__(self) -> TrainingRun:
+        if self.resuming:  # a new run's folder is made (and locked) by `start`
+            self._lock()
         return self
 
+    def _lock(self) -> None:
+        from transferkit.training.run import RunDirectory
+
+        if self.lock is None:
+            hint = "wait for it to finish" if self.resuming else ""
+            self.lock = RunDirectory(self.path).lock(log=self.log, hint=hint)
+
     def __exit__(self, kind, error, traceback) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
         if kind is not None and self.tracker is not None:
             self.tracker.close("KILLED" if kind is KeyboardInterrupt else "FAILED")
+        if isinstance(error, DiskFullError) and _inside(error.path, self.path):
+            instead = (f"move {self.path} to a disk with room and resume it there"
+                       if self.resuming else "pass another `output`")
+            error.args = (f"{error.args[0]}, or {instead}",)
         if kind is KeyboardInterrupt and self.run is not None:
             # The interrupt itself says how to go on (the command line prints it on one line).
             error.args = (
@@ -188,7 +228,15 @@ class TrainingRun:
         from transferkit.training.run import RunDirectory
 
         self.run = RunDirectory(self.path)
+        self._lock()
         if not self.resuming:
+            if self.run.config_path.exists():  # another run started and finished meanwhile
+                self.lock.release()
+                self.lock = None
+                raise InputError(
+                    f"{self.path} already holds a run. Pass it as `resume` to continue it, or a "
+                    "new `output` folder."
+                )
             self.run.save_config({"task": self.task, **self.config.to_dict()})
         if self.tracker is not None:
             self.tracker.start(self.config.to_dict(), self.task)
@@ -232,6 +280,7 @@ class TrainingRun:
             self.log(f"Fine-tune: skipped, the backbone cannot be fine-tuned: {why_frozen}")
             phases["fine_tune_skipped"] = why_frozen
         elif config.fine_tune_epochs > 0:
+            pause_point("phase:fine_tune")
             how = "".join(f", {key} {value}" for key, value in (fine_tune_options or {}).items())
             if config.fine_tune_learning_rate is not None:
                 how += f", learning rate {config.fine_tune_learning_rate:g}"
@@ -279,7 +328,7 @@ class TrainingRun:
             `report_split`, `tracking` (where MLflow has the run, or None), and the pipeline's
             own keys.
         """
-        from transferkit.files import write_json
+        from transferkit.files import copy_file, write_json
 
         run, split = self.run, phases["split"]
         classifier.save(run.model_path)
@@ -309,9 +358,9 @@ class TrainingRun:
             metrics["files"]["reliability"] = str(report_dir / "reliability.png")
             write_json(report_dir / "metrics.json", metrics)
         write_json(report_dir / "data.json", data)
-        shutil.copyfile(run.config_path, report_dir / "config.json")
+        copy_file(run.config_path, report_dir / "config.json")
         if Path(run.history_path).is_file():
-            shutil.copyfile(run.history_path, report_dir / "history.csv")
+            copy_file(run.history_path, report_dir / "history.csv")
         outcome = {
             "classes": list(classifier.class_names),
             f"{split}_accuracy": metrics["accuracy"],

@@ -25,7 +25,9 @@ uninterrupted one.
 The weights file is the commit point of an epoch: it carries the number of epochs it holds and
 the best epoch so far (HDF5 attributes), and the optimizer and best-weights files it goes with are
 named by epoch. So a process killed between any two writes resumes consistently, with no epoch
-lost or repeated, even if `state.json` is one epoch behind.
+lost or repeated, even if `state.json` is one epoch behind. A checkpoint that is not one (a file
+copied in from elsewhere, or from another model) stops the resume with an `InputError` naming the
+file, rather than a traceback from h5py or Keras.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import keras
 import numpy as np
 
 from transferkit.errors import InputError
-from transferkit.files import atomic_write, remove_partial_files
+from transferkit.files import atomic_write, pause_point, remove_partial_files
 from transferkit.training.interrupts import interrupt_received
 from transferkit.training.io import load_weights, save_weights_atomic
 from transferkit.training.run import RunDirectory, read_history_csv
@@ -91,8 +93,19 @@ def _delete_epoch_files(run: RunDirectory, phase: str, kind: str, keep: Path | N
                 path.unlink()
 
 
-def _weights_attrs(path: Path) -> dict | None:
-    """The transferkit attributes of a weights file; None if it is missing or unreadable."""
+def _not_a_checkpoint(path: Path, phase: str, why: str) -> InputError:
+    return InputError(
+        f"{path}: not a checkpoint of this run ({why}). Delete it to train the {phase} phase "
+        "again from its first epoch, or start a new run with another `output`."
+    )
+
+
+def _weights_attrs(path: Path, phase: str) -> dict | None:
+    """The transferkit attributes of a weights file; None if it is missing.
+
+    Raises:
+        InputError: the file is not an HDF5 weights file (its name and the fix).
+    """
     import h5py
 
     if not path.is_file():
@@ -100,8 +113,16 @@ def _weights_attrs(path: Path) -> dict | None:
     try:
         with h5py.File(path, "r") as handle:
             return {key: handle.attrs[key].item() for key in handle.attrs}
-    except (OSError, ValueError):
-        return None
+    except (OSError, ValueError) as exc:  # written atomically, so not by transferkit
+        raise _not_a_checkpoint(path, phase, f"{type(exc).__name__}: {exc}") from None
+
+
+def _load_checkpoint(model, path: Path, phase: str) -> None:
+    """`load_weights`, with an `InputError` naming the file when it does not fit the model."""
+    try:
+        load_weights(model, path)
+    except Exception as exc:  # noqa: BLE001 (h5py and Keras raise many kinds for a foreign file)
+        raise _not_a_checkpoint(path, phase, f"{type(exc).__name__}: {exc}") from None
 
 
 def _save_optimizer(model, path: Path) -> None:
@@ -235,6 +256,9 @@ class _EpochRecorder(keras.callbacks.Callback):
         self.restore_best_weights = restore_best_weights
         self.weights_path = _weights_path(run, phase)
 
+    def on_epoch_begin(self, epoch, logs=None):
+        pause_point(f"epoch:{self.phase}:{epoch + 1}")  # a test-only hook, see files.pause_point
+
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
         epochs_done = epoch + 1
@@ -295,12 +319,12 @@ def _has_validation(validation_data, fit_kwargs) -> bool:
     return validation_data is not None or bool(fit_kwargs.get("validation_split"))
 
 
-def _load_best_weights_list(model, path: Path) -> list | None:
+def _load_best_weights_list(model, path: Path, phase: str) -> list | None:
     """The weights in `path` as a `get_weights()` list, leaving the model's weights as they were."""
     if not path.is_file():
         return None
     current = model.get_weights()
-    load_weights(model, path)
+    _load_checkpoint(model, path, phase)
     best = model.get_weights()
     model.set_weights(current)
     return best
@@ -360,7 +384,8 @@ def fit_phase(
     for folder in (run.path, run.checkpoint_dir):
         remove_partial_files(folder)  # left by a run killed mid-write; one process per run folder
     phase_state = run.state().get(phase) or {}
-    attrs = _weights_attrs(_weights_path(run, phase)) if phase_state.get("epochs_done") else None
+    attrs = (_weights_attrs(_weights_path(run, phase), phase)
+             if phase_state.get("epochs_done") else None)
     if _finished(model, run, phase, phase_state, attrs):
         return _phase_rows(run, phase)
     epochs_done, resume = _restore(model, run, phase, attrs, restore_best_weights)
@@ -402,7 +427,7 @@ def _finished(model, run, phase: str, phase_state: dict, attrs) -> bool:
         phase_state.get("finished") or (attrs and attrs.get(_FINISHED_ATTR))
     ):
         return False
-    load_weights(model, weights_path)
+    _load_checkpoint(model, weights_path, phase)
     if not phase_state.get("finished"):  # killed between the last two writes
         run.update_state(**{phase: {**phase_state, "finished": True}})
     return True
@@ -435,7 +460,7 @@ def _restore(model, run, phase, attrs, restore_best_weights: bool) -> tuple[int,
     _replace_history_rows(run.history_path, phase, epochs_done, None)
     if epochs_done <= 0:
         return 0, None
-    load_weights(model, _weights_path(run, phase))
+    _load_checkpoint(model, _weights_path(run, phase), phase)
     _load_optimizer(model, _epoch_file(run, phase, "optimizer", epochs_done))
     best_epoch = int(attrs.get(_BEST_EPOCH_ATTR, epochs_done))
     best_value = float(attrs.get(_BEST_VALUE_ATTR, math.nan))
@@ -447,7 +472,7 @@ def _restore(model, run, phase, attrs, restore_best_weights: bool) -> tuple[int,
     }
     if restore_best_weights:
         resume["best_weights"] = _load_best_weights_list(
-            model, _epoch_file(run, phase, "best", best_epoch)
+            model, _epoch_file(run, phase, "best", best_epoch), phase
         )
     return epochs_done, resume
 

@@ -9,21 +9,36 @@ runs/images-20240501-120000/
   checkpoints/       <phase>.weights.h5 (+ optimizer and best-epoch weights) after every epoch
   logs/<phase>/      TensorBoard event files
   report/            metrics.json, summary.txt, confusion_matrix.png, curves.png, mistakes
+  .lock              while a run writes the folder: its process id, host and start time
 ```
+
+One process writes a run folder at a time: `RunDirectory.lock()` takes `.lock` with `flock` (the
+kernel lets go of it when the process ends, even by SIGKILL), and a second run on the same folder
+is refused with the first one's process id. A `.lock` file that no process holds any more was
+left by a killed run; the next run takes it over and says so. The standard library's `fcntl`
+is used rather than the `filelock` package because the message needs the holder's process id
+and start time, which `filelock` neither records nor reports.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime
+import json
 import os
+import socket
+import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from transferkit.errors import InputError
-from transferkit.files import read_json, write_json
+from transferkit.files import raise_if_disk_full, read_json, write_json
 
-__all__ = ["RunDirectory", "default_run_dir", "read_history_csv"]
+__all__ = ["LOCK_NAME", "RunDirectory", "RunLock", "default_run_dir", "read_history_csv"]
+
+#: The lock file of a run folder (see `RunLock`).
+LOCK_NAME = ".lock"
 
 
 def default_run_dir(kind: str, root: str | os.PathLike = "runs") -> Path:
@@ -60,11 +75,17 @@ def read_history_csv(path: str | os.PathLike) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         return []
-    with open(path, newline="", encoding="utf-8") as handle:
-        return [
-            {key: _parse_value(key, value) for key, value in row.items() if key is not None}
-            for row in csv.DictReader(handle)
-        ]
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            return [
+                {key: _parse_value(key, value) for key, value in row.items() if key is not None}
+                for row in csv.DictReader(handle)
+            ]
+    except (ValueError, csv.Error) as exc:  # written atomically, so not by transferkit
+        raise InputError(
+            f"{path}: not a history.csv written by transferkit ({exc}). Delete it to resume "
+            "without the rows of the earlier epochs, or start a new run with another `output`."
+        ) from None
 
 
 class RunDirectory:
@@ -122,11 +143,17 @@ class RunDirectory:
                 "folder written by `transferkit train` (for example runs/images-20240501-120000)."
             )
         try:
-            return read_json(self.config_path)
+            config = read_json(self.config_path)
         except ValueError as exc:
             raise InputError(
                 f"{self.config_path}: not valid JSON ({exc}). Fix or delete the file."
             ) from None
+        if not isinstance(config, dict):
+            raise InputError(
+                f"{self.config_path}: not a transferkit run config (a JSON {type(config).__name__}"
+                ", not an object). Pass a folder written by `transferkit train`."
+            )
+        return config
 
     def state(self) -> dict:
         """The run state (`{}` at first): per phase `epochs_done`, `finished`, `best`, ..."""
@@ -151,6 +178,123 @@ class RunDirectory:
         write_json(self.state_path, state)
         return state
 
+    def lock(self, log: Callable[[str], None] = print, hint: str = "") -> RunLock:
+        """Takes the folder's `.lock` for this process (see `RunLock`) and returns it."""
+        return RunLock(self.path, log=log, hint=hint)
+
     def history_rows(self) -> list[dict]:
         """Every row of `history.csv` (one per finished epoch, all phases); `[]` before any."""
         return read_history_csv(self.history_path)
+
+
+def _holder(path: Path) -> dict:
+    """What `.lock` says of its holder (`{}` when it is empty or unreadable)."""
+    try:
+        holder = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _describe(holder: dict) -> str:
+    host = holder.get("host")
+    where = f" on {host}" if host and host != socket.gethostname() else ""
+    return f"process {holder.get('pid', '?')}{where} (started {holder.get('started', '?')})"
+
+
+def _release(fd: int, path: Path) -> None:
+    try:
+        if os.path.samestat(os.fstat(fd), os.stat(path)):
+            path.unlink()  # before closing, so no other process can have taken it meanwhile
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class RunLock:
+    """The lock of a run folder, held by this process until `release` (or its end).
+
+    Args:
+        folder: the run folder (it must exist).
+        log: called with the line saying a stale lock was taken over.
+        hint: what to do instead, appended to the in-use message. Default: wait or pass
+            another `output`.
+
+    Raises:
+        InputError: another live process holds the folder: its id, host and start time.
+    """
+
+    def __init__(self, folder: str | os.PathLike, log: Callable[[str], None] = print,
+                 hint: str = ""):
+        self.path = Path(folder) / LOCK_NAME
+        hint = hint or "wait for it to finish, or pass another `output`"
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            if not _try_lock(fd):
+                os.close(fd)
+                raise InputError(
+                    f"{Path(folder)} is in use by {_describe(_holder(self.path))}; {hint}."
+                )
+            try:  # the holder before us may have deleted the file as we opened it
+                if os.path.samestat(os.fstat(fd), os.stat(self.path)):
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        stale = _holder(self.path)
+        if stale:
+            log(f"{Path(folder)}: {_describe(stale)} is no longer running (killed?); "
+                "taking over its lock")
+        record = {"pid": os.getpid(), "host": socket.gethostname(),
+                  "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+        except OSError as exc:
+            _release(fd, self.path)
+            raise_if_disk_full(exc, self.path)
+            raise
+        self._finalizer = weakref.finalize(self, _release, fd, self.path)
+
+    def release(self) -> None:
+        """Deletes `.lock` and lets go of it (once; later calls do nothing)."""
+        self._finalizer()
+
+    @staticmethod
+    def in_use(folder: str | os.PathLike) -> str | None:
+        """Who holds the folder's lock ("process 123 (started ...)"), or None when no live
+        process does; takes nothing."""
+        path = Path(folder) / LOCK_NAME
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            if not _try_lock(fd):
+                return _describe(_holder(path))
+        finally:
+            os.close(fd)  # also lets go of the lock just taken
+        return None
+
+
+def _try_lock(fd: int) -> bool:
+    """Locks `fd` for this process without waiting; False if another process holds it. Where
+    the file system cannot lock (some network mounts), the run goes on unlocked."""
+    try:
+        if os.name == "nt":
+            import msvcrt
+
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except (BlockingIOError, PermissionError):
+        return False
+    except OSError as exc:
+        import errno
+
+        if os.name == "nt" or exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+            return False
+    return True

@@ -1,0 +1,405 @@
+"""Run folders under stress: one writer at a time (`.lock`), a folder that holds a run, resuming
+the wrong or a foreign folder, foreign or truncated checkpoints, and a full disk.
+
+Every case ends in one clear line through the command line (exit 1, no traceback, the file and
+the fix named) and leaves what was in the folder as it was.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import _run_cli
+from helpers import tiny_data, tiny_model
+from transferkit.config import ImageTrainConfig, TextTrainConfig
+from transferkit.errors import DiskFullError, InputError
+from transferkit.pipelines.run import TrainingRun
+from transferkit.training.run import LOCK_NAME, RunDirectory, RunLock, read_history_csv
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def _snapshot(folder: Path) -> dict:
+    """Every file under `folder` and its bytes."""
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _one_error_line(code: int, err: str) -> str:
+    assert code == 1 and "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("transferkit: error: "), err
+    return lines[-1].removeprefix("transferkit: error: ")
+
+
+def _new_run(folder: Path, config_class=TextTrainConfig, data="missing.csv") -> Path:
+    """A run folder as `train` leaves it once started: config.json (data that is gone)."""
+    with TrainingRun(config_class, folder.parent / data, output=folder) as run:
+        run.start()
+    return folder
+
+
+# -- one writer at a time ----------------------------------------------------------------------
+
+
+class _Holder:
+    """Another live process that holds a folder's lock (as a running `train` does)."""
+
+    def __init__(self, folder: Path):
+        script = textwrap.dedent(f"""
+            import sys, time
+            from transferkit.training.run import RunLock
+            lock = RunLock({str(folder)!r})
+            print("held", flush=True)
+            time.sleep(120)
+        """)
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+            env=dict(os.environ, PYTHONPATH=str(SRC)),
+        )
+        assert self.process.stdout.readline().strip() == "held"
+        self.pid = self.process.pid
+
+    def kill(self):
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+        self.process.stdout.close()
+
+
+@pytest.fixture
+def holder():
+    holders = []
+    yield lambda folder: holders.append(_Holder(folder)) or holders[-1]
+    for each in holders:
+        if each.process.poll() is None:
+            each.kill()
+
+
+@pytest.mark.parametrize("first_has_started", [False, True])
+def test_a_second_run_on_a_folder_in_use_is_refused(faces, tmp_path, holder, first_has_started):
+    run = tmp_path / "run"
+    if first_has_started:  # its config.json is written: refused before the data is read
+        _new_run(run, ImageTrainConfig)
+    else:  # still reading its data: refused when this one would start
+        run.mkdir()
+    before = _snapshot(run)
+    first = holder(run)
+    code, out, err = _run_cli(["train", "images", faces, "--output", run, "--epochs", "1"])
+    message = _one_error_line(code, err)
+    assert re.fullmatch(
+        rf"{re.escape(str(run))} is in use by process {first.pid} \(started "
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d\); wait for it to finish, or pass another "
+        r"--output\.", message), message
+    after = _snapshot(run)
+    after.pop(Path(LOCK_NAME))
+    assert after == before  # nothing of the second run written
+
+
+def test_resuming_a_run_in_use_is_refused_and_changes_nothing(tmp_path, holder):
+    run = _new_run(tmp_path / "run")
+    before = _snapshot(run)
+    first = holder(run)
+    code, out, err = _run_cli(["train", "text", "--resume", run])
+    message = _one_error_line(code, err)
+    assert message.startswith(f"{run} is in use by process {first.pid} (started ")
+    assert message.endswith("; wait for it to finish.")
+    after = _snapshot(run)
+    after.pop(Path(LOCK_NAME))
+    assert after == before
+
+
+def test_a_stale_lock_of_a_killed_process_is_taken_over_with_a_line(tmp_path, holder):
+    first = holder(tmp_path)
+    first.kill()  # SIGKILL: the file stays, the kernel's lock goes
+    assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == first.pid
+    lines = []
+    lock = RunLock(tmp_path, log=lines.append)
+    assert len(lines) == 1
+    assert re.fullmatch(rf"{re.escape(str(tmp_path))}: process {first.pid} \(started [^)]+\) is "
+                        r"no longer running \(killed\?\); taking over its lock", lines[0])
+    assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
+    with pytest.raises(InputError, match=rf"is in use by process {os.getpid()} "):
+        RunLock(tmp_path)  # held: even this process cannot take it twice
+    lock.release()
+    lock.release()  # once is enough
+    assert not (tmp_path / LOCK_NAME).exists()
+    RunLock(tmp_path, log=lines.append).release()
+    assert len(lines) == 1  # a released lock is not stale
+
+
+def test_a_lock_file_naming_a_dead_process_is_stale(tmp_path):
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    pid = int(gone.stdout)
+    (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": pid, "host": "h", "started": "then"}))
+    lines = []
+    RunLock(tmp_path, log=lines.append).release()
+    assert lines == [f"{tmp_path}: process {pid} on h (started then) is no longer running "
+                     "(killed?); taking over its lock"]
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, InputError])
+def test_the_lock_is_released_when_a_run_stops(tmp_path, stop):
+    with pytest.raises(stop):
+        with TrainingRun(ImageTrainConfig, tmp_path, output=tmp_path / "run") as run:
+            run.start()
+            assert (tmp_path / "run" / LOCK_NAME).is_file()
+            raise stop("stopped")
+    assert not (tmp_path / "run" / LOCK_NAME).exists()
+    with pytest.raises(stop):  # and when a resumed run stops
+        with TrainingRun(ImageTrainConfig, resume=tmp_path / "run", log=lambda line: None):
+            assert (tmp_path / "run" / LOCK_NAME).is_file()
+            raise stop("stopped")
+    assert not (tmp_path / "run" / LOCK_NAME).exists()
+
+
+def test_a_run_that_finished_while_another_read_its_data_is_not_overwritten(tmp_path):
+    second = TrainingRun(ImageTrainConfig, tmp_path, output=tmp_path / "run")  # checks: free
+    _new_run(tmp_path / "run", ImageTrainConfig)  # meanwhile the first run starts and ends
+    before = _snapshot(tmp_path / "run")
+    with pytest.raises(InputError, match=r"already holds a run\. Pass it as `resume`"):
+        with second:
+            second.start()
+    assert _snapshot(tmp_path / "run") == before
+
+
+# -- a folder that holds a run; resuming the wrong folder ----------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["images", "text"])
+def test_output_of_a_finished_run_is_refused(kind, tmp_path):
+    config_class = ImageTrainConfig if kind == "images" else TextTrainConfig
+    run = _new_run(tmp_path / "run", config_class)
+    before = _snapshot(run)
+    code, out, err = _run_cli(["train", kind, tmp_path / "data", "--output", run])
+    assert _one_error_line(code, err) == (
+        f"{run} already holds a run. Pass it as --resume to continue it, or a new --output folder."
+    )
+    assert _snapshot(run) == before
+
+
+@pytest.mark.parametrize("kind", ["images", "text"])
+def test_resume_says_which_flags_it_ignored(kind, tmp_path):
+    config_class = ImageTrainConfig if kind == "images" else TextTrainConfig
+    run = _new_run(tmp_path / "run", config_class, data="gone")
+    code, out, err = _run_cli(["train", kind, "--resume", run, "--epochs", "6"])
+    assert "Resuming uses the run's saved settings; ignored: epochs" in out.splitlines()
+    assert "gone" in _one_error_line(code, err)  # then the data it was trained on is missing
+
+
+def test_resuming_a_run_of_the_other_task_names_the_task(tmp_path):
+    run = _new_run(tmp_path / "run", TextTrainConfig)
+    code, out, err = _run_cli(["train", "images", "--resume", run])
+    assert _one_error_line(code, err) == (
+        f"{run} is a run of `train text`, not `train images`. Resume it with the matching command."
+    )
+
+
+@pytest.mark.parametrize("config, expected", [
+    (b"{\"task\": \"images\", \"epo", r"config\.json: not valid JSON \(.+\)\. Fix or delete the "
+                                      r"file\."),
+    (b"\xff\xfe\x00garbage", r"config\.json: not valid JSON \(.+\)\. Fix or delete the file\."),
+    (b"[1, 2]", r"config\.json: not a transferkit run config \(a JSON list, not an object\)\. "
+                r"Pass a folder written by `transferkit train`\."),
+    (json.dumps({"architectures": ["BertModel"], "hidden_size": 384}).encode(),
+     r"config\.json was not written by `transferkit train` \(it names no task\)\. Pass a folder "
+     r"written by `transferkit train images` as --resume\."),
+], ids=["cut JSON", "binary", "a JSON list", "another tool's"])
+def test_resuming_a_foreign_config_is_one_line(tmp_path, config, expected):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_bytes(config)
+    code, out, err = _run_cli(["train", "images", "--resume", run])
+    assert re.fullmatch(re.escape(str(run)) + "/" + expected, _one_error_line(code, err))
+    assert (run / "config.json").read_bytes() == config and not (run / LOCK_NAME).exists()
+
+
+def test_a_history_csv_not_written_by_transferkit_is_one_error(tmp_path):
+    (tmp_path / "history.csv").write_bytes(b"phase,epoch\nhead,\xff\xfe\n")
+    with pytest.raises(InputError, match=r"history\.csv: not a history\.csv written by "
+                                         r"transferkit \(.+\)\. Delete it"):
+        read_history_csv(tmp_path / "history.csv")
+
+
+# -- foreign and truncated checkpoints -----------------------------------------------------------
+
+
+def _fit(run, epochs=2):
+    from transferkit.training.callbacks import fit_phase
+
+    x, y = tiny_data()
+    return fit_phase(tiny_model(), x, y=y, validation_data=(x, y), epochs=epochs, run=run,
+                     phase="head", patience=5, tensorboard=False, verbose=0)
+
+
+def _interrupted_after_one_epoch(run):
+    """The run folder of a head phase killed in its second epoch (of 2)."""
+    from transferkit.training.io import save_weights_atomic
+
+    _fit(run, epochs=1)
+    run.update_state(head={**run.state()["head"], "finished": False})
+    model = tiny_model()
+    save_weights_atomic(model, run.checkpoint_dir / "head.weights.h5",
+                        transferkit_epochs_done=1, transferkit_best_epoch=1,
+                        transferkit_best_value=0.5)
+    save_weights_atomic(model, run.checkpoint_dir / "head.best-0001.weights.h5")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "another model", "best truncated"])
+def test_a_damaged_checkpoint_is_one_error_naming_the_file(tmp_path, damage):
+    import keras
+
+    run = RunDirectory(tmp_path / "run")
+    weights = run.checkpoint_dir / "head.weights.h5"
+    if damage == "best truncated":  # an interrupted phase keeps the best epoch's weights too
+        _interrupted_after_one_epoch(run)
+        target = run.checkpoint_dir / "head.best-0001.weights.h5"
+        target.write_bytes(target.read_bytes()[:300])
+    else:
+        _fit(run)
+        target = weights
+        if damage == "truncated":
+            weights.write_bytes(weights.read_bytes()[:500])
+        elif damage == "garbage":
+            weights.write_bytes(b"GIF89a not a checkpoint")
+        else:
+            other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+            other.save_weights(weights)
+    with pytest.raises(InputError) as caught:
+        _fit(run)
+    assert re.fullmatch(
+        re.escape(f"{target}: not a checkpoint of this run (") + r".+"
+        + re.escape("). Delete it to train the head phase again from its first epoch, or start "
+                    "a new run with another `output`."), str(caught.value), re.S)
+
+
+def test_a_truncated_checkpoint_on_resume_is_one_line(image_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(image_run[3], run)
+    weights = run / "checkpoints" / "head.weights.h5"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    before = _snapshot(run)
+    code, out, err = _run_cli(["train", "images", "--resume", run])
+    message = _one_error_line(code, err)
+    assert message.startswith(f"{weights}: not a checkpoint of this run (OSError: ")
+    assert message.endswith("). Delete it to train the head phase again from its first epoch, or "
+                            "start a new run with another --output.")
+    assert _snapshot(run) == before
+
+
+# -- a full disk ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def full_disk_at(monkeypatch):
+    """Makes the fsync of a new file whose name matches fail with ENOSPC, as a full disk does
+    (with delayed allocation the error often surfaces only there): injected below `atomic_path`,
+    which the test then sees handle it."""
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("finds the file of a descriptor through /proc/self/fd (Linux)")
+    real = os.fsync
+    names = []
+
+    def fsync(fd):
+        name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+        if any(name.startswith(f".{target}.tmp-") for target in names):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return names.append
+
+
+@pytest.mark.parametrize("run_fixture, target", [
+    ("text_run", "model.keras"), ("text_run", "state.json"), ("text_run", "report/summary.txt"),
+    ("text_run", "report/confusion_matrix.png"),
+    ("text_run", "report/history.csv"),  # a copy, written with shutil.copyfile before
+    ("image_run", "report/label_issues.csv"),
+])
+def test_a_full_disk_while_finishing_keeps_the_previous_files(request, tmp_path, full_disk_at,
+                                                              run_fixture, target):
+    """A finished run resumed (it only writes its model and report again) on a disk that fills
+    up at `target`."""
+    source = request.getfixturevalue(run_fixture)[3]
+    run = tmp_path / "run"
+    shutil.copytree(source, run)
+    written = run / target
+    before = written.read_bytes()
+    full_disk_at(written.name)
+    code, out, err = _run_cli(["train", "images" if run_fixture == "image_run" else "text",
+                               "--resume", run])
+    assert _one_error_line(code, err) == (
+        f"no space left on device while writing {written}; free space on that disk, or move "
+        f"{run} to a disk with room and resume it there"
+    )
+    assert written.read_bytes() == before
+    assert not list(run.rglob("*.tmp-*")) and not (run / LOCK_NAME).exists()
+
+
+def test_a_full_disk_as_a_new_run_starts_says_to_pass_another_output(text_run, vectors_file,
+                                                                     tmp_path, full_disk_at):
+    run = tmp_path / "run"
+    full_disk_at("config.json")
+    code, out, err = _run_cli(["train", "text", text_run[4], "--word-vectors", vectors_file,
+                               "--output", run])
+    assert _one_error_line(code, err) == (
+        f"no space left on device while writing {run / 'config.json'}; free space on that disk, "
+        "or pass another --output"
+    )
+    assert os.listdir(run) == []  # no config.json, no temporary file, no lock
+
+
+def test_a_full_disk_while_saving_a_checkpoint(tmp_path, full_disk_at):
+    run = RunDirectory(tmp_path / "run")
+    _interrupted_after_one_epoch(run)
+    before = _snapshot(run.path)
+    full_disk_at("head.weights.h5")
+    with pytest.raises(DiskFullError, match=r"no space left on device while writing "
+                                            r".+head\.weights\.h5; free space on that disk$"):
+        _fit(run, epochs=2)
+    after = _snapshot(run.path)
+    key = Path("checkpoints/head.weights.h5")
+    assert after[key] == before[key] and not list(run.path.rglob("*.tmp-*"))
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="mounting a small tmpfs needs root; the injected ENOSPC cases cover it")
+def test_a_really_full_tmpfs_while_finishing(text_run, tmp_path):
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    size = sum(p.stat().st_size for p in text_run[3].rglob("*") if p.is_file())
+    size += 1 << 20
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                              str(mount)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        run = mount / "run"
+        shutil.copytree(text_run[3], run)
+        before = _snapshot(run)
+        # room for the small files (the lock, state.json), not for a new model.keras
+        (mount / "filler").write_bytes(b"\0" * (shutil.disk_usage(mount).free - (64 << 10)))
+        code, out, err = _run_cli(["train", "text", "--resume", run])
+        message = _one_error_line(code, err)
+        match = re.fullmatch(rf"no space left on device while writing ({re.escape(str(run))}/\S+)"
+                             rf"; free space on that disk, or move {re.escape(str(run))} to a "
+                             r"disk with room and resume it there", message)
+        assert match, message
+        named = Path(match.group(1)).relative_to(run)
+        after = _snapshot(run)
+        assert after[named] == before[named] and after[Path("model.keras")] == before[
+            Path("model.keras")]
+        assert not list(run.rglob("*.tmp-*")) and not (run / LOCK_NAME).exists()
+        print(f"\nfull tmpfs: the first write that failed was {named}")
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
