@@ -363,6 +363,7 @@ def test_duplicate_texts_with_conflicting_labels_are_found(tmp_path):
 # -- one training run over a table with every kind of bad row -----------------------------------
 
 
+@pytest.mark.slow  # a whole training run (~8 s); the reader tests above cover each row in the default run
 def test_a_training_run_reports_dropped_rows_renamed_labels_and_conflicts(tmp_path,
                                                                             vectors_file):
     from conftest import _run_cli
