@@ -164,6 +164,16 @@ def test_train_and_validation_with_different_classes(tmp_path):
         discover_image_folder(tmp_path / "data")
 
 
+def test_a_given_validation_folder_may_lack_a_class(tmp_path):
+    # Issue 16: a split where validation lacks a class trains, naming the class as not measured.
+    _classes(tmp_path / "data" / "train", {"a": 2, "b": 2, "c": 2})
+    _classes(tmp_path / "data" / "val", {"a": 2, "c": 2}, start=10)
+    folder = discover_image_folder(tmp_path / "data")
+    assert folder.class_names == ["a", "b", "c"]
+    assert folder.classes_without_validation == ["b"]
+    assert folder.class_counts()["validation"] == {"a": 2, "b": 0, "c": 2}
+
+
 @pytest.mark.parametrize("split", [0, 1, 1.5, -0.1, True, "0.2"])
 def test_bad_validation_size(tmp_path, split):
     root = _classes(tmp_path / "data", {"a": 2, "b": 2})

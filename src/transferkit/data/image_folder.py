@@ -451,11 +451,10 @@ def discover_image_folder(
         validation_names = sorted(
             p.name for p in validation_dir.iterdir() if p.is_dir() and _visible(p)
         )
-        if validation_names != train.class_names:
+        if set(validation_names) - set(train.class_names):  # fewer is fine: named as unmeasured
             raise DataError(
                 f"{root}: train/ has classes {train.class_names} but {validation_dir.name}/ has "
-                f"{validation_names}. Give both the same class sub-folders."
-            )
+                f"{validation_names}; a class needs training images. Give both the same classes.")
         validation = read_class_folders(validation_dir, class_names=train.class_names)
         digests = _hash_all(train.paths + validation.paths)
         folder = ImageFolder(
