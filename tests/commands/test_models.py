@@ -134,6 +134,7 @@ def test_evaluate_suggests_column_flags_that_it_accepts(text_run, image_run, tmp
     assert code == 1 and "this is an image model; --text-column and --label-column" in err
 
 
+@pytest.mark.slow  # a new Python process importing TensorFlow (~8 s)
 def test_predict_in_a_fresh_process(image_run, faces):
     """`transferkit.load` must find transferkit's layers without the test having imported them."""
     run = image_run[3]

@@ -229,6 +229,7 @@ def test_too_many_pixels_costs_no_memory(bombs, name):
     assert after - before < 20_000  # KiB
 
 
+@pytest.mark.slow  # builds EfficientNet-Lite0 with its ImageNet top (~6 s)
 def test_predict_imagenet_skips_the_bomb_and_predicts_the_others(bombs, tmp_path, capsys):
     from transferkit.cli import main
 

@@ -320,11 +320,15 @@ def full_disk_at(monkeypatch):
     return names.append
 
 
+_SLOW = pytest.mark.slow  # each resumes a whole run; one of each kind of writer in the default run
+
+
 @pytest.mark.parametrize("run_fixture, target", [
-    ("text_run", "model.keras"), ("text_run", "state.json"), ("text_run", "report/summary.txt"),
-    ("text_run", "report/confusion_matrix.png"),
+    ("text_run", "model.keras"), pytest.param("text_run", "state.json", marks=_SLOW),
+    ("text_run", "report/summary.txt"),
+    pytest.param("text_run", "report/confusion_matrix.png", marks=_SLOW),
     ("text_run", "report/history.csv"),  # a copy, written with shutil.copyfile before
-    ("image_run", "report/label_issues.csv"),
+    pytest.param("image_run", "report/label_issues.csv", marks=_SLOW),
 ])
 def test_a_full_disk_while_finishing_keeps_the_previous_files(request, tmp_path, full_disk_at,
                                                               run_fixture, target):
