@@ -516,7 +516,7 @@ def test_train_and_predict_over_a_folder_of_bad_files(tmp_path, bombs):
     assert code == 0, err
     lines = out.strip().splitlines()
     assert len(lines) == 3 and lines[1].startswith("skipped") and "bomb.png" in lines[1]
-    assert "over Pillow's limit" in lines[1] and str(inputs[2]) in lines[2]
+    assert "over Pillow's limit" in lines[1] and lines[2].endswith("not_face_002.png")
     if hasattr(os, "mkfifo"):
         pipe = root / "not_face" / "pipe.jpg"
         code, out, err = _run_cli(["predict", model, pipe])

@@ -182,7 +182,7 @@ def run_predict(args) -> int:
     for item, result in zip(args.inputs, results):
         shown = result.get("path", item)
         if len(shown) > 60:
-            shown = shown[:57] + "..."
+            shown = "..." + shown[-57:]  # the file name is the end of the path
         if "skipped" in result:
             print(f"{'skipped':<20} {'':>6}  {result['skipped']}")
         else:
