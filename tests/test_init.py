@@ -49,6 +49,7 @@ BLOCK_TENSORFLOW = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a child process importing torch (~6 s)
 @pytest.mark.parametrize("backend", ["torch"])
 def test_import_and_build_without_tensorflow(backend):
     """The lent GPU machine has JAX and torch but no TensorFlow: the registry must still work."""

@@ -224,6 +224,7 @@ def test_lite1_lite2_imagenet_parity(session_cache, name):
     np.testing.assert_array_equal(got.argmax(-1), expected.argmax(-1))
 
 
+@pytest.mark.slow  # a child process on the torch backend (~7 s)
 def test_torch_backend_without_tensorflow(tmp_path, keras_lite0, session_cache):
     """The same cached weights give the same logits on the torch backend, TensorFlow unloaded."""
     images = np.random.default_rng(4).uniform(-1, 1, (1, 224, 224, 3)).astype(np.float32)
