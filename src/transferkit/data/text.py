@@ -183,13 +183,17 @@ class TextTable:
             found.append(group)
         return found
 
-    def conflicting_groups(self) -> list[dict]:
-        """The `duplicate_groups` whose copies carry different labels."""
-        return [g for g in self.duplicate_groups() if len(set(g.get("labels", ()))) > 1]
+    def conflicting_groups(self, groups: list[dict] | None = None) -> list[dict]:
+        """The `duplicate_groups` (or `groups`, already found) whose copies carry different
+        labels."""
+        groups = self.duplicate_groups() if groups is None else groups
+        return [g for g in groups if len(set(g.get("labels", ()))) > 1]
 
-    def describe_conflict_rows(self, max_groups: int = 3) -> str:
-        """`'a fine film' (lines 2: pos, 9: neg); ...` for the first `max_groups` conflicts."""
-        conflicts = self.conflicting_groups()
+    def describe_conflict_rows(self, max_groups: int = 3,
+                               conflicts: list[dict] | None = None) -> str:
+        """`'a fine film' (lines 2: pos, 9: neg); ...` for the first `max_groups` conflicts
+        (`conflicts`, when already found)."""
+        conflicts = self.conflicting_groups() if conflicts is None else conflicts
         return "; ".join(
             f"{g['text'][:40]!r} ({self.unit}s "
             + ", ".join(f"{n}: {label}" for n, label in zip(g[f"{self.unit}s"], g["labels"]))
@@ -198,12 +202,14 @@ class TextTable:
 
     def describe_conflicts(self, max_groups: int = 3) -> str:
         """`2 texts appear with different labels: ...`, or `""` when no duplicate text does."""
-        count = len(self.conflicting_groups())
+        conflicts = self.conflicting_groups()
+        count = len(conflicts)
         if not count:
             return ""
         noun = "text appears" if count == 1 else "texts appear"
+        rows = self.describe_conflict_rows(max_groups, conflicts)
         return (f"{count} {noun} with different labels (the same text once stripped and "
-                f"case-folded): {self.describe_conflict_rows(max_groups)}. Kept as they are: "
+                f"case-folded): {rows}. Kept as they are: "
                 "correct the labels, or remove the wrong copies")
 
     def describe_drops(self, max_rows: int = 5) -> str:

@@ -184,17 +184,18 @@ def _duplicate_facts(table) -> dict:
     for images: `duplicate_groups`, `duplicates_across_splits`, `conflicting_duplicates`) and
     the summary's line."""
     groups = table.duplicate_groups()
+    conflicts = table.conflicting_groups(groups)
     counts = {
         "duplicate_groups": len(groups),
         "duplicates_across_splits": sum(1 for g in groups if len(set(g["splits"])) > 1),
-        "conflicting_duplicates": sum(1 for g in groups if len(set(g["labels"])) > 1),
+        "conflicting_duplicates": len(conflicts),
     }
     n = len(groups)
     line = (f"{n} text{'s' if n > 1 else ''} appear{'' if n > 1 else 's'} more than once: "
             f"{counts['duplicates_across_splits']} across splits, "
             f"{counts['conflicting_duplicates']} with different labels" if groups else "none")
     if counts["conflicting_duplicates"]:
-        line += f" ({table.describe_conflict_rows()})"
+        line += f" ({table.describe_conflict_rows(conflicts=conflicts)})"
     return {"groups": groups, "counts": counts, "line": line}
 
 
