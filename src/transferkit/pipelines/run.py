@@ -45,6 +45,12 @@ def _inside(path: str, folder) -> bool:
         return False
 
 
+def _holds_a_run(path) -> InputError:
+    return InputError(
+        f"{path} already holds a run. Pass it as `resume` to continue it, or a new `output` folder."
+    )
+
+
 def _accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return float((np.asarray(probabilities).argmax(axis=1) == np.asarray(labels)).mean())
 
@@ -170,7 +176,7 @@ class TrainingRun:
         return config, path
 
     def _new(self, config_class, data, output, config, options):
-        from transferkit.training.run import RunLock, default_run_dir
+        from transferkit.training.run import RunLock, default_run_dir, in_use_error
 
         config = config if config is not None else config_class()
         if data is not None:
@@ -182,14 +188,9 @@ class TrainingRun:
         path = Path(output) if output is not None else default_run_dir(self.task)
         holder = RunLock.in_use(path)
         if holder is not None:
-            raise InputError(
-                f"{path} is in use by {holder}; wait for it to finish, or pass another `output`."
-            )
+            raise in_use_error(path, holder)
         if (path / "config.json").exists():
-            raise InputError(
-                f"{path} already holds a run. Pass it as `resume` to continue it, or a new "
-                "`output` folder."
-            )
+            raise _holds_a_run(path)
         return config, path
 
     # -- the run ---------------------------------------------------------------------------------
@@ -233,10 +234,7 @@ class TrainingRun:
             if self.run.config_path.exists():  # another run started and finished meanwhile
                 self.lock.release()
                 self.lock = None
-                raise InputError(
-                    f"{self.path} already holds a run. Pass it as `resume` to continue it, or a "
-                    "new `output` folder."
-                )
+                raise _holds_a_run(self.path)
             self.run.save_config({"task": self.task, **self.config.to_dict()})
         if self.tracker is not None:
             self.tracker.start(self.config.to_dict(), self.task)

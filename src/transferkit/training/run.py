@@ -35,7 +35,10 @@ from typing import Any
 from transferkit.errors import InputError
 from transferkit.files import raise_if_disk_full, read_json, write_json
 
-__all__ = ["LOCK_NAME", "RunDirectory", "RunLock", "default_run_dir", "read_history_csv"]
+__all__ = [
+    "LOCK_NAME", "RunDirectory", "RunLock", "default_run_dir", "in_use_error",
+    "read_history_csv",
+]
 
 #: The lock file of a run folder (see `RunLock`).
 LOCK_NAME = ".lock"
@@ -228,14 +231,11 @@ class RunLock:
     def __init__(self, folder: str | os.PathLike, log: Callable[[str], None] = print,
                  hint: str = ""):
         self.path = Path(folder) / LOCK_NAME
-        hint = hint or "wait for it to finish, or pass another `output`"
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             if not _try_lock(fd):
                 os.close(fd)
-                raise InputError(
-                    f"{Path(folder)} is in use by {_describe(_holder(self.path))}; {hint}."
-                )
+                raise in_use_error(folder, _describe(_holder(self.path)), hint)
             try:  # the holder before us may have deleted the file as we opened it
                 if os.path.samestat(os.fstat(fd), os.stat(self.path)):
                     break
@@ -276,6 +276,12 @@ class RunLock:
         finally:
             os.close(fd)  # also lets go of the lock just taken
         return None
+
+
+def in_use_error(folder: str | os.PathLike, holder: str, hint: str = "") -> InputError:
+    """The error for a run folder that `holder` ("process 123 (started ...)") is using."""
+    hint = hint or "wait for it to finish, or pass another `output`"
+    return InputError(f"{Path(folder)} is in use by {holder}; {hint}.")
 
 
 def _try_lock(fd: int) -> bool:
