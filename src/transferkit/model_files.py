@@ -20,7 +20,7 @@ from pathlib import Path
 
 from transferkit.errors import InputError
 
-__all__ = ["check_model_file", "load_failure"]
+__all__ = ["check_model_file", "keras_objects", "load_failure"]
 
 _OURS = "transferkit loads only model files it wrote (and SavedModel graphs you trust)"
 _AGAIN = ("save or copy it again (`transferkit train` and `Classifier.save` write it whole); "
@@ -41,7 +41,7 @@ def check_model_file(path: str | os.PathLike) -> None:
     """
     path = Path(path)
     config = _read_config(path)
-    for node in _objects(config):
+    for node in keras_objects(config):
         refusal = _code_in(node)
         if refusal:
             raise InputError(
@@ -103,16 +103,16 @@ def _read_config(path: Path) -> dict:
     return config if isinstance(config, dict) else {}
 
 
-def _objects(node):
+def keras_objects(node):
     """Every serialised Keras object (a dict with `class_name`) in a config, depth first."""
     if isinstance(node, dict):
         if "class_name" in node:
             yield node
         for value in node.values():
-            yield from _objects(value)
+            yield from keras_objects(value)
     elif isinstance(node, list):
         for value in node:
-            yield from _objects(value)
+            yield from keras_objects(value)
 
 
 def _code_in(node: dict) -> str:

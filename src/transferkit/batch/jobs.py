@@ -113,17 +113,13 @@ def model_info(path: Path) -> tuple[str, list[str], dict]:
             config = json.loads(archive.read("config.json"))
     except (OSError, KeyError, zipfile.BadZipFile, ValueError) as exc:
         raise InputError(f"{path}: not a .keras model file ({exc}).") from None
-    stack = [config]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            if node.get("class_name") == "ClassLabels" and "task" in node.get("config", {}):
-                layer = node["config"]
-                return (layer["task"], list(layer["class_names"]),
-                        dict((layer.get("metadata") or {}).get("config") or {}))
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
+    from transferkit.model_files import keras_objects
+
+    for node in keras_objects(config):
+        if node.get("class_name") == "ClassLabels" and "task" in node.get("config", {}):
+            layer = node["config"]
+            return (layer["task"], list(layer["class_names"]),
+                    dict((layer.get("metadata") or {}).get("config") or {}))
     raise InputError(f"{path}: not a transferkit classifier (it has no ClassLabels layer).")
 
 

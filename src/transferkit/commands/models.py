@@ -136,15 +136,13 @@ def _check_inputs(model, inputs: list, purpose: str) -> None:
     from transferkit.batch.inputs import check_kind
     from transferkit.batch.jobs import model_info
     from transferkit.errors import InputError
-    from transferkit.model_files import check_model_file
     from transferkit.model_paths import model_file
 
     path = model_file(model)
-    check_model_file(path)
     try:
         task = model_info(path)[0]
     except InputError:
-        return  # not a transferkit classifier: `load` says so
+        return  # damaged, holding code, or not a transferkit classifier: `load` says which
     check_kind(task, inputs, purpose, model=model)
 
 
