@@ -23,6 +23,25 @@ def _isolated_cache(tmp_path_factory):
         yield root
 
 
+@pytest.fixture(autouse=True, scope="session")
+def base_world_child(request, tmp_path_factory):
+    """The child process of `base_world.py` (every command without the extras), started when
+    the session begins if `test_base_install.py` is selected, so that it runs beside the other
+    tests; `None` otherwise. Stopped at the end of the session if still running."""
+    if not any(item.path.name == "test_base_install.py" for item in request.session.items):
+        yield None
+        return
+    import base_world
+
+    root = tmp_path_factory.mktemp("base_world")
+    child = base_world.start(root)
+    child.root = root
+    yield child
+    if child.poll() is None:
+        child.kill()
+        child.wait()
+
+
 @pytest.fixture(scope="session")
 def faces(tmp_path_factory):
     """20 faces and 20 non-faces (skimage's lfw_subset, 25x25 PNGs) in class folders."""
@@ -117,12 +136,12 @@ def hundred_faces(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def calibrated_run(hundred_faces, tmp_path_factory):
-    """`train images --json` on 100 + 100 faces, 60 of them for validation (enough to fit a
-    temperature)."""
+    """`train images --json` on 100 + 100 faces, 100 of them for validation (enough to fit a
+    temperature: `calibration.MIN_EXAMPLES`, with 19 mistakes)."""
     run = tmp_path_factory.mktemp("runs") / "calibrated"
     code, out, err = _run_cli([
         "train", "images", hundred_faces, "--image-size", "32", "--epochs", "5",
-        "--fine-tune-epochs", "0", "--augment", "none", "--validation-size", "0.3",
+        "--fine-tune-epochs", "0", "--augment", "none", "--validation-size", "0.5",
         "--output", run, "--json",
     ])
     assert code == 0, err

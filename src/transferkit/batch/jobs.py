@@ -162,6 +162,10 @@ def _run(job: dict, inputs, output, *, shard_size, ray, workers, runtime, text_c
     check_int(job["batch_size"], "batch_size", minimum=1)
     if workers is not None:
         check_int(workers, "workers", minimum=1)
+    if ray:  # before the inputs are read and the output folder is made
+        from transferkit.extras import require_installed
+
+        require_installed("ray", "Running on Ray (`ray`)")
     found = read_inputs(inputs, job["task"], text_column=text_column, model=job["model"])
     job.update(runtime=check_runtime(runtime), output=os.fspath(output), source=found.source,
                inputs=len(found), inputs_sha256=found.digest())

@@ -76,8 +76,9 @@ class ShardWorker:
         from transferkit.batch.output import ShardedParquet
 
         if isinstance(model_bytes, list):
-            import ray  # [ObjectRef]: the driver put the model in Ray's object store
+            from transferkit.extras import require
 
+            ray = require("ray", "Running on Ray (`ray`)")  # the driver put the model there
             model_bytes = ray.get(model_bytes[0])
         self.job = job
         self.output = ShardedParquet(job["output"])

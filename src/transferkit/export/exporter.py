@@ -49,6 +49,8 @@ def _check(classifier, format: str, quantize: str) -> None:
     if format == "onnx":
         require("tf2onnx", "ONNX export")
         require("onnxruntime", "Verifying an ONNX export")
+    if format == "onnx" and quantize == "float16" and classifier.task == "image":
+        require("onnxconverter_common", "ONNX float16 export")
     if format == "litert":
         require("ai_edge_litert", "Verifying a LiteRT export")
     if classifier.task == "text" and format != "saved_model":

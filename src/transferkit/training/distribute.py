@@ -57,7 +57,7 @@ def start(distribute: str, *, task: str = "image", coordinator: str | None = Non
     """
     import keras
 
-    from transferkit.extras import require
+    from transferkit.extras import require, require_installed
 
     if distribute in (None, "none"):
         return None
@@ -69,6 +69,7 @@ def start(distribute: str, *, task: str = "image", coordinator: str | None = Non
             "strings, which only the TensorFlow backend has, and keras.distribution runs only on "
             "JAX. Train text without `distribute`."
         )
+    require_installed("jax", "Data-parallel training (`distribute`)")  # before the backend advice
     if keras.backend.backend() != "jax":
         raise InputError(
             "Data-parallel training needs KERAS_BACKEND=jax (keras.distribution runs only on JAX "
@@ -148,10 +149,13 @@ def for_prediction(model):
     a copy on this process's devices with `model`'s current weights, used under a distribution
     over those devices only (a global model's outputs are spread over the processes, and every
     process needs all of them: the report, the features)."""
+    if not active():  # no distribution: no JAX either (it is an extra, `[scale]`)
+        yield model
+        return
     import jax
     import keras
 
-    if not active() or jax.process_count() == 1:
+    if jax.process_count() == 1:
         yield model
         return
     local = keras.distribution.DataParallel(
@@ -185,9 +189,11 @@ def outside():
 def barrier(name: str) -> None:
     """Waits until every training process gets here (processes leave together: JAX's shutdown
     barrier aborts a process whose peers are still busy)."""
+    if not active():
+        return
     import jax
 
-    if active() and jax.process_count() > 1:
+    if jax.process_count() > 1:
         from jax.experimental import multihost_utils
 
         multihost_utils.sync_global_devices(name)
