@@ -16,6 +16,7 @@ import sys
 
 # TensorFlow's C++ start-up banner is noise for our users; keep their setting if they chose one.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+importlib.import_module("transferkit.quiet").install()  # TensorFlow's Keras retracing warning
 
 __version__ = "0.1.0"
 

@@ -398,7 +398,7 @@ class ImageClassifier(Classifier):
         with ThreadPoolExecutor(max_workers=4) as writer, ThreadPoolExecutor(1) as augmenter:
             if views:  # the next batch is augmented while the backbone runs on this one
                 augment = self._views_model(views)
-                batches = _one_ahead(batches, lambda x: np.asarray(augment.predict_on_batch(x)),
+                batches = _one_ahead(batches, lambda x: _pixels(augment.predict_on_batch(x)),
                                      augmenter)
             pending = []
             for images, flags in batches:
@@ -673,6 +673,13 @@ def _pooling(rank: int):
 
 def _images_only(images, ok):
     return images
+
+
+def _pixels(views) -> np.ndarray:
+    """Augmented views as the uint8 pixels the feature model takes, like the images it is also
+    given: ONNX Runtime's graph takes uint8 (it would truncate floats), and Keras would trace a
+    second, float32 graph of the whole backbone for them."""
+    return np.clip(np.rint(np.asarray(views)), 0, 255).astype(np.uint8)
 
 
 def _one_ahead(batches, function, pool):
