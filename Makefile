@@ -72,8 +72,9 @@ clean:
 bench-sources: $(VENV)/.base
 	$(BIN)/python benchmarks/backbone_sources.py
 
-# Calibration, flipped-label recovery, few-shot heads (cats_and_dogs, rt_polarity).
+# Calibration (and when to fit a temperature), flipped-label recovery, few-shot heads.
 bench-know: $(VENV)/.base
 	$(BIN)/python benchmarks/calibration.py
+	$(BIN)/python benchmarks/calibration_rule.py
 	$(BIN)/python benchmarks/label_issues.py
 	$(BIN)/python benchmarks/few_shot.py

@@ -4,15 +4,19 @@ temperature against a known one, and a trained classifier whose saved file keeps
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
 
 from transferkit.reports.calibration import (
+    MIN_ERRORS,
+    MIN_EXAMPLES,
     calibration_summary,
     expected_calibration_error,
     fit_temperature,
     negative_log_likelihood,
+    why_not_fitted,
     with_temperature,
 )
 
@@ -61,6 +65,51 @@ def test_fit_temperature_recovers_the_temperature_of_the_data(true_temperature):
     assert summary["nll_after"] < summary["nll_before"]
 
 
+def _scores(labels, wrong, confidence=0.9):
+    """Two-class scores that put `confidence` on the true class, except at `wrong` indices."""
+    labels = np.asarray(labels)
+    top = labels.copy()
+    top[wrong] = 1 - top[wrong]
+    scores = np.full((len(labels), 2), 1 - confidence)
+    scores[np.arange(len(labels)), top] = confidence
+    return scores
+
+
+@pytest.mark.parametrize("mistakes, reason", [
+    (0, "0 mistakes among the 120 validation examples"),
+    (MIN_ERRORS - 1, f"{MIN_ERRORS - 1} mistakes among the 120"),
+    (MIN_ERRORS, None),
+    (120 - MIN_ERRORS + 1, f"{MIN_ERRORS - 1} right answers among the 120"),
+])
+def test_a_temperature_needs_mistakes_and_right_answers(mistakes, reason):
+    labels = np.arange(120) % 2
+    found = why_not_fitted(labels, _scores(labels, np.arange(mistakes)))
+    assert found == reason if reason is None else reason in found
+
+
+def test_too_few_examples_or_one_class_need_no_predictions():
+    assert f"fewer than {MIN_EXAMPLES}" in why_not_fitted(np.arange(MIN_EXAMPLES - 1) % 2)
+    assert "one class" in why_not_fitted(np.zeros(MIN_EXAMPLES, int))
+    assert why_not_fitted(np.arange(MIN_EXAMPLES) % 2) is None  # the predictions decide
+
+
+def test_an_errorless_split_fitted_anyway_would_claim_certainty():
+    """What the rule prevents: on a split without mistakes the fit sharpens without limit."""
+    labels = np.arange(120) % 2
+    scores = _scores(labels, [])
+    assert fit_temperature(labels, scores) < 0.2
+    assert with_temperature(scores, fit_temperature(labels, scores)).max() > 0.9999
+
+
+def test_no_negative_zero():
+    """-log(1.0) is -0.0; the summary printed "-0.0000"."""
+    certain = np.array([[1.0, 0.0], [0.0, 1.0]])
+    summary = calibration_summary([0, 1], certain, 0.5)
+    for key in ("ece_after", "nll_before", "nll_after"):
+        assert np.copysign(1.0, summary[key]) == 1.0, key
+    assert f"{negative_log_likelihood([0, 1], certain):.4f}" == "0.0000"
+
+
 def test_trained_run_is_calibrated_and_reports_it(calibrated_run, hundred_faces):
     """The temperature is in the saved model, predict_proba applies it, and the report has the
     numbers and the reliability diagram."""
@@ -72,7 +121,7 @@ def test_trained_run_is_calibrated_and_reports_it(calibrated_run, hundred_faces)
     assert classifier.temperature == pytest.approx(temperature, rel=1e-3)
     assert temperature != 1.0
     validation = result["calibration"]["validation"]
-    assert validation["examples"] == 60
+    assert validation["examples"] == 100
     assert validation["nll_after"] <= validation["nll_before"]  # what the fit minimises
     photos = sorted((hundred_faces / "face").glob("*.png"))[:4]
     calibrated = classifier.predict_proba(photos)
@@ -101,9 +150,11 @@ def test_no_calibrate_keeps_raw_scores(hundred_faces, tmp_path):
 
 
 def test_too_small_a_validation_split_is_not_calibrated(image_run):
-    """The shared CLI run has 5 validation images: a temperature fitted on them would only
-    sharpen the scores (every one right), so none is fitted, and the summary says why."""
+    """The shared CLI run has 4 validation images: a temperature fitted on them would only
+    sharpen the scores, so none is fitted, and the summary says why."""
     code, out, err, run, data = image_run
     result = json.loads(out.strip().splitlines()[-1])
     assert result["calibration"] is None
-    assert "calibration" in (run / "report" / "summary.txt").read_text()
+    summary = (run / "report" / "summary.txt").read_text()
+    assert re.search(rf"calibration +none: 4 validation examples \(fewer than {MIN_EXAMPLES}\): "
+                     "too few to fit a temperature", summary), summary

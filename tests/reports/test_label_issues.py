@@ -73,7 +73,7 @@ def test_a_training_run_reports_label_issues(calibrated_run):
     if len(table):
         assert (run / "report" / "label_issues.png").stat().st_size > 10_000
     summary = (run / "report" / "summary.txt").read_text()
-    assert "likely mislabelled of 140 training examples" in summary
+    assert "likely mislabelled of 100 training examples" in summary
     assert json.loads((run / "report" / "metrics.json").read_text())
 
 
