@@ -24,6 +24,7 @@ end of the session.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.metadata
@@ -252,14 +253,37 @@ def run_steps(todo: list[dict]) -> list[dict]:
     return results
 
 
+def import_every_module() -> dict[str, str]:
+    """Imports every module of transferkit; returns `{module: outcome}`, where the outcome is
+    `"ok"`, `"needs an extra: <message>"` (a `MissingDependencyError`, which names the pip
+    line) or the traceback of anything else (an extra imported at the top of a module that
+    the base install reaches)."""
+    import pkgutil
+
+    import transferkit
+    from transferkit.errors import MissingDependencyError
+
+    outcomes = {}
+    for module in pkgutil.walk_packages(transferkit.__path__, "transferkit."):
+        try:
+            importlib.import_module(module.name)
+            outcomes[module.name] = "ok"
+        except MissingDependencyError as exc:
+            outcomes[module.name] = f"needs an extra: {exc}"
+        except BaseException:  # noqa: BLE001 (the traceback is the finding)
+            outcomes[module.name] = traceback.format_exc()
+    return outcomes
+
+
 def main(argv: list[str]) -> int:
     steps_file, results_file = argv
     blocker = ExtrasBlocked(extra_only_modules()).install()
     results = run_steps(json.loads(Path(steps_file).read_text()))
+    modules = import_every_module()
     Path(results_file).write_text(json.dumps({
         "blocked": sorted(blocker.blocked), "asked": sorted(blocker.asked),
         "loaded": sorted(m for m in sys.modules if m.partition(".")[0] in blocker.blocked),
-        "results": results,
+        "results": results, "modules": modules,
     }, indent=1))
     return 0
 

@@ -44,6 +44,20 @@ def test_the_world_hides_every_extra(base_world):
     assert base_world["loaded"] == []
 
 
+def test_every_module_imports_or_names_its_extra(base_world):
+    """Importing any transferkit module without the extras works, or raises
+    MissingDependencyError with the pip line (the server, Ray): never a bare ImportError."""
+    modules = base_world["modules"]
+    assert len(modules) > 60
+    broken = {name: outcome for name, outcome in modules.items()
+              if outcome != "ok" and not outcome.startswith("needs an extra: ")}
+    assert not broken, broken
+    needing = {name for name, outcome in modules.items() if outcome != "ok"}
+    assert "transferkit.serving.app" in needing
+    for name in needing:
+        assert "pip install 'transferkit[" in modules[name], (name, modules[name])
+
+
 def _works(world, name) -> dict:
     result = world["by_name"][name]
     assert result["traceback"] is None, f"{name}: {result['traceback']}"

@@ -9,7 +9,7 @@ import pytest
 
 from helpers import one_hot_probabilities
 from transferkit.errors import InputError
-from transferkit.reports.metrics import classification_metrics, write_text_mistakes
+from transferkit.reports.metrics import classification_metrics, percent, write_text_mistakes
 
 
 def test_metrics_match_hand_computed_values():
@@ -93,3 +93,12 @@ def test_macro_average_is_over_the_classes_with_examples():
     metrics = classification_metrics(y_true, probabilities, ["a", "b", "rare"])
     assert metrics["per_class"]["rare"]["support"] == 0
     assert metrics["macro_avg"]["f1"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("score, shown", [
+    (1.0, ">99.9%"), (0.99999994, ">99.9%"), (0.9995, ">99.9%"), (0.99949, " 99.9%"),
+    (0.5, " 50.0%"), (0.0005, "  0.1%"), (0.0004, " <0.1%"), (0.0, " <0.1%"),
+])
+def test_a_percentage_never_claims_certainty(score, shown):
+    """A saturated float32 score (the demo's faces: 0.99999994, or exactly 1.0) is not 100.0%."""
+    assert percent(score) == shown

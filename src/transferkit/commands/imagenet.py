@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from transferkit.commands import print_json
 from transferkit.config import ImageTrainConfig
+from transferkit.reports.metrics import percent
 
 
 def add_commands(subparsers, train) -> None:
@@ -36,5 +37,5 @@ def run(args) -> int:
         if "skipped" in result:
             print(f"  skipped: {result['skipped']}")
         for rank, entry in enumerate(result["top"], start=1):
-            print(f"  {rank}. {entry['label']:<32} {entry['probability']:6.1%}  (class {entry['index']})")
+            print(f"  {rank}. {entry['label']:<32} {percent(entry['probability'])}  (class {entry['index']})")
     return 0

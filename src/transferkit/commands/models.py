@@ -7,6 +7,7 @@ Parquet folder (`transferkit.batch.jobs`), locally or with `--ray` on Ray Data.
 from __future__ import annotations
 
 from transferkit.commands import MODEL_HELP, print_json
+from transferkit.reports.metrics import percent
 
 _INPUT_HELP = (
     "image files, or texts (text models); with --output: a folder of images (recursive), a .txt "
@@ -184,7 +185,7 @@ def run_predict(args) -> int:
         if "skipped" in result:
             print(f"{'skipped':<20} {'':>6}  {result['skipped']}")
         else:
-            print(f"{result['label']:<20} {result['score']:6.1%}  {shown}")
+            print(f"{result['label']:<20} {percent(result['score'])}  {shown}")
     return 0
 
 

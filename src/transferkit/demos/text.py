@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from transferkit.errors import MissingDependencyError
+from transferkit.reports.metrics import percent
 
 __all__ = ["DEMO_OPTIONS", "DEMO_PIP", "demo_data_path", "run"]
 
@@ -100,7 +101,7 @@ def run(output_dir: str | os.PathLike, track=None) -> dict:
     examples = []
     for text, prediction in zip(EXAMPLES, classifier.predict(EXAMPLES)):
         examples.append({"text": text, **prediction})
-        print(f"  {prediction['label']:<7} {prediction['score']:5.1%}  {text}")
+        print(f"  {prediction['label']:<7} {percent(prediction['score'])}  {text}")
     print(f"Model:  {result['model_path']}\nReport: {result['report_dir']}")
     return {
         **result,

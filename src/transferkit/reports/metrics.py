@@ -21,6 +21,7 @@ __all__ = [
     "write_text_mistakes",
     "mistake_order",
     "check_predictions",
+    "percent",
 ]
 
 
@@ -258,3 +259,13 @@ def write_text_mistakes(
     with atomic_write(path, "w") as handle:
         handle.write("\n".join(lines).rstrip("\n") + "\n")
     return path
+
+
+def percent(score: float, width: int = 6) -> str:
+    """A probability as a percentage to one decimal, never "100.0%" or "0.0%": a float32
+    softmax saturates at 1.0 well before a model is certain, and a rounded 100.0% claims what
+    no trained model knows (the demo's faces, 99% right out of fold, scored 0.99999994);
+    `--json` keeps the number itself."""
+    shown = (">99.9%" if score >= 0.9995 else "<0.1%" if score < 0.0005
+             else f"{score:.1%}")
+    return shown.rjust(width)
