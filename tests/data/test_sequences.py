@@ -70,3 +70,19 @@ def test_training_batches_are_trimmed_and_keep_their_targets():
         for row, target in zip(x, y):
             seen[int(target)] = row[row != 0].tolist()
     assert seen == {i: ids[i][ids[i] != 0].tolist() for i in range(5)}
+
+
+def test_shuffled_batches_of_an_epoch_come_from_the_seed_and_the_epoch():
+    ids = _ragged(list(range(1, 13)) * 4)
+    targets = np.arange(len(ids))
+
+    def epoch_targets(dataset):
+        return [int(v) for _, y in dataset for v in np.asarray(y)]
+
+    dataset = padded_batches({"token_ids": ids}, 4, targets=targets, shuffle=True, seed=1)
+    passes = [epoch_targets(dataset) for _ in range(3)]
+    assert passes[0] != passes[1] != passes[2]
+    # A resumed process: a new dataset set to epoch 2 gives epoch 2's batches, not epoch 0's.
+    resumed = padded_batches({"token_ids": ids}, 4, targets=targets, shuffle=True, seed=1)
+    resumed.set_epoch(2)
+    assert epoch_targets(resumed) == passes[2]

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from transferkit.data.epoch_order import EpochOrder
 from transferkit.errors import ImageReadError, InputError
 
 __all__ = ["ImageInputs", "filtered_dataset_warnings", "image_list", "to_uint8", "unreadable_error"]
@@ -164,7 +165,7 @@ class ImageInputs:
     def dataset(self, size, policy, *, batch_size: int, labels=None, shuffle=False, seed=None,
                 decode_log=None, keep_unreadable=False, drop_remainder=False):
         """A tf.data pipeline of `uint8` images resized to `size` (and labels, and `ok` flags with
-        `keep_unreadable`; see `transferkit.data.images.image_dataset`)."""
+        `keep_unreadable`; see `transferkit.data.images.image_dataset`, also for `shuffle`)."""
         import tensorflow as tf
 
         from transferkit.data.images import image_dataset
@@ -179,7 +180,8 @@ class ImageInputs:
         parts = (arrays,) if labels is None else (arrays, np.asarray(labels))
         if keep_unreadable:  # arrays are always readable; same element shape as for files
             parts += (np.ones(len(arrays), dtype=bool),)
-        dataset = tf.data.Dataset.from_tensor_slices(parts if len(parts) > 1 else arrays)
-        if shuffle:
-            dataset = dataset.shuffle(len(arrays), seed=seed, reshuffle_each_iteration=True)
-        return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        parts = parts if len(parts) > 1 else arrays
+        order = EpochOrder(len(arrays), seed) if shuffle else None
+        dataset = tf.data.Dataset.from_tensor_slices(parts) if order is None else order.slices(parts)
+        dataset = dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        return dataset if order is None else order.attach(dataset)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from transferkit.checks import check_image_size
+from transferkit.data.epoch_order import EpochOrder
 from transferkit.errors import ImageReadError
 
 __all__ = [
@@ -321,7 +322,8 @@ def image_dataset(
         image_size: an int or `(height, width)`.
         policy: `"center_crop"` (default) or `"stretch"`.
         batch_size: images per batch.
-        shuffle: shuffle the files each epoch (seeded by `seed`). Default `False`.
+        shuffle: shuffle the files each epoch, epoch `e` in an order drawn from `(seed, e)`;
+            the dataset then has `set_epoch(e)` (`transferkit.data.epoch_order`). Default `False`.
         seed: shuffle seed. Default `None`: a new order each run.
         decode_log: where unreadable files are recorded. Default `None` (a new, private log).
         keep_unreadable: keep rows of unreadable files, with an `ok` flag. Default `False`.
@@ -337,14 +339,15 @@ def image_dataset(
     height, width = check_image_size(image_size)
     paths = [os.fspath(p) for p in paths]
     decode = _decoder((height, width), policy, decode_log if decode_log is not None else DecodeLog())
-    index = tf.data.Dataset.from_tensor_slices(tf.constant(paths, dtype=tf.string))
+    parts = (tf.constant(paths, dtype=tf.string),)
     if labels is not None:
         labels = np.asarray(labels)
         if len(labels) != len(paths):
             raise ValueError(f"{len(paths)} paths but {len(labels)} labels.")
-        index = tf.data.Dataset.zip(index, tf.data.Dataset.from_tensor_slices(labels))
-    if shuffle:
-        index = index.shuffle(max(1, len(paths)), seed=seed, reshuffle_each_iteration=True)
+        parts += (labels,)
+    parts = parts if len(parts) > 1 else parts[0]
+    order = EpochOrder(len(paths), seed) if shuffle else None
+    index = tf.data.Dataset.from_tensor_slices(parts) if order is None else order.slices(parts)
 
     def element(path, *label):  # (image, ok) or (image, label, ok)
         image, ok = decode(path)
@@ -359,7 +362,8 @@ def image_dataset(
     dataset = index.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if not keep_unreadable:
         dataset = dataset.filter(readable).map(drop_flag)
-    return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+    return dataset if order is None else order.attach(dataset)
 
 
 def _load_or_log(path: str, size: tuple[int, int], policy: str, log: DecodeLog):

@@ -15,6 +15,7 @@ import weakref
 import numpy as np
 
 from transferkit.checks import check_int
+from transferkit.data.epoch_order import epoch_seed
 
 __all__ = [
     "length_sorted_batches",
@@ -33,7 +34,7 @@ def sequence_lengths(inputs: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def length_sorted_batches(
-    lengths, batch_size: int, shuffle: bool = False, seed: int | None = None
+    lengths, batch_size: int, shuffle: bool = False, seed=None
 ) -> list[np.ndarray]:
     """Batches of indices of texts of similar length, so padding (wasted work) stays small.
 
@@ -45,7 +46,8 @@ def length_sorted_batches(
         lengths: one length per text.
         batch_size: texts per batch.
         shuffle: randomise as described. Default `False`.
-        seed: the shuffling seed. Default `None`: a new order each run.
+        seed: the shuffling seed (an int, or a sequence of them as numpy's `default_rng`
+            takes). Default `None`: a new order each run.
 
     Returns:
         A list of int arrays, every index in exactly one batch.
@@ -81,7 +83,9 @@ def padded_batches(
     On the TensorFlow backend this is a `tf.data.Dataset` whose length dimension is declared
     variable, so the model is traced once. (A `keras.utils.PyDataset` infers its shapes from its
     first two batches: two batches of the same length fix it, and the next length fails.) On other
-    backends it is a `keras.utils.PyDataset`. With `shuffle`, batches are regrouped every epoch.
+    backends it is a `keras.utils.PyDataset`. With `shuffle`, batches are regrouped every epoch,
+    epoch `e`'s from `(seed, e)` alone; `set_epoch(e)` makes the next pass epoch `e` (see
+    `transferkit.data.epoch_order`).
 
     Args:
         inputs: name -> `(n, length)` int arrays, padded at the end.
@@ -95,11 +99,12 @@ def padded_batches(
     lengths = sequence_lengths(inputs)
     targets = None if targets is None else np.asarray(targets)
 
+    base_seed = epoch_seed(seed) if shuffle else None
+
     class PaddedBatches(keras.utils.PyDataset):
         def __init__(self):
             super().__init__()
-            self.epoch = 0
-            self.batches = length_sorted_batches(lengths, batch_size, shuffle=shuffle, seed=seed)
+            self.set_epoch(0)
 
         def __len__(self):
             return len(self.batches)
@@ -109,18 +114,26 @@ def padded_batches(
             x = _take(inputs, lengths, batch)
             return x if targets is None else (x, targets[batch])
 
+        def set_epoch(self, epoch):
+            """The batches of epoch `epoch` (from 0): drawn from `(seed, epoch)` alone."""
+            if getattr(self, "epoch", None) == epoch:
+                return
+            self.epoch = epoch
+            self.batches = length_sorted_batches(
+                lengths, batch_size, shuffle=shuffle,
+                seed=None if base_seed is None else (base_seed, epoch),
+            )
+
         def on_epoch_end(self):
             if shuffle:
-                self.epoch += 1
-                self.batches = length_sorted_batches(
-                    lengths, batch_size, shuffle=True,
-                    seed=None if seed is None else seed + self.epoch,
-                )
+                self.set_epoch(self.epoch + 1)
 
     dataset = PaddedBatches()
     if keras.backend.backend() != "tensorflow" or not len(dataset):
         return dataset
-    return _as_tf_dataset(dataset, targets is not None)
+    data = _as_tf_dataset(dataset, targets is not None)
+    data.set_epoch = dataset.set_epoch  # where `fit_phase` finds it
+    return data
 
 
 def _as_tf_dataset(dataset, with_targets: bool):

@@ -37,6 +37,7 @@ import keras
 import numpy as np
 
 from transferkit.config import ImageTrainConfig
+from transferkit.data.epoch_order import EpochOrder
 from transferkit.data.image_inputs import (
     ImageInputs,
     filtered_dataset_warnings,
@@ -542,10 +543,9 @@ class ImageClassifier(Classifier):
             per_image = pool_x.shape[1]
             pool_x = pool_x.reshape(-1, pool_x.shape[-1])
             pool_y = np.repeat(labels, per_image)
-        dataset = tf.data.Dataset.from_tensor_slices((pool_x, pool_y))
-        dataset = dataset.shuffle(len(pool_x), seed=self.seed, reshuffle_each_iteration=True)
-        return dataset.take(len(features)).batch(
-            batch_size, drop_remainder=distribute_active()).prefetch(tf.data.AUTOTUNE)
+        order = EpochOrder(len(pool_x), self.seed)  # epoch e's draw from (seed, e) alone
+        return order.attach(order.slices((pool_x, pool_y)).take(len(features)).batch(
+            batch_size, drop_remainder=distribute_active()).prefetch(tf.data.AUTOTUNE))
 
     def fine_tune(self, x=None, y=None, validation_data=None, *, unfreeze=None, **settings):
         """Unfreezes the backbone (or part of it) and trains end to end on raw images (step 5).

@@ -216,6 +216,7 @@ class TextClassifier(Classifier):
         import keras
 
         from transferkit.backbones.text_encoders import tokenize
+        from transferkit.data.epoch_order import EpochOrder
         from transferkit.data.sequences import padded_batches
 
         keras.utils.set_random_seed(self.seed)
@@ -230,8 +231,12 @@ class TextClassifier(Classifier):
             val_x = encoder.features(val_texts, verbose=show)
             self.network = encoder.build_network(classes, train_x)
             self._build_model()
-            fit_kwargs = {"y": train_y, "batch_size": settings.batch_size, "shuffle": True}
-            return encoder.head(self.network), train_x, (val_x, val_y), fit_kwargs
+            # Shuffled by epoch (`transferkit.data.epoch_order`): Keras's own shuffle of arrays
+            # repeats one order every epoch once a global seed is set.
+            order = EpochOrder(len(train_x), self.seed)
+            train = order.attach(order.slices((train_x, train_y)).batch(settings.batch_size))
+            fit_kwargs = {"validation_batch_size": settings.batch_size, "shuffle": False}
+            return encoder.head(self.network), train, (val_x, val_y), fit_kwargs
         self.network = encoder.build_network(classes)
         self._build_model()
         train = padded_batches(tokenize(self._tokenizer, train_texts), settings.batch_size,
