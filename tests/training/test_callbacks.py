@@ -109,30 +109,54 @@ def test_fit_phase_records_history_checkpoints_and_state(tmp_path):
     assert list((run.log_dir / "head").rglob("events.out.tfevents.*"))
 
 
-def test_resume_after_ctrl_c_trains_only_the_remaining_epochs(tmp_path):
+def _dropout_model(seed=0):
+    """A compiled model for `tiny_data` with two `Dropout` layers, seeded apart from `seed`."""
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dropout(0.3, seed=1),
+                              keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dropout(0.3, seed=2), keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.Adam(0.05), metrics=["accuracy"],
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def _fit_shuffled(model, run, x, y, **kwargs):
+    """`fit_phase` on batches of 16 in a new order each epoch (`transferkit.data.epoch_order`)."""
+    from transferkit.data.epoch_order import EpochOrder
+
+    order = EpochOrder(len(x), seed=0)
+    data = order.attach(order.slices((x, y)).batch(16))
+    return fit_phase(model, data, (x, y), epochs=4, run=run, phase="head", patience=5,
+                     verbose=0, tensorboard=False, shuffle=False, **kwargs)
+
+
+def test_resume_after_ctrl_c_trains_only_the_remaining_epochs_to_the_same_weights(tmp_path):
     x, y = tiny_data()
     # Reference: 4 epochs in one go.
-    reference = tiny_model()
-    _fit(reference, RunDirectory(tmp_path / "reference"), x, y, val=(x, y), epochs=4)
+    reference = _dropout_model()
+    _fit_shuffled(reference, RunDirectory(tmp_path / "reference"), x, y)
 
     run = RunDirectory(tmp_path / "run")
     with pytest.raises(KeyboardInterrupt):
-        _fit(tiny_model(), run, x, y, val=(x, y), extra_callbacks=[_InterruptAfter(2)])
+        _fit_shuffled(_dropout_model(), run, x, y, extra_callbacks=[_InterruptAfter(2)])
     assert run.state()["head"]["epochs_done"] == 2
     assert run.state()["head"]["finished"] is False
     assert [r["epoch"] for r in run.history_rows()] == [1, 2]
 
     log = _EpochLog()
-    model = tiny_model(seed=123)  # a fresh model: every weight must come from the checkpoint
-    rows = _fit(model, run, x, y, val=(x, y), extra_callbacks=[log])
+    model = _dropout_model(seed=123)  # a fresh model: every weight must come from the checkpoint
+    rows = _fit_shuffled(model, run, x, y, extra_callbacks=[log])
     assert log.begun == [2, 3]  # 0-based: epochs 3 and 4 only
     assert [(r["phase"], r["epoch"]) for r in run.history_rows()] == [
         ("head", 1), ("head", 2), ("head", 3), ("head", 4)
     ]
     assert rows == run.history_rows()
-    # Weights, Adam moments and step count restored: same result as the uninterrupted run.
+    # Weights, Adam moments and step count restored, and epochs 3 and 4 take their own batch
+    # order and dropout masks (`transferkit.training.epoch_seeds`): the uninterrupted run's
+    # weights, bit for bit.
     assert int(model.optimizer.iterations.numpy()) == 4 * 4
-    assert_weights_equal(model.get_weights(), reference.get_weights(), rtol=1e-5, atol=1e-6)
+    for mine, theirs in zip(model.get_weights(), reference.get_weights(), strict=True):
+        assert np.array_equal(mine, theirs)
 
 
 def test_a_swallowed_ctrl_c_still_stops_the_run(tmp_path):

@@ -18,9 +18,13 @@ early-stopping bookkeeping it had then, so an interruption costs at most the epo
 
 To resume, rerun with a model of the same architecture, compiled the same way (same optimizer,
 same trainable weights), on the same `run` and `phase`. A finished phase stays finished even if
-`epochs` changed; train longer in a new run folder. Data order after a resume follows the input
-pipeline from its start, so a shuffled run is equivalent to, not bit-identical with, an
-uninterrupted one.
+`epochs` changed; train longer in a new run folder.
+
+A resumed run ends with the uninterrupted run's weights, bit for bit: before each epoch
+`transferkit.training.epoch_seeds.EpochSeeds` gives the training data its epoch (`set_epoch`, when
+it has one: transferkit's shuffled inputs draw epoch `e`'s order from `(seed, e)`, see
+`transferkit.data.epoch_order`) and sets the random layers' seed generators to `(phase, epoch)`.
+Data shuffled some other way (Keras's `shuffle=True` on arrays) resumes in another order.
 
 The weights file is the commit point of an epoch: it carries the number of epochs it holds and
 the best epoch so far (HDF5 attributes), and the optimizer and best-weights files it goes with are
@@ -45,6 +49,7 @@ import numpy as np
 
 from transferkit.errors import InputError
 from transferkit.files import atomic_write, pause_point, remove_partial_files
+from transferkit.training.epoch_seeds import EpochSeeds
 from transferkit.training.interrupts import interrupt_received
 from transferkit.training.io import load_weights, save_weights_atomic
 from transferkit.training.run import RunDirectory, read_history_csv
@@ -395,8 +400,8 @@ def fit_phase(
         resume=resume,
     )
     recorder = _EpochRecorder(run, phase, epochs, early_stopping, monitor, restore_best_weights)
-    callbacks = [early_stopping, recorder, *_logs(run, phase, tensorboard), *extra_callbacks,
-                 _StopOnInterrupt()]
+    callbacks = [early_stopping, recorder, EpochSeeds(phase, train_data),
+                 *_logs(run, phase, tensorboard), *extra_callbacks, _StopOnInterrupt()]
     if epochs_done < epochs and not (resume and resume["stopped"]):
         model.fit(train_data, validation_data=validation_data, epochs=epochs,
                   initial_epoch=epochs_done, callbacks=callbacks, verbose=verbose, **fit_kwargs)
