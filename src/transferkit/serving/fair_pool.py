@@ -92,10 +92,17 @@ class FairPool:
             queue.started += 1
             self._free -= 1
             running = asyncio.get_running_loop().run_in_executor(self._executor, job)
-            running.add_done_callback(lambda done, future=future: self._finished(done, future))
+            running.add_done_callback(
+                lambda done, future=future, queue=queue: self._finished(done, future, queue)
+            )
 
-    def _finished(self, done: asyncio.Future, future: asyncio.Future) -> None:
+    def _finished(self, done: asyncio.Future, future: asyncio.Future, queue: _Queue) -> None:
         self._free += 1
+        if done.cancelled() or done.exception() is not None:
+            while queue.jobs:  # the call fails: none of its other jobs is worth starting
+                queue.jobs.popleft()[1].cancel()
+            if queue in self._waiting:
+                self._waiting.remove(queue)
         if not future.done():
             if done.cancelled():
                 future.cancel()
