@@ -411,14 +411,20 @@ def test_a_json_body_that_would_be_misread_is_a_400(text_server, body, message):
 # -- the server adds no paths of its own ----------------------------------------------------
 
 
-def test_an_error_holds_no_path_of_the_server(tmp_path):
+def test_the_server_adds_no_path_of_its_own(tmp_path):
+    """The model's facts are the card module's business; the server adds none of its files to
+    /metadata, /card or /health, nor to the errors it writes around an exception's text."""
     secret = tmp_path / "home" / "models" / "model.onnx"
     predictor = Constant("text", fail_on="x", error=FileNotFoundError(f"No such file: {secret}"))
     predictor.path = secret.parent
-    predictor.metadata = lambda: (_ for _ in ()).throw(OSError(f"cannot read '{secret}'"))
     with background_server(create_app(predictor, max_wait_ms=0)) as url:
+        answers = [requests.get(url + path, timeout=TIMEOUT) for path in
+                   ("/metadata", "/card", "/health")]
         failed = _post_json(url, '{"texts": ["x"]}')
+        predictor.metadata = lambda: (_ for _ in ()).throw(OSError(f"cannot read '{secret}'"))
         broken = requests.get(url + "/metadata", timeout=TIMEOUT)
+    assert [r.status_code for r in answers] == [200] * 3
+    assert not any(str(tmp_path) in r.text for r in answers)
     assert failed.status_code == 500 and broken.status_code == 500
     for response in (failed, broken):
         error = response.json()["error"]

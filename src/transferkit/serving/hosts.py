@@ -57,8 +57,8 @@ def host_names(host: str | None = None, extra=()) -> list[str]:
     Raises:
         InputError: an entry of `extra` is not a host name (a URL, or a name with a port).
     """
-    if isinstance(extra, str):
-        extra = extra.split(",")
+    if isinstance(extra, str):  # "a.org,b.org," from the command line: no empty names
+        extra = [name for name in extra.split(",") if name.strip()]
     names = list(LOCAL_HOSTS)
     if host is None:
         pass
