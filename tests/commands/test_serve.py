@@ -104,4 +104,4 @@ def test_a_bad_port_or_batch_size_names_the_flag(image_run, capsys):
     line = _error_line(["serve", image_run[3], "--port", "70000"], capsys)
     assert "--port must be an int from 0 to 65535. Received: port=70000." in line
     line = _error_line(["serve", image_run[3], "--max-batch", "0"], capsys)
-    assert "--max-batch must be a positive int. Received: max_batch=0." in line
+    assert "--max-batch must be an int from 1 to 1024. Received: max_batch=0." in line

@@ -14,7 +14,8 @@ from PIL import Image
 
 from transferkit.data.images import load_resized
 from transferkit.errors import InputError
-from transferkit.serving.app import Limits, background_server, create_app
+from transferkit.serving.app import background_server, create_app
+from transferkit.serving.inputs import Limits
 from transferkit.serving.predictors import load_predictor
 
 TIMEOUT = 60  # seconds for one HTTP call
@@ -303,7 +304,7 @@ def test_a_failure_is_a_json_500_and_the_server_keeps_serving(text_server):
     with background_server(create_app(predictor, max_wait_ms=0)) as url:
         response = requests.post(url + "/predict", json={"texts": ["explode"]}, timeout=TIMEOUT)
         assert response.status_code == 500
-        assert "RuntimeError: the model broke" in response.json()["error"]
+        assert "failed on texts[0] (RuntimeError: the model broke)" in response.json()["error"]
         response = requests.post(url + "/predict", json={"texts": ["fun"]}, timeout=TIMEOUT)
         assert response.status_code == 200
         health = requests.get(url + "/health", timeout=TIMEOUT).json()["batching"]
@@ -315,13 +316,13 @@ def test_a_failure_is_a_json_500_and_the_server_keeps_serving(text_server):
 
 
 def test_bad_limits_say_which_and_why():
-    with pytest.raises(InputError, match=r"`max_pixels` must be a positive int. Received: "
-                                         r"max_pixels=0"):
+    with pytest.raises(InputError, match=r"`max_pixels` must be an int from 1 to 200,000,000. "
+                                         r"Received: max_pixels=0"):
         Limits(max_pixels=0)
     model = SimpleNamespace(task="image", class_names=["a", "b"])  # nothing is loaded or run
-    with pytest.raises(InputError, match="`max_texts` must be a positive int"):
+    with pytest.raises(InputError, match="`max_texts` must be an int from 1 to 10,000"):
         create_app(model, max_texts=-1)
-    with pytest.raises(InputError, match="`max_batch` must be a positive int"):
+    with pytest.raises(InputError, match="`max_batch` must be an int from 1 to 1024"):
         create_app(model, max_batch=0)
     with pytest.raises(InputError, match="Cannot serve a model whose task is 'audio'"):
         create_app(SimpleNamespace(task="audio", class_names=["a"]))

@@ -26,16 +26,25 @@ def add_commands(subparsers, train) -> None:
         help="address to listen on; 0.0.0.0 for every network (default 127.0.0.1)",
     )
     serve.add_argument(
-        "--port", type=int, default=8000, help="TCP port; 0 picks a free one (default 8000)"
+        "--allowed-hosts", default=None, metavar="NAMES",
+        help="comma-separated Host names to answer besides localhost, 127.0.0.1, ::1 and --host "
+        "(for 0.0.0.0, this machine's name), such as models.example.org,192.168.1.5 or "
+        "*.example.org; other names are refused, so that web pages elsewhere cannot reach the "
+        "server through DNS rebinding. * answers any name",
+    )
+    serve.add_argument(
+        "--port", type=int, default=8000,
+        help="TCP port, 0 to 65535; 0 picks a free one (default 8000)",
     )
     serve.add_argument(
         "--max-batch", type=int, default=MAX_BATCH,
-        help="the most inputs in one model call; concurrent requests share it "
+        help="the most inputs in one model call, 1 to 1024; concurrent requests share it "
         f"(default {MAX_BATCH})",
     )
     serve.add_argument(
         "--max-wait-ms", type=float, default=MAX_WAIT_MS,
-        help=f"how long a batch waits for more requests, in milliseconds (default {MAX_WAIT_MS:g})",
+        help="how long a batch waits for more requests, 0 to 1000 milliseconds "
+        f"(default {MAX_WAIT_MS:g})",
     )
     serve.set_defaults(handler=run_serve)
 
@@ -50,5 +59,6 @@ def run_serve(args) -> int:
         port=args.port,
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,
+        allowed_hosts=args.allowed_hosts,
     )
     return 0

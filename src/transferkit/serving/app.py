@@ -9,28 +9,26 @@
   model card, markdown), `GET /` (the web page), and FastAPI's `/docs` and `/openapi.json`.
 
 Every bad request is answered `{"error": "what was wrong and how to fix it"}` with a 4xx status,
-and the server keeps serving. Bodies are read up to `max_upload_bytes` and no further (a
-`Content-Length` over it is refused before reading); an image's size is read from its header and
-checked against `max_pixels` before it is decoded. Uploads are decoded exactly as training decodes
-files (`transferkit.data.images`: EXIF orientation, RGB, the model's resize policy), in a thread
-pool, never on the event loop nor in the model's thread; `DynamicBatcher` groups concurrent
-requests into one model call.
+and the server keeps serving; what a request may hold is checked before the model sees it
+(`transferkit.serving.inputs`), and one request's input never fails another's
+(`DynamicBatcher` isolates the item the model fails on). Requests whose `Host` is not one of the
+server's names are refused (`transferkit.serving.hosts`: DNS rebinding). Uploads are decoded
+exactly as training decodes files (`transferkit.data.images`), in a thread pool, never on the
+event loop nor in the model's thread.
 
-`serve(model)` loads a model and runs the app on uvicorn until Ctrl+C.
+`serve(model)` loads a model and runs the app on uvicorn until Ctrl+C or SIGTERM; shutting down
+runs what is queued at once and waits at most `SHUTDOWN_GRACE_S` for open requests.
 """
 
 # ruff: noqa: E402 - FastAPI is an extra: `require` says how to install it before the imports.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import functools
-import io
-import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -52,149 +50,29 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect
 
-from transferkit.serving.batching import DynamicBatcher
+from transferkit.serving.batching import DynamicBatcher, PredictError
+from transferkit.serving.fair_pool import FairPool
+from transferkit.serving.hosts import HostCheck, host_names
+from transferkit.serving.inputs import (
+    HOW_TO_SEND,
+    Limits,
+    RequestError,
+    parse_texts,
+    read_body,
+    read_images,
+)
 
-__all__ = ["create_app", "serve", "background_server", "decode_image", "Limits", "RequestError"]
+__all__ = ["create_app", "serve", "background_server", "SHUTDOWN_GRACE_S"]
 
 logger = logging.getLogger("transferkit.serving")
 
 STATIC = Path(__file__).resolve().parent / "static"
-IMAGE_FORMATS = "JPEG, PNG, BMP, GIF or WebP"
-HOW_TO_SEND = {
-    "image": "send images as multipart/form-data files in the field `files` "
-             "(curl -F files=@photo.jpg URL/predict)",
-    "text": "send JSON {\"texts\": [\"first text\", ...]} with Content-Type: application/json",
-}
-
-
-class RequestError(InputError):
-    """A request the server refuses: `status` is its HTTP status, the message says how to fix it."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one request may hold. Every field is a positive int.
-
-    Attributes:
-        max_upload_bytes: the most bytes in one request body (all files together). 20 MiB.
-        max_pixels: the most pixels (width x height) in one image, read from its header before
-            decoding. 40 million.
-        max_files: the most images in one request. 64.
-        max_texts: the most texts in one request. 256.
-        max_text_chars: the most characters in one text. 20,000.
-    """
-
-    max_upload_bytes: int = 20 * 2**20
-    max_pixels: int = 40_000_000
-    max_files: int = 64
-    max_texts: int = 256
-    max_text_chars: int = 20_000
-
-    def __post_init__(self):
-        for name, value in asdict(self).items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"`{name}` must be a positive int. Received: {name}={value!r}.")
-
-
-# -- decoding uploads ------------------------------------------------------------------------
-
-
-def decode_image(
-    data: bytes, image_size, policy: str, *, max_pixels: int, name: str = "the image"
-) -> np.ndarray:
-    """Decodes an uploaded image for a model, as `transferkit.data.images.load_resized` decodes a
-    file: EXIF orientation, any mode to RGB, JPEG draft scaling, then the model's resize.
-
-    Args:
-        data: the file's bytes.
-        image_size: `(height, width)` of the model's input.
-        policy: `"center_crop"` or `"stretch"`.
-        max_pixels: refuse images with more pixels than this, before decoding them.
-        name: how messages name the image (`files[0] 'cat.jpg'`).
-
-    Returns:
-        An RGB `uint8` array `(height, width, 3)`.
-
-    Raises:
-        RequestError: 415 not an image; 413 too many pixels; 400 corrupt or truncated.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    from transferkit.data.images import _resize_pil, decode_rgb
-
-    size = (int(image_size[0]), int(image_size[1]))
-    too_big = (
-        f"{name}: is larger than this server takes ({max_pixels:,} pixels). Resize it (for "
-        f"example to {max(size) * 4} pixels on its longer side) and send it again."
-    )
-    try:
-        image = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise RequestError(
-            415, f"{name}: is not an image Pillow can read. Send {IMAGE_FORMATS} files."
-        ) from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise RequestError(413, too_big) from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise RequestError(400, f"{name}: the image is corrupt ({exc}). Send it again.") from None
-    with image:
-        width, height = image.size
-        if width * height > max_pixels:
-            raise RequestError(413, too_big.replace(" (", f" ({width}x{height}; at most ", 1))
-        try:
-            rgb = decode_rgb(image, draft=size)  # as load_resized decodes files: same pixels
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-            raise RequestError(
-                400, f"{name}: the image is corrupt or truncated ({exc}). Send the whole file, "
-                "or re-export it."
-            ) from None
-    return np.asarray(_resize_pil(rgb, size, policy), dtype=np.uint8)
-
-
-def _parse_texts(body: bytes, limits: Limits) -> list[str]:
-    """The texts of a JSON body `{"texts": [...]}`, checked."""
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RequestError(400, f"The body is not valid JSON ({exc}); {HOW_TO_SEND['text']}.") \
-            from None
-    if not isinstance(payload, dict) or "texts" not in payload:
-        raise RequestError(400, f"The JSON has no \"texts\" list; {HOW_TO_SEND['text']}.")
-    texts = payload["texts"]
-    if isinstance(texts, str):
-        raise RequestError(
-            400, "\"texts\" is one string; it must be a list of strings: {\"texts\": [\"...\"]}."
-        )
-    if not isinstance(texts, list):
-        raise RequestError(
-            400, f"\"texts\" is a {type(texts).__name__}; it must be a list of strings."
-        )
-    if not texts:
-        raise RequestError(400, "\"texts\" is empty: send at least one text.")
-    if len(texts) > limits.max_texts:
-        raise RequestError(
-            413, f"{len(texts):,} texts in one request; this server takes at most "
-            f"{limits.max_texts:,}. Send them in several requests."
-        )
-    for index, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise RequestError(
-                400, f"texts[{index}] is a {type(text).__name__}; every text must be a string."
-            )
-        if not text.strip():
-            raise RequestError(400, f"texts[{index}] is empty: send text to classify.")
-        if len(text) > limits.max_text_chars:
-            raise RequestError(
-                413, f"texts[{index}] has {len(text):,} characters; this server takes at most "
-                f"{limits.max_text_chars:,} per text. Shorten it."
-            )
-    return texts
+SHUTDOWN_GRACE_S = 10  # the longest a shutdown waits for open requests (a model call is < 1 s)
+DECODE_THREADS_RANGE = (1, 64)
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+# An absolute path in an exception's text: the server's files are nobody else's business.
+_PATH = re.compile(r"""(?<![^\s'"(=])(?:[A-Za-z]:)?[\\/](?:[^\s'"():;,\\/]+[\\/])+""")
 
 
 # -- the state of one app, and its endpoints -------------------------------------------------
@@ -205,7 +83,7 @@ class _Serving:
     predictor: object
     batcher: DynamicBatcher
     limits: Limits
-    decode_pool: concurrent.futures.ThreadPoolExecutor
+    decode_pool: FairPool
     started: float
 
 
@@ -230,99 +108,26 @@ def _content_kind(request: Request, task: str) -> str:
     return kind
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed `limit` bytes: from
-    `Content-Length` before reading, or while reading (chunked bodies). Uvicorn discards the
-    rest of a refused body."""
-    too_large = (
-        f"The request is larger than this server takes ({limit:,} bytes). Send fewer or smaller "
-        "files per request."
-    )
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.strip().isdigit():
-            raise RequestError(400, f"Content-Length {declared!r} is not a number of bytes.")
-        if int(declared) > limit:
-            raise RequestError(413, too_large.replace(" (", f" ({int(declared):,} bytes; at most "))
-    chunks, total = [], 0
-    try:
-        async for chunk in request.stream():
-            total += len(chunk)
-            if total > limit:
-                raise RequestError(413, too_large)
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise RequestError(400, "The client closed the connection before sending the body.") \
-            from None
-    return b"".join(chunks)
-
-
-async def _read_images(request: Request, body: bytes, state: _Serving) -> list[np.ndarray]:
-    """The uploaded files of a multipart body, decoded for the model in the thread pool."""
-    async def replay():
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    limits = state.limits
-    try:
-        form = await Request(request.scope, replay).form(
-            max_files=limits.max_files, max_fields=limits.max_files
-        )
-    except HTTPException as exc:
-        if "Too many" in str(exc.detail):
-            raise RequestError(
-                413, f"The request holds more than {limits.max_files} files; this server takes "
-                f"at most {limits.max_files} files per request. Send them in several requests."
-            ) from None
-        raise RequestError(
-            400, f"The multipart body could not be read ({exc.detail}); {HOW_TO_SEND['image']}."
-        ) from None
-    try:
-        uploads = form.getlist("files")
-        if not uploads:
-            raise RequestError(400, f"The request holds no files; {HOW_TO_SEND['image']}.")
-        blobs = []
-        for index, upload in enumerate(uploads):
-            if isinstance(upload, str):
-                raise RequestError(
-                    400, f"files[{index}] is a text field, not a file; {HOW_TO_SEND['image']}."
-                )
-            blobs.append((f"files[{index}] {upload.filename!r}", await upload.read()))
-    finally:
-        await form.close()
-    predictor = state.predictor
-    loop = asyncio.get_running_loop()
-    decoded = await asyncio.gather(*(
-        loop.run_in_executor(state.decode_pool, functools.partial(
-            decode_image, data, predictor.image_size, predictor.resize_policy,
-            max_pixels=limits.max_pixels, name=name,
-        ))
-        for name, data in blobs
-    ), return_exceptions=True)
-    for result in decoded:
-        if isinstance(result, BaseException):
-            raise result
-    return decoded
-
-
 async def predict(request: Request):
     """Classifies images (multipart field `files`) or texts (JSON `{"texts": [...]}`)."""
     state = _state(request)
     predictor = state.predictor
     kind = _content_kind(request, predictor.task)
-    body = await _read_body(request, state.limits.max_upload_bytes)
+    body = await read_body(request, state.limits.max_upload_bytes)
     if kind == "image":
-        items = await _read_images(request, body, state)
+        items = await read_images(request, body, predictor=predictor, limits=state.limits,
+                                  pool=state.decode_pool)
     else:  # off the event loop too: a large body takes a while to parse
-        items = await asyncio.get_running_loop().run_in_executor(
-            state.decode_pool, _parse_texts, body, state.limits
-        )
+        items = await state.decode_pool.run(functools.partial(parse_texts, body, state.limits))
     try:
         probabilities = await state.batcher.submit(items)
-    except Exception as exc:  # noqa: BLE001 - a failed batch must not take the server down
-        logger.exception("predict failed on a batch")
+    except PredictError as exc:  # the model failed on one of this request's items, run alone
+        logger.error("predict failed on an item", exc_info=exc.error)
+        noun = "files" if kind == "image" else "texts"
         return JSONResponse(
-            {"error": f"The model failed on this request's batch ({type(exc).__name__}: {exc}). "
-                      "The server is still up; try again, and report it if it happens again."},
+            {"error": f"The model failed on {noun}[{exc.index}] ({_shown(exc.error)}); the "
+                      "other requests it was batched with were answered. Send the request "
+                      "without it, and report it if it fails again."},
             status_code=500,
         )
     names = predictor.class_names
@@ -410,11 +215,16 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     return JSONResponse({"error": f"The request is not valid: {exc.errors()}"}, status_code=422)
 
 
+def _shown(exc: BaseException) -> str:
+    """`Type: message` of an exception, without the absolute paths it may hold."""
+    return f"{type(exc).__name__}: {_PATH.sub('', str(exc))}"
+
+
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     # Starlette logs the traceback after this answer; the server keeps serving.
     return JSONResponse(
-        {"error": f"The server failed on this request ({type(exc).__name__}: {exc}). It is "
-                  "still up; try again, and report it if it happens again."},
+        {"error": f"The server failed on this request ({_shown(exc)}). It is still up; try "
+                  "again, and report it if it happens again."},
         status_code=500,
     )
 
@@ -426,25 +236,37 @@ def create_app(
     max_wait_ms: float = MAX_WAIT_MS,
     max_upload_bytes: int = Limits.max_upload_bytes,
     max_pixels: int = Limits.max_pixels,
+    max_request_pixels: int = Limits.max_request_pixels,
     max_files: int = Limits.max_files,
     max_texts: int = Limits.max_texts,
     max_text_chars: int = Limits.max_text_chars,
     decode_threads: int | None = None,
+    allowed_hosts: list[str] | str | None = None,
 ) -> FastAPI:
     """A FastAPI app that serves `predictor`; see the module docstring for the endpoints.
 
     Args:
         predictor: a `transferkit.serving.predictors.Predictor` (`load_predictor(path)`).
-        max_batch: the most inputs in one model call. Default `MAX_BATCH` (32).
-        max_wait_ms: how long a batch waits for more requests, in ms. Default `MAX_WAIT_MS` (5).
-        max_upload_bytes, max_pixels, max_files, max_texts, max_text_chars: what one request may
-            hold; the defaults are those of `Limits`.
-        decode_threads: threads that decode images. Defaults to the CPU count, at most 8.
+        max_batch: the most inputs in one model call, 1 to 1024. Default `MAX_BATCH` (32).
+        max_wait_ms: how long a batch waits for more requests, 0 to 1000 ms. Default
+            `MAX_WAIT_MS` (5).
+        max_upload_bytes, max_pixels, max_request_pixels, max_files, max_texts, max_text_chars:
+            what one request may hold; the defaults and ranges are those of `Limits`.
+        decode_threads: threads that decode images, 1 to 64. Defaults to the CPU count, at
+            most 8. Concurrent requests take turns on them (`FairPool`).
+        allowed_hosts: `Host` names the app answers besides localhost, 127.0.0.1 and ::1 (a
+            list or a comma-separated string; `*.example.org` a domain, `*` any). Default none.
+            Use `TestClient(app, base_url="http://localhost")`: its default name is refused.
 
     Returns:
         The app; run it with uvicorn (`serve` does).
+
+    Raises:
+        InputError: a setting outside its range, or a task the server does not serve.
     """
-    limits = Limits(max_upload_bytes, max_pixels, max_files, max_texts, max_text_chars)
+    limits = Limits(max_upload_bytes, max_pixels, max_request_pixels, max_files, max_texts,
+                    max_text_chars)
+    hosts = host_names(None, allowed_hosts or ())
     if predictor.task not in HOW_TO_SEND:
         raise InputError(
             f"Cannot serve a model whose task is {predictor.task!r}; transferkit serves image "
@@ -454,10 +276,7 @@ def create_app(
         predictor=predictor,
         batcher=DynamicBatcher(predictor, max_batch=max_batch, max_wait_ms=max_wait_ms),
         limits=limits,
-        decode_pool=concurrent.futures.ThreadPoolExecutor(
-            max_workers=decode_threads or min(8, os.cpu_count() or 1),
-            thread_name_prefix="transferkit-decode",
-        ),
+        decode_pool=FairPool(_decode_threads(decode_threads)),
         started=time.monotonic(),
     )
 
@@ -465,7 +284,7 @@ def create_app(
     async def lifespan(app):
         yield
         await state.batcher.aclose()
-        state.decode_pool.shutdown(wait=False, cancel_futures=True)
+        state.decode_pool.shutdown()
 
     classes = ", ".join(predictor.class_names)
     app = FastAPI(
@@ -476,6 +295,12 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.serving = state
+    _add_routes(app)
+    app.add_middleware(HostCheck, allowed=hosts)
+    return app
+
+
+def _add_routes(app: FastAPI) -> None:
     app.add_api_route("/predict", predict, methods=["POST"], openapi_extra=_PREDICT_BODY)
     app.add_api_route("/health", health, methods=["GET"])
     app.add_api_route("/metadata", metadata, methods=["GET"])
@@ -486,7 +311,17 @@ def create_app(
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _internal_error)
-    return app
+
+
+def _decode_threads(value) -> int:
+    """`decode_threads`, checked; `None`: the CPU count, at most 8."""
+    if value is None:
+        return min(8, os.cpu_count() or 1)
+    low, high = DECODE_THREADS_RANGE
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InputError(f"`decode_threads` must be an int from {low} to {high}. Received: "
+                         f"decode_threads={value!r}.")
+    return value
 
 
 # -- running it ------------------------------------------------------------------------------
@@ -518,6 +353,23 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _uvicorn_server(app, host: str, port: int, log_level: str = "warning"):
+    """A `uvicorn.Server` for `app` that, as it begins to shut down, tells the app's batcher to
+    stop waiting for company, and waits for open requests at most `SHUTDOWN_GRACE_S`."""
+    uvicorn = require("uvicorn", "Serving models (`transferkit serve`)")
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets=None):
+            serving = getattr(getattr(app, "state", None), "serving", None)
+            if serving is not None:
+                serving.batcher.drain()
+            await super().shutdown(sockets)
+
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
+                            timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+    return Server(config)
+
+
 def serve(
     model,
     *,
@@ -526,6 +378,7 @@ def serve(
     port: int = 8000,
     max_batch: int = MAX_BATCH,
     max_wait_ms: float = MAX_WAIT_MS,
+    allowed_hosts: list[str] | str | None = None,
     log_level: str = "warning",
     **limits,
 ) -> None:
@@ -536,22 +389,31 @@ def serve(
         runtime: `"auto"`, `"keras"` or `"onnx"` (see `load_predictor`). Default `None`:
             `"auto"`.
         host: the address to listen on. Defaults to 127.0.0.1 (this machine only).
-        port: the TCP port; 0 picks a free one. Defaults to 8000.
+        port: the TCP port, 0 to 65535; 0 picks a free one. Defaults to 8000.
         max_batch, max_wait_ms, **limits: as in `create_app`.
-        log_level: uvicorn's log level. Defaults to "warning".
+        allowed_hosts: `Host` names to answer besides localhost, 127.0.0.1, ::1 and `host` (for
+            0.0.0.0, this machine's name); as in `create_app`. Default none.
+        log_level: uvicorn's log level, one of `LOG_LEVELS`. Defaults to "warning".
 
     Raises:
-        InputError: the model cannot be loaded, or the port cannot be listened on.
+        InputError: a setting outside its range, the model cannot be loaded, or the port cannot
+            be listened on.
     """
-    uvicorn = require("uvicorn", "Serving models (`transferkit serve`)")
     from transferkit.serving.predictors import load_predictor
 
-    DynamicBatcher.check(max_batch, max_wait_ms)  # bad settings fail before the model loads
+    # Bad settings fail before the model loads.
+    DynamicBatcher.check(max_batch, max_wait_ms)
     Limits(**{name: value for name, value in limits.items() if name in Limits.__dataclass_fields__})
+    _decode_threads(limits.get("decode_threads"))
+    hosts = host_names(host, allowed_hosts or ())
+    if log_level not in LOG_LEVELS:
+        raise InputError(f"`log_level` must be one of {', '.join(LOG_LEVELS)}. Received: "
+                         f"log_level={log_level!r}.")
     sock = _listen(host, port)  # a busy port too
     try:
         predictor = load_predictor(model, runtime)
-        app = create_app(predictor, max_batch=max_batch, max_wait_ms=max_wait_ms, **limits)
+        app = create_app(predictor, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                         allowed_hosts=hosts, **limits)
         bound_port = sock.getsockname()[1]
         shown_host = f"[{host}]" if ":" in host else host
         url = f"http://{shown_host}:{bound_port}"
@@ -560,9 +422,8 @@ def serve(
             f"{predictor.runtime}) at {url}  (API: {url}/docs). Ctrl+C stops.",
             flush=True,
         )
-        config = uvicorn.Config(app, host=host, port=bound_port, log_level=log_level)
         try:
-            uvicorn.Server(config).run(sockets=[sock])
+            _uvicorn_server(app, host, bound_port, log_level).run(sockets=[sock])
         except KeyboardInterrupt:  # uvicorn stops on Ctrl+C, then raises it again
             pass
     finally:
@@ -574,7 +435,7 @@ def background_server(app, *, host: str = "127.0.0.1", port: int = 0, timeout: f
     """Runs `app` on uvicorn in a background thread for the block; yields its URL.
 
     For tests, notebooks and benchmarks: the server listens before the block starts, and is
-    stopped (open requests finished) when it ends.
+    stopped (open requests finished, queued ones run at once) when it ends.
 
     Args:
         app: an ASGI app, such as `create_app(predictor)`.
@@ -586,9 +447,8 @@ def background_server(app, *, host: str = "127.0.0.1", port: int = 0, timeout: f
         with background_server(create_app(load_predictor("run"))) as url:
             requests.get(url + "/health")
     """
-    uvicorn = require("uvicorn", "Serving models (`transferkit serve`)")
     sock = _listen(host, port)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = _uvicorn_server(app, host, sock.getsockname()[1])
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="transferkit-server", daemon=True
     )

@@ -9,7 +9,12 @@ and at low load a lone request waits at most `max_wait_ms`.
 * A request is never split across batches unless it holds more than `max_batch` items; then it is
   run in chunks of `max_batch` and its rows are put back together in order.
 * `predict` runs in one background thread (predictors are not thread-safe) and never on the event
-  loop. An exception in `predict` goes to the requests of that batch only; the next batch runs.
+  loop.
+* One request's input never fails another's: when a batch fails, its halves are run again, down
+  to single items, so the other requests still get their rows and the request holding the item
+  the model fails on gets a `PredictError` that names it. The next batch runs as usual.
+* `drain()` (the server calls it when it begins to shut down) stops waiting for company: what is
+  queued runs at once, so shutting down never waits `max_wait_ms`.
 * `stats()` counts requests, items, batches and the mean batch size, for `/health`.
 
 Example:
@@ -32,7 +37,24 @@ import numpy as np
 from transferkit.errors import InputError
 from transferkit.serving import MAX_BATCH, MAX_WAIT_MS
 
-__all__ = ["DynamicBatcher"]
+__all__ = ["DynamicBatcher", "PredictError", "MAX_BATCH_RANGE", "MAX_WAIT_MS_RANGE"]
+
+MAX_BATCH_RANGE = (1, 1024)
+MAX_WAIT_MS_RANGE = (0.0, 1000.0)  # a batch that waits longer only delays its first request
+
+
+class PredictError(RuntimeError):
+    """The model failed on one item of a request (run alone, so it is that item's failure).
+
+    Attributes:
+        index: the item's position in the request.
+        error: what `predict` raised for it (also the `__cause__`).
+    """
+
+    def __init__(self, index: int, error: BaseException):
+        super().__init__(f"item {index}: {type(error).__name__}: {error}")
+        self.index = index
+        self.error = error
 
 
 @dataclass
@@ -41,6 +63,7 @@ class _Entry:
 
     items: list
     future: asyncio.Future
+    offset: int = 0  # where `items` start in the request (a chunk of a large request)
     arrived: float = field(default_factory=time.monotonic)
 
 
@@ -53,6 +76,8 @@ class DynamicBatcher:
         max_batch: the most items in one `predict` call. Defaults to 32.
         max_wait_ms: how long a batch waits for more requests after its first one arrived, in
             milliseconds. Defaults to 5.0; 0 runs whatever is waiting at once.
+
+    Both are bounded (`MAX_BATCH_RANGE`, `MAX_WAIT_MS_RANGE`).
 
     The batcher binds to the event loop of its first `submit`; `aclose()` stops it.
     """
@@ -69,6 +94,7 @@ class DynamicBatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._worker: asyncio.Task | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._draining = False
         self._counts = collections.Counter()
         self._largest_batch = 0
         self._lock = threading.Lock()  # stats() may be read from any thread
@@ -86,7 +112,7 @@ class DynamicBatcher:
 
         Raises:
             InputError: `items` is empty.
-            Exception: whatever `predict` raised for the batch this request was in.
+            PredictError: `predict` failed on one of `items`, run alone.
         """
         items = list(items)
         if not items:
@@ -95,7 +121,7 @@ class DynamicBatcher:
         loop = self._loop
         futures = []
         for start in range(0, len(items), self.max_batch):
-            entry = _Entry(items[start:start + self.max_batch], loop.create_future())
+            entry = _Entry(items[start:start + self.max_batch], loop.create_future(), start)
             self._pending.append(entry)
             self._pending_items += len(entry.items)
             futures.append(entry.future)
@@ -107,22 +133,34 @@ class DynamicBatcher:
 
     @staticmethod
     def check(max_batch, max_wait_ms) -> None:
-        """Raises `InputError` for a `max_batch` or `max_wait_ms` the batcher cannot use (so a
-        server can say so before it loads a model)."""
-        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+        """Raises `InputError` for a `max_batch` or `max_wait_ms` outside its range (so a server
+        can say so before it loads a model)."""
+        low, high = MAX_BATCH_RANGE
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) \
+                or not low <= max_batch <= high:
             raise InputError(
-                f"`max_batch` must be a positive int. Received: max_batch={max_batch!r}."
+                f"`max_batch` must be an int from {low} to {high}. Received: "
+                f"max_batch={max_batch!r}."
             )
+        low, high = MAX_WAIT_MS_RANGE
         if isinstance(max_wait_ms, bool) or not isinstance(max_wait_ms, (int, float)) \
-                or not max_wait_ms >= 0:
+                or not low <= max_wait_ms <= high:
             raise InputError(
-                "`max_wait_ms` must be a number of milliseconds >= 0. Received: "
-                f"max_wait_ms={max_wait_ms!r}."
+                f"`max_wait_ms` must be a number of milliseconds from {low:g} to {high:g}. "
+                f"Received: max_wait_ms={max_wait_ms!r}."
             )
 
+    def drain(self) -> None:
+        """Stops waiting for more requests: what is queued, and what comes later, runs at once.
+        For a server that is shutting down (safe to call from the event loop only)."""
+        self._draining = True
+        if self._arrived is not None:
+            self._arrived.set()
+
     def stats(self) -> dict:
-        """`requests`, `items`, `batches`, `failed_batches`, `mean_batch_size`, `largest_batch`,
-        `queued_items`, `max_batch` and `max_wait_ms`: plain numbers, for `/health`."""
+        """`requests`, `items`, `batches`, `failed_batches` (model calls that raised, retries
+        included), `failed_items`, `mean_batch_size`, `largest_batch`, `queued_items`,
+        `max_batch` and `max_wait_ms`: plain numbers, for `/health`."""
         with self._lock:
             counts = dict(self._counts)
             largest = self._largest_batch
@@ -132,6 +170,7 @@ class DynamicBatcher:
             "items": counts.get("items", 0),
             "batches": batches,
             "failed_batches": counts.get("failed_batches", 0),
+            "failed_items": counts.get("failed_items", 0),
             "mean_batch_size": round(counts.get("items", 0) / batches, 3) if batches else 0.0,
             "largest_batch": largest,
             "queued_items": self._pending_items,
@@ -140,7 +179,8 @@ class DynamicBatcher:
         }
 
     async def aclose(self) -> None:
-        """Stops the worker; requests still waiting get a `RuntimeError`."""
+        """Stops the worker; requests still waiting get a `RuntimeError`. Does not wait for a
+        model call in progress."""
         if self._worker is not None:
             self._worker.cancel()
             try:
@@ -154,7 +194,7 @@ class DynamicBatcher:
                 entry.future.set_exception(RuntimeError("The server is shutting down."))
         self._pending_items = 0
         if self._executor is not None:
-            self._executor.shutdown(wait=True)
+            self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
 
     # -- the worker ----------------------------------------------------------------------------
@@ -186,7 +226,7 @@ class DynamicBatcher:
             self._arrived.clear()
             await self._arrived.wait()
         deadline = self._pending[0].arrived + self.max_wait_ms / 1000
-        while self._pending_items < self.max_batch:
+        while self._pending_items < self.max_batch and not self._draining:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
@@ -208,29 +248,45 @@ class DynamicBatcher:
     async def _run(self, batch: list[_Entry]) -> None:
         items = [item for entry in batch for item in entry.items]
         try:
-            outputs = await self._loop.run_in_executor(self._executor, self._predict, items)
+            rows = await self._isolated(items)
         except asyncio.CancelledError:
             for entry in batch:
                 if not entry.future.done():
                     entry.future.set_exception(RuntimeError("The server is shutting down."))
             raise
-        except Exception as exc:  # noqa: BLE001 - it belongs to this batch's requests
+        start = 0
+        for entry in batch:
+            own = rows[start:start + len(entry.items)]
+            start += len(entry.items)
+            if entry.future.done():
+                continue
+            failed = [i for i, row in enumerate(own) if isinstance(row, BaseException)]
+            if failed:
+                error = PredictError(entry.offset + failed[0], own[failed[0]])
+                error.__cause__ = own[failed[0]]
+                entry.future.set_exception(error)
+            else:
+                entry.future.set_result(np.stack(own))
+
+    async def _isolated(self, items: list) -> list:
+        """One row per item, or the exception `predict` raised for that item alone: a failed
+        call is run again in halves, so a failing item costs about 2 log2(len(items)) calls."""
+        try:
+            outputs = await self._loop.run_in_executor(self._executor, self._predict, items)
+        except Exception as exc:  # noqa: BLE001 - it belongs to the item that caused it
             with self._lock:
                 self._counts["failed_batches"] += 1
-            for entry in batch:
-                if not entry.future.done():
-                    entry.future.set_exception(exc)
-            return
+            if len(items) == 1:
+                with self._lock:
+                    self._counts["failed_items"] += 1
+                return [exc]
+            middle = len(items) // 2
+            return await self._isolated(items[:middle]) + await self._isolated(items[middle:])
         with self._lock:
             self._counts["batches"] += 1
             self._counts["items"] += len(items)
             self._largest_batch = max(self._largest_batch, len(items))
-        start = 0
-        for entry in batch:
-            rows = outputs[start:start + len(entry.items)]
-            start += len(entry.items)
-            if not entry.future.done():
-                entry.future.set_result(rows)
+        return list(outputs)
 
     def _predict(self, items: list) -> np.ndarray:
         """`predictor.predict`, checked: one row per item (runs in the model thread)."""
