@@ -20,7 +20,7 @@ from pathlib import Path
 
 from transferkit.errors import InputError
 
-__all__ = ["check_model_file", "keras_objects", "load_failure"]
+__all__ = ["check_model_file", "keras_objects", "load_failure", "read_config"]
 
 _OURS = "transferkit loads only model files it wrote (and SavedModel graphs you trust)"
 _AGAIN = ("save or copy it again (`transferkit train` and `Classifier.save` write it whole); "
@@ -40,7 +40,7 @@ def check_model_file(path: str | os.PathLike) -> None:
     KerasHub for files that use it).
     """
     path = Path(path)
-    config = _read_config(path)
+    config = read_config(path)
     for node in keras_objects(config):
         refusal = _code_in(node)
         if refusal:
@@ -68,8 +68,10 @@ def load_failure(path: str | os.PathLike, exc: Exception) -> InputError:
     )
 
 
-def _read_config(path: Path) -> dict:
-    """`config.json` of the archive at `path`, or InputError saying what the file is instead."""
+def read_config(path: str | os.PathLike) -> dict:
+    """`config.json` of the `.keras` archive at `path`, or InputError saying what the file is
+    instead (not a `.keras` file, empty, truncated, unreadable, not a Keras archive)."""
+    path = Path(path)
     if path.suffix != ".keras":
         raise InputError(
             f"{path} is not a `.keras` file. Pass the `model.keras` (or the run folder) written "

@@ -68,7 +68,8 @@ def is_trusted(digest: str) -> bool:
 
 
 def graph_digests(path: str | os.PathLike) -> list[str]:
-    """The digests of the SavedModel graphs a `.keras` file carries (none for most files)."""
+    """The digests of the SavedModel graphs a `.keras` file carries (none for most files, and
+    for a file that is not a `.keras` archive: loading it says what it is)."""
     import json
     import zipfile
 
@@ -79,6 +80,11 @@ def graph_digests(path: str | os.PathLike) -> list[str]:
         return []
     if b"SavedModelFeatures" not in config:
         return []
+    return _digests_in(json.loads(config))
+
+
+def _digests_in(config) -> list[str]:
+    """The `digest` of every `SavedModelFeatures` layer in a model's config."""
     found: list[str] = []
 
     def walk(node):
@@ -91,7 +97,7 @@ def graph_digests(path: str | os.PathLike) -> list[str]:
             for value in node:
                 walk(value)
 
-    walk(json.loads(config))
+    walk(config)
     return found
 
 
@@ -105,11 +111,20 @@ def untrusted_message(path, digests: list[str]) -> str:
 
 
 def trust_model_file(path: str | os.PathLike) -> list[str]:
-    """Trusts every SavedModel graph inside the `.keras` file `path`; returns their digests."""
+    """Trusts every SavedModel graph inside the `.keras` file `path`; returns their digests.
+
+    Raises:
+        InputError: `path` is missing or is not a whole `.keras` file (a text file, an empty,
+            truncated or foreign archive), or holds code that transferkit never loads (a Lambda
+            layer, an unknown class): trusting its graphs would not make it load.
+    """
+    from transferkit.model_files import check_model_file, read_config
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file. Pass a `.keras` file written by transferkit.")
-    digests = graph_digests(path)
+    check_model_file(path)
+    digests = _digests_in(read_config(path))
     for digest in digests:
         trust(digest)
     return digests

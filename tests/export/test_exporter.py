@@ -50,7 +50,7 @@ def test_image_onnx_folder_holds_the_contract(image_onnx, image_run):
     assert record["verified"]["max_abs_diff"] < 1e-4
     card = (folder / "MODEL_CARD.md").read_text()
     assert "efficientnet_lite0" in card and "| face |" in card and "Intended use" in card
-    assert record["source"]["path"] == str(run / "model.keras")
+    assert record["source"]["path"] == f"{run.name}/model.keras"  # not where it is here
 
 
 @pytest.mark.slow  # heavy for the default run; CI runs the slow set
@@ -175,8 +175,8 @@ def test_occupied_output_and_int8_without_inputs_are_refused(image_run, tmp_path
     run, folder = image_run[3], tmp_path / "taken"
     folder.mkdir()
     (folder / "notes.txt").write_text("someone else's file")
-    with pytest.raises(InputError, match="exists and is not empty.*--overwrite"):
-        export(run, folder, format="onnx")
+    with pytest.raises(InputError, match="exists and is not empty, and is not an export folder"):
+        export(run, folder, format="onnx")  # more: tests/corpus/test_export_corpus.py
     assert [p.name for p in folder.iterdir()] == ["notes.txt"]
     classifier = transferkit.load(run)
     classifier.path = None  # as if trained in memory: no run, so no training data known

@@ -24,7 +24,7 @@ def add_commands(subparsers, train) -> None:
         "on a sample of the training inputs)",
     )
     export.add_argument(
-        "--output", default=None, metavar="DIR",
+        "--output", dest="path", default=None, metavar="DIR",
         help="the folder to write (default: export/FORMAT[-QUANTIZE] in the model's run folder)",
     )
     export.add_argument(
@@ -34,7 +34,9 @@ def add_commands(subparsers, train) -> None:
     )
     export.add_argument("--samples", type=int, default=200,
                         help="calibration inputs to sample (default: 200)")
-    export.add_argument("--overwrite", action="store_true", help="replace an existing export")
+    export.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier export (a folder with export.json; never another "
+                        "folder)")
     export.add_argument("--json", action="store_true", help="print export.json as JSON")
     export.set_defaults(handler=run_export)
 
@@ -43,7 +45,7 @@ def run_export(args) -> int:
     from transferkit.export import export
 
     record = export(
-        args.model, args.output, format=args.format, quantize=args.quantize,
+        args.model, args.path, format=args.format, quantize=args.quantize,
         calibration=args.calibration, samples=args.samples, overwrite=args.overwrite,
     )
     if record["verified"]["warning"]:

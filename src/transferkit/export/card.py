@@ -1,16 +1,47 @@
 """What a model is and how well it did: the facts behind `MODEL_CARD.md`, `labels.json` and the
 server's `/metadata`, gathered from the classifier and, when it sits in a run folder, the run's
-report (`report/metrics.json`, `report/data.json`)."""
+report (`report/metrics.json`, `report/data.json`).
+
+The facts travel with every export and are served to anyone who asks, so they name files and
+folders by their names only (`faces/`, not `/home/ana/projects/faces/`): where the data sat on
+the training machine is none of a reader's business, and means nothing elsewhere.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
 import os
+import re
 from pathlib import Path
 
 from transferkit.files import read_json
 
-__all__ = ["model_facts", "model_card"]
+__all__ = ["model_facts", "model_card", "shown_path"]
+
+# Report lines that only make sense on the training machine (where its files are).
+_LOCAL_EXTRAS = ("model", "tensorboard")
+# An absolute path inside a line of text (not the `//` of `hf://`).
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/[^\s'\"`,;()]+")
+
+
+def shown_path(path: str | os.PathLike, parts: int = 1) -> str:
+    """The last `parts` names of `path` (`/`-separated): what a model card shows of a path."""
+    names = Path(path).parts[-parts:]
+    return "/".join(name for name in names if name not in ("/", "\\")) or os.fspath(path)
+
+
+def _without_local_paths(value):
+    """`value` with every absolute path in it (a string, or in the strings of a list or dict)
+    replaced by its name."""
+    if isinstance(value, str):
+        if os.path.isabs(value):
+            return shown_path(value)
+        return _ABSOLUTE_PATH.sub(lambda match: shown_path(match.group(0)), value)
+    if isinstance(value, dict):
+        return {key: _without_local_paths(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_local_paths(item) for item in value]
+    return value
 
 
 def _run_report(model_path: Path | None) -> Path | None:
@@ -40,13 +71,14 @@ def model_facts(classifier, model_path: str | os.PathLike | None = None) -> dict
 
     facts: dict = {"task": classifier.task, "classes": list(classifier.class_names)}
     if classifier.task == "image":
-        facts["backbone"] = str(classifier.backbone)
+        facts["backbone"] = _without_local_paths(str(classifier.backbone))
         facts["image_size"] = list(classifier.input_size)
         facts["resize"] = classifier.resize_policy
     else:
         encoder = dict(classifier.metadata.get("encoder", {}))
-        facts["encoder"] = str(encoder.get("kind") or classifier.encoder)
-        facts["encoder_source"] = str(encoder.get("source") or classifier.encoder)
+        facts["encoder"] = _without_local_paths(str(encoder.get("kind") or classifier.encoder))
+        facts["encoder_source"] = _without_local_paths(
+            str(encoder.get("source") or classifier.encoder))
         facts["sequence_length"] = encoder.get("sequence_length")
     model_path = Path(model_path) if model_path is not None else None
     report = _run_report(model_path)
@@ -59,7 +91,9 @@ def model_facts(classifier, model_path: str | os.PathLike | None = None) -> dict
             "accuracy": metrics.get("accuracy"),
             "macro_f1": (metrics.get("macro_avg") or {}).get("f1"),
             "per_class": metrics.get("per_class", {}),
-            "extra": metrics.get("extra", {}),
+            "extra": _without_local_paths({
+                key: value for key, value in (metrics.get("extra") or {}).items()
+                if key not in _LOCAL_EXTRAS}),
         }
         facts["data"] = _data_counts(data)
     if model_path is not None and model_path.is_file():
@@ -70,19 +104,20 @@ def model_facts(classifier, model_path: str | os.PathLike | None = None) -> dict
 
 
 def _data_counts(data: dict) -> dict:
-    """The training data's counts per split and class, from a run's `data.json` (both tasks)."""
-    counts: dict = {}
-    if "class_counts" in data:  # images
-        counts["source"] = data.get("root")
-        counts["per_split"] = data["class_counts"]
+    """The training data's counts per split and class, from a run's `data.json` (both tasks),
+    and the name of its folder or table."""
+    source = data.get("root") or data.get("path")
+    counts: dict = {"source": shown_path(source) if source else None}
+    if "root" in data:  # images
+        counts["per_split"] = data.get("class_counts", {})
         counts["skipped_files"] = data.get("skipped_files", 0)
-    else:  # text
-        counts["source"] = data.get("path")
+    else:  # text (its table's `path`)
         counts["classes"] = data.get("classes", {})
         counts["rows_used"] = data.get("rows_used")
         counts["dropped_rows"] = data.get("dropped_rows", 0)
-        if "splits" in data:
-            counts["per_split"] = data["splits"]
+        per_split = data.get("class_counts") or data.get("splits")
+        if per_split:
+            counts["per_split"] = per_split
     return counts
 
 
@@ -115,7 +150,9 @@ def model_card(facts: dict, export: dict | None = None) -> str:
                          f"agreement {verified['top1_agreement']:.1%} with the Keras model.")
     data = facts.get("data")
     if data:
-        lines += ["", "## Training data", "", f"Source: `{data.get('source')}`", ""]
+        lines += ["", "## Training data", ""]
+        if data.get("source"):
+            lines += [f"Source: `{data['source']}`", ""]
         if isinstance(data.get("per_split"), dict) and data["per_split"] and all(
                 isinstance(v, dict) for v in data["per_split"].values()):
             splits = list(data["per_split"])

@@ -5,15 +5,16 @@ The folder holds the model file (`saved_model/`, `model.onnx` or `model.tflite`)
 range, or the tokenizer and its outputs), `tokenizer.json` for text in ONNX and LiteRT,
 `MODEL_CARD.md`, and `export.json` (how it was made and how it was verified). Every export is run
 on its real runtime against the Keras model before the folder appears; the folder is written
-beside its destination and renamed into place, so a failed export leaves nothing behind.
+beside its destination and renamed into place, so a failed export leaves nothing behind
+(`transferkit.export.destination`: which folders an export may replace, and its lock). The
+settings and the destination are checked before the model is loaded.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import numbers
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,8 @@ import numpy as np
 import transferkit
 from transferkit.errors import InputError
 from transferkit.export import formats
-from transferkit.export.card import model_card, model_facts
+from transferkit.export.card import model_card, model_facts, shown_path
+from transferkit.export.destination import check_destination, default_destination, writing
 from transferkit.export.graphs import image_graph, token_graph, token_inputs
 from transferkit.export.samples import sample_inputs
 from transferkit.extras import require
@@ -34,7 +36,8 @@ _FLOAT_TOLERANCE = 1e-4  # largest score difference of an unquantized export
 _AGREEMENT = 0.98  # smallest top-1 agreement of a quantized one
 
 
-def _check(classifier, format: str, quantize: str) -> None:
+def _check_settings(format: str, quantize: str, samples: int) -> None:
+    """The checks that need no model: before it is loaded."""
     if format not in formats.FORMATS:
         raise InputError(f"Unknown export format {format!r}. Choose one of: "
                          f"{', '.join(formats.FORMATS)}.")
@@ -46,6 +49,12 @@ def _check(classifier, format: str, quantize: str) -> None:
             f"A SavedModel is exported in float32 only; quantize={quantize!r} applies to "
             "--format onnx or --format litert."
         )
+    if isinstance(samples, bool) or not isinstance(samples, numbers.Integral) or samples < 1:
+        raise InputError("`samples` must be a positive int: how many inputs to calibrate and "
+                         f"verify the export on. Received: samples={samples!r}.")
+
+
+def _check(classifier, format: str, quantize: str) -> None:
     if format == "onnx":
         require("tf2onnx", "ONNX export")
         require("onnxruntime", "Verifying an ONNX export")
@@ -90,15 +99,6 @@ def _check_text_quantization(kind: str | None, format: str, quantize: str) -> No
         )
 
 
-def default_output(model_path: Path | None, format: str, quantize: str) -> Path:
-    """`<run folder>/export/<format>[-<quantize>]` for a model in a run folder."""
-    if model_path is None:
-        raise InputError("Pass `path`, the folder to export to (the model was not loaded from a "
-                         "file, so there is no run folder to export into).")
-    name = format if quantize == "none" else f"{format}-{quantize}"
-    return model_path.parent / "export" / name
-
-
 def export(model, path: str | os.PathLike | None = None, *, format: str = "onnx",
            quantize: str = "none", calibration=None, samples: int = 200,
            overwrite: bool = False) -> dict:
@@ -114,48 +114,45 @@ def export(model, path: str | os.PathLike | None = None, *, format: str = "onnx"
         calibration: inputs to calibrate `int8` and to verify on: an image folder, a table of
             texts, or a list of image paths or texts. Default `None`: a sample of the run's
             training data (`report/data.json`), when the model is in a run folder.
-        samples: how many calibration inputs to draw. Default 200.
-        overwrite: replace an existing export at `path`. Default False.
+        samples: how many calibration inputs to draw (a positive int). Default 200.
+        overwrite: replace an earlier export at `path` (a folder with `export.json`; never any
+            other folder). Default False.
 
     Returns:
         `export.json`'s content plus `path` (the folder).
 
     Raises:
-        InputError: a bad format or quantization, a combination that cannot work (the message
-            says which does), an occupied `path`, or `int8` without calibration inputs.
+        InputError: a bad format, quantization or `samples`, a combination that cannot work
+            (the message says which does), a `path` that is a file, holds a model or a run, is
+            not an export, cannot be written or is being written by another export, or `int8`
+            without calibration inputs.
         MissingDependencyError: the converter or runtime is not installed (with the pip line).
     """
+    from transferkit.model_paths import model_file
     from transferkit.tracking.store import is_model_uri
 
+    _check_settings(format, quantize, samples)
     if is_model_uri(model) and path is None:
         raise InputError(f"{model}: a model from MLflow has no run folder to export into; pass "
                          "`path`, the folder to write.")
-    if isinstance(model, (str, os.PathLike)):
-        model = transferkit.load(model)
-    model_path = getattr(model, "path", None)
-    if getattr(model, "model", None) is None:
+    from_file = isinstance(model, (str, os.PathLike))
+    if not from_file and getattr(model, "model", None) is None:
         raise InputError("The classifier is not trained yet: call `fit` before `export`.")
+    model_path = model_file(model) if from_file else getattr(model, "path", None)
+    output = Path(path) if path is not None else default_destination(model_path, format, quantize)
+    folder = output.resolve()
+    check_destination(folder, model_path, overwrite)
+    if from_file:
+        model = transferkit.load(model_path)
     _check(model, format, quantize)
-    output = Path(path) if path is not None else default_output(model_path, format, quantize)
-    if output.exists() and any(output.iterdir()) and not overwrite:
-        raise InputError(f"{output}: exists and is not empty. Pass another output folder, or "
-                         "overwrite=True (--overwrite) to replace it.")
     items, described = sample_inputs(model, calibration, model_path, samples)
     if quantize == "int8" and items is None:
         raise InputError(
             "int8 quantization is calibrated on real inputs, and none were found: pass "
             "`calibration` (--calibration DATA: an image folder or a table of texts)."
         )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
-    try:
+    with writing(folder, model_path, overwrite) as partial:
         record = _write_folder(model, partial, format, quantize, items, described, model_path)
-        if output.exists():
-            shutil.rmtree(output)
-        partial.rename(output)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     return {**record, "path": os.fspath(output)}
 
 
@@ -181,8 +178,8 @@ def _write_folder(classifier, folder: Path, format, quantize, items, described, 
         "model_file": model_name,
         "size_bytes": _size(folder / model_name),
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "source": None if model_path is None else {
-            "path": os.fspath(model_path), "sha256": sha256_file(model_path)},
+        "source": None if model_path is None else {  # the run folder's name, not the machine's
+            "path": shown_path(model_path, parts=2), "sha256": sha256_file(model_path)},
         "calibration": described if quantize == "int8" else None,
         "verified": verified,
         "facts": facts,

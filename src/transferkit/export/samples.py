@@ -1,5 +1,6 @@
 """The inputs an export is calibrated (`int8`) and verified on: a seeded sample of the run's
-training data by default, or of data the user names."""
+training data by default, or of data the user names. Their description (in `export.json`) names
+the folder or table, not where it is on this machine."""
 
 from __future__ import annotations
 
@@ -73,15 +74,15 @@ def _images(root: Path, validation_size: float | None = None, seed: int | None =
         split = {k: v for k, v in (("validation_size", validation_size), ("seed", seed))
                  if v is not None}  # the run's own split, so that these are its training images
         folder = discover_image_folder(root, **split)
-        return list(folder.train_paths), f"the training images of {root}"
+        return list(folder.train_paths), f"the training images of {root.name}/"
     except InputError:  # not class folders: any images under it
         paths = sorted(os.fspath(p) for p in root.rglob("*")
                        if p.suffix.lower() in IMAGE_EXTENSIONS)
-        return paths, f"the images under {root}"
+        return paths, f"the images under {root.name}/"
 
 
 def _texts(table, column: str | None = None):
     from transferkit.data.text import read_text_table
 
     texts = read_text_table(table, text_column=column, require_labels=False).texts
-    return list(texts), f"the texts of {table}"
+    return list(texts), f"the texts of {Path(table).name}"

@@ -223,14 +223,16 @@ class RunLock:
         log: called with the line saying a stale lock was taken over.
         hint: what to do instead, appended to the in-use message. Default: wait or pass
             another `output`.
+        lock_file: the file to lock. Default `None`: `folder/.lock`. A folder that is replaced
+            whole (an export, renamed into place) is locked from beside it.
 
     Raises:
         InputError: another live process holds the folder: its id, host and start time.
     """
 
     def __init__(self, folder: str | os.PathLike, log: Callable[[str], None] = print,
-                 hint: str = ""):
-        self.path = Path(folder) / LOCK_NAME
+                 hint: str = "", lock_file: str | os.PathLike | None = None):
+        self.path = Path(folder) / LOCK_NAME if lock_file is None else Path(lock_file)
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             if not _try_lock(fd):
@@ -262,10 +264,10 @@ class RunLock:
         self._finalizer()
 
     @staticmethod
-    def in_use(folder: str | os.PathLike) -> str | None:
+    def in_use(folder: str | os.PathLike, lock_file: str | os.PathLike | None = None) -> str | None:
         """Who holds the folder's lock ("process 123 (started ...)"), or None when no live
-        process does; takes nothing."""
-        path = Path(folder) / LOCK_NAME
+        process does; takes nothing. `lock_file` as for `RunLock`."""
+        path = Path(folder) / LOCK_NAME if lock_file is None else Path(lock_file)
         try:
             fd = os.open(path, os.O_RDONLY)
         except OSError:
