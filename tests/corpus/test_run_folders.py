@@ -407,3 +407,104 @@ def test_a_really_full_tmpfs_while_finishing(text_run, tmp_path):
         print(f"\nfull tmpfs: the first write that failed was {named}")
     finally:
         subprocess.run(["umount", str(mount)], check=False)
+
+
+# -- tracking stores: said before any work ------------------------------------------------------
+
+
+@pytest.fixture
+def under_a_file(tmp_path) -> Path:
+    """A path whose folder cannot be made, even by root: its parent is a regular file. (Tests
+    run as root, where a read-only folder would still be written.)"""
+    (tmp_path / "a_file").write_text("not a folder")
+    return tmp_path / "a_file" / "store"
+
+
+@pytest.mark.parametrize("store", ["folder", "sqlite", "file"])
+def test_train_with_a_store_that_cannot_be_written_fails_at_once(faces, tmp_path, under_a_file,
+                                                                 store):
+    pytest.importorskip("mlflow")
+    track = {"folder": str(under_a_file), "sqlite": f"sqlite:///{under_a_file}/runs.db",
+             "file": under_a_file.as_uri()}[store]
+    database = {"folder": under_a_file / "mlflow.db", "sqlite": under_a_file / "runs.db",
+                "file": under_a_file}[store]
+    run = tmp_path / "run"
+    code, out, err = _run_cli(["train", "images", faces, "--image-size", "32", "--epochs", "1",
+                               "--fine-tune-epochs", "0", "--output", run, "--track", track])
+    assert _one_error_line(code, err) == (
+        f"the MLflow store {database} cannot be used: {under_a_file.parent} is a file, not a "
+        "folder. Pass --track another store (a folder or .db file you can write to, or a URI), "
+        "or leave out --track."
+    )
+    assert not run.exists() and "Data:" not in out  # before the data was read
+
+
+def test_a_store_that_is_not_sqlite_is_refused_at_once(tmp_path):
+    pytest.importorskip("mlflow")
+    from transferkit.errors import TrackingError
+    from transferkit.tracking.tracker import RunTracker
+
+    (tmp_path / "notes.db").write_text("my notes, not a database")
+    with pytest.raises(TrackingError, match=r"notes\.db is not an SQLite database\. Pass "
+                                            r"`track` another store"):
+        RunTracker.for_run(tmp_path / "run", track=tmp_path / "notes.db")
+    assert (tmp_path / "notes.db").read_text() == "my notes, not a database"
+
+
+def test_a_resumed_run_whose_store_went_bad_warns_once_at_once(tmp_path, under_a_file):
+    """A tracked run resumed without `track`: training goes on, tracking stops in one warning
+    (MLflow alone retried opening the database for ~100 s, warning ten times)."""
+    pytest.importorskip("mlflow")
+    import time
+
+    from transferkit.tracking.tracker import TRACKING_FILE, RunTracker
+
+    run = tmp_path / "run"
+    run.mkdir()
+    uri = f"sqlite:///{under_a_file}/mlflow.db"
+    (run / TRACKING_FILE).write_text(json.dumps({"uri": uri, "experiment": "faces"}))
+    lines = []
+    started = time.monotonic()
+    tracker = RunTracker.for_run(run, log=lines.append)
+    tracker.start({"epochs": 1}, "images")
+    assert tracker.close("FAILED")["pending"] is True
+    assert time.monotonic() - started < 20
+    assert len(lines) == 1 and lines[0].startswith(
+        f"Warning: tracking stopped (the MLflow store {under_a_file}/mlflow.db cannot be used: ")
+    assert json.loads((run / TRACKING_FILE).read_text())["pending"] is True
+
+
+@pytest.mark.parametrize("argv, variable, expected", [
+    (["runs"], "garbage", "MLFLOW_TRACKING_URI is 'garbage', not a tracking URI (it has no "
+     "scheme such as http:). Use a server (http://127.0.0.1:5000) or a database "
+     "(sqlite:////abs/path/mlflow.db), or unset it to use ./mlflow.db."),
+    (["runs"], "garbage://here", "MLFLOW_TRACKING_URI is 'garbage://here', not a tracking URI "
+     "(MLflow has no 'garbage:' store). Use a server (http://127.0.0.1:5000) or a database "
+     "(sqlite:////abs/path/mlflow.db), or unset it to use ./mlflow.db."),
+    (["models", "list"], "garbage", "MLFLOW_TRACKING_URI is 'garbage', not a tracking URI"),
+    (["runs", "--track", "nope://x"], None, "--track is 'nope://x', not a tracking URI (MLflow "
+     "has no 'nope:' store). Use a server (http://127.0.0.1:5000) or a database "
+     "(sqlite:////abs/path/mlflow.db), or a folder or .db path."),
+], ids=["runs", "unknown scheme", "models list", "--track"])
+def test_a_tracking_uri_that_is_not_one_is_one_line(monkeypatch, tmp_path, argv, variable,
+                                                    expected):
+    pytest.importorskip("mlflow")
+    monkeypatch.chdir(tmp_path)
+    if variable is None:
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    else:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", variable)
+    code, out, err = _run_cli(argv)
+    assert _one_error_line(code, err).startswith(expected)
+    assert os.listdir(tmp_path) == []  # no store made anywhere
+
+
+def test_train_with_a_tracking_variable_that_is_not_a_uri_fails_before_the_data(
+        faces, tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "garbage")
+    code, out, err = _run_cli(["train", "images", faces, "--image-size", "32", "--epochs", "1",
+                               "--fine-tune-epochs", "0", "--output", tmp_path / "run",
+                               "--track"])
+    assert _one_error_line(code, err).startswith("MLFLOW_TRACKING_URI is 'garbage', not a ")
+    assert not (tmp_path / "run").exists()
