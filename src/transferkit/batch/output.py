@@ -120,15 +120,6 @@ class ShardedParquet:
             return []
         return sorted(p for p in self.folder.glob("part-*.parquet") if p.is_file())
 
-    def done(self, pieces: list[Path] | None = None) -> set[int]:
-        """The input indices held by the pieces written so far."""
-        import pyarrow.parquet as pq
-
-        done: set[int] = set()
-        for piece in self.pieces() if pieces is None else pieces:
-            done.update(pq.read_table(piece, columns=["index"]).column("index").to_pylist())
-        return done
-
     def keep(self, digests: Callable[[list[int]], list[str]]) -> tuple[set[int], int]:
         """Keeps the rows whose input has not changed, and takes the others out of the pieces.
 
