@@ -465,38 +465,35 @@ def under_a_file(tmp_path) -> Path:
     return tmp_path / "a_file" / "store"
 
 
-@pytest.mark.parametrize("store", ["folder", "sqlite", "file"])
+@pytest.mark.parametrize("store", ["folder", "sqlite", "file", "not sqlite", "a folder"])
 def test_train_with_a_store_that_cannot_be_written_fails_at_once(faces, tmp_path, under_a_file,
                                                                  store):
+    """MLflow retried opening a bad database for ~100 s (ten warnings) while the run trained."""
     pytest.importorskip("mlflow")
-    track = {"folder": str(under_a_file), "sqlite": f"sqlite:///{under_a_file}/runs.db",
-             "file": under_a_file.as_uri()}[store]
-    database = {"folder": under_a_file / "mlflow.db", "sqlite": under_a_file / "runs.db",
-                "file": under_a_file}[store]
+    notes, folder = tmp_path / "notes.db", tmp_path / "folder.db"
+    notes.write_text("my notes, not a database")
+    folder.mkdir()
+    track, database, problem = {
+        "folder": (str(under_a_file), under_a_file / "mlflow.db", None),
+        "sqlite": (f"sqlite:///{under_a_file}/runs.db", under_a_file / "runs.db", None),
+        "file": (under_a_file.as_uri(), under_a_file, None),
+        "not sqlite": (str(notes), notes, f"{notes} is not an SQLite database"),
+        "a folder": (f"sqlite:///{folder}", folder, f"{folder} is a folder, not a database file"),
+    }[store]
+    problem = problem or f"{under_a_file.parent} is a file, not a folder"
     run = tmp_path / "run"
     code, out, err = _run_cli(["train", "images", faces, "--image-size", "32", "--epochs", "1",
                                "--fine-tune-epochs", "0", "--output", run, "--track", track])
     assert _one_error_line(code, err) == (
-        f"the MLflow store {database} cannot be used: {under_a_file.parent} is a file, not a "
-        "folder. Pass --track another store (a folder or .db file you can write to, or a URI), "
-        "or leave out --track."
+        f"the MLflow store {database} cannot be used: {problem}. Pass --track another store (a "
+        "folder or .db file you can write to, or a URI), or leave out --track."
     )
     assert not run.exists() and "Data:" not in out  # before the data was read
+    assert notes.read_text() == "my notes, not a database"
 
 
-def test_a_store_that_is_not_sqlite_is_refused_at_once(tmp_path):
-    pytest.importorskip("mlflow")
-    from transferkit.errors import TrackingError
-    from transferkit.tracking.tracker import RunTracker
-
-    (tmp_path / "notes.db").write_text("my notes, not a database")
-    with pytest.raises(TrackingError, match=r"notes\.db is not an SQLite database\. Pass "
-                                            r"`track` another store"):
-        RunTracker.for_run(tmp_path / "run", track=tmp_path / "notes.db")
-    assert (tmp_path / "notes.db").read_text() == "my notes, not a database"
-
-
-def test_a_resumed_run_whose_store_went_bad_warns_once_at_once(tmp_path, under_a_file):
+@pytest.mark.parametrize("store", ["under a file", "a folder"])
+def test_a_resumed_run_whose_store_went_bad_warns_once_at_once(tmp_path, under_a_file, store):
     """A tracked run resumed without `track`: training goes on, tracking stops in one warning
     (MLflow alone retried opening the database for ~100 s, warning ten times)."""
     pytest.importorskip("mlflow")
@@ -508,7 +505,10 @@ def test_a_resumed_run_whose_store_went_bad_warns_once_at_once(tmp_path, under_a
 
     run = tmp_path / "run"
     run.mkdir()
-    uri = f"sqlite:///{under_a_file}/mlflow.db"
+    database = under_a_file / "mlflow.db" if store == "under a file" else tmp_path / "mlflow.db"
+    if store == "a folder":  # not what any permission check would see
+        database.mkdir()
+    uri = f"sqlite:///{database}"
     (run / TRACKING_FILE).write_text(json.dumps({"uri": uri, "experiment": "faces"}))
     lines = []
     started = time.monotonic()
@@ -517,7 +517,7 @@ def test_a_resumed_run_whose_store_went_bad_warns_once_at_once(tmp_path, under_a
     assert tracker.close("FAILED")["pending"] is True
     assert time.monotonic() - started < 30  # MLflow alone: ~100 s
     assert len(lines) == 1 and lines[0].startswith(
-        f"Warning: tracking stopped (the MLflow store {under_a_file}/mlflow.db cannot be used: ")
+        f"Warning: tracking stopped (the MLflow store {database} cannot be used: ")
     assert json.loads((run / TRACKING_FILE).read_text())["pending"] is True
 
 
@@ -646,3 +646,23 @@ def test_a_run_that_failed_before_fine_tuning_resumes_with_a_corrected_unfreeze(
     assert folder.load_config()["unfreeze"] == "5" and (run / "model.keras").is_file()
     history = folder.history_rows()
     assert history[:len(rows)] == rows and history[-1]["phase"] == "fine_tune"
+
+
+@pytest.mark.slow  # makes an MLflow SQLite store twice over (its migrations: ~5-10 s)
+def test_a_tracked_run_resumed_with_a_changed_setting_keeps_tracking(tmp_path):
+    """MLflow keeps a param's first value and refuses another: the changed setting is a tag,
+    rather than the error that would stop tracking the resumed run."""
+    pytest.importorskip("mlflow")
+    from transferkit.tracking.store import client
+    from transferkit.tracking.tracker import RunTracker
+
+    store, run = tmp_path / "mlflow.db", tmp_path / "run"
+    run.mkdir()
+    for unfreeze in ("no_such_layer", "5"):  # the run, then its resume with --unfreeze 5
+        lines = []
+        tracker = RunTracker.for_run(run, track=store, experiment="faces", log=lines.append)
+        tracker.start({"epochs": 1, "unfreeze": unfreeze}, "images")
+        assert tracker.close("FINISHED")["pending"] is False, lines
+    logged = client(tracker.uri).get_run(tracker.run_id).data
+    assert logged.params["unfreeze"] == "no_such_layer" and logged.params["epochs"] == "1"
+    assert logged.tags["transferkit.resumed_with.unfreeze"] == "5"

@@ -58,9 +58,10 @@ def _holds_a_run(path) -> InputError:
 
 def _not_begun(state: dict, phase: str | None) -> bool:
     """Whether a run's `phase` has no finished epoch yet (False for `None`: from the start)."""
-    info = state.get(phase) if phase else None
-    return phase is not None and not (info or {}).get("epochs_done") and not (
-        info or {}).get("finished")
+    if phase is None:
+        return False
+    info = state.get(phase) or {}
+    return not info.get("epochs_done") and not info.get("finished")
 
 
 def _accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
@@ -191,9 +192,9 @@ class TrainingRun:
         ignored = sorted(set(differs) - set(changed))
         self.log(f"Resuming {path} (state: {_state_line(state)})")
         if changed:  # written to config.json once the run holds its folder (`start`)
+            before, config = config, config.replace(**changed)  # checked before it is said
             self.log("Resuming with changed settings of phases not begun: " + ", ".join(
-                f"{key} {getattr(config, key)!r} -> {value!r}" for key, value in changed.items()))
-            config = config.replace(**changed)
+                f"{key} {getattr(before, key)!r} -> {value!r}" for key, value in changed.items()))
         if ignored:
             self.log(f"Resuming uses the run's saved settings for what it has begun; ignored: "
                      f"{', '.join(ignored)}. To train with them, start over: another --output "

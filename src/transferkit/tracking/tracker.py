@@ -294,8 +294,14 @@ class RunTracker:
             self._client.update_run(self.run_id, status="RUNNING")
             self._seen(existing)
         self._save(pending=False, error=None)
-        params = [Param(_key(name), str(value)[:6000]) for name, value in config.items()]
-        tags = [RunTag(name, value) for name, value in _tags(task, config, self.folder).items()]
+        values = {_key(name): str(value)[:6000] for name, value in config.items()}
+        tags = _tags(task, config, self.folder)
+        logged = existing.data.params if existing is not None else {}
+        for name in [name for name in values if logged.get(name, values[name]) != values[name]]:
+            # MLflow keeps a param's first value: a setting a resumed run changed is a tag
+            tags[f"transferkit.resumed_with.{name}"] = values.pop(name)
+        params = [Param(name, value) for name, value in values.items()]
+        tags = [RunTag(name, value) for name, value in tags.items()]
         self._client.log_batch(self.run_id, params=params, tags=tags)
 
     def _existing_run(self):
