@@ -48,7 +48,8 @@ __all__ = ["ImageTrainConfig", "TextTrainConfig", "TrainConfig", "read_config_fi
 
 
 def _setting(default, help: str, *, type: type = str, check: Callable | None = None,
-             none_means: str | None = None, choices=None, flag: bool = True):
+             none_means: str | None = None, choices=None, flag: bool = True,
+             phase: str | None = None):
     """A dataclass field with what the command line and the checks need in its metadata.
 
     Args:
@@ -59,9 +60,12 @@ def _setting(default, help: str, *, type: type = str, check: Callable | None = N
         none_means: what a `None` default stands for, in words.
         choices: the values the command line accepts. Default: any.
         flag: whether the field gets a `--flag` (False for `data`, a positional argument).
+        phase: the training phase that alone uses the setting (`"head"`, `"fine_tune"`): a
+            resumed run may change it while that phase has no finished epoch. Default `None`:
+            used from the start, so fixed once a run has begun.
     """
     metadata = {"help": help, "type": type, "check": check, "none_means": none_means,
-                "choices": choices, "flag": flag}
+                "choices": choices, "flag": flag, "phase": phase}
     return field(default=default, metadata=metadata)
 
 
@@ -161,6 +165,13 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     @classmethod
+    def phase_of(cls, name: str) -> str | None:
+        """The training phase that alone uses setting `name` (`"head"`, `"fine_tune"`), or None
+        for a setting used from the start (the data, the backbone, the seed...)."""
+        item = next((f for f in dataclasses.fields(cls) if f.name == name), None)
+        return None if item is None else item.metadata.get("phase")
+
+    @classmethod
     def default_text(cls, name: str) -> str:
         """The default of setting `name` in words, for help texts."""
         item = next(f for f in dataclasses.fields(cls) if f.name == name)
@@ -222,15 +233,19 @@ class ImageTrainConfig(TrainConfig):
     weights: str | None = _setting(
         "imagenet", "'imagenet' or a .weights.h5 file of the backbone", none_means="random"
     )
-    epochs: int = _setting(20, _EPOCHS, type=int, check=_int(0))
-    fine_tune_epochs: int = _setting(10, _FINE_TUNE_EPOCHS, type=int, check=_int(0))
-    learning_rate: float = _setting(1e-3, _LEARNING_RATE, type=float, check=_positive)
+    epochs: int = _setting(20, _EPOCHS, type=int, check=_int(0), phase="head")
+    fine_tune_epochs: int = _setting(
+        10, _FINE_TUNE_EPOCHS, type=int, check=_int(0), phase="fine_tune"
+    )
+    learning_rate: float = _setting(
+        1e-3, _LEARNING_RATE, type=float, check=_positive, phase="head"
+    )
     fine_tune_learning_rate: float = _setting(
-        1e-5, _FINE_TUNE_LEARNING_RATE, type=float, check=_positive
+        1e-5, _FINE_TUNE_LEARNING_RATE, type=float, check=_positive, phase="fine_tune"
     )
     unfreeze: str | int = _setting(
         "all", "what fine-tuning trains: all, N (the top N layers) or a layer name (it and all "
-        "above it)", check=_unfreeze,
+        "above it)", check=_unfreeze, phase="fine_tune",
     )
     augment: str = _setting(
         "flip,rotate,zoom", "comma-separated: flip, vflip, rotate, zoom, translate, contrast, "
@@ -244,8 +259,10 @@ class ImageTrainConfig(TrainConfig):
         0.2, "share of each class held out for validation when DATA is not split already",
         type=float, check=_fraction,
     )
-    patience: int = _setting(5, _PATIENCE, type=int, check=_int(1))
-    fine_tune_patience: int = _setting(3, _FINE_TUNE_PATIENCE, type=int, check=_int(1))
+    patience: int = _setting(5, _PATIENCE, type=int, check=_int(1), phase="head")
+    fine_tune_patience: int = _setting(
+        3, _FINE_TUNE_PATIENCE, type=int, check=_int(1), phase="fine_tune"
+    )
     dropout: float = _setting(
         0.2, "dropout rate before the last layer",
         type=float, check=_dropout,
@@ -303,16 +320,18 @@ class TextTrainConfig(TrainConfig):
         check=_int(0), none_means=ENCODER_DEFAULT,
     )
     epochs: int | None = _setting(
-        None, _EPOCHS, type=int, check=_int(0), none_means=ENCODER_DEFAULT
+        None, _EPOCHS, type=int, check=_int(0), none_means=ENCODER_DEFAULT, phase="head"
     )
-    fine_tune_epochs: int = _setting(0, _FINE_TUNE_EPOCHS, type=int, check=_int(0))
+    fine_tune_epochs: int = _setting(
+        0, _FINE_TUNE_EPOCHS, type=int, check=_int(0), phase="fine_tune"
+    )
     learning_rate: float | None = _setting(
         None, _LEARNING_RATE, type=float, check=_positive,
-        none_means=ENCODER_DEFAULT,
+        none_means=ENCODER_DEFAULT, phase="head",
     )
     fine_tune_learning_rate: float | None = _setting(
         None, _FINE_TUNE_LEARNING_RATE, type=float, check=_positive,
-        none_means=ENCODER_DEFAULT,
+        none_means=ENCODER_DEFAULT, phase="fine_tune",
     )
     batch_size: int = _setting(32, _BATCH_SIZE, type=int, check=_int(1))
     test_size: float = _setting(
@@ -321,8 +340,10 @@ class TextTrainConfig(TrainConfig):
     validation_size: float = _setting(
         0.1, "share of each class held out for validation", type=float, check=_fraction
     )
-    patience: int = _setting(10, _PATIENCE, type=int, check=_int(1))
-    fine_tune_patience: int = _setting(3, _FINE_TUNE_PATIENCE, type=int, check=_int(1))
+    patience: int = _setting(10, _PATIENCE, type=int, check=_int(1), phase="head")
+    fine_tune_patience: int = _setting(
+        3, _FINE_TUNE_PATIENCE, type=int, check=_int(1), phase="fine_tune"
+    )
     seed: int = _setting(0, _SEED, type=int, check=_int(0))
     calibrate: bool = _setting(True, _CALIBRATE, type=bool, check=_bool)
     class_weight: str = _setting("auto", _CLASS_WEIGHT, choices=CLASS_WEIGHTS)

@@ -34,6 +34,7 @@ __all__ = [
     "atomic_write",
     "cache_dir",
     "copy_file",
+    "is_partial_file",
     "pause_point",
     "raise_if_disk_full",
     "read_json",
@@ -225,6 +226,12 @@ def remove_partial_files(folder: str | os.PathLike, older_than_s: float = 0.0) -
         except OSError:
             continue
     return removed
+
+
+def is_partial_file(path: str | os.PathLike) -> bool:
+    """Whether `path` is named as the temporary files of `atomic_path` are (`.<name>.tmp-...`)."""
+    name = os.path.basename(os.fspath(path))
+    return name.startswith(".") and _TEMP_MARK in name
 
 
 def copy_file(source: str | os.PathLike, target: str | os.PathLike) -> None:

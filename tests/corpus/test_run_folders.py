@@ -183,18 +183,63 @@ def test_output_of_a_finished_run_is_refused(kind, tmp_path):
     before = _snapshot(run)
     code, out, err = _run_cli(["train", kind, tmp_path / "data", "--output", run])
     assert _one_error_line(code, err) == (
-        f"{run} already holds a run. Pass it as --resume to continue it, or a new --output folder."
+        f"{run} already holds a run. Pass it as --resume to continue it (settings of a phase it "
+        f"has not begun may be changed there), or start over: pass another --output, or remove "
+        f"{run}."
     )
     assert _snapshot(run) == before
 
 
 @pytest.mark.parametrize("kind", ["images", "text"])
-def test_resume_says_which_flags_it_ignored(kind, tmp_path):
+def test_resume_says_which_flags_it_ignored_and_how_to_start_over(kind, tmp_path):
     config_class = ImageTrainConfig if kind == "images" else TextTrainConfig
     run = _new_run(tmp_path / "run", config_class, data="gone")
-    code, out, err = _run_cli(["train", kind, "--resume", run, "--epochs", "6"])
-    assert "Resuming uses the run's saved settings; ignored: epochs" in out.splitlines()
+    RunDirectory(run).update_state(head={"epochs_done": 2, "epochs": 20, "finished": False})
+    before = _snapshot(run)
+    code, out, err = _run_cli(["train", kind, "--resume", run, "--epochs", "6", "--seed", "3"])
+    assert ("Resuming uses the run's saved settings for what it has begun; ignored: epochs, "
+            f"seed. To train with them, start over: another --output (or remove {run})"
+            ) in out.splitlines()
     assert "gone" in _one_error_line(code, err)  # then the data it was trained on is missing
+    assert _snapshot(run) == before
+
+
+@pytest.mark.parametrize("kind, options, saved", [
+    ("images", {"unfreeze": "10", "fine_tune_epochs": 2}, {"unfreeze": "10",
+                                                            "fine_tune_epochs": 2}),
+    ("text", {"fine_tune_epochs": 1, "fine_tune_learning_rate": 1e-4},
+     {"fine_tune_epochs": 1, "fine_tune_learning_rate": 1e-4}),
+    ("images", {"epochs": 3}, {}),  # the head has begun: kept as it was
+])
+def test_a_resumed_run_takes_settings_of_phases_it_has_not_begun(tmp_path, kind, options,
+                                                                 saved):
+    """A run that failed after its head (a bad `unfreeze`, say) is resumed with the setting
+    corrected, rather than failing again on its saved one."""
+    config_class = ImageTrainConfig if kind == "images" else TextTrainConfig
+    run = _new_run(tmp_path / "run", config_class)
+    RunDirectory(run).update_state(head={"epochs_done": 1, "epochs": 1, "finished": True})
+    before = json.loads((run / "config.json").read_text())
+    lines = []
+    with TrainingRun(config_class, resume=run, options=options, log=lines.append) as resumed:
+        resumed.start()
+    after = json.loads((run / "config.json").read_text())
+    assert after == {**before, **saved} and resumed.config.to_dict() == {
+        key: value for key, value in after.items() if key != "task"}
+    if saved:
+        changed = ", ".join(f"{k} {before[k]!r} -> {v!r}" for k, v in options.items())
+        assert f"Resuming with changed settings of phases not begun: {changed}" in lines
+    else:
+        assert lines[-1].startswith("Resuming uses the run's saved settings for what it has "
+                                    "begun; ignored: epochs.")
+
+
+def test_a_resumed_run_refuses_a_bad_value_of_a_changed_setting(tmp_path):
+    run = _new_run(tmp_path / "run", ImageTrainConfig)
+    before = _snapshot(run)
+    code, out, err = _run_cli(["train", "images", "--resume", run, "--unfreeze", "0"])
+    assert _one_error_line(code, err).startswith("--unfreeze as a number of top layers must be "
+                                                 ">= 1")
+    assert _snapshot(run) == before
 
 
 def test_resuming_a_run_of_the_other_task_names_the_task(tmp_path):
@@ -407,3 +452,217 @@ def test_a_really_full_tmpfs_while_finishing(text_run, tmp_path):
         print(f"\nfull tmpfs: the first write that failed was {named}")
     finally:
         subprocess.run(["umount", str(mount)], check=False)
+
+
+# -- tracking stores: said before any work ------------------------------------------------------
+
+
+@pytest.fixture
+def under_a_file(tmp_path) -> Path:
+    """A path whose folder cannot be made, even by root: its parent is a regular file. (Tests
+    run as root, where a read-only folder would still be written.)"""
+    (tmp_path / "a_file").write_text("not a folder")
+    return tmp_path / "a_file" / "store"
+
+
+@pytest.mark.parametrize("store", ["folder", "sqlite", "file", "not sqlite", "a folder"])
+def test_train_with_a_store_that_cannot_be_written_fails_at_once(faces, tmp_path, under_a_file,
+                                                                 store):
+    """MLflow retried opening a bad database for ~100 s (ten warnings) while the run trained."""
+    pytest.importorskip("mlflow")
+    notes, folder = tmp_path / "notes.db", tmp_path / "folder.db"
+    notes.write_text("my notes, not a database")
+    folder.mkdir()
+    track, database, problem = {
+        "folder": (str(under_a_file), under_a_file / "mlflow.db", None),
+        "sqlite": (f"sqlite:///{under_a_file}/runs.db", under_a_file / "runs.db", None),
+        "file": (under_a_file.as_uri(), under_a_file, None),
+        "not sqlite": (str(notes), notes, f"{notes} is not an SQLite database"),
+        "a folder": (f"sqlite:///{folder}", folder, f"{folder} is a folder, not a database file"),
+    }[store]
+    problem = problem or f"{under_a_file.parent} is a file, not a folder"
+    run = tmp_path / "run"
+    code, out, err = _run_cli(["train", "images", faces, "--image-size", "32", "--epochs", "1",
+                               "--fine-tune-epochs", "0", "--output", run, "--track", track])
+    assert _one_error_line(code, err) == (
+        f"the MLflow store {database} cannot be used: {problem}. Pass --track another store (a "
+        "folder or .db file you can write to, or a URI), or leave out --track."
+    )
+    assert not run.exists() and "Data:" not in out  # before the data was read
+    assert notes.read_text() == "my notes, not a database"
+
+
+@pytest.mark.parametrize("store", ["under a file", "a folder"])
+def test_a_resumed_run_whose_store_went_bad_warns_once_at_once(tmp_path, under_a_file, store):
+    """A tracked run resumed without `track`: training goes on, tracking stops in one warning
+    (MLflow alone retried opening the database for ~100 s, warning ten times)."""
+    pytest.importorskip("mlflow")
+    import time
+
+    import mlflow.entities  # noqa: F401 (imported by the first step; not what is timed)
+
+    from transferkit.tracking.tracker import TRACKING_FILE, RunTracker
+
+    run = tmp_path / "run"
+    run.mkdir()
+    database = under_a_file / "mlflow.db" if store == "under a file" else tmp_path / "mlflow.db"
+    if store == "a folder":  # not what any permission check would see
+        database.mkdir()
+    uri = f"sqlite:///{database}"
+    (run / TRACKING_FILE).write_text(json.dumps({"uri": uri, "experiment": "faces"}))
+    lines = []
+    started = time.monotonic()
+    tracker = RunTracker.for_run(run, log=lines.append)
+    tracker.start({"epochs": 1}, "images")
+    assert tracker.close("FAILED")["pending"] is True
+    assert time.monotonic() - started < 30  # MLflow alone: ~100 s
+    assert len(lines) == 1 and lines[0].startswith(
+        f"Warning: tracking stopped (the MLflow store {database} cannot be used: ")
+    assert json.loads((run / TRACKING_FILE).read_text())["pending"] is True
+
+
+@pytest.mark.parametrize("argv, variable, expected", [
+    (["runs"], "garbage", "MLFLOW_TRACKING_URI is 'garbage', not a tracking URI (it has no "
+     "scheme such as http:). Use a server (http://127.0.0.1:5000) or a database "
+     "(sqlite:////abs/path/mlflow.db), or unset it to use ./mlflow.db."),
+    (["runs"], "garbage://here", "MLFLOW_TRACKING_URI is 'garbage://here', not a tracking URI "
+     "(MLflow has no 'garbage:' store). Use a server (http://127.0.0.1:5000) or a database "
+     "(sqlite:////abs/path/mlflow.db), or unset it to use ./mlflow.db."),
+    (["models", "list"], "garbage", "MLFLOW_TRACKING_URI is 'garbage', not a tracking URI"),
+    (["runs", "--track", "nope://x"], None, "--track is 'nope://x', not a tracking URI (MLflow "
+     "has no 'nope:' store). Use a server (http://127.0.0.1:5000) or a database "
+     "(sqlite:////abs/path/mlflow.db), or a folder or .db path."),
+], ids=["runs", "unknown scheme", "models list", "--track"])
+def test_a_tracking_uri_that_is_not_one_is_one_line(monkeypatch, tmp_path, argv, variable,
+                                                    expected):
+    pytest.importorskip("mlflow")
+    monkeypatch.chdir(tmp_path)
+    if variable is None:
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    else:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", variable)
+    code, out, err = _run_cli(argv)
+    assert _one_error_line(code, err).startswith(expected)
+    assert os.listdir(tmp_path) == []  # no store made anywhere
+
+
+def test_train_with_a_tracking_variable_that_is_not_a_uri_fails_before_the_data(
+        faces, tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "garbage")
+    code, out, err = _run_cli(["train", "images", faces, "--image-size", "32", "--epochs", "1",
+                               "--fine-tune-epochs", "0", "--output", tmp_path / "run",
+                               "--track"])
+    assert _one_error_line(code, err).startswith("MLFLOW_TRACKING_URI is 'garbage', not a ")
+    assert not (tmp_path / "run").exists()
+
+
+# -- settings checked before any work; a failed run resumed with a corrected one -----------------
+
+
+@pytest.mark.parametrize("size", [1, 16])
+def test_an_image_size_the_backbone_cannot_take_fails_before_the_data(faces, tmp_path, size):
+    run = tmp_path / "run"
+    code, out, err = _run_cli(["train", "images", faces, "--image-size", size, "--output", run])
+    assert _one_error_line(code, err) == (
+        f"--image-size must be at least 32 for efficientnet_lite0 (the smallest input it "
+        f"takes). Received: image_size={size}."
+    )
+    assert not run.exists() and "Data:" not in out
+
+
+def test_an_unfreeze_layer_name_is_checked_without_changing_the_model():
+    import keras
+
+    from transferkit.training.unfreeze import check_unfreeze_layers
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="low"),
+                              keras.layers.Dense(2, name="top")], name="tiny")
+    model.trainable = False
+    assert check_unfreeze_layers(model, "top") == 1 and check_unfreeze_layers(model, 5) == 2
+    with pytest.raises(InputError, match=r"^`unfreeze` names no layer of tiny: 'tpo'\. Did you "
+                                         r"mean: top\? Pass 'all', a number of top layers "
+                                         r"\(1-2\), or one of its 2 layer names\.$"):
+        check_unfreeze_layers(model, "tpo")
+    assert not model.trainable and not any(layer.trainable for layer in model.layers)
+
+
+@pytest.mark.slow  # builds EfficientNet-Lite0 before it refuses (~2-5 s)
+def test_an_unfreeze_layer_the_backbone_lacks_fails_before_any_training(faces, tmp_path):
+    run = tmp_path / "run"
+    code, out, err = _run_cli(["train", "images", faces, "--image-size", "32", "--unfreeze",
+                               "block6a_expand_cnv", "--output", run])
+    assert _one_error_line(code, err).startswith(
+        "--unfreeze names no layer of efficientnet_lite0: 'block6a_expand_cnv'. Did you mean: "
+        "block6a_expand_conv, ")
+    assert not run.exists() and "Head:" not in out
+
+
+def test_a_max_length_the_encoder_cannot_take_fails_before_the_data(text_run, bert_folder,
+                                                                    tmp_path):
+    run = tmp_path / "run"
+    code, out, err = _run_cli(["train", "text", text_run[4], "--encoder", bert_folder,
+                               "--max-length", "100000", "--output", run])
+    assert _one_error_line(code, err) == (
+        "--max-length must be between 3 and 64 tokens for this encoder. Received: "
+        "max_length=100000."
+    )
+    assert not run.exists() and "texts," not in out
+
+
+@pytest.mark.slow  # fine-tunes a copy of the shared image run for an epoch (~10-30 s)
+def test_a_run_that_failed_before_fine_tuning_resumes_with_a_corrected_unfreeze(image_run,
+                                                                               tmp_path):
+    """As an older transferkit left a run with a bad `--unfreeze`: its head trained, then it
+    failed; the corrected command was refused and `--resume` failed again on the saved value."""
+    run = tmp_path / "run"
+    shutil.copytree(image_run[3], run)
+    folder = RunDirectory(run)
+    state = folder.state()
+    for key in ("fine_tune", "result"):
+        state.pop(key)
+    write = folder.update_state
+    folder.state_path.unlink()
+    write(**state)
+    config = folder.load_config()
+    folder.save_config({**config, "unfreeze": "no_such_layer"})
+    shutil.rmtree(run / "report")
+    (run / "model.keras").unlink()
+    for path in (run / "checkpoints").glob("fine_tune*"):
+        path.unlink()
+    rows = [row for row in folder.history_rows() if row["phase"] == "head"]
+
+    code, out, err = _run_cli(["train", "images", image_run[4], "--output", run,
+                               "--unfreeze", "5"])
+    assert _one_error_line(code, err).endswith(
+        "or start over: pass another --output, or remove " + f"{run}.")
+    code, out, err = _run_cli(["train", "images", "--resume", run])
+    assert _one_error_line(code, err).startswith("--unfreeze names no layer of ")
+    assert "Head:" not in out  # said before any work
+    code, out, err = _run_cli(["train", "images", "--resume", run, "--unfreeze", "5"])
+    assert code == 0, err
+    assert ("Resuming with changed settings of phases not begun: unfreeze 'no_such_layer' -> "
+            "'5'") in out.splitlines()
+    assert folder.load_config()["unfreeze"] == "5" and (run / "model.keras").is_file()
+    history = folder.history_rows()
+    assert history[:len(rows)] == rows and history[-1]["phase"] == "fine_tune"
+
+
+@pytest.mark.slow  # makes an MLflow SQLite store twice over (its migrations: ~5-10 s)
+def test_a_tracked_run_resumed_with_a_changed_setting_keeps_tracking(tmp_path):
+    """MLflow keeps a param's first value and refuses another: the changed setting is a tag,
+    rather than the error that would stop tracking the resumed run."""
+    pytest.importorskip("mlflow")
+    from transferkit.tracking.store import client
+    from transferkit.tracking.tracker import RunTracker
+
+    store, run = tmp_path / "mlflow.db", tmp_path / "run"
+    run.mkdir()
+    for unfreeze in ("no_such_layer", "5"):  # the run, then its resume with --unfreeze 5
+        lines = []
+        tracker = RunTracker.for_run(run, track=store, experiment="faces", log=lines.append)
+        tracker.start({"epochs": 1, "unfreeze": unfreeze}, "images")
+        assert tracker.close("FINISHED")["pending"] is False, lines
+    logged = client(tracker.uri).get_run(tracker.run_id).data
+    assert logged.params["unfreeze"] == "no_such_layer" and logged.params["epochs"] == "1"
+    assert logged.tags["transferkit.resumed_with.unfreeze"] == "5"

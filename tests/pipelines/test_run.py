@@ -9,6 +9,7 @@ import pytest
 from transferkit.config import ImageTrainConfig, TextTrainConfig
 from transferkit.errors import InputError
 from transferkit.pipelines.run import TrainingRun
+from transferkit.training.run import RunDirectory
 
 
 def test_a_new_run_saves_its_config_only_when_started(tmp_path):
@@ -26,20 +27,23 @@ def test_a_new_run_saves_its_config_only_when_started(tmp_path):
     assert saved == {"task": "images", **run.config.to_dict()}
     assert ImageTrainConfig.from_dict({k: v for k, v in saved.items() if k != "task"}) == run.config
     with pytest.raises(InputError, match=r"already holds a run\. Pass it as `resume` to continue "
-                                         r"it, or a new `output` folder\."):
+                                         r"it \(.+\), or start over: pass another `output`, "
+                                         r"or remove .+run\.$"):
         TrainingRun(ImageTrainConfig, tmp_path / "data", output=tmp_path / "run")
 
 
 def test_resume_uses_the_saved_settings_and_says_what_it_ignored(tmp_path):
     TrainingRun(TextTrainConfig, tmp_path / "t.csv", output=tmp_path / "run",
                 options={"epochs": 4}).start()
+    RunDirectory(tmp_path / "run").update_state(head={"epochs_done": 1, "epochs": 4})
     lines = []
     run = TrainingRun(TextTrainConfig, resume=tmp_path / "run", options={"epochs": 9, "seed": 0},
                       log=lines.append)
     assert run.resuming and run.config.epochs == 4
     assert lines == [
-        f"Resuming {tmp_path / 'run'} (state: nothing finished yet)",
-        "Resuming uses the run's saved settings; ignored: epochs",
+        f"Resuming {tmp_path / 'run'} (state: head 1/4 epochs)",
+        "Resuming uses the run's saved settings for what it has begun; ignored: epochs. To train "
+        f"with them, start over: another --output (or remove {tmp_path / 'run'})",
     ]
     with pytest.raises(InputError, match=r"is a run of `train text`, not `train images`"):
         TrainingRun(ImageTrainConfig, resume=tmp_path / "run")

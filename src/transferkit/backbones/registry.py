@@ -25,6 +25,7 @@ __all__ = [
     "BACKBONES",
     "BackboneSpec",
     "Registry",
+    "check_input_size",
     "register",
     "get_spec",
     "list_backbones",
@@ -241,6 +242,25 @@ def size_unknown(spec: BackboneSpec) -> str:
         f"{spec.weights_source} takes images of any size, and which size it was trained at is "
         "not in the folder: pass `image_size` (`--image-size`), e.g. 224 for most TF Hub models."
     )
+
+
+def check_input_size(spec: BackboneSpec, image_size) -> tuple[int, int]:
+    """`image_size` as `(height, width)` (`transferkit.checks.check_image_size`), refused when
+    it is below the smallest input `spec`'s architecture takes: said before any data is read,
+    rather than when the backbone is built.
+
+    Raises:
+        InputError: not a positive int or pair, or smaller than `spec.min_input_size`.
+    """
+    from transferkit.checks import check_image_size
+
+    pair = check_image_size(image_size)
+    if min(pair) < spec.min_input_size:
+        raise InputError(
+            f"`image_size` must be at least {spec.min_input_size} for {spec.name} (the smallest "
+            f"input it takes). Received: image_size={image_size!r}."
+        )
+    return pair
 
 
 def _check_input_shape(spec: BackboneSpec, input_shape) -> tuple[int, int, int]:

@@ -60,6 +60,7 @@ __all__ = [
     "SentenceEncoder",
     "SentenceEncoderSpec",
     "check_features",
+    "check_max_length",
     "choose_sequence_length",
     "get_sentence_encoder_spec",
     "list_sentence_encoders",
@@ -226,6 +227,28 @@ def resolve_encoder(encoder: str | os.PathLike) -> tuple[str, str]:
         # A typo of a packaged name, not a Kaggle preset to download.
         SENTENCE_ENCODERS.get(text)
     return text, text  # a Kaggle preset name; KerasHub resolves it (online)
+
+
+def _max_length_error(limit: int, length) -> InputError:
+    return InputError(
+        f"`max_length` must be between 3 and {limit} tokens for this encoder. Received: "
+        f"max_length={length}."
+    )
+
+
+def check_max_length(preset: str, max_length: int) -> None:
+    """Refuses a `max_length` longer than a local encoder folder's position embeddings, read
+    from its `config.json` without loading the model, so that it fails before any data is
+    read (an online preset is checked once loaded, by `SentenceEncoder.text_inputs`).
+
+    Raises:
+        InputError: the longest `max_length` the encoder takes, and the one received.
+    """
+    config = _read_local_json(preset, "config.json") or {}
+    nested = config.get("config") if isinstance(config.get("config"), dict) else {}
+    limit = config.get("max_position_embeddings") or nested.get("max_sequence_length")
+    if isinstance(limit, int) and max_length > limit:
+        raise _max_length_error(limit, max_length)
 
 
 def _read_local_json(preset: str, name: str) -> dict | None:
@@ -405,10 +428,7 @@ class SentenceEncoder:
 
         check_int(sequence_length, "max_length", minimum=3)
         if sequence_length > self.max_sequence_length:
-            raise InputError(
-                f"`max_length` must be between 3 and {self.max_sequence_length} tokens for this "
-                f"encoder. Received: max_length={sequence_length}."
-            )
+            raise _max_length_error(self.max_sequence_length, sequence_length)
         keras_hub = _import_keras_hub()
         preprocessor = keras_hub.models.TextClassifierPreprocessor(
             tokenizer=self.tokenizer, sequence_length=int(sequence_length),

@@ -106,10 +106,16 @@ class SentenceTransformer(TextEncoder):
         return self._loaded
 
     def check(self) -> None:
-        from transferkit.backbones.sentence_encoders import check_features, resolve_encoder
+        from transferkit.backbones.sentence_encoders import (
+            check_features,
+            check_max_length,
+            resolve_encoder,
+        )
 
         check_features(self.options["features"])
-        resolve_encoder(self.source)
+        preset = resolve_encoder(self.source)[0]
+        if self.max_length is not None:
+            check_max_length(preset, int(self.max_length))
 
     def adapt(self, texts: list[str], state_dir: Path | None = None) -> None:
         from transferkit.backbones.sentence_encoders import check_features, choose_sequence_length

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from transferkit.errors import InputError
 
-__all__ = ["BatchInputs", "check_kind", "read_inputs", "LIST_SUFFIXES", "TABLE_SUFFIXES"]
+__all__ = ["BatchInputs", "check_kind", "content_digests", "read_inputs", "LIST_SUFFIXES",
+           "TABLE_SUFFIXES"]
 
 #: A file of image paths (image models), or of texts (text models), one a line.
 LIST_SUFFIXES = (".txt", ".lst")
@@ -46,6 +48,43 @@ class BatchInputs:
         for item in self.items:
             sha.update(b"\0" + item.encode("utf-8", "surrogatepass"))
         return sha.hexdigest()
+
+    def content_digests(self, indices) -> list[str]:
+        """The sha256 of the content of the inputs at `indices` now (`content_digests`)."""
+        return content_digests(self.task, [self.items[i] for i in indices])
+
+
+def content_digests(task: str, items: list[str]) -> list[str]:
+    """What each input holds, as a sha256: of a text's UTF-8 bytes, or of an image file's bytes
+    (several files at once, in threads). A path that cannot be read gets a mark instead
+    (`"unreadable: ..."`, `"not a regular file"`), so that it matches nothing a row was computed
+    from once it can be read. A row of a job's output keeps the digest of the input it was
+    computed from: a rerun recomputes the rows whose input changed since (`ShardedParquet.keep`).
+    """
+    if task == "text":
+        return [hashlib.sha256(item.encode("utf-8", "surrogatepass")).hexdigest()
+                for item in items]
+    if len(items) < 2:
+        return [_file_digest(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(8, len(items)), thread_name_prefix="transferkit-sha") as pool:
+        return list(pool.map(_file_digest, items))
+
+
+def _file_digest(path: str) -> str:
+    # O_NONBLOCK: a named pipe opens at once and is refused by fstat, never read (it would hang).
+    try:
+        handle = open(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb")
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or type(exc).__name__}"
+    with handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return "not a regular file"
+        try:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+        except OSError as exc:
+            return f"unreadable: {exc.strerror or type(exc).__name__}"
 
 
 def read_inputs(inputs, task: str, *, text_column: str | None = None,

@@ -17,6 +17,7 @@ import json
 import os
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ _RUNTIME = ImageTrainConfig.runtime
 def predict(model, inputs, output, *, batch_size: int | None = None,
             shard_size: int = SHARD_SIZE, ray=False, workers: int | None = None,
             runtime: str = _RUNTIME, text_column: str | None = None,
-            progress: bool = True) -> dict:
+            progress: bool = True, log: Callable[[str], None] = print) -> dict:
     """Labels every input with a trained classifier and writes a Parquet dataset.
 
     Args:
@@ -59,11 +60,19 @@ def predict(model, inputs, output, *, batch_size: int | None = None,
             (`transferkit.runtimes`). Default `"auto"`.
         text_column: a table's text column. Default `None`: `text`, `sentence` or `review`.
         progress: show a progress bar. Default `True`.
+        log: called with the line saying that the output's lock, left by a killed job, was
+            taken over. Default `print`.
 
     Returns:
         A summary: `output`, `inputs`, `done` (rows written by this call), `resumed` (rows
-        already there), `errors`, `skipped` (inputs left out before the job, with why),
-        `seconds`, `items_per_second`, `runtime`, `engine` (`"local"` or `"ray"`).
+        already there and kept: their input has the content they were computed from),
+        `changed` (inputs whose rows were there but were computed again: their content changed
+        since), `errors`, `skipped` (inputs left out before the job, with why), `seconds`,
+        `items_per_second`, `runtime`, `engine` (`"local"` or `"ray"`).
+
+    Raises:
+        InputError: among others, `output` holds another job's output, or another job is
+            writing it now (its process id is named).
     """
     from transferkit.model_files import check_model_file
     from transferkit.model_paths import model_file
@@ -75,13 +84,13 @@ def predict(model, inputs, output, *, batch_size: int | None = None,
            "model_path": os.fspath(path), "task": task, "class_names": class_names,
            "batch_size": batch_size or config.get("batch_size") or ImageTrainConfig.batch_size}
     return _run(job, inputs, output, shard_size=shard_size, ray=ray, workers=workers,
-                runtime=runtime, text_column=text_column, progress=progress)
+                runtime=runtime, text_column=text_column, progress=progress, log=log)
 
 
 def embed(source, inputs, output, *, features: str = EMBED_FEATURES, batch_size: int | None = None,
           shard_size: int = SHARD_SIZE, ray=False, workers: int | None = None,
           runtime: str = _RUNTIME, text_column: str | None = None,
-          progress: bool = True) -> dict:
+          progress: bool = True, log: Callable[[str], None] = print) -> dict:
     """Feature vectors of every input (the "feature extractor" use), as a Parquet dataset.
 
     Args:
@@ -94,7 +103,8 @@ def embed(source, inputs, output, *, features: str = EMBED_FEATURES, batch_size:
             float32) and `error`.
         features: for a sentence encoder: `"sentence"` (its sentence vector, the default) or
             `"layers"` (each layer's mean, concatenated).
-        batch_size, shard_size, ray, workers, runtime, text_column, progress: as in `predict`.
+        batch_size, shard_size, ray, workers, runtime, text_column, progress, log: as in
+            `predict`.
 
     Returns:
         The summary of `predict`, with `dim` (numbers a vector).
@@ -102,7 +112,7 @@ def embed(source, inputs, output, *, features: str = EMBED_FEATURES, batch_size:
     job = _embed_source(source, features)
     job["batch_size"] = batch_size or ImageTrainConfig.batch_size
     return _run(job, inputs, output, shard_size=shard_size, ray=ray, workers=workers,
-                runtime=runtime, text_column=text_column, progress=progress)
+                runtime=runtime, text_column=text_column, progress=progress, log=log)
 
 
 def model_info(path: Path) -> tuple[str, list[str], dict]:
@@ -152,7 +162,7 @@ def _embed_source(source, features: str) -> dict:
 
 
 def _run(job: dict, inputs, output, *, shard_size, ray, workers, runtime, text_column,
-         progress) -> dict:
+         progress, log) -> dict:
     from transferkit.batch.inputs import read_inputs
     from transferkit.batch.output import ShardedParquet
     from transferkit.files import sha256_file
@@ -175,12 +185,23 @@ def _run(job: dict, inputs, output, *, shard_size, ray, workers, runtime, text_c
         job["model_sha256"] = f"{job['source_kind']}:{job['model']}:{job.get('features', '')}"
     sink = ShardedParquet(output, {key: value for key, value in job.items()
                                    if key not in ("output", "model_path")})
-    done = sink.open()
+    sink.open(log)
+    try:
+        done, changed = sink.keep(found.content_digests)
+        return _run_pending(job, found, done, changed, shard_size=shard_size, ray=ray,
+                            workers=workers, progress=progress)
+    finally:
+        sink.release()
+
+
+def _run_pending(job: dict, found, done: set[int], changed: int, *, shard_size, ray, workers,
+                 progress) -> dict:
+    """Computes the inputs not `done` yet (holding the output's lock); returns the summary."""
     pending = np.array([i for i in range(len(found)) if i not in done], dtype=np.int64)
     started = time.perf_counter()
-    summary = {"output": os.fspath(output), "inputs": len(found), "resumed": len(done),
-               "done": 0, "errors": 0, "skipped": found.skipped, "runtime": None,
-               "engine": "ray" if ray else "local"}
+    summary = {"output": job["output"], "inputs": len(found), "resumed": len(done),
+               "changed": changed, "done": 0, "errors": 0, "skipped": found.skipped,
+               "runtime": None, "engine": "ray" if ray else "local"}
     meter = _Meter(len(pending), "images" if job["task"] == "image" else "texts", progress)
     if len(pending):
         run = _on_ray if ray else _locally

@@ -106,8 +106,12 @@ class ShardWorker:
 
     def compute(self, index: np.ndarray, items: list[str]):
         """The rows of one shard, as a `pyarrow.Table`."""
+        from transferkit.batch.inputs import content_digests
+
         job = self.job
         task, command, batch_size = job["task"], job["command"], job["batch_size"]
+        # Before computing: a file that changes meanwhile then looks changed to the next rerun.
+        digests = content_digests(task, items)
         if task == "image":
             values, errors = (self._image_scores if command == "predict"
                               else self._image_features)(items, batch_size)
@@ -115,7 +119,7 @@ class ShardWorker:
             errors = [None] * len(items)
             values = (self._text_scores if command == "predict"
                       else self._text_features)(items, batch_size)
-        return _table(job, index, items, values, errors, self.dim)
+        return _table(job, index, items, values, errors, self.dim, digests)
 
     def _image_scores(self, paths: list[str], batch_size: int):
         probabilities, unreadable = self.source._probabilities(paths, batch_size)
@@ -168,8 +172,10 @@ def _errors(items: list[str], reasons: dict[str, str]) -> list[str | None]:
 
 
 def _table(job: dict, index: np.ndarray, items: list[str], values: np.ndarray, errors: list,
-           dim: int | None):
-    """The rows: `index`, `path` or `text`, then scores or `embedding`, then `error`."""
+           dim: int | None, digests: list[str]):
+    """The rows: `index`, `path` or `text`, `sha256` (of the content the row was computed
+    from: what a rerun checks, `ShardedParquet.keep`), then scores or `embedding`, then
+    `error`."""
     import pyarrow as pa
 
     values = np.asarray(values, dtype=np.float64 if job["command"] == "predict" else np.float32)
@@ -177,7 +183,8 @@ def _table(job: dict, index: np.ndarray, items: list[str], values: np.ndarray, e
         values = np.zeros((len(items), dim), np.float32)  # no input could be read
     failed = np.array([e is not None for e in errors], dtype=bool)
     columns = {"index": pa.array(index, pa.int64()),
-               ("path" if job["task"] == "image" else "text"): pa.array(items, pa.string())}
+               ("path" if job["task"] == "image" else "text"): pa.array(items, pa.string()),
+               "sha256": pa.array(digests, pa.string())}
     if job["command"] == "predict":
         names = job["class_names"]
         best = np.argmax(values, axis=1) if len(values) else np.zeros(0, int)

@@ -91,7 +91,7 @@ def _add_batch_flags(parser) -> None:
 
 def _batch_options(args) -> dict:
     options = {"batch_size": args.batch_size, "shard_size": args.shard_size, "ray": args.ray,
-               "workers": args.workers, "text_column": args.text_column}
+               "workers": args.workers, "text_column": args.text_column, "log": _note}
     if args.runtime is not None:
         options["runtime"] = args.runtime
     if args.workers is not None and not args.ray:
@@ -99,6 +99,14 @@ def _batch_options(args) -> dict:
 
         raise InputError("`workers` is for Ray: add `ray` (and a cluster address, or none).")
     return options
+
+
+def _note(line: str) -> None:
+    """A line about the job itself (a killed job's lock taken over): on stderr, beside the
+    progress bar, so that stdout holds only the summary (or its JSON)."""
+    import sys
+
+    print(line, file=sys.stderr, flush=True)
 
 
 def _print_summary(summary: dict, args) -> int:
@@ -110,6 +118,9 @@ def _print_summary(summary: dict, args) -> int:
     speed = f" in {summary['seconds']:.1f} s ({rate:,.1f}/s)" if summary["done"] else ""
     print(f"{summary['done']} of {summary['inputs']} inputs written{speed}{resumed}: "
           f"{summary['output']}")
+    if summary["changed"]:
+        print(f"{summary['changed']} computed again: their input changed since the last run "
+              "(same path, other content)")
     if summary["errors"]:
         print(f"{summary['errors']} could not be read: their rows have an `error` (scores empty)")
     if summary["skipped"]:

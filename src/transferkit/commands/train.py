@@ -78,7 +78,9 @@ def add_commands(subparsers, train) -> None:
         )
         parser.add_argument(
             "--resume", metavar="RUN_DIR",
-            help="continue an interrupted run from its last finished epoch, with its settings",
+            help="continue an interrupted run from its last finished epoch, with its settings "
+            "(flags of a phase it has not begun, such as --unfreeze before fine-tuning, change "
+            "them)",
         )
         add_tracking_flags(parser)
         add_process_flags(parser)

@@ -33,7 +33,8 @@ def train_images(
             config's `data`, or the run's when resuming.
         output: the run folder; default `runs/images-<date>-<time>`.
         resume: an interrupted run folder to continue from its last finished epoch, with its
-            saved settings.
+            saved settings; `options` of a phase it has not begun (`unfreeze`,
+            `fine_tune_epochs`... before fine-tuning) change them.
         config: settings to start from. Default `None`: `ImageTrainConfig()`.
         log: called with each progress line. Default `print`.
         verbose: Keras progress output. Default `"auto"`.
@@ -68,6 +69,7 @@ def train_images(
         folder = discover_image_folder(c.data, validation_size=c.validation_size, seed=c.seed)
         _log_data(folder, log)
         without_validation = set(folder.classes_without_validation)
+        _build(classifier, folder.class_names, c)  # before features, training and the folder
         run.start()
         log(f"Head: {c.backbone} frozen, features cached; up to {c.epochs} epochs")
         phases = run.train(
@@ -86,6 +88,17 @@ def train_images(
         extra, result, facts = _facts(c, classifier, folder, len(train_items), phases)
         return run.finish(classifier, phases, title=f"{c.backbone} on {Path(c.data).name}",
                           extra=extra, result=result, data=facts)
+
+
+def _build(classifier, class_names: list[str], c: ImageTrainConfig) -> None:
+    """Builds the model for the data's classes, and checks what only the built backbone can
+    tell (a layer name to `unfreeze` from), so that a mistake costs no features or training."""
+    from transferkit.training.unfreeze import backbone_architecture, check_unfreeze_layers
+
+    classifier.class_names = list(class_names)
+    classifier.build()
+    if c.fine_tune_epochs > 0 and not classifier.why_frozen():
+        check_unfreeze_layers(backbone_architecture(classifier.network), c.unfreeze)
 
 
 def _log_data(folder, log) -> None:

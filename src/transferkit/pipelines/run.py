@@ -2,9 +2,12 @@
 
 ```
 settings    a config (`ImageTrainConfig` / `TextTrainConfig`) from defaults, a file and options;
-            with `resume`, the run's saved config, after checking which command made the run
+            with `resume`, the run's saved config, after checking which command made the run;
+            options for a phase the run has not begun (`unfreeze` before fine-tuning) change it
+            (and its `config.json`), the others are ignored with a line saying how to start over
 data        read and checked by the pipeline *before* the run folder exists, so bad data leaves
-            nothing behind; a folder that already holds a run is refused unless resumed
+            nothing behind; a folder that already holds a run is refused unless resumed; the
+            pipeline builds the model there too (a bad `unfreeze` layer name fails at once)
 run folder  created and locked (`.lock`: a second run on the same folder is refused, see
             `transferkit.training.run.RunLock`), `config.json` written (the config as JSON, with
             its task); a resumed run takes the lock as it starts
@@ -47,8 +50,18 @@ def _inside(path: str, folder) -> bool:
 
 def _holds_a_run(path) -> InputError:
     return InputError(
-        f"{path} already holds a run. Pass it as `resume` to continue it, or a new `output` folder."
+        f"{path} already holds a run. Pass it as `resume` to continue it (settings of a phase it "
+        f"has not begun may be changed there), or start over: pass another `output`, or remove "
+        f"{path}."
     )
+
+
+def _not_begun(state: dict, phase: str | None) -> bool:
+    """Whether a run's `phase` has no finished epoch yet (False for `None`: from the start)."""
+    if phase is None:
+        return False
+    info = state.get(phase) or {}
+    return not info.get("epochs_done") and not info.get("finished")
 
 
 def _accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
@@ -72,7 +85,8 @@ class TrainingRun:
         config_class: `ImageTrainConfig` or `TextTrainConfig`.
         data: the data (folder or table); default from the config, or the run's when resuming.
         output: the run folder of a new run. Default `None`: `runs/<task>-<date>-<time>`.
-        resume: a run folder to continue with its saved settings. Default `None`.
+        resume: a run folder to continue with its saved settings; `options` of a phase it has
+            not begun (`TrainConfig.phase_of`) change them. Default `None`.
         config: settings to start from. Default `None`: the config class's defaults.
         options: settings that override `config` (`None` values are ignored).
         log: called with each progress line.
@@ -97,6 +111,7 @@ class TrainingRun:
         self.verbose = verbose
         self.run = None
         self.lock = None
+        self._changed = False  # a resumed run's settings changed (`_resume`)
         options = {key: value for key, value in (options or {}).items() if value is not None}
         unknown = sorted(set(options) - set(config_class.names()))
         if unknown:
@@ -169,10 +184,22 @@ class TrainingRun:
             source=str(run.config_path),
         )
         given = {**options, **({} if data is None else {"data": os.fspath(data)})}
-        ignored = sorted(key for key, value in given.items() if value != getattr(config, key, value))
-        self.log(f"Resuming {path} (state: {_state_line(run.state())})")
+        differs = {key: value for key, value in given.items()
+                   if value != getattr(config, key, value)}
+        state = run.state()
+        changed = {key: value for key, value in differs.items()
+                   if _not_begun(state, config_class.phase_of(key))}
+        ignored = sorted(set(differs) - set(changed))
+        self.log(f"Resuming {path} (state: {_state_line(state)})")
+        if changed:  # written to config.json once the run holds its folder (`start`)
+            before, config = config, config.replace(**changed)  # checked before it is said
+            self.log("Resuming with changed settings of phases not begun: " + ", ".join(
+                f"{key} {getattr(before, key)!r} -> {value!r}" for key, value in changed.items()))
         if ignored:
-            self.log(f"Resuming uses the run's saved settings; ignored: {', '.join(ignored)}")
+            self.log(f"Resuming uses the run's saved settings for what it has begun; ignored: "
+                     f"{', '.join(ignored)}. To train with them, start over: another --output "
+                     f"(or remove {path})")
+        self._changed = bool(changed)
         return config, path
 
     def _new(self, config_class, data, output, config, options):
@@ -235,6 +262,7 @@ class TrainingRun:
                 self.lock.release()
                 self.lock = None
                 raise _holds_a_run(self.path)
+        if not self.resuming or self._changed:
             self.run.save_config({"task": self.task, **self.config.to_dict()})
         if self.tracker is not None:
             self.tracker.start(self.config.to_dict(), self.task)

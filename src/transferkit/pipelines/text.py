@@ -37,8 +37,9 @@ def train_text(
         data: a CSV, TSV, JSON Lines or Parquet table of texts and labels; default the config's
             `data`, or the run's when resuming.
         output: the run folder. Default `None`: `runs/text-<date>-<time>`.
-        resume: a run folder to continue: its saved settings are used and training goes on
-            from the last finished epoch. Default `None`.
+        resume: a run folder to continue: its saved settings are used (`options` of a phase
+            it has not begun change them) and training goes on from the last finished epoch.
+            Default `None`.
         config: settings to start from. Default `None`: `TextTrainConfig()`.
         log: called with each progress line. Default `print`.
         verbose: Keras progress output. Default `"auto"`.

@@ -181,16 +181,14 @@ class ImageClassifier(Classifier):
         return self._configured_size()
 
     def _configured_size(self) -> tuple[int, int]:
-        from transferkit.backbones.registry import size_unknown
-        from transferkit.checks import check_image_size
+        from transferkit.backbones.registry import check_input_size, size_unknown
 
-        size = self.image_size
+        spec, size = self._spec(), self.image_size
         if size is None:
-            spec = self._spec()
             if not spec.default_input_size:
                 raise InputError(size_unknown(spec))
             size = spec.default_input_size
-        return check_image_size(size)
+        return check_input_size(spec, size)
 
     @property
     def resize_policy(self) -> str:
@@ -571,12 +569,10 @@ class ImageClassifier(Classifier):
 
     def _unfreeze(self) -> int:
         """Makes (part of) the backbone trainable. Returns the number of trainable layers."""
-        from transferkit.training.unfreeze import unfreeze_layers
+        from transferkit.training.unfreeze import backbone_architecture, unfreeze_layers
 
-        wrapper = self._backbone_model()
-        arch = next(layer for layer in wrapper.layers if hasattr(layer, "layers"))
-        wrapper.trainable = True
-        return unfreeze_layers(arch, self._unfreeze_choice)
+        self._backbone_model().trainable = True
+        return unfreeze_layers(backbone_architecture(self.network), self._unfreeze_choice)
 
     @contextlib.contextmanager
     def _fine_tune_data(self, splits: Splits, batch_size: int):

@@ -14,7 +14,10 @@ model_file(uri)          models:/NAME@ALIAS, models:/NAME/VERSION or runs:/ID/mo
 mlflow is the optional extra `transferkit[tracking]`; nothing here imports it until it is used.
 A server that went away must not hold a run up for minutes (MLflow retries 7 times with
 exponential back-off by default), so unless the user set them, requests are retried twice with a
-20 s timeout.
+20 s timeout. A local store (SQLite file, `file://` folder) that cannot be written is said at
+once by `check_store` (MLflow would retry opening the database for about 100 s, warning ten
+times), and a URI of no scheme MLflow knows, from `track` or `$MLFLOW_TRACKING_URI`, is one
+line naming where it came from.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from transferkit.errors import InputError, TrackingError
 
 __all__ = [
     "MODEL_URI_PREFIXES",
+    "check_store",
     "tracking_uri",
     "describe",
     "client",
@@ -55,6 +59,12 @@ _HTTP_DEFAULTS = {
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+#: The tracking stores MLflow itself knows (`postgresql+psycopg2` is `postgresql`); plugins add
+#: theirs as `mlflow.tracking_store` entry points.
+_STORE_SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "file",
+                  "databricks", "databricks-uc", "uc")
+_URI_EXAMPLES = "a server (http://127.0.0.1:5000) or a database (sqlite:////abs/path/mlflow.db)"
+_SQLITE_HEADER = b"SQLite format 3\0"
 
 
 def is_model_uri(value) -> bool:
@@ -73,14 +83,45 @@ def tracking_uri(track: str | os.PathLike | bool | None = None) -> str:
     """
     if track is None or track is True or track == "":
         environment = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
-        return environment or _sqlite(Path.cwd() / DEFAULT_STORE)
+        if environment:
+            return _check_scheme(environment, "MLFLOW_TRACKING_URI")
+        return _sqlite(Path.cwd() / DEFAULT_STORE)
     if track is False:
         raise InputError("`track` is False: there is no tracking URI. Pass True or a URI.")
     text = os.fspath(track)
-    if _SCHEME.match(text) and not re.match(r"^[A-Za-z]:[\\/]", text):  # not C:\ on Windows
-        return text
+    if _scheme(text):
+        return _check_scheme(text, "`track`")
     path = Path(text).expanduser()
     return _sqlite(path if path.suffix == ".db" else path / DEFAULT_STORE)
+
+
+def _scheme(text: str) -> str:
+    """The URI scheme of `text` in lower case (`postgresql+psycopg2:` -> `postgresql`), or `""`
+    for a path (`C:\\runs` on Windows included)."""
+    match = _SCHEME.match(text)
+    if not match or re.match(r"^[A-Za-z]:[\\/]", text):
+        return ""
+    return match.group(0)[:-1].lower().split("+", 1)[0]
+
+
+def _check_scheme(uri: str, source: str) -> str:
+    """`uri` if MLflow has a tracking store for its scheme; else one error naming `source` (the
+    environment variable or the argument it came from)."""
+    scheme = _scheme(uri)
+    if scheme in _STORE_SCHEMES:
+        return uri
+    if not scheme and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() in ("1", "true"):
+        return uri  # MLflow's own reading of a path: a file store folder, allowed by its user
+    from importlib.metadata import entry_points
+
+    if scheme and scheme in {e.name for e in entry_points(group="mlflow.tracking_store")}:
+        return uri
+    shown = uri if len(uri) <= 80 else uri[:77] + "..."
+    why = f"MLflow has no {scheme + ':'!r} store" if scheme else "it has no scheme such as http:"
+    fix = "or unset it to use ./mlflow.db" if source.isupper() else "or a folder or .db path"
+    raise InputError(
+        f"{source} is {shown!r}, not a tracking URI ({why}). Use {_URI_EXAMPLES}, {fix}."
+    )
 
 
 def _sqlite(path: Path) -> str:
@@ -96,8 +137,10 @@ def _sqlite_path(uri: str) -> Path | None:
 
 def describe(uri: str) -> str:
     """The store in words for messages: its file for SQLite, else the URI."""
-    path = _sqlite_path(uri)
-    return f"the MLflow store {path}" if path else f"the MLflow server {uri}"
+    local = _local_store(uri)
+    if local is not None:
+        return f"the MLflow store {local[1] or local[0]}"
+    return f"the MLflow server {uri}"
 
 
 def ui_command(uri: str) -> str:
@@ -127,9 +170,76 @@ def client(uri: str, purpose: str = "Tracking runs with MLflow"):
 
     Raises:
         MissingDependencyError: mlflow is not installed (the message has the pip line).
+        TrackingError: a local store that cannot be written (`check_store`), or a store MLflow
+            cannot open (one line naming it).
     """
     mlflow = _mlflow(purpose)
-    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    check_store(uri)
+    with talking_to(uri):
+        return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _local_store(uri: str) -> tuple[Path, Path] | None:
+    """`(folder, database file or None)` of a local store: a `sqlite:///` file or a `file://`
+    folder; None for a server, an in-memory database, or another scheme."""
+    database = _sqlite_path(uri)
+    if database is not None and not uri.endswith(":memory:"):
+        return database.parent, database
+    if _scheme(uri) == "file":
+        from urllib.parse import unquote, urlparse
+
+        return Path(unquote(urlparse(uri).path)).resolve(), None
+    return None
+
+
+def check_store(uri: str) -> None:
+    """Raises one `TrackingError` at once when `uri` is a local store that cannot be used: its
+    folder is under a file, or not writable, or the database is a folder or not SQLite. MLflow
+    makes missing folders itself; a server is not checked here (it answers for itself).
+
+    Raises:
+        TrackingError: naming the store, what is wrong, and the fix.
+    """
+    local = _local_store(uri)
+    if local is None:
+        return
+    folder, database = local
+    problem = _folder_problem(folder)
+    if problem is None and database is not None:
+        problem = _database_problem(database)
+    if problem is not None:
+        raise TrackingError(
+            f"{describe(uri)} cannot be used: {problem}. Pass `track` another store (a folder or "
+            ".db file you can write to, or a URI), or leave out `track`."
+        )
+
+
+def _folder_problem(folder: Path) -> str | None:
+    existing = folder
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent  # MLflow makes the missing folders below it
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"no permission to write in {existing}"
+    return None
+
+
+def _database_problem(database: Path) -> str | None:
+    if not os.path.lexists(database):
+        return None
+    if database.is_dir():
+        return f"{database} is a folder, not a database file"
+    if not os.access(database, os.R_OK | os.W_OK):
+        return f"no permission to read and write {database}"
+    try:
+        with open(database, "rb") as handle:
+            header = handle.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        return f"{database} cannot be read ({exc.strerror or exc})"
+    if header and header != _SQLITE_HEADER:
+        return f"{database} is not an SQLite database"
+    return None
 
 
 @contextlib.contextmanager

@@ -151,9 +151,13 @@ class RunTracker:
 
         Raises:
             MissingDependencyError: mlflow is not installed (with the pip line).
+            InputError: `track` (or `$MLFLOW_TRACKING_URI`) is not a tracking URI.
+            TrackingError: `track` or `register` asks for a local store that cannot be written
+                (`transferkit.tracking.store.check_store`), said before any training. A resumed
+                run tracked before goes on and says so in one warning (`runs upload` later).
         """
         from transferkit.extras import require_installed
-        from transferkit.tracking.store import tracking_uri
+        from transferkit.tracking.store import check_store, tracking_uri
 
         saved = cls.saved(folder)
         if not saved and track is None and register is None:
@@ -163,12 +167,16 @@ class RunTracker:
         if saved and (reuse or uri is None or uri == saved.get("uri")):
             if uri is not None and uri != saved.get("uri"):
                 log(f"Tracking: the run is logged to {saved['uri']}; continuing there (not {uri})")
-            return cls(folder, saved["uri"], saved["experiment"],
-                       register=register or saved.get("register"), run_id=saved.get("run_id"),
-                       log=log)
-        return cls(folder, uri or tracking_uri(True),
-                   experiment or saved.get("experiment") or default_experiment,
-                   register=register or saved.get("register"), log=log)
+            tracker = cls(folder, saved["uri"], saved["experiment"],
+                          register=register or saved.get("register"),
+                          run_id=saved.get("run_id"), log=log)
+        else:
+            tracker = cls(folder, uri or tracking_uri(True),
+                          experiment or saved.get("experiment") or default_experiment,
+                          register=register or saved.get("register"), log=log)
+        if track is not None or register is not None:  # asked for now: said before any work
+            check_store(tracker.uri)
+        return tracker
 
     # -- the training thread's side -------------------------------------------------------------
 
@@ -188,7 +196,8 @@ class RunTracker:
                 return
             again = f" --track {self.uri}" if self.uri else ""
             self.log(
-                f"Warning: tracking stopped ({exc}). Training goes on and {self.folder} keeps "
+                f"Warning: tracking stopped ({str(exc).rstrip('.')}). Training goes on and "
+                f"{self.folder} keeps "
                 f"everything; when the store is back, log the run with: transferkit runs upload "
                 f"{self.folder}{again}"
             )
@@ -285,8 +294,14 @@ class RunTracker:
             self._client.update_run(self.run_id, status="RUNNING")
             self._seen(existing)
         self._save(pending=False, error=None)
-        params = [Param(_key(name), str(value)[:6000]) for name, value in config.items()]
-        tags = [RunTag(name, value) for name, value in _tags(task, config, self.folder).items()]
+        values = {_key(name): str(value)[:6000] for name, value in config.items()}
+        tags = _tags(task, config, self.folder)
+        logged = existing.data.params if existing is not None else {}
+        for name in [name for name in values if logged.get(name, values[name]) != values[name]]:
+            # MLflow keeps a param's first value: a setting a resumed run changed is a tag
+            tags[f"transferkit.resumed_with.{name}"] = values.pop(name)
+        params = [Param(name, value) for name, value in values.items()]
+        tags = [RunTag(name, value) for name, value in tags.items()]
         self._client.log_batch(self.run_id, params=params, tags=tags)
 
     def _existing_run(self):
