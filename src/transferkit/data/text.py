@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from transferkit.data.table_files import (
+    MultiLineRecords,
     check_not_empty,
     csv_rows,
     jsonl_rows,
@@ -369,7 +370,8 @@ def read_text_table(
     Raises:
         InputError: the path is missing or has an unknown suffix.
         DataError: the file is empty or unreadable (UTF-16 without a byte-order mark, a Parquet
-            column of lists, no line that is a JSON object), a column cannot be found (the
+            column of lists, no line that is a JSON object, a quote that swallows rows: the
+            message names the line where it opens), a column cannot be found (the
             message lists the columns), or no usable row is left.
     """
     path = Path(path)
@@ -382,19 +384,17 @@ def read_text_table(
     check_not_empty(path, fmt)
     encoding = None if fmt == "parquet" else sniff_encoding(path)
     types: dict = {}
-    readers = {
-        "csv": lambda: csv_rows(path, ",", encoding),
-        "tsv": lambda: csv_rows(path, "\t", encoding),
+    multi_line = MultiLineRecords()  # filled by the CSV/TSV reader
+    rows = {
+        "csv": lambda: csv_rows(path, ",", encoding, multi_line),
+        "tsv": lambda: csv_rows(path, "\t", encoding, multi_line),
         "jsonl": lambda: jsonl_rows(path, encoding),
         "parquet": lambda: parquet_rows(path, types),
-    }
-    rows = readers[fmt]()
+    }[fmt]()
     columns = next(rows)
     text_column = _find_column(columns, text_column, TEXT_COLUMN_CANDIDATES, "texts", path)
-    if require_labels:
-        label_column = _find_column(columns, label_column, LABEL_COLUMN_CANDIDATES, "labels", path)
-    else:
-        label_column = None
+    label_column = _find_column(columns, label_column, LABEL_COLUMN_CANDIDATES, "labels",
+                                path) if require_labels else None
     if types:
         _check_parquet_types(path, types, [text_column, label_column])
     table = TextTable(
@@ -408,13 +408,15 @@ def read_text_table(
         encoding=encoding,
     )
     _keep_usable_rows(table, rows, columns)
+    if table.labels is not None:
+        multi_line.check_swallowed_rows(path, columns.index(label_column),
+                                        {*table.labels, *table.renamed_labels})
     if not table.texts:
         if table.num_dropped:
             why = table.describe_drops().replace("\n", "; ")
             raise DataError(f"{path}: no usable rows. {why}.")
         raise DataError(f"{path}: no usable rows: the table has a header but no rows.")
     return table
-
 
 
 def _find_column(columns, name, candidates, what: str, path) -> str:
