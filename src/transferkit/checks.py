@@ -10,7 +10,9 @@ names (`--epochs`), so one message serves both.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from transferkit.errors import InputError
@@ -25,6 +27,8 @@ __all__ = [
     "check_image_size",
     "check_int",
     "check_number",
+    "check_output_file",
+    "check_output_folder",
     "check_unfreeze",
 ]
 
@@ -179,3 +183,59 @@ def check_input_range(value) -> str:
             f"takes its pixels in). Received: input_range={value!r}."
         )
     return text
+
+
+def _file_above(path: Path) -> Path | None:
+    """The nearest existing folder above `path` if it is not a folder (a file), else `None`."""
+    for parent in path.absolute().parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
+def check_output_folder(path: str | os.PathLike | None, name: str) -> Path | None:
+    """`path` as a folder to write files into (made later if missing); `None` stays `None`.
+
+    Checked before any work, so that a wrong path fails at once rather than after the work.
+
+    Raises:
+        InputError: `path` is a file, or a file stands where a folder above it would be.
+    """
+    if path is None:
+        return None
+    folder = Path(path)
+    blocker = folder if folder.exists() and not folder.is_dir() else _file_above(folder)
+    if blocker is not None:
+        where = "is a file" if blocker == folder else f"is under {blocker}, a file"
+        raise InputError(
+            f"`{name}` must be a folder to write into (it is made if missing), but {folder} "
+            f"{where}. Pass a folder path. Received: {name}={os.fspath(path)!r}."
+        )
+    return folder
+
+
+def check_output_file(path: str | os.PathLike, name: str, suffix: str) -> Path:
+    """`path` as a file to write, of the kind `suffix` says (`".png"`).
+
+    Raises:
+        InputError: `path` is a folder, is under a file, or ends in another suffix.
+    """
+    file = Path(path)
+    example = f"{file / ('output' + suffix)}"
+    if file.is_dir():
+        raise InputError(
+            f"`{name}` is the {suffix} file to write, but {file} is a folder. Pass a file path, "
+            f"such as {example}. Received: {name}={os.fspath(path)!r}."
+        )
+    blocker = _file_above(file)
+    if blocker is not None:
+        raise InputError(
+            f"`{name}` is the {suffix} file to write, but {file} is under {blocker}, a file. "
+            f"Pass a path in a folder. Received: {name}={os.fspath(path)!r}."
+        )
+    if file.suffix.lower() != suffix:
+        raise InputError(
+            f"`{name}` must end in {suffix}: the file written is {suffix[1:].upper()}, whatever "
+            f"its name. Received: {name}={os.fspath(path)!r}."
+        )
+    return file

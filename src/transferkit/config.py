@@ -126,6 +126,12 @@ class TrainConfig:
             choices = item.metadata.get("choices")
             if value is not None and choices:
                 check_choice(value, item.name, choices)
+        if getattr(self, "epochs", None) == 0 and getattr(self, "fine_tune_epochs", None) == 0:
+            raise InputError(
+                "`epochs` and `fine_tune_epochs` are both 0: nothing would be trained, and the "
+                "model saved would be the untrained head. Give `epochs` (head on the frozen "
+                "backbone) or `fine_tune_epochs` at least 1."
+            )
 
     @classmethod
     def names(cls) -> list[str]:
@@ -362,13 +368,26 @@ class TextTrainConfig(TrainConfig):
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """The settings in a TOML or JSON file (`.json` is JSON, anything else TOML), as a dict.
 
+    The file is UTF-8, as TOML and JSON require; a UTF-8 byte-order mark (Windows Notepad writes
+    one) is accepted.
+
     Raises:
-        InputError: no such file, not valid TOML/JSON, or not a table of settings.
+        InputError: no such file, not UTF-8 (the line and byte are named), not valid TOML/JSON,
+            or not a table of settings.
     """
     file = Path(path)
     if not file.is_file():
         raise InputError(f"{file}: no such config file. Pass a TOML or JSON file of settings.")
-    text = file.read_text(encoding="utf-8")
+    data = file.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise InputError(
+            f"{file}, line {line}: not valid UTF-8 (byte "
+            f"0x{data[exc.start]:02x}): the file is in another encoding, such as Latin-1, "
+            "Windows-1252 or UTF-16. Re-save it as UTF-8."
+        ) from None
     try:
         if file.suffix.lower() == ".json":
             data = json.loads(text)

@@ -133,6 +133,7 @@ PARQUET = _parquet_bytes()
 @given(cut=st.integers(0, len(PARQUET)), flips=st.lists(
     st.tuples(st.integers(0, len(PARQUET) - 1), st.integers(1, 255)), max_size=3))
 @example(cut=len(PARQUET), flips=[(100, 1)])  # pyarrow's message ran over three lines
+@example(cut=2062, flips=[(214, 128)])  # a column name that is not UTF-8: UnicodeDecodeError
 def test_a_damaged_parquet_file_gives_a_table_or_a_transferkit_error(cut, flips):
     data = bytearray(PARQUET)
     for position, mask in flips:

@@ -117,6 +117,101 @@ def test_a_csv_separated_by_another_delimiter_is_read(tmp_path, delimiter):
     assert table.texts == TEXTS and table.labels == LABELS
 
 
+# -- a quote that swallows rows (issue 27): refused naming its line, never read as one text ------
+
+
+def _reviews(count=200):
+    """`count` rows of a two-column table, one a line (line n + 1 holds review n)."""
+    return [f"review number {n} is fine,{'pos' if n % 2 else 'neg'}" for n in range(1, count + 1)]
+
+
+def _write_rows(path, rows, header="text,label"):
+    delimiter = "\t" if path.suffix == ".tsv" else ","
+    lines = [header.replace(",", delimiter)] + [row.replace(",", delimiter) for row in rows]
+    path.write_bytes(("\n".join(lines) + "\n").encode("utf-8"))
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_a_quote_never_closed_is_refused_naming_its_line(tmp_path, suffix):
+    rows = _reviews()
+    rows[60] = '"review number 61 opens a quote,pos'  # line 62; 139 rows after it
+    path = _write_rows(tmp_path / f"table{suffix}", rows)
+    with pytest.raises(DataError, match=rf"table\{suffix}, line 62: a quoted field opens here and "
+                                        r"runs on over 140 lines \(to line 201\): its quote is "
+                                        r"never closed, so the rows in those lines would be read "
+                                        r"as one text\. Close the quote on line 62, or write a "
+                                        r'quote inside a field as two \(""\)'):
+        read_text_table(path)
+
+
+@pytest.mark.parametrize(
+    ("closing", "found"),
+    [
+        ('he said "wow",neg', r"a quote on line 11 closes it in the middle of a field"),
+        ('a pizza of 12",neg,extra', r"it ends on line 11 as a row of 3 fields, not 2"),
+        ('a pizza of 12",neg', r"lines 7 and 8 inside it read as rows of their own"),
+    ],
+    ids=["quote inside a later text", "a later row of other width", "a later row that fits"],
+)
+def test_a_quote_closed_rows_later_is_refused(tmp_path, closing, found):
+    rows = _reviews(20)
+    rows[5], rows[9] = '"review number 6 opens a quote,pos', closing  # lines 7 and 11
+    path = _write_rows(tmp_path / "table.csv", rows)
+    with pytest.raises(DataError, match=r"table\.csv, line 7: a quoted field opens here and runs "
+                                        rf"on over 5 lines \(to line 11\): {found}, so the rows"):
+        read_text_table(path)
+
+
+def test_a_quote_in_an_id_table_is_refused_too(tmp_path):
+    rows = [f"{n},{row}" for n, row in enumerate(_reviews(20), 1)]
+    rows[5] = '6,"review number 6 opens a quote,pos'
+    path = _write_rows(tmp_path / "table.csv", rows, header="id,text,label")
+    with pytest.raises(DataError, match=r"line 7: a quoted field opens here and runs on over 15 "
+                                        r"lines \(to line 21\): its quote is never closed"):
+        read_text_table(path)
+
+
+def test_a_header_with_a_quote_never_closed_is_refused(tmp_path):
+    path = _write_rows(tmp_path / "table.csv", _reviews(5), header='"text,label')
+    with pytest.raises(DataError, match=r"table\.csv, line 1: not a readable ','-separated table: "
+                                        r"a quote in the header is not closed"):
+        read_text_table(path)
+
+
+def test_real_multi_line_texts_and_stray_quotes_on_one_line_are_still_read(tmp_path):
+    rows = _reviews(6)
+    rows[1] = '"I loved it.\nGreat acting, great music.\nWould watch again",pos'  # lines 3-5
+    rows[3] = '"Great" movie,pos'  # a stray quote: read as csv always read it
+    rows[5] = '"a last row that opens a quote,neg'  # one line lost: dropped and counted
+    table = read_text_table(_write_rows(tmp_path / "table.csv", rows))
+    assert table.texts[1] == "I loved it.\nGreat acting, great music.\nWould watch again"
+    assert table.texts[3] == "Great movie"
+    assert table.row_numbers == [2, 3, 6, 7, 8]
+    assert table.dropped == {"malformed": [9]}
+
+
+def test_jsonl_two_objects_on_a_line_and_cr_line_ends_lose_no_row(tmp_path):
+    row = lambda text, label: json.dumps({"text": text, "label": label})  # noqa: E731
+    path = tmp_path / "t.jsonl"
+    path.write_bytes((row("a", "x") + " " + row("b", "y") + "\r" + row("c", "x") + "\r"
+                      + row("d", "y") + "garbage\r").encode("utf-8"))
+    table = read_text_table(path)
+    assert table.texts == ["a", "b", "c", "d"]
+    assert table.row_numbers == [1, 1, 2, 3]
+    assert table.dropped == {"malformed": [3]}  # what follows the object on line 3
+
+
+def test_a_json_array_names_the_lines_its_items_start_on(tmp_path):
+    row = lambda text, label: json.dumps({"text": text, "label": label})  # noqa: E731
+    path = tmp_path / "t.json"
+    path.write_text("[\n  " + row("a", "x") + ",\n  " + row("", "y") + ",\n\n  5,\n  "
+                    + row("d", "y") + "\n]\n")
+    table = read_text_table(path)
+    assert table.texts == ["a", "d"] and table.row_numbers == [2, 6]
+    assert table.dropped == {"empty_text": [3], "malformed": [5]}
+
+
 # -- columns, empty tables ------------------------------------------------------------------------
 
 
@@ -417,6 +512,10 @@ def _bad_table(tmp_path, case):
         path.write_text("text,label\n" + "".join(f"text {i},pos\n" for i in range(10)))
     elif case == "no label column":
         path.write_text("text,stars\ngood,5\nbad,1\n")
+    elif case == "a quote never closed":
+        rows = _reviews(30)
+        rows[10] = '"an open quote,pos'
+        _write_rows(path, rows)
     else:
         pd.DataFrame({"text": [["a"], ["b"]], "label": ["x", "y"]}).to_parquet(path)
     return path
@@ -430,6 +529,8 @@ CLI_ERRORS = {  # the command line says --label-column where Python says `label_
                        "--label-column. Columns: 'text', 'stars'.",
     "parquet lists": "column 'text' holds list<element: string> values, not text. Choose a "
                      "column of strings with --text-column",
+    "a quote never closed": "line 12: a quoted field opens here and runs on over 20 lines (to "
+                            "line 31): its quote is never closed",
 }
 
 

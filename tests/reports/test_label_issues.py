@@ -48,7 +48,7 @@ def test_folds_adapt_to_small_classes_and_one_example_is_refused():
     assert folds == 3 and probabilities.shape == (6, 2)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)
     probabilities, folds, why = out_of_fold_probabilities(features[:4], np.array([0, 0, 0, 1]), 2)
-    assert probabilities is None and "class 1 has one training example" in why
+    assert probabilities is None and "class 1 has one example: out-of-fold predictions need two" in why
 
 
 def test_the_csv_lists_path_labels_and_scores(tmp_path):

@@ -247,8 +247,22 @@ def _is_timm(preset: str) -> bool:
     return isinstance(config, dict) and "architecture" in config
 
 
+# Keras's reason for weights that do not fit ends by printing the variable, values and all.
+_VALUE_DUMP = re.compile(r"\s*Target variable: <Variable.*", re.DOTALL)
+# Keras's words for weights that do not fit the model built from the config.
+_WEIGHTS_MISFIT = re.compile(r"could not be loaded|expected \d+ variables")
+_MOST = 400  # characters of an outside library's reason kept in our one line
+
+
+def _reason(exc: Exception) -> str:
+    """`exc`'s message on one line, whole (Keras puts the reason for weights that do not fit
+    after a line that ends in a colon), without a dump of values, cut at `_MOST` characters."""
+    text = " ".join(_VALUE_DUMP.sub("", str(exc)).split())
+    return text if len(text) <= _MOST else text[:_MOST - 3].rstrip() + "..."
+
+
 def _raise_preset_error(preset: str, exc: Exception, local: bool):
-    first = str(exc).splitlines()[0] if str(exc) else ""
+    first = _reason(exc).rstrip(".")
     if not local:  # KerasHub reports a failed download as a preset "without config.json"
         raise WeightsUnavailableError(
             f"Could not download the KerasHub preset {preset!r} ({type(exc).__name__}: {first}). "
@@ -256,9 +270,13 @@ def _raise_preset_error(preset: str, exc: Exception, local: bool):
             "(`keras_hub.models.Backbone.from_preset(...).save_to_preset(FOLDER)`, also "
             "`ImageConverter`) and pass the folder."
         ) from exc
+    fix = ""
+    if _WEIGHTS_MISFIT.search(first):
+        fix = (" Its model.weights.h5 does not fit its config.json: save the preset again from "
+               "one model (`save_to_preset` writes both), or pass another folder.")
     raise InputError(
         f"{preset}: could not load it as a KerasHub image backbone ({type(exc).__name__}: "
-        f"{first})."
+        f"{first}).{fix}"
     ) from exc
 
 

@@ -80,9 +80,11 @@ def predict(model, inputs, output, *, batch_size: int | None = None,
     path = model_file(model)
     check_model_file(path)  # a Lambda layer or a damaged file, said before a worker loads it
     task, class_names, config = model_info(path)
+    if batch_size is None:  # only None means the default: 0 is refused by `_run`, as -1 is
+        batch_size = config.get("batch_size") or ImageTrainConfig.batch_size
     job = {"command": "predict", "source_kind": "model", "model": os.fspath(model),
            "model_path": os.fspath(path), "task": task, "class_names": class_names,
-           "batch_size": batch_size or config.get("batch_size") or ImageTrainConfig.batch_size}
+           "batch_size": batch_size}
     return _run(job, inputs, output, shard_size=shard_size, ray=ray, workers=workers,
                 runtime=runtime, text_column=text_column, progress=progress, log=log)
 
@@ -110,7 +112,7 @@ def embed(source, inputs, output, *, features: str = EMBED_FEATURES, batch_size:
         The summary of `predict`, with `dim` (numbers a vector).
     """
     job = _embed_source(source, features)
-    job["batch_size"] = batch_size or ImageTrainConfig.batch_size
+    job["batch_size"] = ImageTrainConfig.batch_size if batch_size is None else batch_size
     return _run(job, inputs, output, shard_size=shard_size, ray=ray, workers=workers,
                 runtime=runtime, text_column=text_column, progress=progress, log=log)
 

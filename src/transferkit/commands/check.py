@@ -10,15 +10,19 @@ def add_commands(subparsers, train) -> None:
     parser = subparsers.add_parser(
         "check", help="check a data folder or table: class counts, label errors, duplicates",
         description="Computes the frozen features (cached, as training would), then reports "
-        "class counts, likely label errors (confident learning on out-of-fold heads) and exact "
-        "and near duplicates (feature cosine >= 0.98) inside and across splits. Trains and "
-        "saves no model.",
+        "class counts, likely label errors of every example (confident learning on out-of-fold "
+        "heads) and exact and near duplicates (feature cosine >= 0.98) inside and across "
+        "splits. Trains and saves no model.",
     )
     parser.add_argument("data", metavar="DATA", help="a folder of class sub-folders, or a table")
     parser.add_argument("--backbone", default=ImageTrainConfig.backbone,
                         help=f"image backbone (default: {ImageTrainConfig.backbone})")
     parser.add_argument("--encoder", default=TextTrainConfig.encoder,
                         help="sentence encoder for a table (default: minilm)")
+    parser.add_argument("--text-column", default=None,
+                        help="a table's text column (default: text, sentence or review)")
+    parser.add_argument("--label-column", default=None,
+                        help="a table's label column (default: label or sentiment)")
     parser.add_argument("--seed", type=int, default=ImageTrainConfig.seed,
                         help="seed of the train/validation split, as in `train`")
     parser.add_argument("--output", metavar="DIR",
@@ -34,7 +38,8 @@ def run(args) -> int:
 
     log = (lambda line: print(line, file=sys.stderr)) if args.json else print
     result = check_data(args.data, output=args.output, backbone=args.backbone,
-                        encoder=args.encoder, seed=args.seed, log=log)
+                        encoder=args.encoder, text_column=args.text_column,
+                        label_column=args.label_column, seed=args.seed, log=log)
     if args.json:
         print_json(result)
     return 0

@@ -177,11 +177,14 @@ def run_predict(args) -> int:
         from transferkit.errors import InputError
 
         raise InputError("`ray` runs a batch job: add `output` (a Parquet folder to write).")
+    from transferkit.checks import check_int
     from transferkit.tasks.base import load
 
+    if args.batch_size is not None:  # before the model loads; 0 is refused, as -1 is
+        check_int(args.batch_size, "batch_size", minimum=1)
     _check_inputs(args.model, args.inputs, "predict")
     classifier = load(args.model)
-    results = classifier.predict(args.inputs, skip_unreadable=True)
+    results = classifier.predict(args.inputs, batch_size=args.batch_size, skip_unreadable=True)
     if results and all("skipped" in result for result in results):
         from transferkit.data.image_inputs import unreadable_error
 
@@ -201,9 +204,11 @@ def run_predict(args) -> int:
 
 
 def run_evaluate(args) -> int:
+    from transferkit.checks import check_output_folder
     from transferkit.errors import InputError
     from transferkit.tasks.base import load
 
+    check_output_folder(args.report_dir, "report_dir")  # before the model loads
     _check_inputs(args.model, [args.data], "evaluate")
     classifier = load(args.model)
     columns = {"text_column": args.text_column, "label_column": args.label_column}

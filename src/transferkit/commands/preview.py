@@ -37,16 +37,21 @@ def add_commands(subparsers, train) -> None:
 
 def run_preview(args) -> int:
     from transferkit.backbones.registry import get_spec
+    from transferkit.checks import check_image_size, check_int, check_output_file
     from transferkit.data.image_folder import first_image
     from transferkit.reports.augmentation import preview_augmentation
 
+    check_output_file(args.output, "output", ".png")  # before the work, not at its end
+    if args.image_size is not None:  # 0 is not "the default": it is refused, as -1 is
+        check_image_size(args.image_size)
+    check_int(args.count, "count", minimum=1)
     spec = get_spec(args.backbone)
     image = first_image(args.data)
     path = preview_augmentation(
         image,
         args.output,
         args.augment,
-        image_size=args.image_size or spec.default_input_size,
+        image_size=spec.default_input_size if args.image_size is None else args.image_size,
         policy=spec.preprocessing.resize,
         count=args.count,
         seed=args.seed,

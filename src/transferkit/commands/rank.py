@@ -21,6 +21,10 @@ def add_commands(subparsers, train) -> None:
                         help=f"examples of each class in the sample (default: {PER_CLASS})")
     parser.add_argument("--train-top", type=int, default=0, metavar="K",
                         help="train heads for the K best and add their accuracy (default: 0)")
+    parser.add_argument("--text-column", default=None,
+                        help="a table's text column (default: text, sentence or review)")
+    parser.add_argument("--label-column", default=None,
+                        help="a table's label column (default: label or sentiment)")
     parser.add_argument("--seed", type=int, default=ImageTrainConfig.seed,
                         help="seed of the split and the sample")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -41,7 +45,8 @@ def run(args) -> int:
     log = (lambda line: print(line, file=sys.stderr)) if args.json else print
     names = [n.strip() for n in args.backbones.split(",") if n.strip()] if args.backbones else None
     result = rank_backbones(args.data, backbones=names, per_class=args.per_class,
-                            train_top=args.train_top, seed=args.seed, log=log)
+                            train_top=args.train_top, text_column=args.text_column,
+                            label_column=args.label_column, seed=args.seed, log=log)
     if args.json:
         print_json(result)
         return 0

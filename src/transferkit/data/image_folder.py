@@ -136,7 +136,7 @@ class ImageFolder:
         keep = [i for i, p in enumerate(self.validation_paths) if p not in bad]
         self.validation_paths = [self.validation_paths[i] for i in keep]
         self.validation_labels = self.validation_labels[keep]
-        _check_usable(self.root, self.class_names, self.train_labels, self.validation_labels)
+        _check_usable(self)
 
     def class_counts(self) -> dict[str, dict[str, int]]:
         """`{"train": {class: n}, "validation": {class: n}}`."""
@@ -357,19 +357,25 @@ def _find_split_folders(root: Path) -> tuple[Path, Path] | None:
     return train, validation
 
 
-def _check_usable(root, class_names, train_labels, validation_labels) -> None:
+def _check_usable(folder: ImageFolder, require_validation: bool = True) -> None:
     missing = [
-        name for i, name in enumerate(class_names) if not np.any(np.asarray(train_labels) == i)
+        name for i, name in enumerate(folder.class_names)
+        if not np.any(np.asarray(folder.train_labels) == i)
     ]
     if missing:
         raise DataError(
-            f"{root}: no readable training images for class {', '.join(map(repr, missing))}. "
-            "Add images of every class."
+            f"{folder.root}: no readable training images for class "
+            f"{', '.join(map(repr, missing))}. Add images of every class."
         )
-    if len(validation_labels) == 0:
-        raise DataError(
-            f"{root}: no validation images. Add images or raise `validation_size`."
-        )
+    if not require_validation or len(folder.validation_labels):
+        return
+    if folder.layout == "split":
+        raise DataError(f"{folder.root}: no readable validation images. Add images to the "
+                        "validation folder's class folders.")
+    raise DataError(  # split here: a class of two readable images gives one to validation
+        f"{folder.root}: no readable validation images (a class of one image keeps it for "
+        "training). Add images: at least two readable ones of each class."
+    )
 
 
 def _hash_all(paths: list[str]) -> dict[str, str]:
@@ -402,6 +408,7 @@ def discover_image_folder(
     data_dir: str | os.PathLike,
     validation_size: float = ImageTrainConfig.validation_size,
     seed: int = ImageTrainConfig.seed,
+    require_validation: bool = True,
 ) -> ImageFolder:
     """Finds the images and classes under `data_dir` and splits them.
 
@@ -411,63 +418,25 @@ def discover_image_folder(
         validation_size: share of each class kept for validation when the folder is not split
             already. Default `ImageTrainConfig.validation_size` (0.2).
         seed: seed of that split. Default `ImageTrainConfig.seed` (0).
+        require_validation: refuse a split without validation images (training needs some).
+            Default `True`; `False` for what measures the data without training on it (`check`,
+            `rank`), where one image a class is a fact to report, not a reason to stop.
 
     Returns:
         An `ImageFolder`.
 
     Raises:
         DataError: a missing folder, no images, an empty class folder, a single class, train and
-            validation with different classes.
+            validation with different classes, or (with `require_validation`) no validation image.
         InputError: `validation_size` not between 0 and 1.
     """
     root = Path(data_dir)
     _require_folder(root, "one sub-folder of images per class")
     split_folders = _find_split_folders(root)
     if split_folders is None:
-        check_fraction(validation_size, "validation_size")
-        found = read_class_folders(root)
-        digests = _hash_all(found.paths)
-        split = stratified_split(
-            found.labels, {"validation": float(validation_size)}, seed,
-            groups=[digests[p] for p in found.paths],
-        )
-        train_idx, val_idx = split["train"], split["validation"]
-        folder = ImageFolder(
-            root=root,
-            layout="class_folders",
-            class_names=found.class_names,
-            train_paths=[found.paths[i] for i in train_idx],
-            train_labels=found.labels[train_idx],
-            validation_paths=[found.paths[i] for i in val_idx],
-            validation_labels=found.labels[val_idx],
-            skipped=found.skipped,
-            digests=digests,
-            validation_size=float(validation_size),
-            seed=int(seed),
-        )
+        folder = _split_here(root, validation_size, seed)
     else:
-        train_dir, validation_dir = split_folders
-        train = read_class_folders(train_dir)
-        validation_names = sorted(
-            p.name for p in validation_dir.iterdir() if p.is_dir() and _visible(p)
-        )
-        if set(validation_names) - set(train.class_names):  # fewer is fine: named as unmeasured
-            raise DataError(
-                f"{root}: train/ has classes {train.class_names} but {validation_dir.name}/ has "
-                f"{validation_names}; a class needs training images. Give both the same classes.")
-        validation = read_class_folders(validation_dir, class_names=train.class_names)
-        digests = _hash_all(train.paths + validation.paths)
-        folder = ImageFolder(
-            root=root,
-            layout="split",
-            class_names=train.class_names,
-            train_paths=train.paths,
-            train_labels=train.labels,
-            validation_paths=validation.paths,
-            validation_labels=validation.labels,
-            skipped=train.skipped + validation.skipped,
-            digests=digests,
-        )
+        folder = _split_given(root, *split_folders)
     names = folder.class_names
     entries = [(p, "train", names[l]) for p, l in zip(folder.train_paths, folder.train_labels)]
     entries += [
@@ -475,8 +444,58 @@ def discover_image_folder(
         for p, l in zip(folder.validation_paths, folder.validation_labels)
     ]
     folder.duplicates = _duplicate_groups(entries, folder.digests)
-    _check_usable(root, names, folder.train_labels, folder.validation_labels)
+    _check_usable(folder, require_validation)
     return folder
+
+
+def _split_here(root: Path, validation_size: float, seed: int) -> ImageFolder:
+    """Class sub-folders, split into train and validation here (seeded, stratified)."""
+    check_fraction(validation_size, "validation_size")
+    found = read_class_folders(root)
+    digests = _hash_all(found.paths)
+    split = stratified_split(
+        found.labels, {"validation": float(validation_size)}, seed,
+        groups=[digests[p] for p in found.paths],
+    )
+    train_idx, val_idx = split["train"], split["validation"]
+    return ImageFolder(
+        root=root,
+        layout="class_folders",
+        class_names=found.class_names,
+        train_paths=[found.paths[i] for i in train_idx],
+        train_labels=found.labels[train_idx],
+        validation_paths=[found.paths[i] for i in val_idx],
+        validation_labels=found.labels[val_idx],
+        skipped=found.skipped,
+        digests=digests,
+        validation_size=float(validation_size),
+        seed=int(seed),
+    )
+
+
+def _split_given(root: Path, train_dir: Path, validation_dir: Path) -> ImageFolder:
+    """`train/` and `validation/` folders of class sub-folders, as given."""
+    train = read_class_folders(train_dir)
+    validation_names = sorted(
+        p.name for p in validation_dir.iterdir() if p.is_dir() and _visible(p)
+    )
+    if set(validation_names) - set(train.class_names):  # fewer is fine: named as unmeasured
+        raise DataError(
+            f"{root}: train/ has classes {train.class_names} but {validation_dir.name}/ has "
+            f"{validation_names}; a class needs training images. Give both the same classes.")
+    validation = read_class_folders(validation_dir, class_names=train.class_names)
+    digests = _hash_all(train.paths + validation.paths)
+    return ImageFolder(
+        root=root,
+        layout="split",
+        class_names=train.class_names,
+        train_paths=train.paths,
+        train_labels=train.labels,
+        validation_paths=validation.paths,
+        validation_labels=validation.labels,
+        skipped=train.skipped + validation.skipped,
+        digests=digests,
+    )
 
 
 def read_evaluation_folder(path: str | os.PathLike, class_names) -> ClassFolders:

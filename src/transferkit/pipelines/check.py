@@ -4,11 +4,14 @@ What it reports, from the frozen backbone's (or sentence encoder's) features, ca
 training run's, so a `train` afterwards reuses them:
 
 * class counts per split;
-* likely label errors of the training split: confident learning (cleanlab) on out-of-fold
-  predictions, exactly as every training run reports them (`transferkit.reports.label_issues`);
+* likely label errors of every labelled example, training and validation (and test, for text)
+  alike: confident learning (cleanlab) on out-of-fold predictions, as every training run reports
+  them for its training split (`transferkit.reports.label_issues`); the check trains nothing
+  else, so no example needs to be held out of it;
 * duplicates: exact (the same file or the same text, stripped and case-folded) and near (feature
   cosine >= 0.98), inside a split and across splits (a validation example that is also a training
-  one makes validation accuracy look better than it is).
+  one makes validation accuracy look better than it is). The splits are those `train` would make;
+  a class too small to give each split an example is reported, not refused.
 
 Writes `label_issues.csv` (and for images `label_issues.png`), `duplicates.csv`, `check.json`
 and `summary.txt` into the output folder.
@@ -49,6 +52,7 @@ def near_duplicates(features: np.ndarray, threshold: float = NEAR_DUPLICATE_COSI
 
 def check_data(data: str | os.PathLike, *, output: str | os.PathLike | None = None,
                backbone: str = ImageTrainConfig.backbone, encoder: str = TextTrainConfig.encoder,
+               text_column: str | None = None, label_column: str | None = None,
                seed: int = ImageTrainConfig.seed, log: Callable[[str], None] = print) -> dict:
     """Checks a data folder (images) or table (text); see the module docstring.
 
@@ -59,21 +63,28 @@ def check_data(data: str | os.PathLike, *, output: str | os.PathLike | None = No
             `ImageTrainConfig.backbone`.
         encoder: the text encoder (a sentence encoder: `minilm` or a folder). Default
             `TextTrainConfig.encoder`, which has no cached features; `minilm` is used then.
+        text_column, label_column: a table's columns, as in `train text`. Default `None`: the
+            one named text, sentence or review, and label or sentiment.
         seed: the split's seed (the same as a training run's). Default `0`.
         log: where progress lines go. Default `print`.
 
     Returns:
-        `class_counts`, `label_issues` (count), `label_issues_checked`, `duplicates` (exact and
-        near pairs by where they are), the files, and the seconds taken.
+        `class_counts`, `label_issues` (count), `label_issues_checked`, `label_checked_examples`
+        (every labelled example that could be read), `duplicates` (exact and near pairs by where
+        they are), the files, and the seconds taken.
+
+    Raises:
+        InputError: `output` is a file (said before any work).
     """
+    from transferkit.checks import check_output_folder
     from transferkit.files import write_json
 
     started = time.perf_counter()
+    out = check_output_folder(output, "output") or Path("checks") / (
+        f"{Path(data).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     images = Path(data).is_dir()
     examples = _image_examples(data, backbone, seed, log) if images else _text_examples(
-        data, encoder, seed, log)
-    out = Path(output) if output else Path("checks") / (
-        f"{Path(data).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+        data, encoder, seed, log, (text_column, label_column))
     out.mkdir(parents=True, exist_ok=True)
     result = {"data": str(data), "kind": "images" if images else "text",
               "class_counts": examples["counts"]}
@@ -99,7 +110,7 @@ def _image_examples(data, backbone: str, seed: int, log) -> dict:
     from transferkit.tasks.image_classifier import ImageClassifier
 
     folder = discover_image_folder(data, validation_size=ImageTrainConfig.validation_size,
-                                   seed=seed)
+                                   seed=seed, require_validation=False)
     classifier = ImageClassifier(backbone=backbone, class_names=folder.class_names,
                                  augment="none", seed=seed)
     classifier.build()
@@ -114,52 +125,59 @@ def _image_examples(data, backbone: str, seed: int, log) -> dict:
             "counts": folder.class_counts(), "skipped": folder.skipped}
 
 
-def _text_examples(data, encoder: str, seed: int, log) -> dict:
-    from transferkit.data.text import text_key
-    from transferkit.pipelines.text import _read_and_split
+def _text_examples(data, encoder: str, seed: int, log, columns: tuple) -> dict:
+    from transferkit.data.labels import encode_labels, stratified_split
+    from transferkit.data.text import read_text_table, text_key
     from transferkit.tasks.text_classifier import TextClassifier
 
     if encoder == TextTrainConfig.encoder:
         encoder = "minilm"  # the default text model caches no features; the check needs some
-    config = TextTrainConfig(data=str(data), encoder=encoder, seed=seed)
-    table, names, parts = _read_and_split(config, log)
+    table = read_text_table(data, *columns)
+    for line in (table.describe_drops(), table.describe_renamed_labels()):
+        if line:
+            log(line)
+    y, names = encode_labels(table.labels)
+    # The splits `train text` would make; a class too rare for them stays in train (`train`
+    # refuses it, and says so; the check reports it).
+    index = stratified_split(table.labels, {"test": TextTrainConfig.test_size,
+                                            "validation": TextTrainConfig.validation_size}, seed)
+    splits = np.empty(len(y), dtype=object)
+    for split, members in index.items():
+        splits[members] = split
     classifier = TextClassifier(encoder, class_names=names, seed=seed, features="sentence")
     text_encoder = classifier.text_encoder()
-    items, splits, labels = [], [], []
-    for split, (texts, y) in parts.items():
-        items += list(texts)
-        splits += [split] * len(texts)
-        labels += list(map(int, y))
-    text_encoder.adapt(list(parts["train"][0]))
-    log(f"Features of {len(items)} texts ({encoder}, cached)")
-    features = text_encoder.features(items)
-    counts = {split: {name: int((np.asarray(y) == i).sum()) for i, name in enumerate(names)}
-              for split, (_, y) in parts.items()}
-    return {"items": items, "features": features, "ok": np.ones(len(items), bool),
-            "splits": splits, "labels": np.asarray(labels), "class_names": list(names),
-            "keys": items, "exact": [text_key(t) for t in items], "counts": counts,
+    text_encoder.adapt([table.texts[i] for i in index["train"]])
+    log(f"Features of {len(table)} texts ({encoder}, cached)")
+    features = text_encoder.features(table.texts)
+    counts = {split: {name: int((y[members] == i).sum()) for i, name in enumerate(names)}
+              for split, members in index.items()}
+    return {"items": table.texts, "features": features, "ok": np.ones(len(y), bool),
+            "splits": splits.tolist(), "labels": y, "class_names": list(names),
+            "keys": table.texts, "exact": [text_key(t) for t in table.texts], "counts": counts,
             "skipped": []}
 
 
 def _label_check(examples: dict, out: Path, images: bool, seed: int) -> dict:
+    """Confident learning on out-of-fold predictions over every example that could be read."""
     from transferkit.reports.label_issues import (
         find_label_issues,
         out_of_fold_probabilities,
         write_label_issues,
     )
 
-    train = [i for i, s in enumerate(examples["splits"]) if s == "train" and examples["ok"][i]]
-    labels = examples["labels"][train]
+    checked = np.flatnonzero(examples["ok"])
+    labels = examples["labels"][checked]
     probabilities, folds, why = out_of_fold_probabilities(
-        examples["features"][train], labels, len(examples["class_names"]), seed=seed)
+        examples["features"][checked], labels, len(examples["class_names"]), seed=seed,
+        class_names=examples["class_names"])
     if probabilities is None:
         return {"label_issues": None, "label_issues_checked": False, "label_issues_why": why,
-                "files": {}}
+                "label_checked_examples": 0, "files": {}}
     issues = find_label_issues(labels, probabilities)
-    items = [examples["items"][i] for i in train]
+    items = [examples["items"][i] for i in checked]
     files = write_label_issues(out, issues, items, examples["class_names"], images=images)
     return {"label_issues": len(issues), "label_issues_checked": True, "folds": folds,
-            "train_examples": len(train), "files": files}
+            "label_checked_examples": len(checked), "files": files}
 
 
 def _duplicates(examples: dict, out: Path, images: bool) -> dict:
@@ -199,7 +217,7 @@ def _summary_lines(result: dict) -> list[str]:
         lines.append(f"  {split}: " + ", ".join(f"{name} {n}" for name, n in counts.items()))
     if result["label_issues_checked"]:
         lines.append(f"Label issues: {result['label_issues']} likely mislabelled of "
-                     f"{result['train_examples']} training examples "
+                     f"{result['label_checked_examples']} examples, every split "
                      f"({result['files']['label_issues']})")
     else:
         lines.append(f"Label issues: not checked: {result['label_issues_why']}")

@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from transferkit.config import ImageTrainConfig, TextTrainConfig
+from transferkit.errors import DataError, InputError, UnknownBackboneError
 
 __all__ = ["PER_CLASS", "knn_accuracy", "rank_backbones"]
 
@@ -33,18 +34,57 @@ _NEIGHBOURS = 5
 
 
 def knn_accuracy(features, labels, seed: int = ImageTrainConfig.seed) -> float:
-    """5-fold cross-validated accuracy of a 5-nearest-neighbour classifier (cosine)."""
+    """5-fold cross-validated accuracy of a 5-nearest-neighbour classifier (cosine); fewer folds
+    and neighbours for a small sample; NaN when a class has one example (`rank_backbones`
+    refuses such a sample before it gets here)."""
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.neighbors import KNeighborsClassifier
 
     labels = np.asarray(labels)
-    folds = int(min(5, np.bincount(labels).min()))
+    counts = np.bincount(labels)
+    folds = int(min(5, counts[counts > 0].min()))
     if folds < 2:
         return float("nan")
-    model = KNeighborsClassifier(n_neighbors=min(_NEIGHBOURS, len(labels) - 1), metric="cosine")
-    scores = cross_val_score(model, np.asarray(features).reshape(len(labels), -1), labels,
-                             cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
-    return float(scores.mean())
+    x = np.asarray(features).reshape(len(labels), -1)
+    splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, labels))
+    # No more neighbours than a training fold has of its smallest class: more cannot be fitted
+    # (4 examples in 2 folds: 2 to fit) or only count the classes (2 neighbours of 2 classes).
+    neighbours = min(_NEIGHBOURS, min(int(np.bincount(labels[train])[np.unique(labels)].min())
+                                      for train, _ in splits))
+    model = KNeighborsClassifier(n_neighbors=neighbours, metric="cosine")
+    return float(cross_val_score(model, x, labels, cv=splits).mean())
+
+
+def _check_image_names(names: Sequence[str]) -> None:
+    """Raises `UnknownBackboneError` naming every candidate that is neither registered nor a
+    folder or handle, each with the nearest registered names."""
+    from transferkit.backbones.registry import BACKBONES
+    from transferkit.backbones.sources import is_source
+
+    unknown = [name for name in names if name not in BACKBONES and not is_source(name)]
+    if unknown:
+        near = {name: ", ".join(BACKBONES.nearest(name)) for name in unknown}
+        listed = "; ".join(f"{name!r}" + (f" (did you mean {near[name]}?)" if near[name] else "")
+                           for name in unknown)
+        raise UnknownBackboneError(
+            f"Unknown backbone in `backbones`: {listed}. Run `transferkit backbones` to list "
+            "them, or pass a SavedModel or KerasHub preset folder."
+        )
+
+
+def _check_sample(data, labels, class_names, what: str) -> None:
+    """Refuses a sample with a class of fewer than two examples: k-NN accuracy is
+    cross-validated, and a class of one cannot be both fitted and held out."""
+    counts = np.bincount(np.asarray(labels, dtype=int), minlength=len(class_names))
+    rare = [(str(class_names[i]), int(n)) for i, n in enumerate(counts) if n < 2]
+    if rare:
+        listed = ", ".join(f"{name!r} has {n}" for name, n in rare)
+        raise DataError(
+            f"{data}: too few {what} to rank on: {listed} in the training split that `rank` "
+            f"samples (the rest is held out, as `train` holds it out), and k-NN accuracy is "
+            "cross-validated: it needs 2 of each class. Add examples of "
+            + ("that class." if len(rare) == 1 else "these classes.")
+        )
 
 
 def _sample(labels, per_class: int, seed: int) -> np.ndarray:
@@ -58,18 +98,30 @@ def _sample(labels, per_class: int, seed: int) -> np.ndarray:
 
 def rank_backbones(data: str | os.PathLike, *, backbones: Sequence[str] | None = None,
                    per_class: int = PER_CLASS, train_top: int = 0,
+                   text_column: str | None = None, label_column: str | None = None,
                    seed: int = ImageTrainConfig.seed, log: Callable[[str], None] = print) -> dict:
     """Ranks candidate backbones (images) or encoders (text) for `data`; see the module docstring.
+
+    `text_column` and `label_column` name a table's columns, as in `train text` (default `None`:
+    the one named text, sentence or review, and label or sentiment).
 
     Returns:
         `{"data", "kind", "examples", "rows"}`; each row: `backbone`, `logme`, `knn_accuracy`,
         `feature_seconds`, `parameters`, `image_size` (images), and for the trained top K
         `trained_accuracy` on `trained_split` (validation for images, test for text). Rows are
         sorted by LogME, best first.
+
+    Raises:
+        UnknownBackboneError: an image candidate that is not registered, nor a folder or handle
+            (said before any work, with the nearest names).
+        DataError: a class with fewer than two examples in the training split sampled.
+        InputError: no candidate could be ranked (each one's reason is given).
     """
     images = Path(data).is_dir()
+    if images and backbones:
+        _check_image_names(backbones)  # a typo is said before any work, with the nearest names
     candidates = _image_candidates(data, backbones, per_class, seed, log) if images else (
-        _text_candidates(data, backbones, per_class, seed, log))
+        _text_candidates(data, backbones, per_class, seed, log, (text_column, label_column)))
     rows = []
     for row, features, labels in candidates:
         if features is not None:
@@ -80,6 +132,9 @@ def rank_backbones(data: str | os.PathLike, *, backbones: Sequence[str] | None =
         rows.append(row)
         log(f"  {row['backbone']}: LogME {row.get('logme')}, k-NN {row.get('knn_accuracy')}"
             + (f" ({row['error']})" if row.get("error") else ""))
+    if all(row.get("logme") is None for row in rows):
+        raise InputError("None of the candidates could be ranked: " + "; ".join(
+            f"{row['backbone']}: {row.get('error')}" for row in rows))
     rows.sort(key=lambda r: -r["logme"] if r.get("logme") is not None else float("inf"))
     trainable = [r for r in rows if r.get("logme") is not None and r["backbone"] != "glove"]
     for row in trainable[:train_top]:
@@ -98,7 +153,8 @@ def _image_candidates(data, backbones, per_class, seed, log):
     from transferkit.tasks.image_classifier import ImageClassifier
 
     folder = discover_image_folder(data, validation_size=ImageTrainConfig.validation_size,
-                                   seed=seed)
+                                   seed=seed, require_validation=False)
+    _check_sample(data, folder.train_labels, folder.class_names, "images")
     chosen = _sample(np.asarray(folder.train_labels), per_class, seed)
     paths = [folder.train_paths[i] for i in chosen]
     labels = np.asarray(folder.train_labels)[chosen]
@@ -123,13 +179,15 @@ def _image_candidates(data, backbones, per_class, seed, log):
         yield row, features[ok], labels[ok]
 
 
-def _text_candidates(data, backbones, per_class, seed, log):
+def _text_candidates(data, backbones, per_class, seed, log, columns):
     from transferkit.errors import TransferkitError
     from transferkit.pipelines.text import _read_and_split
 
-    config = TextTrainConfig(data=str(data), seed=seed)
+    config = TextTrainConfig(data=str(data), seed=seed, text_column=columns[0],
+                             label_column=columns[1])
     _, names, parts = _read_and_split(config, lambda line: None)
     texts, labels = parts["train"]
+    _check_sample(data, labels, names, "texts")
     chosen = _sample(np.asarray(labels), per_class, seed)
     texts = [texts[i] for i in chosen]
     labels = np.asarray(labels)[chosen]

@@ -29,7 +29,7 @@ def preview_augmentation(
 
     Args:
         image: an image file or an RGB array.
-        path: the `.png` to write.
+        path: the `.png` to write (refused before any work if it is a folder or ends otherwise).
         augment: as `parse_augment`. Default `flip,rotate,zoom`.
         image_size: the size the classifier sees (side, or `(height, width)`).
         policy: `"center_crop"` (default) or `"stretch"`.
@@ -40,9 +40,10 @@ def preview_augmentation(
     Returns:
         The path written.
     """
-    from transferkit.checks import check_image_size
+    from transferkit.checks import check_image_size, check_output_file
     from transferkit.data.images import load_resized, resize_image
 
+    check_output_file(path, "path", ".png")
     check_int(count, "count", minimum=1)
     size = check_image_size(image_size)
     if isinstance(image, (str, os.PathLike)):

@@ -7,8 +7,10 @@ thresholds included; `cleanlab` implements it and is used as it is (`cleanlab.fi
 backbone's (or sentence encoder's) features are cached already, so K heads, one per fold, train
 on them in seconds: a standardised logistic regression, the same linear head the classifier
 trains, fitted by scikit-learn (exact and fast for a linear model; a Keras head would give the
-same kind of probabilities in more time), its L2 strength chosen by cross-validated log loss. K is 5, or the smallest class's count when a class has
-fewer examples; a class of one example leaves the check undone, with the reason.
+same kind of probabilities in more time), its L2 strength chosen by cross-validated log loss.
+K is 5, or the smallest class's count when a class has fewer examples; a class of one example
+leaves the check undone, with the reason. A training run checks its training split;
+`transferkit check`, which trains nothing else, checks every labelled example.
 """
 
 from __future__ import annotations
@@ -35,8 +37,12 @@ _STRENGTHS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
 
 def out_of_fold_probabilities(features, labels, num_classes: int, *, folds: int = FOLDS,
-                              seed: int = SEED) -> tuple[np.ndarray | None, int, str]:
+                              seed: int = SEED, class_names=None,
+                              ) -> tuple[np.ndarray | None, int, str]:
     """Each example's class probabilities from a head trained on the other folds.
+
+    Args:
+        class_names: the names of the classes, for the reason. Default `None`: their indices.
 
     Returns:
         `(probabilities (n, num_classes) or None, folds used, why not)`: None with the reason
@@ -52,12 +58,13 @@ def out_of_fold_probabilities(features, labels, num_classes: int, *, folds: int 
     counts = np.bincount(y, minlength=num_classes)
     present = counts[counts > 0]
     if len(present) < 2:
-        return None, 0, "the training data has one class"
+        return None, 0, "the data has one class"
     k = int(min(folds, present.min()))
     if k < 2:
         smallest = int(np.flatnonzero(counts == present.min())[0])
-        return None, 0, (f"class {smallest} has one training example: out-of-fold predictions "
-                         "need two per class")
+        name = smallest if class_names is None else repr(str(class_names[smallest]))
+        return None, 0, (f"class {name} has one example: out-of-fold predictions need two of "
+                         "each class. Add examples of it")
     strength = _regularization(x, y, k, seed)
     probabilities = np.zeros((len(y), num_classes))
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
@@ -161,7 +168,8 @@ def check_classifier(classifier, folds: int = FOLDS) -> dict:
                          "learns its own); use a sentence encoder (--encoder minilm)")
         return result
     probabilities, used, why = out_of_fold_probabilities(
-        features, labels, len(classifier.class_names), folds=folds, seed=int(classifier.seed))
+        features, labels, len(classifier.class_names), folds=folds, seed=int(classifier.seed),
+        class_names=classifier.class_names)
     if probabilities is None:
         result["why"] = why
         return result

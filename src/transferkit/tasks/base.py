@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 import keras
 import numpy as np
 
+from transferkit.checks import check_int, check_output_folder
 from transferkit.errors import DataError, InputError
 from transferkit.files import write_json
 from transferkit.layers import ClassLabels, labels_layer
@@ -190,8 +191,9 @@ class Classifier:
         )
 
     def _batch_size(self, batch_size: int | None) -> int:
-        """`batch_size`, or the config's when it is `None`."""
-        return self._settings({"batch_size": "batch_size"}, batch_size=batch_size).batch_size
+        """`batch_size` (an int >= 1: 0 is refused, not the default), or the config's if `None`."""
+        given = self._settings({"batch_size": "batch_size"}, batch_size=batch_size).batch_size
+        return check_int(given, "batch_size", minimum=1)
 
     # -- classes and compiling -----------------------------------------------------------------
 
@@ -335,7 +337,6 @@ class Classifier:
         Returns:
             `self`; the epochs are added to `self.history`.
         """
-        from transferkit.checks import check_int
         from transferkit.training.callbacks import fit_phase
 
         self._require_model()
@@ -501,6 +502,7 @@ class Classifier:
             DataError: labels that are not among the model's classes, or nothing to evaluate.
         """
         self._require_model()
+        check_output_folder(report_dir, "report_dir")  # a file there fails now, not after the work
         items, labels, skipped = self._evaluation_data(x, y)
         batch_size = self._batch_size(batch_size)
         probabilities, unreadable = self._probabilities(items, batch_size)
