@@ -72,9 +72,11 @@ clean:
 bench-sources: $(VENV)/.base
 	$(BIN)/python benchmarks/backbone_sources.py
 
-# Calibration (and when to fit a temperature), flipped-label recovery, few-shot heads.
+# Calibration (and when to fit a temperature), flipped-label recovery, few-shot heads, class
+# weights by imbalance (half an hour with cold caches: MiniLM features of 5,600 Reuters documents).
 bench-know: $(VENV)/.base
 	$(BIN)/python benchmarks/calibration.py
 	$(BIN)/python benchmarks/calibration_rule.py
 	$(BIN)/python benchmarks/label_issues.py
 	$(BIN)/python benchmarks/few_shot.py
+	$(BIN)/python benchmarks/class_weight.py

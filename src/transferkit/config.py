@@ -195,11 +195,12 @@ _PATIENCE = "epochs without a better validation loss before the head phase stops
 _FINE_TUNE_PATIENCE = "epochs without a better validation loss before fine-tuning stops"
 _SEED = "seed of the split, shuffling, augmentation and initial weights"
 _CLASS_WEIGHT = (
-    "auto: weigh each class by n / (classes x its count) when the largest class is >= 3x the "
-    "smallest; none: never"
+    "auto: weigh each class by n / (classes x its count) when the largest class is >= 10x the "
+    "smallest (below that the weights cost accuracy, see benchmarks/class_weight.py); "
+    "balanced: whenever the counts differ; none: never"
 )
 #: The values of `class_weight`.
-CLASS_WEIGHTS = ("auto", "none")
+CLASS_WEIGHTS = ("auto", "balanced", "none")
 _CALIBRATE = (
     "fit a temperature on the validation split so that scores mean what they say (0.9: right "
     "nine times in ten); --no-calibrate keeps the raw scores"

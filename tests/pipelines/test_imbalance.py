@@ -1,5 +1,5 @@
-"""Imbalanced classes: class weights on by default from 3x, and a summary that leads with macro
-F1 and balanced accuracy."""
+"""Imbalanced classes: a summary that leads with macro F1 and balanced accuracy from 3x; class
+weights on by default from 10x (`auto`), or whenever asked (`balanced`)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,30 @@ import shutil
 import numpy as np
 import pytest
 
-from transferkit.data.labels import balanced_class_weights
+from transferkit.data.labels import balanced_class_weights, class_weights_for
 
 
-def test_balanced_weights_from_three_to_one():
+def test_balanced_weights():
     weights, ratio = balanced_class_weights(np.array([0] * 30 + [1] * 10), 2)
     assert ratio == 3.0 and weights == pytest.approx({0: 40 / 60, 1: 40 / 20})
-    weights, ratio = balanced_class_weights(np.array([0] * 29 + [1] * 10), 2)
-    assert weights is None and ratio == pytest.approx(2.9)
+    weights, ratio = balanced_class_weights(np.array([0] * 10 + [1] * 10), 2)
+    assert weights is None and ratio == 1.0
     weights, _ = balanced_class_weights(np.array([0] * 30 + [2] * 5), 3)  # class 1 absent
     assert set(weights) == {0, 2}
+
+
+@pytest.mark.parametrize(("majority", "mode", "weighted"), [
+    (99, "auto", False), (100, "auto", True), (11, "balanced", True), (10, "balanced", False),
+    (500, "none", False),
+])
+def test_which_counts_get_weights(majority, mode, weighted):
+    """`auto` weighs from 10x (measured: below it the weights cost accuracy), `balanced` always."""
+    metadata = {}
+    labels = np.array([0] * majority + [1] * 10)
+    weights = class_weights_for(labels, ["big", "small"], mode, metadata)
+    assert (weights is not None) is weighted
+    assert ("class_weights" in metadata) is weighted
+    assert metadata["imbalance"] == pytest.approx(majority / 10)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +43,7 @@ def imbalanced_faces(faces, tmp_path_factory):
     return data
 
 
-@pytest.mark.parametrize("class_weight", ["auto", pytest.param("none", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("class_weight", ["balanced", pytest.param("auto", marks=pytest.mark.slow)])
 def test_an_imbalanced_run_says_so(imbalanced_faces, tmp_path, class_weight):
     import transferkit
 
@@ -44,8 +58,8 @@ def test_an_imbalanced_run_says_so(imbalanced_faces, tmp_path, class_weight):
     assert "train class counts" in summary and "face 16, not_face 5" in summary
     classifier = transferkit.load(tmp_path / "run")
     weights = classifier.metadata.get("class_weights")
-    if class_weight == "auto":
+    if class_weight == "balanced":
         assert weights == pytest.approx({"face": 21 / 32, "not_face": 21 / 10}, abs=1e-4)
         assert "class weights on" in summary
-    else:
+    else:  # 3.2x: below auto's 10x
         assert weights is None and "class weights off" in summary

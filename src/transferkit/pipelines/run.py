@@ -495,7 +495,8 @@ def _imbalance_lines(metadata: dict) -> dict:
     ratio = metadata.get("imbalance") or 1.0
     if ratio >= IMBALANCE_RATIO:
         weights = ("class weights on (--class-weight none turns them off)"
-                   if metadata.get("class_weights") else "class weights off (--class-weight none)")
+                   if metadata.get("class_weights")
+                   else "class weights off (--class-weight balanced turns them on)")
         lines[IMBALANCE_KEY] = (f"the largest class is {ratio:g}x the smallest: {weights}; "
                                 "macro F1 and balanced accuracy say more than accuracy")
     return lines

@@ -380,8 +380,8 @@ class Classifier:
         return self._labels_layer().temperature
 
     def _class_weights(self, splits: Splits) -> dict[int, float] | None:
-        """Balanced class weights when `class_weight` is `"auto"` and the classes are
-        imbalanced (`transferkit.data.labels.class_weights_for`), recorded in `metadata`."""
+        """Balanced class weights when `class_weight` asks for them at these counts
+        (`transferkit.data.labels.class_weights_for`), recorded in `metadata`."""
         from transferkit.data.labels import class_weights_for
 
         return class_weights_for(splits["train"][1], self.class_names,

@@ -95,8 +95,9 @@ class ImageClassifier(Classifier):
             `ImageTrainConfig.runtime` (`"auto"`). Fine-tuning always runs in Keras.
         calibrate: after `fit` and `fine_tune`, fit a temperature on the validation split
             (`transferkit.reports.calibration`). Default `ImageTrainConfig.calibrate` (True).
-        class_weight: `"auto"` (class weights when the largest class is >= 3x the smallest) or
-            `"none"`. Default `ImageTrainConfig.class_weight` (`"auto"`).
+        class_weight: `"auto"` (class weights when the largest class is >= 10x the smallest),
+            `"balanced"` (whenever the counts differ) or `"none"`. Default
+            `ImageTrainConfig.class_weight` (`"auto"`).
 
     Example:
         >>> clf = ImageClassifier(backbone="efficientnet_lite0")

@@ -83,8 +83,9 @@ class TextClassifier(Classifier):
             `TextTrainConfig.runtime` (`"auto"`). Training and fine-tuning run in Keras.
         calibrate: after `fit` and `fine_tune`, fit a temperature on the validation split
             (`transferkit.reports.calibration`). Default `TextTrainConfig.calibrate` (True).
-        class_weight: `"auto"` (class weights when the largest class is >= 3x the smallest) or
-            `"none"`. Default `TextTrainConfig.class_weight` (`"auto"`).
+        class_weight: `"auto"` (class weights when the largest class is >= 10x the smallest),
+            `"balanced"` (whenever the counts differ) or `"none"`. Default
+            `TextTrainConfig.class_weight` (`"auto"`).
     """
 
     task = "text"
