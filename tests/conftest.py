@@ -146,3 +146,15 @@ def calibrated_run(hundred_faces, tmp_path_factory):
     ])
     assert code == 0, err
     return json.loads(out.strip().splitlines()[-1]), run
+
+
+@pytest.fixture
+def holder():
+    """`holder(folder)` starts a `helpers.LockHolder` on `folder`; all are killed afterwards."""
+    from helpers import LockHolder
+
+    holders = []
+    yield lambda folder: holders.append(LockHolder(folder)) or holders[-1]
+    for each in holders:
+        if each.process.poll() is None:
+            each.kill()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def shared_data(*parts: str) -> Path:
@@ -338,3 +340,41 @@ def png_size(path):
         array = np.asarray(image.convert("L"))
     assert array.std() > 5  # something is drawn
     return image.size
+
+
+def refused_in_one_line(result, *fragments: str) -> str:
+    """The one error line of a refused command (exit 1, no traceback: the corpus's promise),
+    checked for each of `fragments`; `result` is `(exit code, stdout, stderr)`."""
+    code, out, err = result
+    assert code == 1, (code, out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("transferkit: error: ") and "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+class LockHolder:
+    """Another live process that holds a folder's `RunLock`, as a running `train` or batch job
+    does (the folder is made first if missing). `kill()` ends it as `kill -9` would."""
+
+    def __init__(self, folder: Path):
+        script = textwrap.dedent(f"""
+            import time
+            from pathlib import Path
+            from transferkit.training.run import RunLock
+            Path({str(folder)!r}).mkdir(parents=True, exist_ok=True)
+            lock = RunLock({str(folder)!r})
+            print("held", flush=True)
+            time.sleep(120)
+        """)
+        self.process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                                        text=True, env=dict(os.environ, PYTHONPATH=str(SRC)))
+        assert self.process.stdout.readline().strip() == "held"
+        self.pid = self.process.pid
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+        self.process.stdout.close()

@@ -11,10 +11,8 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -22,11 +20,10 @@ import pytest
 
 import transferkit
 from conftest import _run_cli
+from helpers import SRC
 from transferkit.batch.inputs import read_inputs
 from transferkit.batch.output import MANIFEST, ShardedParquet, read_output
 from transferkit.training.run import LOCK_NAME
-
-SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def content_digests(task: str, items: list[str]) -> list[str]:
@@ -63,39 +60,6 @@ def _predict(model, inputs, output, **options) -> dict:
 
 
 # -- one job at a time ---------------------------------------------------------------------------
-
-
-class _Holder:
-    """Another live process holding an output folder's lock, as a running job does."""
-
-    def __init__(self, folder: Path):
-        script = textwrap.dedent(f"""
-            import time
-            from pathlib import Path
-            from transferkit.training.run import RunLock
-            Path({str(folder)!r}).mkdir(parents=True, exist_ok=True)
-            lock = RunLock({str(folder)!r})
-            print("held", flush=True)
-            time.sleep(120)
-        """)
-        self.process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                                        text=True, env=dict(os.environ, PYTHONPATH=str(SRC)))
-        assert self.process.stdout.readline().strip() == "held"
-        self.pid = self.process.pid
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-        self.process.stdout.close()
-
-
-@pytest.fixture
-def holder():
-    holders = []
-    yield lambda folder: holders.append(_Holder(folder)) or holders[-1]
-    for each in holders:
-        if each.process.poll() is None:
-            each.kill()
 
 
 @pytest.mark.parametrize("command", ["predict", "embed"])

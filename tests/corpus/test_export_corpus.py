@@ -23,22 +23,13 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import _run_cli
+from helpers import refused_in_one_line
 from transferkit.errors import InputError
 from transferkit.export import export
 
 ROOT_REASON = "root (and Windows) can write into a folder without write permission"
 
 
-def _refused(result, *fragments: str) -> str:
-    """The one error line of a refused command (exit 1, no traceback), checked for fragments."""
-    code, out, err = result
-    assert code == 1, (code, out, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("transferkit: error: ") and "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def _listing(folder) -> list[str]:
@@ -91,7 +82,7 @@ def test_the_folders_that_hold_the_model_are_never_the_output(run, tmp_path, mon
         model, output = bare / "mine.keras", bare
     before = _listing(tmp_path)
     argv = ["export", model, "--format", "onnx", "--output", output]
-    _refused(_run_cli(argv + ["--overwrite"] * overwrite), "holds the model being exported",
+    refused_in_one_line(_run_cli(argv + ["--overwrite"] * overwrite), "holds the model being exported",
              "--output")
     assert _listing(tmp_path) == before
 
@@ -115,7 +106,7 @@ def test_overwrite_refuses_a_folder_that_is_not_an_export(run, image_run, tmp_pa
                                          r"`overwrite` replaces only an earlier export: nothing "
                                          r"was deleted"):
         export(run, folder, format="onnx", overwrite=True)
-    line = _refused(_run_cli(["export", run, "--format", "onnx", "--output", folder]),
+    line = refused_in_one_line(_run_cli(["export", run, "--format", "onnx", "--output", folder]),
                     "exists and is not empty, and is not an export folder", held,
                     "Pass a new or empty folder as --output")
     assert "--overwrite" not in line  # it would not help
@@ -133,7 +124,7 @@ def test_overwrite_refuses_an_export_folder_that_holds_a_model(run, tmp_path):
 
 def test_an_earlier_export_is_offered_overwrite(run, tmp_path):
     folder = _export_folder(tmp_path / "onnx")
-    _refused(_run_cli(["export", run, "--format", "onnx", "--output", folder]),
+    refused_in_one_line(_run_cli(["export", run, "--format", "onnx", "--output", folder]),
              "exists and is not empty (an earlier export)", "--overwrite to replace it")
 
 
@@ -160,7 +151,7 @@ def test_an_export_to_a_folder_another_export_writes_is_refused(run, tmp_path):
                                              r"2024-05-01T12:00:00\); wait for it to finish, or "
                                              r"pass another `path`"):
             export(run, output, format="onnx")
-        _refused(_run_cli(["export", run, "--format", "onnx", "--output", output,
+        refused_in_one_line(_run_cli(["export", run, "--format", "onnx", "--output", output,
                            "--overwrite"]), "is in use by process 4242", "--output")
     finally:
         os.close(fd)
@@ -186,7 +177,7 @@ def test_two_exports_at_once_the_second_is_refused(run, tmp_path):
             assert first.poll() is None, log.read_text()
             assert time.monotonic() < deadline
             time.sleep(0.2)
-        _refused(_run_cli(["export", run, "--format", "onnx", "--output", output,
+        refused_in_one_line(_run_cli(["export", run, "--format", "onnx", "--output", output,
                            "--overwrite"]), f"is in use by process {first.pid}")
         assert not output.exists()  # the first one's folder is still being written
     finally:
@@ -201,7 +192,7 @@ def test_an_output_that_is_a_file(run, tmp_path):
     (tmp_path / "afile.txt").write_text("mine")
     with pytest.raises(InputError, match="afile.txt: is a file; an export is a folder of files"):
         export(run, tmp_path / "afile.txt", format="onnx")
-    _refused(_run_cli(["export", run, "--format", "onnx", "--output", tmp_path / "afile.txt",
+    refused_in_one_line(_run_cli(["export", run, "--format", "onnx", "--output", tmp_path / "afile.txt",
                        "--overwrite"]), "is a file", "--output")
     with pytest.raises(InputError, match=r"sub: cannot be made, .*afile.txt is a file"):
         export(run, tmp_path / "afile.txt" / "sub", format="onnx")
@@ -227,7 +218,7 @@ def test_an_output_in_a_read_only_folder(run, tmp_path, output):
         with pytest.raises(InputError, match=r"locked is not writable by this user \(permission "
                                              r"denied\)"):
             export(run, locked / output, format="onnx")
-        _refused(_run_cli(["export", run, "--format", "onnx", "--output", locked / output]),
+        refused_in_one_line(_run_cli(["export", run, "--format", "onnx", "--output", locked / output]),
                  "not writable by this user", "--output")
     finally:
         locked.chmod(0o755)
@@ -245,7 +236,7 @@ def test_samples_must_be_a_positive_int(run, tmp_path, samples):
 
 @pytest.mark.parametrize("samples", ["-3", "0"])
 def test_samples_on_the_command_line(run, tmp_path, samples):
-    _refused(_run_cli(["export", run, "--format", "onnx", "--output", tmp_path / "out",
+    refused_in_one_line(_run_cli(["export", run, "--format", "onnx", "--output", tmp_path / "out",
                        "--samples", samples]),
              "--samples must be a positive int", f"Received: samples={samples}.")
 
@@ -258,7 +249,7 @@ def test_a_model_from_mlflow_needs_an_output_named_as_the_caller_knows_it(tmp_pa
     monkeypatch.chdir(tmp_path)  # nothing to find: refused before the store is read
     with pytest.raises(InputError, match="no run folder to export into; pass `path`"):
         export("models:/faces/1", format="onnx")
-    line = _refused(_run_cli(["export", "models:/faces/1", "--format", "onnx"]),
+    line = refused_in_one_line(_run_cli(["export", "models:/faces/1", "--format", "onnx"]),
                     "no run folder to export into; pass --output, the folder to write")
     assert "`path`" not in line
 
@@ -288,7 +279,7 @@ def test_trust_refuses_what_is_not_a_model_file(tmp_path, name, fragment, _isola
     else:
         path.write_text("" if name == "empty.keras" else "just some text\n")
     trusted = sorted((_isolated_cache / "trusted-graphs").glob("*"))
-    _refused(_run_cli(["trust", path]), str(path), fragment)
+    refused_in_one_line(_run_cli(["trust", path]), str(path), fragment)
     assert sorted((_isolated_cache / "trusted-graphs").glob("*")) == trusted
 
 

@@ -19,19 +19,7 @@ import zipfile
 import pytest
 
 from conftest import _run_cli
-
-
-def _refused(result, *fragments: str) -> str:
-    """The one error line of a refused command (asserting the promise), for more checks."""
-    code, out, err = result
-    assert code == 1, (code, out, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("transferkit: error: ") and "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
-
+from helpers import refused_in_one_line
 
 # -- a Lambda layer, an unknown class ------------------------------------------------------------
 
@@ -58,7 +46,7 @@ def test_a_lambda_layer_is_refused_and_its_code_never_runs(tmp_path, faces):
     model = _lambda_model(tmp_path / "lambda.keras", marker)
     for argv in (["predict", model, "hello"], ["evaluate", model, faces],
                  ["predict", model, faces, "--output", tmp_path / "out"]):
-        line = _refused(_run_cli(argv), str(model), "Lambda layer 'payload'",
+        line = refused_in_one_line(_run_cli(argv), str(model), "Lambda layer 'payload'",
                         "transferkit loads only model files it wrote")
         assert "safe_mode=False" not in line and "enable_unsafe_deserialization" not in line
         assert not marker.exists()
@@ -78,7 +66,7 @@ def test_a_lambda_layer_is_refused_in_a_fresh_process(tmp_path):
         [sys.executable, "-m", "transferkit.cli", "predict", str(model), "hello"],
         capture_output=True, text=True, timeout=300,
     )
-    _refused((result.returncode, result.stdout, result.stderr), "Lambda layer",
+    refused_in_one_line((result.returncode, result.stdout, result.stderr), "Lambda layer",
              "only model files it wrote")
     assert not marker.exists()
 
@@ -95,7 +83,7 @@ def test_an_unknown_class_is_refused(tmp_path):
     model = tmp_path / "custom.keras"
     keras.Model(inputs, Doubler(name="doubler")(inputs)).save(model)
     del keras.saving.get_custom_objects()["CorpusEvil>Doubler"]  # a class this process lacks
-    line = _refused(_run_cli(["predict", model, "hello"]), str(model),
+    line = refused_in_one_line(_run_cli(["predict", model, "hello"]), str(model),
                     "'CorpusEvil>Doubler'", "only model files it wrote")
     assert "safe_mode=False" not in line and "Full object config" not in line
 
@@ -112,7 +100,7 @@ def test_an_unknown_function_is_refused(tmp_path):
     model = tmp_path / "function.keras"
     keras.Model(inputs, keras.layers.Dense(2, activation=shout)(inputs)).save(model)
     del keras.saving.get_custom_objects()["CorpusEvil>shout"]
-    line = _refused(_run_cli(["predict", model, "hello"]), f"Refusing to load {model}",
+    line = refused_in_one_line(_run_cli(["predict", model, "hello"]), f"Refusing to load {model}",
                     "only model files it wrote")
     assert "safe_mode=False" not in line and "Full object config" not in line
 
@@ -123,7 +111,7 @@ def test_a_model_file_that_is_not_a_classifier(tmp_path):
 
     inputs = keras.Input((3,))
     keras.Model(inputs, keras.layers.Dense(2)(inputs)).save(tmp_path / "plain.keras")
-    _refused(_run_cli(["predict", tmp_path / "plain.keras", "hello"]),
+    refused_in_one_line(_run_cli(["predict", tmp_path / "plain.keras", "hello"]),
              "is not a transferkit classifier", "transferkit train")
 
 
@@ -136,7 +124,7 @@ def test_a_truncated_keras_file(image_run, tmp_path, keep):
     cut = int(len(whole) * keep) if isinstance(keep, float) else keep
     model = tmp_path / "model.keras"
     model.write_bytes(whole[:cut])
-    _refused(_run_cli(["predict", model, "x.png"]), str(model), "truncated",
+    refused_in_one_line(_run_cli(["predict", model, "x.png"]), str(model), "truncated",
              "save or copy it again")
 
 
@@ -147,7 +135,7 @@ def test_a_damaged_keras_file(image_run, tmp_path):
     data[middle:middle + 4096] = bytes(4096)
     model = tmp_path / "model.keras"
     model.write_bytes(bytes(data))
-    _refused(_run_cli(["evaluate", model, image_run[4]]), str(model), "save or copy it again")
+    refused_in_one_line(_run_cli(["evaluate", model, image_run[4]]), str(model), "save or copy it again")
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
@@ -157,7 +145,7 @@ def test_an_unreadable_keras_file(image_run, tmp_path):
     model.write_bytes((image_run[3] / "model.keras").read_bytes())
     model.chmod(0)
     try:
-        _refused(_run_cli(["predict", model, "x.png"]), str(model), "cannot read it",
+        refused_in_one_line(_run_cli(["predict", model, "x.png"]), str(model), "cannot read it",
                  "readable by this user")
     finally:
         model.chmod(0o600)
@@ -172,14 +160,14 @@ def test_an_unreadable_keras_file(image_run, tmp_path):
 def test_a_file_that_is_not_a_keras_model(tmp_path, name, content):
     model = tmp_path / name
     model.write_bytes(content)
-    _refused(_run_cli(["predict", model, "hello"]), str(model), "written by transferkit")
+    refused_in_one_line(_run_cli(["predict", model, "hello"]), str(model), "written by transferkit")
 
 
 def test_a_zip_that_is_not_a_keras_model(tmp_path):
     model = tmp_path / "archive.keras"
     with zipfile.ZipFile(model, "w") as archive:
         archive.writestr("readme.txt", "hello")
-    _refused(_run_cli(["predict", model, "hello"]), str(model), "config.json",
+    refused_in_one_line(_run_cli(["predict", model, "hello"]), str(model), "config.json",
              "written by transferkit")
 
 
@@ -188,25 +176,25 @@ def test_a_zip_that_is_not_a_keras_model(tmp_path):
 
 def test_evaluate_with_the_data_of_the_other_task(image_run, text_run):
     images, table = image_run[4], text_run[4]
-    _refused(_run_cli(["evaluate", text_run[3], images]), "this is a text model",
+    refused_in_one_line(_run_cli(["evaluate", text_run[3], images]), "this is a text model",
              f"{images} is a folder", "table of texts")
-    _refused(_run_cli(["evaluate", image_run[3], table]), "this is an image model",
+    refused_in_one_line(_run_cli(["evaluate", image_run[3], table]), "this is an image model",
              f"{table} is a table of texts", "folder")
 
 
 def test_a_text_model_given_images(text_run, image_run, tmp_path):
     model, image = text_run[3], image_run[4] / "face" / "face_000.png"
-    _refused(_run_cli(["predict", model, image]), "this is a text model",
+    refused_in_one_line(_run_cli(["predict", model, image]), "this is a text model",
              f"{image} is an image file", "pass texts or a table of texts")
-    _refused(_run_cli(["predict", model, "missing/photo.JPG"]), "this is a text model",
+    refused_in_one_line(_run_cli(["predict", model, "missing/photo.JPG"]), "this is a text model",
              "missing/photo.JPG is an image file")
-    _refused(_run_cli(["predict", model, image_run[4]]), "this is a text model",
+    refused_in_one_line(_run_cli(["predict", model, image_run[4]]), "this is a text model",
              f"{image_run[4]} is a folder")
-    _refused(_run_cli(["predict", model, image_run[4], "--output", tmp_path / "out"]),
+    refused_in_one_line(_run_cli(["predict", model, image_run[4], "--output", tmp_path / "out"]),
              "this is a text model", f"{image_run[4]} is a folder")
     assert not (tmp_path / "out").exists()
     # A file of texts is not a text: it is read with --output.
-    _refused(_run_cli(["predict", model, text_run[4]]), f"{text_run[4]} is a file of texts",
+    refused_in_one_line(_run_cli(["predict", model, text_run[4]]), f"{text_run[4]} is a file of texts",
              "--output")
     # Real texts that mention a file still work.
     code, out, err = _run_cli(["predict", model, "the photo.jpg was a great fun film"])
@@ -215,14 +203,14 @@ def test_a_text_model_given_images(text_run, image_run, tmp_path):
 
 def test_an_image_model_given_texts(image_run, text_run, tmp_path):
     model, table = image_run[3], text_run[4]
-    _refused(_run_cli(["predict", model, table]), "this is an image model",
+    refused_in_one_line(_run_cli(["predict", model, table]), "this is an image model",
              f"{table} is a table of texts", "image files")
-    _refused(_run_cli(["predict", model, table, "--output", tmp_path / "out"]),
+    refused_in_one_line(_run_cli(["predict", model, table, "--output", tmp_path / "out"]),
              "this is an image model", f"{table} is a table of texts")
     assert not (tmp_path / "out").exists()
     listing = tmp_path / "texts.txt"
     listing.write_text("a great film\n")
-    _refused(_run_cli(["predict", model, listing]), "this is an image model",
+    refused_in_one_line(_run_cli(["predict", model, listing]), "this is an image model",
              f"{listing} is a text file", "--output")
 
 
@@ -270,7 +258,7 @@ def test_a_pth_file_with_an_os_system_payload(tmp_path, faces):
     for argv in (["predict-imagenet", faces / "face" / "face_000.png", "--weights", checkpoints[0]],
                  ["train", "images", faces, "--weights", checkpoints[0], "--image-size", "64",
                   "--output", tmp_path / "run"]):
-        _refused(_run_cli(argv), str(checkpoints[0]), ".weights.h5")
+        refused_in_one_line(_run_cli(argv), str(checkpoints[0]), ".weights.h5")
     assert not marker.exists()
     # The payload is live: an ordinary unpickler runs it.
     pickle.loads(checkpoints[0].read_bytes())

@@ -12,10 +12,8 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -26,8 +24,6 @@ from transferkit.config import ImageTrainConfig, TextTrainConfig
 from transferkit.errors import DiskFullError, InputError
 from transferkit.pipelines.run import TrainingRun
 from transferkit.training.run import LOCK_NAME, RunDirectory, RunLock, read_history_csv
-
-SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def _snapshot(folder: Path) -> dict:
@@ -50,39 +46,6 @@ def _new_run(folder: Path, config_class=TextTrainConfig, data="missing.csv") -> 
 
 
 # -- one writer at a time ----------------------------------------------------------------------
-
-
-class _Holder:
-    """Another live process that holds a folder's lock (as a running `train` does)."""
-
-    def __init__(self, folder: Path):
-        script = textwrap.dedent(f"""
-            import sys, time
-            from transferkit.training.run import RunLock
-            lock = RunLock({str(folder)!r})
-            print("held", flush=True)
-            time.sleep(120)
-        """)
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-            env=dict(os.environ, PYTHONPATH=str(SRC)),
-        )
-        assert self.process.stdout.readline().strip() == "held"
-        self.pid = self.process.pid
-
-    def kill(self):
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-        self.process.stdout.close()
-
-
-@pytest.fixture
-def holder():
-    holders = []
-    yield lambda folder: holders.append(_Holder(folder)) or holders[-1]
-    for each in holders:
-        if each.process.poll() is None:
-            each.kill()
 
 
 @pytest.mark.parametrize("first_has_started", [False, True])
