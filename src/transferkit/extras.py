@@ -22,6 +22,7 @@ PACKAGES = {
     "ai_edge_litert": ("ai-edge-litert==2.3.0", "export"),
     "onnxconverter_common": ("onnxconverter-common==1.16.0", "export"),
     "tokenizers": ("tokenizers==0.23.3", None),  # required by keras-hub
+    "keras_hub": ("keras-hub==0.32.*", None),
     "fastapi": ("fastapi==0.165.0", "serve"),
     "uvicorn": ("uvicorn==0.54.0", "serve"),
     "python_multipart": ("python-multipart==0.0.34", "serve"),

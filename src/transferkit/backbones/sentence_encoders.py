@@ -54,6 +54,7 @@ from transferkit.errors import (
     WeightsError,
     WeightsUnavailableError,
 )
+from transferkit.extras import require
 
 __all__ = [
     "SENTENCE_FEATURES",
@@ -165,14 +166,7 @@ def get_sentence_encoder_spec(name: str) -> SentenceEncoderSpec:
 
 
 def _import_keras_hub():
-    try:
-        import keras_hub
-    except ImportError:
-        raise MissingDependencyError(
-            "Transformer sentence encoders need KerasHub. Install it with: "
-            "pip install 'keras-hub==0.32.*'"
-        ) from None
-    return keras_hub
+    return require("keras_hub", "A transformer sentence encoder")
 
 
 def resolve_encoder(encoder: str | os.PathLike) -> tuple[str, str]:

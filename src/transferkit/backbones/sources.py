@@ -25,6 +25,7 @@ from pathlib import Path
 
 from transferkit.backbones.registry import BackboneSpec
 from transferkit.errors import InputError, WeightsUnavailableError
+from transferkit.extras import require
 
 __all__ = ["is_image_backbone_folder", "is_source", "source_kinds", "source_spec"]
 
@@ -166,12 +167,6 @@ def _refuse_top(include_top: bool, source) -> None:
         )
 
 
-def _import_keras_hub():
-    from transferkit.backbones.sentence_encoders import _import_keras_hub as load
-
-    return load()
-
-
 def _keras_hub_spec(preset: str, input_range: str | None) -> BackboneSpec:
     from transferkit.backbones.preprocessing import Preprocessing
 
@@ -180,7 +175,7 @@ def _keras_hub_spec(preset: str, input_range: str | None) -> BackboneSpec:
             f"{preset}: `input_range` is for SavedModel folders; a KerasHub preset's image "
             "converter says how its pixels are scaled. Leave `input_range` unset."
         )
-    keras_hub = _import_keras_hub()
+    keras_hub = require("keras_hub", "A KerasHub backbone")
     local = Path(preset).is_dir()
     if local and not is_image_backbone_folder(preset):
         raise InputError(

@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from transferkit.errors import InputError, MissingDependencyError
+from transferkit.errors import InputError
 from transferkit.files import atomic_path
 
 __all__ = ["load_model", "load_weights", "save_model_atomic", "save_weights_atomic"]
@@ -134,8 +134,9 @@ def _check_graphs_trusted(path: Path) -> None:
 def _import_keras_hub_for(path: Path) -> None:
     """KerasHub registers its layers on import; Keras imports it when a file names it, but a
     missing KerasHub should say how to install it, not fail deep inside deserialisation."""
-    import importlib
     import zipfile
+
+    from transferkit.extras import require
 
     try:
         with zipfile.ZipFile(path) as archive:
@@ -143,10 +144,4 @@ def _import_keras_hub_for(path: Path) -> None:
     except (zipfile.BadZipFile, KeyError, OSError):
         return
     if mentions:
-        try:
-            importlib.import_module("keras_hub")
-        except ImportError:
-            raise MissingDependencyError(
-                f"{path} uses KerasHub layers. Install KerasHub with: pip install "
-                "'keras-hub==0.32.*'"
-            ) from None
+        require("keras_hub", f"{path} (it holds KerasHub layers)")
