@@ -23,6 +23,7 @@ from conftest import _run_cli
 from helpers import SRC
 from transferkit.batch.inputs import read_inputs
 from transferkit.batch.output import MANIFEST, ShardedParquet, read_output
+from transferkit.errors import InputError
 from transferkit.training.run import LOCK_NAME
 
 
@@ -60,6 +61,19 @@ def _predict(model, inputs, output, **options) -> dict:
 
 
 # -- one job at a time ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["predict", "embed"])
+def test_workers_without_ray_are_refused_in_python_too(image_run, images, tmp_path, command):
+    """`workers` sizes Ray's actor pool; a local run has one model, so the library refuses the
+    pair as the command line does, before the inputs are read or the output is made."""
+    output = tmp_path / "out.parquet"
+    with pytest.raises(InputError, match=r"`workers` is for Ray: add `ray`"):
+        if command == "predict":
+            transferkit.predict(image_run[3], images, output, workers=2, progress=False)
+        else:
+            transferkit.embed("efficientnet_lite0", images, output, workers=2, progress=False)
+    assert not output.exists()
 
 
 @pytest.mark.parametrize("command", ["predict", "embed"])

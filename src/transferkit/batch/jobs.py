@@ -174,6 +174,8 @@ def _run(job: dict, inputs, output, *, shard_size, ray, workers, runtime, text_c
     check_int(job["batch_size"], "batch_size", minimum=1)
     if workers is not None:
         check_int(workers, "workers", minimum=1)
+        if not ray:  # the local run has one model; only Ray runs several
+            raise InputError("`workers` is for Ray: add `ray` (and a cluster address, or none).")
     if ray:  # before the inputs are read and the output folder is made
         from transferkit.extras import require_installed
 

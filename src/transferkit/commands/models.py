@@ -94,10 +94,6 @@ def _batch_options(args) -> dict:
                "workers": args.workers, "text_column": args.text_column, "log": _note}
     if args.runtime is not None:
         options["runtime"] = args.runtime
-    if args.workers is not None and not args.ray:
-        from transferkit.errors import InputError
-
-        raise InputError("`workers` is for Ray: add `ray` (and a cluster address, or none).")
     return options
 
 
