@@ -65,6 +65,12 @@ class ImagePreprocessing(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return input_shape
 
+    @classmethod
+    def of(cls, preprocessing, name: str | None = None) -> ImagePreprocessing:
+        """The layer that applies a backbone's `Preprocessing` (`backbones/preprocessing.py`)."""
+        return cls(mean=preprocessing.mean, std=preprocessing.std,
+                   channel_order=preprocessing.channel_order, name=name)
+
     def get_config(self):
         config = super().get_config()
         config.update(

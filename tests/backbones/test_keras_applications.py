@@ -24,6 +24,7 @@ from transferkit.backbones.registry import (
     offline_backbones,
 )
 from transferkit.errors import InputError, WeightsError, WeightsUnavailableError
+from transferkit.layers import ImagePreprocessing
 
 KERAS_APP_NAMES = [app.name for app in ka.KERAS_APPLICATIONS]
 
@@ -75,7 +76,7 @@ def test_all_image_models_of_keras_applications_are_registered():
 def test_preprocessing_matches_keras_preprocess_input(app):
     pixels = _pixels((2, 5, 7, 3), seed=1)
     expected = getattr(keras.applications, app.module).preprocess_input(pixels.copy())
-    got = _numpy(get_spec(app.name).preprocessing.to_layer()(pixels))
+    got = _numpy(ImagePreprocessing.of(get_spec(app.name).preprocessing)(pixels))
     np.testing.assert_allclose(got, _numpy(expected), rtol=1e-5, atol=1e-4)
 
 

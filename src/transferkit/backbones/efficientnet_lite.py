@@ -44,7 +44,8 @@ from pathlib import Path
 import numpy as np
 
 from transferkit.backbones.preprocessing import PRESETS
-from transferkit.backbones.registry import BackboneSpec, register
+from transferkit.backbones.registry import register
+from transferkit.backbones.spec import BackboneSpec
 from transferkit.config import ImageTrainConfig
 from transferkit.errors import (
     InputError,

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from transferkit.backbones.preprocessing import PRESETS
-from transferkit.backbones.registry import BackboneSpec, offline_backbones, register
+from transferkit.backbones.registry import offline_backbones, register
+from transferkit.backbones.spec import BackboneSpec
 from transferkit.errors import InputError, WeightsError, WeightsUnavailableError
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 Each backbone declares how raw RGB pixels (floats in [0, 255]) become its inputs: a per-channel
 mean and std on the 0-255 scale, and the channel order. The Keras layer
-`transferkit.layers.ImagePreprocessing` applies it inside the model, so the right
+`transferkit.layers.ImagePreprocessing.of(preprocessing)` applies it inside the model, so the right
 `preprocess_input` travels with the backbone and with every model saved from it (the most common
 transfer-learning bug is the wrong one).
 """
@@ -31,14 +31,6 @@ class Preprocessing:
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     channel_order: str = "rgb"
     resize: str = "center_crop"
-
-    def to_layer(self, name: str | None = None):
-        """The `transferkit.layers.ImagePreprocessing` layer that applies this preprocessing."""
-        from transferkit.layers import ImagePreprocessing
-
-        return ImagePreprocessing(
-            mean=self.mean, std=self.std, channel_order=self.channel_order, name=name
-        )
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -14,16 +14,14 @@ import difflib
 import fnmatch
 import importlib
 import os
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-from transferkit.backbones.preprocessing import Preprocessing
+from transferkit.backbones.spec import BackboneSpec
 from transferkit.config import ImageTrainConfig
 from transferkit.errors import InputError, UnknownBackboneError, WeightsError
 
 __all__ = [
     "BACKBONES",
-    "BackboneSpec",
     "Registry",
     "check_input_size",
     "register",
@@ -38,59 +36,6 @@ FAMILY_MODULES = (
     "transferkit.backbones.efficientnet_lite",
     "transferkit.backbones.keras_applications",
 )
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """Everything transferkit knows about one pretrained image backbone.
-
-    Args:
-        name: registry name, lower case with underscores (`"efficientnet_lite0"`).
-        family: architecture family (`"EfficientNet-Lite"`, `"MobileNetV2"`).
-        builder: `builder(include_top, weights, input_shape, classifier_activation) -> keras.Model`;
-            `weights` is `None` or `"imagenet"`; the model takes *preprocessed* inputs and is
-            named `name`.
-        default_input_size: side of the square input the weights were trained at.
-        preprocessing: how raw RGB in [0, 255] becomes the model's input.
-        feature_dim: channels of the last feature map (`include_top=False`).
-        weights_source: where `weights="imagenet"` comes from, for humans.
-        license: the weights' license.
-        weights_available: callable answering whether `"imagenet"` weights are on this machine
-            (packaged, or already in the Keras cache), so they load without a network.
-        min_input_size: the smallest square input the architecture accepts. Default 32.
-        description: one line for the table. Default `""`.
-        why_frozen: why the backbone cannot be fine-tuned; `""` (default) when it can.
-        kind: `"registered"` (default), `"saved_model"` or `"keras_hub"` (see
-            `transferkit.backbones.sources`: those builders load their own weights).
-    """
-
-    name: str
-    family: str
-    builder: Callable[..., Any] = field(repr=False, compare=False)
-    default_input_size: int
-    preprocessing: Preprocessing
-    feature_dim: int
-    weights_source: str
-    license: str
-    weights_available: Callable[[], bool] = field(repr=False, compare=False)
-    min_input_size: int = 32
-    description: str = ""
-    why_frozen: str = ""
-    kind: str = "registered"
-
-    def as_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "family": self.family,
-            "default_input_size": self.default_input_size,
-            "preprocessing": self.preprocessing.as_dict(),
-            "feature_dim": self.feature_dim,
-            "weights_source": self.weights_source,
-            "license": self.license,
-            "available_offline": bool(self.weights_available()),
-            "min_input_size": self.min_input_size,
-            "description": self.description,
-        }
 
 
 class Registry:
@@ -324,6 +269,8 @@ def get_backbone(
     """
     import keras
 
+    from transferkit.layers import ImagePreprocessing
+
     spec = get_spec(name, input_range)
     shape = _check_input_shape(spec, input_shape)
     weights_path = None
@@ -349,7 +296,7 @@ def get_backbone(
                 f"be a `.weights.h5` saved from the same architecture with include_top={include_top}."
             ) from exc
     inputs = keras.Input(shape=shape, name="image")
-    x = spec.preprocessing.to_layer(name="preprocessing")(inputs)
+    x = ImagePreprocessing.of(spec.preprocessing, name="preprocessing")(inputs)
     outputs = base(x)
     model = keras.Model(inputs, outputs, name=f"{spec.name}_with_preprocessing")
     model.transferkit_spec = spec

@@ -23,7 +23,7 @@ import os
 import re
 from pathlib import Path
 
-from transferkit.backbones.registry import BackboneSpec
+from transferkit.backbones.spec import BackboneSpec
 from transferkit.errors import InputError, WeightsUnavailableError
 from transferkit.extras import require
 
