@@ -71,25 +71,26 @@ def lite0(paths: list[str], rounds: int, work: Path) -> tuple[list[tuple], dict]
 
     keras_clf = _classifier("efficientnet_lite0", runtime="keras")
     onnx_clf = _classifier("efficientnet_lite0", runtime="onnx", cache=work / "lite0-cache")
-    model = keras_clf._feature_model()
+    model = keras_clf.get_encoder().feature_model()
     images = np.stack([load_resized(p, 224) for p in paths])
     started = time.perf_counter()
-    runner = frozen_runner(onnx_clf._feature_model(), runtime="onnx", key={"bench": "lite0"},
+    runner = frozen_runner(onnx_clf.get_encoder().feature_model(), runtime="onnx",
+                           key={"bench": "lite0"},
                            cache=work / "lite0-cache", items=len(paths))
     export_seconds = time.perf_counter() - started
     onnx_features = np.concatenate([runner(images[i:i + 32]) for i in range(0, len(images), 32)])
     keras_features = model.predict(images, batch_size=32, verbose=0)
     diff = float(np.abs(onnx_features - keras_features).max())
     inputs = ImageInputs(paths)
-    onnx_clf._features(ImageInputs(paths[:64]), cached=False)  # warm up both
-    keras_clf._features(ImageInputs(paths[:64]), cached=False)
+    onnx_clf.get_encoder().readable_features(ImageInputs(paths[:64]), cached=False)  # warm up both
+    keras_clf.get_encoder().readable_features(ImageInputs(paths[:64]), cached=False)
     rates = _median_rates({
         "keras_predict": lambda: model.predict(images, batch_size=32, verbose=0),
         "keras_on_batch": lambda: [model.predict_on_batch(images[i:i + 32])
                                    for i in range(0, len(images), 32)],
         "onnx": lambda: [runner(images[i:i + 32]) for i in range(0, len(images), 32)],
-        "keras_files": lambda: keras_clf._features(inputs, cached=False),
-        "onnx_files": lambda: onnx_clf._features(inputs, cached=False),
+        "keras_files": lambda: keras_clf.get_encoder().readable_features(inputs, cached=False),
+        "onnx_files": lambda: onnx_clf.get_encoder().readable_features(inputs, cached=False),
     }, len(images), rounds)
     batch_sizes = (8, 16, 32, 64)
 
@@ -145,7 +146,7 @@ def other_backbones(names, rounds: int, work: Path) -> tuple[list[tuple], dict]:
     for name in names:
         try:
             classifier = _classifier(name, weights=None, runtime="keras")
-            model = classifier._feature_model()
+            model = classifier.get_encoder().feature_model()
             images = np.random.default_rng(0).integers(
                 0, 256, (32, *classifier.input_size, 3)).astype(np.float32)
             started = time.perf_counter()

@@ -47,7 +47,7 @@ def _decode_overhead(classifier, paths, batch_size: int, count: int = 320, round
     from transferkit.tasks.image_classifier import ImageClassifier
 
     paths = paths[:count]
-    model = classifier._feature_model()
+    model = classifier.get_encoder().feature_model()
     images = np.stack([load_resized(p, classifier.input_size) for p in paths])
     model.predict(images[:batch_size], verbose=0)  # trace once, as the pipeline does
     bare, pipeline = [], []
@@ -61,7 +61,7 @@ def _decode_overhead(classifier, paths, batch_size: int, count: int = 320, round
                                     cache_dir=cache)
             fresh.model, fresh.network = classifier.model, classifier.network
             started = time.perf_counter()
-            fresh._features(ImageInputs(paths), batch_size=batch_size)
+            fresh.get_encoder().readable_features(ImageInputs(paths), batch_size=batch_size)
             pipeline.append(len(paths) / (time.perf_counter() - started))
     return statistics.median(bare), statistics.median(pipeline)
 

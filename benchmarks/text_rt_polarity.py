@@ -59,7 +59,7 @@ def main(argv=None) -> int:
         return 0
 
     from transferkit.pipelines.text import train_text
-    from transferkit.training.run import default_run_dir
+    from transferkit.run_folder import default_run_dir
 
     rows = []
     for name in args.only:

@@ -363,7 +363,7 @@ class LockHolder:
         script = textwrap.dedent(f"""
             import time
             from pathlib import Path
-            from transferkit.training.run import RunLock
+            from transferkit.run_folder import RunLock
             Path({str(folder)!r}).mkdir(parents=True, exist_ok=True)
             lock = RunLock({str(folder)!r})
             print("held", flush=True)

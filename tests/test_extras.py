@@ -41,7 +41,7 @@ def test_a_model_file_with_kerashub_layers_and_no_kerashub_names_the_pip_line(mo
     import sys
     import zipfile
 
-    from transferkit.training.io import _import_keras_hub_for
+    from transferkit.training.io import load_model
 
     path = tmp_path / "model.keras"
     with zipfile.ZipFile(path, "w") as archive:
@@ -51,4 +51,4 @@ def test_a_model_file_with_kerashub_layers_and_no_kerashub_names_the_pip_line(mo
                        match=r"model\.keras \(it holds KerasHub layers\) needs keras-hub, which is "
                              r"not installed\. Install it with: pip install 'keras-hub==0\.32\.\*' "
                              r"\(a dependency of transferkit\)"):
-        _import_keras_hub_for(path)
+        load_model(path)

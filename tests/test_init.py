@@ -13,25 +13,32 @@ import pytest
 import transferkit
 
 EXPECTED = {
-    "BackboneSpec", "DataError", "ImageClassifier", "ImageReadError", "ImageTrainConfig",
+    "BackboneSpec", "DataError", "ImageClassifier", "ImageEncoder", "ModelRef", "RunFolder", "ImageReadError", "ImageTrainConfig",
     "InputError", "MissingDependencyError", "TextClassifier", "TextTrainConfig",
     "TransferkitError", "UnknownBackboneError", "UnsafeCheckpointError", "WeightsError",
     "WeightsUnavailableError", "__version__", "backbone_table", "extract_features",
     "get_backbone", "get_spec", "list_backbones", "load", "load_image", "pipeline",
-    "predict_imagenet", "train_images", "train_text", "predict", "embed", "check_data",
-    "rank_backbones",
+    "predict_imagenet", "train_images", "train_text", "batch_predict", "batch_embed",
+    "check_data", "rank_backbones", "predict", "embed",
 }
+ALIASES = {"predict": "batch_predict", "embed": "batch_embed"}  # the batch jobs' earlier names
 
 
 def test_all_lists_the_public_api():
     assert set(transferkit.__all__) == EXPECTED
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED - {"__version__"}))
+@pytest.mark.parametrize("name", sorted(EXPECTED - {"__version__"} - set(ALIASES)))
 def test_every_public_name_resolves_to_where_it_is_defined(name):
     value = getattr(transferkit, name)
     module = importlib.import_module(transferkit._EXPORTS[name])
     assert value is getattr(module, name) and value.__module__.startswith("transferkit.")
+    assert value.__module__ == transferkit._EXPORTS[name]  # where it is defined, no re-export
+
+
+def test_the_batch_jobs_earlier_names_still_work():
+    for old, new in ALIASES.items():
+        assert getattr(transferkit, old) is getattr(transferkit, new)
 
 
 def test_unknown_attribute_is_attribute_error():

@@ -31,7 +31,10 @@ _EXPORTS = {
     "WeightsUnavailableError": "transferkit.errors",
     "UnsafeCheckpointError": "transferkit.errors",
     "MissingDependencyError": "transferkit.errors",
-    "BackboneSpec": "transferkit.backbones.registry",
+    "BackboneSpec": "transferkit.backbones.spec",
+    "ImageEncoder": "transferkit.backbones.image_encoder",
+    "ModelRef": "transferkit.model_ref",
+    "RunFolder": "transferkit.run_folder",
     "list_backbones": "transferkit.backbones.registry",
     "get_backbone": "transferkit.backbones.registry",
     "get_spec": "transferkit.backbones.registry",
@@ -49,18 +52,22 @@ _EXPORTS = {
     "pipeline": "transferkit.tasks.text_classifier",
     "train_images": "transferkit.pipelines.images",
     "train_text": "transferkit.pipelines.text",
-    "predict": "transferkit.batch.jobs",
-    "embed": "transferkit.batch.jobs",
+    "batch_predict": "transferkit.batch.jobs",
+    "batch_embed": "transferkit.batch.jobs",
 }
+# Earlier names that users' code has, kept: the batch jobs were `transferkit.predict` and
+# `transferkit.embed`, which read as `Classifier.predict` (in memory) does.
+_ALIASES = {"predict": "batch_predict", "embed": "batch_embed"}
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = sorted([*_EXPORTS, *_ALIASES]) + ["__version__"]
 
 
 def __getattr__(name: str):
-    module = _EXPORTS.get(name)
+    target = _ALIASES.get(name, name)
+    module = _EXPORTS.get(target)
     if module is None:
         raise AttributeError(f"module 'transferkit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module), target)
     globals()[name] = value
     return value
 

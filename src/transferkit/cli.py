@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
     """Python argument name -> how this command spells it (`--fine-tune-epochs`, `DATA`)."""
     names = {}
-    for action in parser._actions:
+    # argparse lists a parser's arguments nowhere else
+    for action in parser._actions:  # noqa: SLF001
         if action.option_strings:
             names[action.dest] = max(action.option_strings, key=len)
         elif action.dest not in (argparse.SUPPRESS, "command", "train_kind"):

@@ -28,6 +28,17 @@ __all__ = [
 ]
 
 
+def all_layers(model, include_self: bool = True) -> list:
+    """Every layer inside `model`, nested ones too (layers of sub-models, wrapped layers, layers
+    kept as attributes), each once; `model` itself first when `include_self`.
+
+    Keras 3 has no public way to list them: `Model.layers` gives the top level only, and Keras
+    itself walks `Layer._flatten_layers` (what `trainer.model_supports_jit` and the seed
+    generators use). This is the one place transferkit calls it.
+    """
+    return list(model._flatten_layers(include_self=include_self, recursive=True))  # noqa: SLF001
+
+
 @keras.saving.register_keras_serializable(package="transferkit")
 class ImagePreprocessing(keras.layers.Layer):
     """`(x[..., order] - mean) / std` on RGB images in [0, 255], channels last.

@@ -32,16 +32,19 @@ _MESSAGE_LIMIT = 240
 _KNOWN_PACKAGES = ("transferkit", "keras_hub")
 
 
-def check_model_file(path: str | os.PathLike) -> None:
+def check_model_file(path: str | os.PathLike, config: dict | None = None) -> None:
     """Raises InputError unless `path` is a whole `.keras` archive with nothing in it that
     would run code on load (a Lambda layer, a class that is not registered in this process).
 
     Call it once the layers a file may name are registered (`import transferkit.layers`, and
     KerasHub for files that use it).
+
+    Args:
+        path: the `.keras` file.
+        config: its `config.json`, when already read (`ModelRef.config`). Default `None`: read.
     """
     path = Path(path)
-    config = read_config(path)
-    for node in keras_objects(config):
+    for node in keras_objects(read_config(path) if config is None else config):
         refusal = _code_in(node)
         if refusal:
             raise InputError(

@@ -278,8 +278,10 @@ def constant_normalization(model):
     """
     import keras
 
+    from transferkit.layers import all_layers
+
     patched = []
-    for layer in model._flatten_layers(include_self=False):
+    for layer in all_layers(model, include_self=False):
         if isinstance(layer, keras.layers.Normalization) and getattr(layer, "mean", None) is not None:
             patched.append((layer, layer.mean, layer.variance))
             for name in ("mean", "variance"):  # bypass Keras's attribute tracking

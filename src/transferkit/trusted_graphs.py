@@ -21,7 +21,6 @@ from transferkit.errors import InputError
 
 __all__ = [
     "folder_digest",
-    "graph_digests",
     "is_trusted",
     "read_files",
     "trust",
@@ -67,40 +66,6 @@ def is_trusted(digest: str) -> bool:
     return bool(re.fullmatch(r"[0-9a-f]{64}", str(digest))) and (_trust_dir() / digest).is_file()
 
 
-def graph_digests(path: str | os.PathLike) -> list[str]:
-    """The digests of the SavedModel graphs a `.keras` file carries (none for most files, and
-    for a file that is not a `.keras` archive: loading it says what it is)."""
-    import json
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as archive:
-            config = archive.read("config.json")
-    except (zipfile.BadZipFile, KeyError, OSError):
-        return []
-    if b"SavedModelFeatures" not in config:
-        return []
-    return _digests_in(json.loads(config))
-
-
-def _digests_in(config) -> list[str]:
-    """The `digest` of every `SavedModelFeatures` layer in a model's config."""
-    found: list[str] = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if str(node.get("registered_name", "")).endswith("SavedModelFeatures"):
-                found.append(str(node.get("config", {}).get("digest", "")))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(config)
-    return found
-
-
 def untrusted_message(path, digests: list[str]) -> str:
     return (
         f"{path} contains a TensorFlow SavedModel graph (sha256 {digests[0][:12]}...) that this "
@@ -110,21 +75,22 @@ def untrusted_message(path, digests: list[str]) -> str:
     )
 
 
-def trust_model_file(path: str | os.PathLike) -> list[str]:
-    """Trusts every SavedModel graph inside the `.keras` file `path`; returns their digests.
+def trust_model_file(model) -> list[str]:
+    """Trusts every SavedModel graph inside the `.keras` file `model` (a path or a
+    `transferkit.model_ref.ModelRef`); returns their digests.
 
     Raises:
-        InputError: `path` is missing or is not a whole `.keras` file (a text file, an empty,
+        InputError: `model` is missing or is not a whole `.keras` file (a text file, an empty,
             truncated or foreign archive), or holds code that transferkit never loads (a Lambda
             layer, an unknown class): trusting its graphs would not make it load.
     """
-    from transferkit.model_files import check_model_file, read_config
+    from transferkit.model_files import check_model_file
+    from transferkit.model_ref import ModelRef
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file. Pass a `.keras` file written by transferkit.")
-    check_model_file(path)
-    digests = _digests_in(read_config(path))
-    for digest in digests:
+    ref = ModelRef.resolve(model)
+    if ref.keras_file is None or not ref.keras_file.is_file():
+        raise InputError(f"{ref.given}: no such file. Pass a `.keras` file written by transferkit.")
+    check_model_file(ref.model_path, ref.config)
+    for digest in ref.graph_digests:
         trust(digest)
-    return digests
+    return ref.graph_digests

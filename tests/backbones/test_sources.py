@@ -294,7 +294,7 @@ def test_keras_hub_text_preset_folder_trains_mean_pooled(tmp_path):
     texts, labels = toy_texts(60, seed=1)
     classifier = transferkit.TextClassifier(encoder=str(folder), features="sentence")
     classifier.fit(texts, labels, epochs=3, verbose=0)
-    info = classifier.text_encoder().info["sentence_encoder"]
+    info = classifier.get_encoder().info["sentence_encoder"]
     assert (info["backbone"], info["pooling"], info["normalize"]) == ("BertBackbone", "mean",
                                                                       False)
     assert len(classifier.predict(["a great fun film"])) == 1

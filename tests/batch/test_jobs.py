@@ -36,7 +36,7 @@ def test_predict_writes_the_classifier_s_scores_and_lists_unreadable_inputs(
     run = image_run[3]
     listing, paths = image_inputs
     output = tmp_path / "predictions.parquet"
-    summary = transferkit.predict(run, listing, output, shard_size=16, progress=False)
+    summary = transferkit.batch_predict(run, listing, output, shard_size=16, progress=False)
     assert (summary["inputs"], summary["done"], summary["errors"]) == (41, 41, 1)
     assert len(ShardedParquet(output).pieces()) == 3  # 41 inputs in shards of 16
     table = read_output(output)
@@ -57,20 +57,20 @@ def test_a_rerun_continues_where_the_last_one_stopped(image_run, image_inputs, t
     run = image_run[3]
     listing, _ = image_inputs
     output = tmp_path / "predictions.parquet"
-    transferkit.predict(run, listing, output, shard_size=10, progress=False)
+    transferkit.batch_predict(run, listing, output, shard_size=10, progress=False)
     pieces = ShardedParquet(output).pieces()
     first = read_output(output)
     pieces[2].unlink()  # as if the job had been killed before its third shard
     (output / ".part-0000000030-x.parquet.tmp-abc.parquet").write_bytes(b"half a file")
     kept = {p.name: p.stat().st_mtime_ns for p in pieces if p.exists()}
-    summary = transferkit.predict(run, listing, output, shard_size=10, progress=False)
+    summary = transferkit.batch_predict(run, listing, output, shard_size=10, progress=False)
     assert (summary["resumed"], summary["done"]) == (31, 10)
     after = ShardedParquet(output).pieces()
     assert {p.name: p.stat().st_mtime_ns for p in after if p.name in kept} == kept
     assert not list(output.glob(".*tmp*"))
     again = read_output(output)
     assert again.drop(columns="error").equals(first.drop(columns="error"))
-    summary = transferkit.predict(run, listing, output, progress=False)
+    summary = transferkit.batch_predict(run, listing, output, progress=False)
     assert (summary["resumed"], summary["done"]) == (41, 0)
 
 
@@ -78,27 +78,27 @@ def test_an_output_of_another_job_is_refused(image_run, image_inputs, faces, tmp
     run = image_run[3]
     listing, _ = image_inputs
     output = tmp_path / "predictions.parquet"
-    transferkit.predict(run, faces / "face", output, progress=False)
+    transferkit.batch_predict(run, faces / "face", output, progress=False)
     with pytest.raises(InputError, match="holds the output of other inputs.*new --output"):
-        transferkit.predict(run, listing, output, progress=False)
+        transferkit.batch_predict(run, listing, output, progress=False)
     with pytest.raises(InputError, match="holds the output of another command"):
-        transferkit.embed(run, faces / "face", output, progress=False)
+        transferkit.batch_embed(run, faces / "face", output, progress=False)
     other = tmp_path / "notes"
     other.mkdir()
     (other / "mine.txt").write_text("keep me")
     with pytest.raises(InputError, match="not empty and was not written by transferkit"):
-        transferkit.predict(run, listing, other, progress=False)
+        transferkit.batch_predict(run, listing, other, progress=False)
     assert (other / "mine.txt").read_text() == "keep me"
     (tmp_path / "file.parquet").write_text("")
     with pytest.raises(InputError, match="is a file"):
-        transferkit.predict(run, listing, tmp_path / "file.parquet", progress=False)
+        transferkit.batch_predict(run, listing, tmp_path / "file.parquet", progress=False)
 
 
 @pytest.mark.slow  # ~5-10 s each; the default suite keeps one embed (the CLI's)
 def test_embed_a_backbone_equals_extract_features(faces, tmp_path):
     paths = sorted(str(p) for p in (faces / "face").glob("*.png"))[:8]
     output = tmp_path / "features.parquet"
-    summary = transferkit.embed("efficientnet_lite0", paths, output, runtime="keras",
+    summary = transferkit.batch_embed("efficientnet_lite0", paths, output, runtime="keras",
                                 progress=False)
     assert summary["done"] == 8
     table = read_output(output)
@@ -113,11 +113,11 @@ def test_embed_a_backbone_equals_extract_features(faces, tmp_path):
 def test_embed_a_trained_image_model_gives_its_fine_tuned_features(image_run, faces, tmp_path):
     run = image_run[3]
     folder = faces / "not_face"
-    transferkit.embed(run, folder, tmp_path / "features.parquet", progress=False)
+    transferkit.batch_embed(run, folder, tmp_path / "features.parquet", progress=False)
     table = read_output(tmp_path / "features.parquet")
     classifier = transferkit.load(run)
-    features = classifier._feature_model().predict(_resized(table["path"], classifier.input_size),
-                                                   verbose=0)
+    model = classifier.get_encoder().feature_model()
+    features = model.predict(_resized(table["path"], classifier.input_size), verbose=0)
     np.testing.assert_allclose(np.stack(table["embedding"].to_numpy()), features, atol=1e-4)
 
 
@@ -133,7 +133,7 @@ def test_text_predict_and_embed_from_a_table(sentence_run, bert_folder, tmp_path
     shutil.copy(table_path, tmp_path / "reviews.csv")
     with open(tmp_path / "reviews.csv", "a") as handle:
         handle.write("99,,positive\n")  # no text: left out, and said so
-    summary = transferkit.predict(run, tmp_path / "reviews.csv", tmp_path / "p.parquet",
+    summary = transferkit.batch_predict(run, tmp_path / "reviews.csv", tmp_path / "p.parquet",
                                   shard_size=25, progress=False)
     assert summary["skipped"] == [{"line": 62, "reason": "empty or missing text"}]
     table = read_output(tmp_path / "p.parquet")
@@ -141,7 +141,7 @@ def test_text_predict_and_embed_from_a_table(sentence_run, bert_folder, tmp_path
     expected = classifier.predict_proba(table["text"].tolist())
     np.testing.assert_allclose(table[["prob_negative", "prob_positive"]], expected, atol=1e-5)
 
-    transferkit.embed(bert_folder, tmp_path / "reviews.csv", tmp_path / "e.parquet",
+    transferkit.batch_embed(bert_folder, tmp_path / "reviews.csv", tmp_path / "e.parquet",
                       progress=False)
     vectors = np.stack(read_output(tmp_path / "e.parquet")["embedding"].to_numpy())
     texts = table["text"].tolist()

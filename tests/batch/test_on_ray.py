@@ -65,7 +65,7 @@ def test_predict_on_ray_equals_the_local_run(ray_cluster, cats_dogs_run, tmp_pat
     validation = shared_data("cats_and_dogs") / "validation"
     paths = sorted(validation.rglob("*.jpg"))[::4][:250] + [validation / "missing.jpg"]
     listing = _list_file(tmp_path, paths)
-    local = transferkit.predict(run, listing, tmp_path / "local.parquet", progress=False)
+    local = transferkit.batch_predict(run, listing, tmp_path / "local.parquet", progress=False)
     code = main(["predict", str(run), str(listing), "--output", str(tmp_path / "ray.parquet"),
                  "--ray", ray_cluster, "--workers", "2", "--shard-size", "64"])
     assert code == 0 and local["done"] == 251 and local["errors"] == 1
@@ -84,8 +84,8 @@ def test_embed_sentences_on_ray_equals_the_local_run(ray_cluster, tmp_path):
     lines = (polarity / "rt-polarity.pos").read_text(encoding="latin-1").splitlines()[:150]
     texts = tmp_path / "texts.txt"
     texts.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    local = transferkit.embed("minilm", texts, tmp_path / "local.parquet", progress=False)
-    remote = transferkit.embed("minilm", texts, tmp_path / "ray.parquet", ray=ray_cluster,
+    local = transferkit.batch_embed("minilm", texts, tmp_path / "local.parquet", progress=False)
+    remote = transferkit.batch_embed("minilm", texts, tmp_path / "ray.parquet", ray=ray_cluster,
                                workers=1, shard_size=50, progress=False)
     assert local["done"] == remote["done"] == 150 and remote["engine"] == "ray"
     left, right = read_output(tmp_path / "local.parquet"), read_output(tmp_path / "ray.parquet")
@@ -102,7 +102,7 @@ def test_a_killed_job_resumes_without_repeating_finished_shards(image_run, faces
     output = tmp_path / "predictions.parquet"
     child = run_child(f"""
         import transferkit
-        transferkit.predict({str(run)!r}, {str(listing)!r}, {str(output)!r}, shard_size=40,
+        transferkit.batch_predict({str(run)!r}, {str(listing)!r}, {str(output)!r}, shard_size=40,
                             progress=False)
     """, tmp_path)
     first = _wait_for_piece(output, child)
@@ -111,7 +111,7 @@ def test_a_killed_job_resumes_without_repeating_finished_shards(image_run, faces
     child.stderr.close()
     written = {p.name: p.stat().st_mtime_ns for p in ShardedParquet(output).pieces()}
     assert first in written and len(written) < 40
-    summary = transferkit.predict(run, listing, output, shard_size=40, progress=False)
+    summary = transferkit.batch_predict(run, listing, output, shard_size=40, progress=False)
     assert summary["resumed"] == 40 * len(written) and summary["done"] == 1600 - 40 * len(written)
     pieces = ShardedParquet(output).pieces()
     assert {p.name: p.stat().st_mtime_ns for p in pieces if p.name in written} == written

@@ -24,7 +24,7 @@ from helpers import SRC
 from transferkit.batch.inputs import read_inputs
 from transferkit.batch.output import MANIFEST, ShardedParquet, read_output
 from transferkit.errors import InputError
-from transferkit.training.run import LOCK_NAME
+from transferkit.run_folder import LOCK_NAME
 
 
 def content_digests(task: str, items: list[str]) -> list[str]:
@@ -57,7 +57,7 @@ def images(faces, tmp_path) -> Path:
 
 
 def _predict(model, inputs, output, **options) -> dict:
-    return transferkit.predict(model, inputs, output, runtime="keras", progress=False, **options)
+    return transferkit.batch_predict(model, inputs, output, runtime="keras", progress=False, **options)
 
 
 # -- one job at a time ---------------------------------------------------------------------------
@@ -70,9 +70,9 @@ def test_workers_without_ray_are_refused_in_python_too(image_run, images, tmp_pa
     output = tmp_path / "out.parquet"
     with pytest.raises(InputError, match=r"`workers` is for Ray: add `ray`"):
         if command == "predict":
-            transferkit.predict(image_run[3], images, output, workers=2, progress=False)
+            transferkit.batch_predict(image_run[3], images, output, workers=2, progress=False)
         else:
-            transferkit.embed("efficientnet_lite0", images, output, workers=2, progress=False)
+            transferkit.batch_embed("efficientnet_lite0", images, output, workers=2, progress=False)
     assert not output.exists()
 
 

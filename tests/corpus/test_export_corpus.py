@@ -132,7 +132,7 @@ def test_an_earlier_export_is_offered_overwrite(run, tmp_path):
 
 
 def _hold_lock(path, pid: int = 4242) -> int:
-    """Holds `path` as `transferkit.training.run.RunLock` does (flock on an open file with the
+    """Holds `path` as `transferkit.run_folder.RunLock` does (flock on an open file with the
     holder's JSON); the caller closes the returned descriptor."""
     import fcntl
 

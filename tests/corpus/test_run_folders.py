@@ -23,7 +23,7 @@ from helpers import tiny_data, tiny_model
 from transferkit.config import ImageTrainConfig, TextTrainConfig
 from transferkit.errors import DiskFullError, InputError
 from transferkit.pipelines.run import TrainingRun
-from transferkit.training.run import LOCK_NAME, RunDirectory, RunLock, read_history_csv
+from transferkit.run_folder import LOCK_NAME, RunFolder, RunLock, read_history_csv
 
 
 def _snapshot(folder: Path) -> dict:
@@ -157,7 +157,7 @@ def test_output_of_a_finished_run_is_refused(kind, tmp_path):
 def test_resume_says_which_flags_it_ignored_and_how_to_start_over(kind, tmp_path):
     config_class = ImageTrainConfig if kind == "images" else TextTrainConfig
     run = _new_run(tmp_path / "run", config_class, data="gone")
-    RunDirectory(run).update_state(head={"epochs_done": 2, "epochs": 20, "finished": False})
+    RunFolder(run).update_state(head={"epochs_done": 2, "epochs": 20, "finished": False})
     before = _snapshot(run)
     code, out, err = _run_cli(["train", kind, "--resume", run, "--epochs", "6", "--seed", "3"])
     assert ("Resuming uses the run's saved settings for what it has begun; ignored: epochs, "
@@ -180,7 +180,7 @@ def test_a_resumed_run_takes_settings_of_phases_it_has_not_begun(tmp_path, kind,
     corrected, rather than failing again on its saved one."""
     config_class = ImageTrainConfig if kind == "images" else TextTrainConfig
     run = _new_run(tmp_path / "run", config_class)
-    RunDirectory(run).update_state(head={"epochs_done": 1, "epochs": 1, "finished": True})
+    RunFolder(run).update_state(head={"epochs_done": 1, "epochs": 1, "finished": True})
     before = json.loads((run / "config.json").read_text())
     lines = []
     with TrainingRun(config_class, resume=run, options=options, log=lines.append) as resumed:
@@ -267,7 +267,7 @@ def _interrupted_after_one_epoch(run):
 def test_a_damaged_checkpoint_is_one_error_naming_the_file(tmp_path, damage):
     import keras
 
-    run = RunDirectory(tmp_path / "run")
+    run = RunFolder(tmp_path / "run").create()
     weights = run.checkpoint_dir / "head.weights.h5"
     if damage == "best truncated":  # an interrupted phase keeps the best epoch's weights too
         _interrupted_after_one_epoch(run)
@@ -372,7 +372,7 @@ def test_a_full_disk_as_a_new_run_starts_says_to_pass_another_output(text_run, v
 
 
 def test_a_full_disk_while_saving_a_checkpoint(tmp_path, full_disk_at):
-    run = RunDirectory(tmp_path / "run")
+    run = RunFolder(tmp_path / "run").create()
     _interrupted_after_one_epoch(run)
     before = _snapshot(run.path)
     full_disk_at("head.weights.h5")
@@ -580,7 +580,7 @@ def test_a_run_that_failed_before_fine_tuning_resumes_with_a_corrected_unfreeze(
     failed; the corrected command was refused and `--resume` failed again on the saved value."""
     run = tmp_path / "run"
     shutil.copytree(image_run[3], run)
-    folder = RunDirectory(run)
+    folder = RunFolder(run)
     state = folder.state()
     for key in ("fine_tune", "result"):
         state.pop(key)

@@ -9,7 +9,7 @@ import pytest
 from transferkit.config import ImageTrainConfig, TextTrainConfig
 from transferkit.errors import InputError
 from transferkit.pipelines.run import TrainingRun
-from transferkit.training.run import RunDirectory
+from transferkit.run_folder import RunFolder
 
 
 def test_a_new_run_saves_its_config_only_when_started(tmp_path):
@@ -35,7 +35,7 @@ def test_a_new_run_saves_its_config_only_when_started(tmp_path):
 def test_resume_uses_the_saved_settings_and_says_what_it_ignored(tmp_path):
     TrainingRun(TextTrainConfig, tmp_path / "t.csv", output=tmp_path / "run",
                 options={"epochs": 4}).start()
-    RunDirectory(tmp_path / "run").update_state(head={"epochs_done": 1, "epochs": 4})
+    RunFolder(tmp_path / "run").update_state(head={"epochs_done": 1, "epochs": 4})
     lines = []
     run = TrainingRun(TextTrainConfig, resume=tmp_path / "run", options={"epochs": 9, "seed": 0},
                       log=lines.append)

@@ -42,7 +42,7 @@ def test_head_is_the_seed_recipe(trained):
     assert network.get_layer("dropout").rate == 0.2
     dense = network.get_layer("classifier")
     assert dense.units == 1 and dense.activation.__name__ == "linear"  # one logit, two classes
-    assert trained._backbone_model().trainable is False
+    assert trained.get_encoder().backbone_model.trainable is False
     labels = trained.model.layers[-1]
     assert isinstance(labels, ClassLabels) and labels.class_names == ["face", "not_face"]
     three = ImageClassifier(image_size=SIZE, num_classes=3, cache_dir=False)
@@ -74,7 +74,7 @@ def test_batchnorm_stays_in_inference_mode_when_unfrozen():
         np.asarray(clf.model(x, training=True)), np.asarray(clf.model(x, training=False)),
         atol=1e-5,
     )
-    bn = next(l for l in clf._backbone_model().get_layer("efficientnet_lite0").layers
+    bn = next(l for l in clf.get_encoder().backbone_model.get_layer("efficientnet_lite0").layers
               if isinstance(l, keras.layers.BatchNormalization))
     before = np.asarray(bn.moving_mean).copy()
     clf._compile(clf.network, 1e-5)
@@ -87,7 +87,7 @@ def test_features_are_cached_per_image_and_the_head_is_grafted(faces, tmp_path):
     clf = ImageClassifier(image_size=SIZE, num_classes=2, augment="none",
                           cache_dir=tmp_path / "cache")
     clf.build()
-    first, ok = clf._features(ImageInputs(paths))
+    first, ok = clf.get_encoder().readable_features(ImageInputs(paths))
     assert first.shape == (6, 1280) and ok.all()
     files = sorted((tmp_path / "cache").glob("*.npy"))
     assert len(files) == 6
@@ -95,17 +95,17 @@ def test_features_are_cached_per_image_and_the_head_is_grafted(faces, tmp_path):
     fresh = ImageClassifier(image_size=SIZE, num_classes=2, augment="none",
                             cache_dir=tmp_path / "cache")
     fresh.build()  # same backbone and weights, so the same keys: read, not recomputed
-    again, _ = fresh._features(ImageInputs(paths))
+    again, _ = fresh.get_encoder().readable_features(ImageInputs(paths))
     np.testing.assert_array_equal(first, again)
     assert [f.stat().st_mtime_ns for f in sorted((tmp_path / "cache").glob("*.npy"))] == stamps
     # Another image size is another key.
     other = ImageClassifier(image_size=48, num_classes=2, augment="none",
                             cache_dir=tmp_path / "cache")
     other.build()
-    other._features(ImageInputs(paths[:2]))
+    other.get_encoder().readable_features(ImageInputs(paths[:2]))
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 8
     # The head on cached features gives what the whole network gives on the image files.
-    head = clf._head_model()
+    head = clf.get_encoder().head(clf.network)
     via_cache = np.asarray(head.predict(first, verbose=0))
     end_to_end = np.asarray(clf.network.predict(
         np.stack([np.asarray(Image.open(p).convert("RGB").resize((SIZE, SIZE), Image.BICUBIC))
@@ -118,8 +118,8 @@ def test_augmented_views_are_precomputed(faces, tmp_path):
     clf = ImageClassifier(image_size=SIZE, num_classes=2, augment="flip,rotate,zoom",
                           augment_views=3, cache_dir=tmp_path / "cache")
     clf.build()
-    plain, _ = clf._features(ImageInputs(paths))
-    views, _ = clf._features(ImageInputs(paths), views=3)
+    plain, _ = clf.get_encoder().readable_features(ImageInputs(paths))
+    views, _ = clf.get_encoder().readable_features(ImageInputs(paths), views=3)
     assert views.shape == (4, 3, 1280)
     assert np.abs(views[:, 0] - views[:, 1]).mean() > 1e-3
     assert np.abs(views[:, 0] - plain).mean() > 1e-3
@@ -293,8 +293,8 @@ def test_onnx_runtime_features_equal_keras_plain_and_augmented(faces, tmp_path):
                               augment_views=2, seed=3, runtime=runtime,
                               cache_dir=tmp_path / runtime)
         clf.build()
-        plain, _ = clf._features(ImageInputs(paths))
-        views, _ = clf._features(ImageInputs(paths), views=2)
+        plain, _ = clf.get_encoder().readable_features(ImageInputs(paths))
+        views, _ = clf.get_encoder().readable_features(ImageInputs(paths), views=2)
         assert clf.feature_runtime == runtime
         results[runtime] = plain, views
     np.testing.assert_allclose(results["onnx"][0], results["keras"][0], atol=TOLERANCE, rtol=0)

@@ -172,7 +172,7 @@ def test_sentence_encoder_classifier_learns_caches_and_fine_tunes(sentence_class
     )
     loaded = transferkit.load(clf.save(tmp_path / "m.keras"))
     assert labels_layer(loaded.model).metadata["encoder"]["sentence_encoder"]["pooling"] == "mean"
-    assert loaded.text_encoder().options["features"] == "layers"
+    assert loaded.get_encoder().options["features"] == "layers"
     encoder = loaded.network.get_layer("encoder_layers")  # the transformer, shared with its backbone
     before = encoder.get_weights()[0].copy()
     texts, labels = toy_texts(80, cues=3, fillers=1)

@@ -257,3 +257,43 @@ def test_tracking_without_mlflow_says_how_to_install_before_any_run_folder(
     with pytest.raises(MissingDependencyError, match=r"pip install 'transferkit\[tracking\]'"):
         train_images(faces, output=tmp_path / "run", track=True)
     assert not (tmp_path / "run").exists()
+
+
+class _Counted:
+    """Counts the calls of a method while still calling it (what is asked, not what answers)."""
+
+    def __init__(self, monkeypatch, owner, name, only=None):
+        self.calls = 0
+        real = getattr(owner, name)
+
+        def counted(this, *args, **kwargs):
+            if only is None or only(*args):
+                self.calls += 1
+            return real(this, *args, **kwargs)
+
+        monkeypatch.setattr(owner, name, counted)
+
+
+def test_a_model_is_resolved_once_mlflow_asked_once_and_its_config_read_once(
+        tracked, image_run, monkeypatch, capsys):
+    """`predict models:/NAME@ALIAS` and `serve RUN` (its predictor): transferkit reads the
+    archive's config.json once (Keras reads it once more, to build the model) and asks MLflow
+    for the alias once, so a check and a load cannot see two versions."""
+    import zipfile
+
+    from transferkit.serving.predictors import load_predictor
+
+    _, run, uri, _ = tracked
+    _json(["models", "promote", "reviews-model", "1", "--alias", "counted", "--track", uri])
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    asked = _Counted(monkeypatch, mlflow.MlflowClient, "get_model_version_by_alias")
+    reads = _Counted(monkeypatch, zipfile.ZipFile, "read", only=lambda name: name == "config.json")
+    predicted = _json(["predict", "models:/reviews-model@counted", "good", "bad"])
+    assert len(predicted) == 2
+    assert (asked.calls, reads.calls) == (1, 1)
+
+    for folder, runtime in ((run, "keras"), (image_run[3], "auto")):
+        reads.calls = 0
+        predictor = load_predictor(folder, runtime)
+        # at most once: none where an up-to-date ONNX export of the file is found by its sha256
+        assert predictor.class_names and reads.calls <= 1, (folder, runtime, reads.calls)

@@ -12,10 +12,10 @@ import pytest
 
 from helpers import assert_weights_equal, run_child, tiny_data, tiny_model, wait_for
 from transferkit.errors import InputError
+from transferkit.run_folder import RunFolder
 from transferkit.training.callbacks import fit_phase
 from transferkit.training.interrupts import catch_interrupts, interrupt_received, on_sigint
 from transferkit.training.io import load_weights
-from transferkit.training.run import RunDirectory
 
 # -- helpers ------------------------------------------------------------------------------------
 
@@ -90,7 +90,7 @@ def _fit(model, run, x, y, val=None, **kwargs):
 
 def test_fit_phase_records_history_checkpoints_and_state(tmp_path):
     x, y = tiny_data()
-    run = RunDirectory(tmp_path / "run")
+    run = RunFolder(tmp_path / "run").create()
     model = tiny_model()
     rows = _fit(model, run, x, y, val=(x, y), epochs=3, tensorboard=True)
     assert [r["epoch"] for r in rows] == [1, 2, 3] and {r["phase"] for r in rows} == {"head"}
@@ -134,9 +134,9 @@ def test_resume_after_ctrl_c_trains_only_the_remaining_epochs_to_the_same_weight
     x, y = tiny_data()
     # Reference: 4 epochs in one go.
     reference = _dropout_model()
-    _fit_shuffled(reference, RunDirectory(tmp_path / "reference"), x, y)
+    _fit_shuffled(reference, RunFolder(tmp_path / "reference").create(), x, y)
 
-    run = RunDirectory(tmp_path / "run")
+    run = RunFolder(tmp_path / "run").create()
     with pytest.raises(KeyboardInterrupt):
         _fit_shuffled(_dropout_model(), run, x, y, extra_callbacks=[_InterruptAfter(2)])
     assert run.state()["head"]["epochs_done"] == 2
@@ -161,21 +161,21 @@ def test_resume_after_ctrl_c_trains_only_the_remaining_epochs_to_the_same_weight
 
 def test_a_swallowed_ctrl_c_still_stops_the_run(tmp_path):
     x, y = tiny_data()
-    run = RunDirectory(tmp_path / "run")
+    run = RunFolder(tmp_path / "run").create()
     with catch_interrupts(), pytest.raises(KeyboardInterrupt):
         _fit(tiny_model(), run, x, y, val=(x, y), extra_callbacks=[_InterruptAfter(2, swallowed=True)])
     assert run.state()["head"]["epochs_done"] == 2  # the epoch it came in was still saved
     assert run.state()["head"]["finished"] is False
     assert not interrupt_received()  # forgotten once the command is over
     # Outside the CLI's block nothing is remembered, so an in-process fit is not stopped.
-    assert len(_fit(tiny_model(), RunDirectory(tmp_path / "free"), x, y, epochs=2)) == 2
+    assert len(_fit(tiny_model(), RunFolder(tmp_path / "free").create(), x, y, epochs=2)) == 2
 
 
 def test_resume_trusts_the_weights_file_when_the_state_write_was_lost(tmp_path):
     # Killed after the epoch-2 weights were committed but before state.json said so: the weights
     # file carries its epoch count, so the rerun neither repeats epoch 2 nor duplicates its row.
     x, y = tiny_data()
-    run = RunDirectory(tmp_path / "run")
+    run = RunFolder(tmp_path / "run").create()
     with pytest.raises(KeyboardInterrupt):
         _fit(tiny_model(), run, x, y, val=(x, y), extra_callbacks=[_InterruptAfter(2)])
     state = run.state()
@@ -189,7 +189,7 @@ def test_resume_trusts_the_weights_file_when_the_state_write_was_lost(tmp_path):
 
 def test_a_finished_phase_is_loaded_not_trained_again(tmp_path):
     x, y = tiny_data()
-    run = RunDirectory(tmp_path / "run")
+    run = RunFolder(tmp_path / "run").create()
     trained = tiny_model()
     first_rows = _fit(trained, run, x, y, val=(x, y), epochs=2)
     log = _EpochLog()
@@ -209,7 +209,7 @@ def _diverging_data():
 
 def test_early_stopping_leaves_the_best_weights_in_the_model_and_the_file(tmp_path):
     x, y, val = _diverging_data()
-    run = RunDirectory(tmp_path / "run")
+    run = RunFolder(tmp_path / "run").create()
     log = _EpochLog()
     model = tiny_model(learning_rate=0.1)
     rows = _fit(model, run, x, y, val=val, epochs=20, patience=2, extra_callbacks=[log])
@@ -229,7 +229,7 @@ def early_stopped_reference(tmp_path_factory):
     """An uninterrupted run that stops early: (model, run, rows)."""
     x, y, val = _diverging_data()
     model = tiny_model(learning_rate=0.1)
-    run = RunDirectory(tmp_path_factory.mktemp("reference"))
+    run = RunFolder(tmp_path_factory.mktemp("reference")).create()
     rows = _fit(model, run, x, y, val=val, epochs=20, patience=2)
     assert 3 <= len(rows) < 20
     return model, run, rows
@@ -240,7 +240,7 @@ def test_resume_keeps_early_stopping_state(tmp_path, early_stopped_reference, be
     reference, reference_run, reference_rows = early_stopped_reference
     x, y, val = _diverging_data()
     stop = len(reference_rows)
-    run = RunDirectory(tmp_path / "run")
+    run = RunFolder(tmp_path / "run").create()
     with pytest.raises(KeyboardInterrupt):
         _fit(tiny_model(learning_rate=0.1), run, x, y, val=val, epochs=20, patience=2,
              extra_callbacks=[_InterruptAfter(stop - before_stop)])
@@ -260,7 +260,7 @@ def test_resume_keeps_early_stopping_state(tmp_path, early_stopped_reference, be
 
 def test_two_phases_share_one_history_with_a_union_header(tmp_path):
     x, y = tiny_data()
-    run = RunDirectory(tmp_path / "run")
+    run = RunFolder(tmp_path / "run").create()
     model = tiny_model()
     _fit(model, run, x, y, val=(x, y), epochs=2, phase="head")
     model.compile(
@@ -283,7 +283,7 @@ def test_two_phases_share_one_history_with_a_union_header(tmp_path):
 
 def test_without_validation_data_the_training_metric_is_monitored(tmp_path):
     x, y = tiny_data()
-    run = RunDirectory(tmp_path / "run")
+    run = RunFolder(tmp_path / "run").create()
     rows = _fit(tiny_model(), run, x, y, epochs=2)
     assert len(rows) == 2 and "val_loss" not in rows[0]
     assert run.state()["head"]["best"]["monitor"] == "loss"
@@ -292,7 +292,7 @@ def test_without_validation_data_the_training_metric_is_monitored(tmp_path):
 def test_a_monitor_the_model_does_not_log_is_a_clear_error(tmp_path):
     x, y = tiny_data()
     with pytest.raises(InputError, match=r"monitor='val_auc'.*available: accuracy, loss, "):
-        _fit(tiny_model(), RunDirectory(tmp_path), x, y, val=(x, y), monitor="val_auc", epochs=1)
+        _fit(tiny_model(), RunFolder(tmp_path).create(), x, y, val=(x, y), monitor="val_auc", epochs=1)
 
 
 @pytest.mark.parametrize(
@@ -307,7 +307,7 @@ def test_a_monitor_the_model_does_not_log_is_a_clear_error(tmp_path):
 def test_fit_phase_argument_errors(tmp_path, kwargs, message):
     x, y = tiny_data()
     with pytest.raises(InputError, match=message):
-        _fit(tiny_model(), RunDirectory(tmp_path), x, y, **kwargs)
+        _fit(tiny_model(), RunFolder(tmp_path).create(), x, y, **kwargs)
 
 
 @pytest.mark.skipif(os.name != "posix", reason="SIGKILL is POSIX")
@@ -319,7 +319,7 @@ def test_resume_after_sigkill(tmp_path):
         """
         import pathlib, time, keras, numpy as np
         from transferkit.training.callbacks import fit_phase
-        from transferkit.training.run import RunDirectory
+        from transferkit.run_folder import RunFolder
         data = np.load("data.npz")
         keras.utils.set_random_seed(0)
         model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
@@ -332,7 +332,7 @@ def test_resume_after_sigkill(tmp_path):
                     pathlib.Path("killme").touch()
                     time.sleep(600)
         fit_phase(model, data["x"], (data["x"], data["y"]), y=data["y"], epochs=4,
-                  run=RunDirectory("run"), phase="head", patience=5, verbose=0, tensorboard=False,
+                  run=RunFolder("run").create(), phase="head", patience=5, verbose=0, tensorboard=False,
                   batch_size=16, shuffle=False, extra_callbacks=[Hang()])
         """,
         tmp_path,
@@ -341,7 +341,7 @@ def test_resume_after_sigkill(tmp_path):
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=30)
     child.stderr.close()
-    run = RunDirectory(tmp_path / "run")
+    run = RunFolder(tmp_path / "run").create()
     assert run.state()["head"]["epochs_done"] == 2
     log = _EpochLog()
     model = tiny_model()
@@ -349,7 +349,7 @@ def test_resume_after_sigkill(tmp_path):
     assert log.begun == [2, 3]
     assert [r["epoch"] for r in run.history_rows()] == [1, 2, 3, 4]
     reference = tiny_model()
-    _fit(reference, RunDirectory(tmp_path / "reference"), x, y, val=(x, y))
+    _fit(reference, RunFolder(tmp_path / "reference").create(), x, y, val=(x, y))
     assert_weights_equal(model.get_weights(), reference.get_weights(), rtol=1e-5, atol=1e-6)
 
 

@@ -98,7 +98,8 @@ class SentenceTransformer(TextEncoder):
     fallback = True
     dropout = 0.5
 
-    def _encoder(self):
+    def sentence_encoder(self):
+        """The loaded sentence encoder (`transferkit.backbones.sentence_encoders`), once."""
         from transferkit.backbones.sentence_encoders import load_sentence_encoder
 
         if getattr(self, "_loaded", None) is None:
@@ -121,7 +122,7 @@ class SentenceTransformer(TextEncoder):
         from transferkit.backbones.sentence_encoders import check_features, choose_sequence_length
 
         check_features(self.options["features"])
-        encoder = self._encoder()
+        encoder = self.sentence_encoder()
         length = self.max_length
         if length is None:
             counts = encoder.token_counts(texts)
@@ -141,7 +142,7 @@ class SentenceTransformer(TextEncoder):
         from transferkit.files import cache_dir
         from transferkit.training.feature_cache import FeatureCache
 
-        encoder = self._encoder()
+        encoder = self.sentence_encoder()
         features = self.options["features"]
         cache = FeatureCache(self.cache_dir or cache_dir("features", "text"))
         key = cache.key(
@@ -177,7 +178,7 @@ class SentenceTransformer(TextEncoder):
     def build_network(self, num_classes: int, features: np.ndarray | None = None):
         import keras
 
-        encoder = self._encoder()
+        encoder = self.sentence_encoder()
         kind = self.options["features"]
         head = build_sentence_head(
             encoder.feature_dim(kind), num_classes, dropout=self.dropout,

@@ -1,7 +1,9 @@
-"""`predict` and `embed` over many inputs: local streaming, or Ray Data, into resumable Parquet.
+"""Batch jobs: `batch_predict` and `batch_embed` over many inputs (`transferkit predict ...
+--output`, `transferkit embed`): local streaming, or Ray Data, into resumable Parquet.
 
-    transferkit.predict("runs/cats/model.keras", "photos/", "predictions.parquet")
-    transferkit.embed("efficientnet_lite0", "photos/", "features.parquet", ray=True, workers=2)
+    transferkit.batch_predict("runs/cats/model.keras", "photos/", "predictions.parquet")
+    transferkit.batch_embed("efficientnet_lite0", "photos/", "features.parquet", ray=True,
+                            workers=2)
 
 Both read the inputs' paths (or texts) only (`transferkit.batch.inputs`), split the ones not done
 yet into shards of `shard_size`, and hand the shards to `ShardWorker`s
@@ -13,10 +15,8 @@ one shard in memory at a time; with `ray`, Ray Data runs them as an actor pool o
 
 from __future__ import annotations
 
-import json
 import os
 import time
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from transferkit.checks import check_int
 from transferkit.config import ImageTrainConfig
 from transferkit.errors import InputError
 
-__all__ = ["EMBED_FEATURES", "SHARD_SIZE", "embed", "predict"]
+__all__ = ["EMBED_FEATURES", "SHARD_SIZE", "batch_embed", "batch_predict"]
 
 #: Inputs per shard (one Parquet piece each): big enough for few files and fast forward passes,
 #: small enough that a killed run loses little and the progress bar moves.
@@ -37,10 +37,10 @@ EMBED_FEATURES = "sentence"
 _RUNTIME = ImageTrainConfig.runtime
 
 
-def predict(model, inputs, output, *, batch_size: int | None = None,
-            shard_size: int = SHARD_SIZE, ray=False, workers: int | None = None,
-            runtime: str = _RUNTIME, text_column: str | None = None,
-            progress: bool = True, log: Callable[[str], None] = print) -> dict:
+def batch_predict(model, inputs, output, *, batch_size: int | None = None,
+                  shard_size: int = SHARD_SIZE, ray=False, workers: int | None = None,
+                  runtime: str = _RUNTIME, text_column: str | None = None,
+                  progress: bool = True, log: Callable[[str], None] = print) -> dict:
     """Labels every input with a trained classifier and writes a Parquet dataset.
 
     Args:
@@ -75,24 +75,24 @@ def predict(model, inputs, output, *, batch_size: int | None = None,
             writing it now (its process id is named).
     """
     from transferkit.model_files import check_model_file
-    from transferkit.model_paths import model_file
+    from transferkit.model_ref import ModelRef
 
-    path = model_file(model)
-    check_model_file(path)  # a Lambda layer or a damaged file, said before a worker loads it
-    task, class_names, config = model_info(path)
+    ref = ModelRef.resolve(model)
+    check_model_file(ref.model_path, ref.config)  # a Lambda layer or a damaged file, said before a worker loads it
     if batch_size is None:  # only None means the default: 0 is refused by `_run`, as -1 is
-        batch_size = config.get("batch_size") or ImageTrainConfig.batch_size
-    job = {"command": "predict", "source_kind": "model", "model": os.fspath(model),
-           "model_path": os.fspath(path), "task": task, "class_names": class_names,
-           "batch_size": batch_size}
+        batch_size = ref.train_config.get("batch_size") or ImageTrainConfig.batch_size
+    job = {"command": "predict", "source_kind": "model", "model": ref.given,
+           "model_path": os.fspath(ref.model_path), "task": ref.task,
+           "class_names": ref.class_names, "batch_size": batch_size}
     return _run(job, inputs, output, shard_size=shard_size, ray=ray, workers=workers,
                 runtime=runtime, text_column=text_column, progress=progress, log=log)
 
 
-def embed(source, inputs, output, *, features: str = EMBED_FEATURES, batch_size: int | None = None,
-          shard_size: int = SHARD_SIZE, ray=False, workers: int | None = None,
-          runtime: str = _RUNTIME, text_column: str | None = None,
-          progress: bool = True, log: Callable[[str], None] = print) -> dict:
+def batch_embed(source, inputs, output, *, features: str = EMBED_FEATURES,
+                batch_size: int | None = None, shard_size: int = SHARD_SIZE, ray=False,
+                workers: int | None = None, runtime: str = _RUNTIME,
+                text_column: str | None = None, progress: bool = True,
+                log: Callable[[str], None] = print) -> dict:
     """Feature vectors of every input (the "feature extractor" use), as a Parquet dataset.
 
     Args:
@@ -100,16 +100,16 @@ def embed(source, inputs, output, *, features: str = EMBED_FEATURES, batch_size:
             sentence encoder (`"minilm"` or a model folder), or a trained model (`.keras`, run
             folder, `models:/...`): its backbone's pooled features (images) or what its last
             layer sees (text).
-        inputs: as in `predict`.
+        inputs: as in `batch_predict`.
         output: the output folder: `index`, `path` or `text`, `embedding` (a fixed-size list of
             float32) and `error`.
         features: for a sentence encoder: `"sentence"` (its sentence vector, the default) or
             `"layers"` (each layer's mean, concatenated).
         batch_size, shard_size, ray, workers, runtime, text_column, progress, log: as in
-            `predict`.
+            `batch_predict`.
 
     Returns:
-        The summary of `predict`, with `dim` (numbers a vector).
+        The summary of `batch_predict`, with `dim` (numbers a vector).
     """
     job = _embed_source(source, features)
     job["batch_size"] = ImageTrainConfig.batch_size if batch_size is None else batch_size
@@ -117,39 +117,19 @@ def embed(source, inputs, output, *, features: str = EMBED_FEATURES, batch_size:
                 runtime=runtime, text_column=text_column, progress=progress, log=log)
 
 
-def model_info(path: Path) -> tuple[str, list[str], dict]:
-    """`(task, class_names, training config)` of a transferkit `.keras` file, read from its
-    `config.json` without building the model (the Ray driver needs no Keras)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
-    except (OSError, KeyError, zipfile.BadZipFile, ValueError) as exc:
-        raise InputError(f"{path}: not a .keras model file ({exc}).") from None
-    from transferkit.model_files import keras_objects
-
-    for node in keras_objects(config):
-        if node.get("class_name") == "ClassLabels" and "task" in node.get("config", {}):
-            layer = node["config"]
-            return (layer["task"], list(layer["class_names"]),
-                    dict((layer.get("metadata") or {}).get("config") or {}))
-    raise InputError(f"{path}: not a transferkit classifier (it has no ClassLabels layer).")
-
-
 def _embed_source(source, features: str) -> dict:
     """The job's source: a trained model, an image backbone, or a sentence encoder."""
     from transferkit.backbones.registry import list_backbones
     from transferkit.backbones.sentence_encoders import check_features, list_sentence_encoders
     from transferkit.backbones.sources import is_image_backbone_folder
+    from transferkit.model_ref import ModelRef
     from transferkit.tracking.store import is_model_uri
 
     name = os.fspath(source)
     if is_model_uri(name) or name.endswith(".keras") or Path(name, "model.keras").is_file():
-        from transferkit.model_paths import model_file
-
-        path = model_file(name)
-        task = model_info(path)[0]
+        ref = ModelRef.resolve(name)
         return {"command": "embed", "source_kind": "model", "model": name,
-                "model_path": os.fspath(path), "task": task}
+                "model_path": os.fspath(ref.model_path), "task": ref.task}
     if name in list_backbones() or is_image_backbone_folder(name):
         return {"command": "embed", "source_kind": "backbone", "model": name, "task": "image"}
     if name in list_sentence_encoders() or Path(name).is_dir():

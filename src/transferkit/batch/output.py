@@ -9,7 +9,7 @@ pyarrow, Polars, DuckDB and Ray read as one table (`pandas.read_parquet("predict
 
 Each piece is written to a hidden temporary file and renamed into place (`transferkit.files`),
 so a killed job leaves whole pieces only; readers skip hidden and `_` files. One job writes the
-folder at a time: it holds `.lock` as a run folder's writer does (`transferkit.training.run.
+folder at a time: it holds `.lock` as a run folder's writer does (`transferkit.run_folder.
 RunLock`), so a second job on the same `OUTPUT` is refused naming the first one's process, and
 the lock of a killed job is taken over with a line. A rerun with the same `OUTPUT`, model and
 inputs reads the `index` and `sha256` columns of the pieces and keeps the rows whose input still
@@ -35,7 +35,7 @@ from transferkit.files import (
     remove_partial_files,
     write_json,
 )
-from transferkit.training.run import LOCK_NAME, RunLock
+from transferkit.run_folder import LOCK_NAME, RunLock
 
 __all__ = ["MANIFEST", "ShardedParquet", "read_output"]
 

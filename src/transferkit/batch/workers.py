@@ -24,19 +24,18 @@ __all__ = ["ShardWorker", "open_source"]
 
 
 def open_source(job: dict, model_bytes: bytes | None = None):
-    """The classifier (or sentence encoder) `job` runs, loaded once per worker.
+    """The classifier, image encoder or sentence encoder `job` runs, loaded once per worker.
 
     A trained model comes as a path, or as the bytes of its `.keras` file (Ray: the driver puts
     the file in the object store, so that no node needs the driver's disk).
     """
     kind = job["source_kind"]
     if kind == "backbone":
-        from transferkit.tasks.image_classifier import ImageClassifier
+        from transferkit.backbones.image_encoder import ImageEncoder
 
-        classifier = ImageClassifier(backbone=job["model"], num_classes=2, augment="none",
-                                     runtime=job["runtime"])
-        classifier.build()
-        return classifier
+        encoder = ImageEncoder(job["model"], runtime=job["runtime"])
+        encoder.build()
+        return encoder
     if kind == "encoder":
         from transferkit.backbones.sentence_encoders import load_sentence_encoder
 
@@ -51,15 +50,8 @@ def open_source(job: dict, model_bytes: bytes | None = None):
             path.write_bytes(model_bytes)
             classifier = load(path)
     if job["task"] == "image":
-        classifier.runtime = job["runtime"]
+        classifier.get_encoder().runtime = job["runtime"]
     return classifier
-
-
-def _resolve_runtime(classifier, items: int) -> None:
-    """Settles `"auto"` once for the whole job (ONNX Runtime or Keras, exporting the graph now
-    if needed), so that every shard, small or large, runs on the same runtime."""
-    if classifier.runtime == "auto":
-        classifier.runtime = classifier._feature_runner(items).runtime
 
 
 class ShardWorker:
@@ -83,9 +75,11 @@ class ShardWorker:
         self.job = job
         self.output = ShardedParquet(job["output"])
         self.source = open_source(job, model_bytes)
-        if job["task"] == "image":
-            _resolve_runtime(self.source, job["inputs"])
-        self.runtime = getattr(self.source, "runtime", None)
+        self.runtime = None
+        if job["task"] == "image":  # "auto" settled once: every shard runs on the same runtime
+            self.encoder = (self.source if job["source_kind"] == "backbone"
+                            else self.source.get_encoder())
+            self.runtime = self.encoder.settle_runtime(job["inputs"])
         self.dim = self._dim() if job["command"] == "embed" else None
 
     def __call__(self, shard: dict) -> dict:
@@ -98,7 +92,7 @@ class ShardWorker:
     def _dim(self) -> int:
         """How many numbers an embedding has."""
         if self.job["task"] == "image":
-            return int(self.source._backbone_model().output.shape[-1])
+            return self.encoder.feature_dim
         if self.job["source_kind"] == "encoder":
             return int(self.source.feature_dim(self.job["features"]))
         self._penultimate = penultimate_model(self.source.network)
@@ -122,7 +116,7 @@ class ShardWorker:
         return _table(job, index, items, values, errors, self.dim, digests)
 
     def _image_scores(self, paths: list[str], batch_size: int):
-        probabilities, unreadable = self.source._probabilities(paths, batch_size)
+        probabilities, unreadable = self.source.probabilities_and_errors(paths, batch_size)
         return probabilities, _errors(paths, {u["path"]: u["reason"] for u in unreadable})
 
     def _image_features(self, paths: list[str], batch_size: int):
@@ -130,13 +124,13 @@ class ShardWorker:
         from transferkit.data.images import DecodeLog
 
         log = DecodeLog()
-        features, _ = self.source._features(ImageInputs(paths), batch_size=batch_size,
-                                            decode_log=log, cached=False)
+        features, _ = self.encoder.readable_features(ImageInputs(paths), batch_size=batch_size,
+                                                     decode_log=log, cached=False)
         return features, _errors(paths, log.errors)
 
     def _text_scores(self, texts: list[str], batch_size: int):
         self.runtime = "keras"
-        return self.source._probabilities(texts, batch_size)[0]
+        return self.source.probabilities_and_errors(texts, batch_size)[0]
 
     def _text_features(self, texts: list[str], batch_size: int):
         from transferkit.backbones.text_encoders import tokenize
@@ -144,18 +138,18 @@ class ShardWorker:
 
         if self.job["source_kind"] == "encoder":
             encoder = self.source
-            if not hasattr(self, "_tokenizer"):
+            if not hasattr(self, "tokenizer"):
                 from transferkit.backbones.sentence_encoders import MAX_SEQUENCE_LENGTH
 
                 length = min(encoder.max_sequence_length, MAX_SEQUENCE_LENGTH)
-                self._tokenizer = encoder.text_inputs(length)
-            vectors = encoder.embed(tokenize(self._tokenizer, texts),
+                self.tokenizer = encoder.text_inputs(length)
+            vectors = encoder.embed(tokenize(self.tokenizer, texts),
                                     features=self.job["features"], batch_size=batch_size,
                                     runtime=self.job["runtime"])
             self.runtime = encoder.last_runtime
             return vectors
         self.runtime = "keras"
-        return predict_padded(self._penultimate, tokenize(self.source._tokenizer, texts),
+        return predict_padded(self._penultimate, tokenize(self.source.tokenizer, texts),
                               batch_size)
 
 

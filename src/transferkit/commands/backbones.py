@@ -57,11 +57,12 @@ def run(args) -> int:
 
 
 def run_trust(args) -> int:
-    from transferkit.model_paths import model_file
+    from transferkit.model_ref import ModelRef
     from transferkit.trusted_graphs import trust_model_file
 
-    path = model_file(args.model)
-    digests = trust_model_file(path)
+    ref = ModelRef.resolve(args.model)
+    path = ref.model_path
+    digests = trust_model_file(ref)
     if args.json:
         print_json({"model": str(path), "trusted": digests})
     elif digests:

@@ -138,35 +138,32 @@ def _skipped_line(skipped: list[dict], what: str = "skipped") -> str:
     return f"{len(skipped)} {what}: " + ", ".join(parts)
 
 
-def _check_inputs(model, inputs: list, purpose: str) -> None:
+def _check_inputs(ref, inputs: list, purpose: str) -> None:
     """Refuses inputs of the other modality before the model loads (`check_kind`): the task is
-    in the file's `config.json`, read without Keras."""
+    in the file's `config.json` (`ModelRef.task`), read once, without Keras."""
     from transferkit.batch.inputs import check_kind
-    from transferkit.batch.jobs import model_info
     from transferkit.errors import InputError
-    from transferkit.model_paths import model_file
 
-    path = model_file(model)
     try:
-        task = model_info(path)[0]
+        task = ref.task
     except InputError:
         return  # damaged, holding code, or not a transferkit classifier: `load` says which
-    check_kind(task, inputs, purpose, model=model)
+    check_kind(task, inputs, purpose, model=ref.given)
 
 
 def run_embed(args) -> int:
-    from transferkit.batch.jobs import embed
+    from transferkit.batch.jobs import batch_embed
 
-    summary = embed(args.source, args.inputs, args.output, features=args.features,
+    summary = batch_embed(args.source, args.inputs, args.output, features=args.features,
                     progress=not args.json, **_batch_options(args))
     return _print_summary(summary, args)
 
 
 def run_predict(args) -> int:
     if args.output is not None:
-        from transferkit.batch.jobs import predict
+        from transferkit.batch.jobs import batch_predict
 
-        summary = predict(args.model, args.inputs, args.output, progress=not args.json,
+        summary = batch_predict(args.model, args.inputs, args.output, progress=not args.json,
                           **_batch_options(args))
         return _print_summary(summary, args)
     if args.ray or args.workers is not None:
@@ -174,12 +171,14 @@ def run_predict(args) -> int:
 
         raise InputError("`ray` runs a batch job: add `output` (a Parquet folder to write).")
     from transferkit.checks import check_int
+    from transferkit.model_ref import ModelRef
     from transferkit.tasks.base import load
 
     if args.batch_size is not None:  # before the model loads; 0 is refused, as -1 is
         check_int(args.batch_size, "batch_size", minimum=1)
-    _check_inputs(args.model, args.inputs, "predict")
-    classifier = load(args.model)
+    ref = ModelRef.resolve(args.model)  # once: MLflow is asked once, the file read once
+    _check_inputs(ref, args.inputs, "predict")
+    classifier = load(ref)
     results = classifier.predict(args.inputs, batch_size=args.batch_size, skip_unreadable=True)
     if results and all("skipped" in result for result in results):
         from transferkit.data.image_inputs import unreadable_error
@@ -202,11 +201,13 @@ def run_predict(args) -> int:
 def run_evaluate(args) -> int:
     from transferkit.checks import check_output_folder
     from transferkit.errors import InputError
+    from transferkit.model_ref import ModelRef
     from transferkit.tasks.base import load
 
     check_output_folder(args.report_dir, "report_dir")  # before the model loads
-    _check_inputs(args.model, [args.data], "evaluate")
-    classifier = load(args.model)
+    ref = ModelRef.resolve(args.model)
+    _check_inputs(ref, [args.data], "evaluate")
+    classifier = load(ref)
     columns = {"text_column": args.text_column, "label_column": args.label_column}
     if classifier.task != "text" and any(columns.values()):
         raise InputError(f"{args.model}: this is an image model; `text_column` and "

@@ -72,8 +72,8 @@ def run(output_dir: str | os.PathLike, track=None) -> dict:
         (the predictions for a few new sentences).
     """
     from transferkit.pipelines.text import train_text
+    from transferkit.run_folder import default_run_dir
     from transferkit.tasks.text_classifier import TextClassifier
-    from transferkit.training.run import default_run_dir
 
     started = time.perf_counter()
     output_dir = Path(output_dir)

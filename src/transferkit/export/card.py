@@ -44,12 +44,14 @@ def _without_local_paths(value):
     return value
 
 
-def _run_report(model_path: Path | None) -> Path | None:
-    """The `report/` folder of the run that saved `model_path`, if there is one."""
+def _run_report(model_path: Path | None):
+    """The `RunFolder` beside `model_path` when it has a report (`report/metrics.json`)."""
+    from transferkit.run_folder import RunFolder
+
     if model_path is None:
         return None
-    report = Path(model_path).parent / "report"
-    return report if (report / "metrics.json").is_file() else None
+    run = RunFolder(Path(model_path).parent)
+    return run if run.metrics_path.is_file() else None
 
 
 def _read(path: Path) -> dict:
@@ -65,7 +67,8 @@ def model_facts(classifier, model_path: str | os.PathLike | None = None) -> dict
 
     Args:
         classifier: an `ImageClassifier` or `TextClassifier` with a model.
-        model_path: the `.keras` file it was loaded from, to find the run's report beside it.
+        model_path: the `.keras` file it was loaded from (or its `ModelRef`), to find the run's
+            report beside it.
     """
     from transferkit import __version__
 
@@ -81,10 +84,10 @@ def model_facts(classifier, model_path: str | os.PathLike | None = None) -> dict
             str(encoder.get("source") or classifier.encoder))
         facts["sequence_length"] = encoder.get("sequence_length")
     model_path = Path(model_path) if model_path is not None else None
-    report = _run_report(model_path)
-    if report is not None:
-        metrics = _read(report / "metrics.json")
-        data = _read(report / "data.json")
+    run = _run_report(model_path)
+    if run is not None:
+        metrics = _read(run.metrics_path)
+        data = _read(run.data_path)
         facts["metrics"] = {
             "title": metrics.get("title"),
             "examples": metrics.get("n"),

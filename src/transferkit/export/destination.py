@@ -9,7 +9,7 @@ ancestor of it), or a folder that cannot be written. `overwrite` deletes only wh
 `transferkit export` wrote.
 
 One process writes a destination at a time, with the lock of run folders
-(`transferkit.training.run.RunLock`: `flock`, the holder's process id in the message). The lock
+(`transferkit.run_folder.RunLock`: `flock`, the holder's process id in the message). The lock
 file is `.<name>.lock` beside the destination, since the folder itself is replaced whole.
 The folder is made with the user's umask, like any other folder (`tempfile.mkdtemp` makes 0700).
 """
@@ -26,6 +26,7 @@ from pathlib import Path
 
 from transferkit.errors import InputError
 from transferkit.files import raise_if_disk_full
+from transferkit.run_folder import RunFolder
 
 __all__ = ["EXPORT_RECORD", "check_destination", "default_destination", "writing"]
 
@@ -41,7 +42,7 @@ def default_destination(model_path: Path | None, format: str, quantize: str) -> 
         raise InputError("Pass `path`, the folder to export to (the model was not loaded from a "
                          "file, so there is no run folder to export into).")
     name = format if quantize == "none" else f"{format}-{quantize}"
-    return Path(model_path).parent / "export" / name
+    return RunFolder(Path(model_path).parent).export_dir / name
 
 
 def check_destination(folder: Path, model_path: Path | None, overwrite: bool) -> None:
@@ -52,7 +53,7 @@ def check_destination(folder: Path, model_path: Path | None, overwrite: bool) ->
         model_path: the `.keras` file being exported, or None.
         overwrite: whether an earlier export in `folder` may be replaced.
     """
-    from transferkit.training.run import RunLock, in_use_error
+    from transferkit.run_folder import RunLock, in_use_error
 
     _check_folder(folder, model_path, overwrite)
     holder = RunLock.in_use(folder, _lock_file(folder))
@@ -65,7 +66,7 @@ def writing(folder: Path, model_path: Path | None, overwrite: bool) -> Iterator[
     """Locks `folder` and yields an empty folder beside it, which replaces `folder` when the
     block ends without error (and is deleted when it raises). `folder` is checked again under
     the lock: another export may have finished since `check_destination`."""
-    from transferkit.training.run import RunLock
+    from transferkit.run_folder import RunLock
 
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -138,9 +139,10 @@ def _check_replaceable(folder: Path, overwrite: bool) -> None:
 def _holds_model(folder: Path, deep: bool) -> str:
     """What in `folder` is a training run or a model (`""`: nothing). `deep`: look in every
     sub-folder for `.keras` files (an export folder is small; any other folder may not be)."""
-    if (folder / "config.json").is_file() and (folder / "model.keras").is_file():
+    run = RunFolder(folder)
+    if run.is_run() and run.model_path.is_file():
         return "a training run (config.json, model.keras)"
-    if (folder / "checkpoints").is_dir():
+    if run.checkpoint_dir.is_dir():
         return "a training run's checkpoints/"
     model = next(folder.glob("**/*.keras" if deep else "*.keras"), None)
     return f"a model file ({model.relative_to(folder)})" if model is not None else ""

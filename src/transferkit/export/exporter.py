@@ -27,7 +27,7 @@ from transferkit.export.destination import check_destination, default_destinatio
 from transferkit.export.graphs import image_graph, token_graph, token_inputs
 from transferkit.export.samples import sample_inputs
 from transferkit.extras import require
-from transferkit.files import sha256_file, write_json
+from transferkit.files import write_json
 
 __all__ = ["export"]
 
@@ -105,7 +105,8 @@ def export(model, path: str | os.PathLike | None = None, *, format: str = "onnx"
     """Exports a trained classifier, verified on the format's real runtime.
 
     Args:
-        model: an `ImageClassifier`/`TextClassifier`, or a `.keras` file or run folder.
+        model: an `ImageClassifier`/`TextClassifier`, a `.keras` file, a run folder, an MLflow
+            URI or a `transferkit.model_ref.ModelRef`.
         path: the folder to write. Default `None`: `export/<format>[-<quantize>]` in the model's
             run folder.
         format: `"saved_model"`, `"onnx"` (default) or `"litert"`.
@@ -128,22 +129,27 @@ def export(model, path: str | os.PathLike | None = None, *, format: str = "onnx"
             without calibration inputs.
         MissingDependencyError: the converter or runtime is not installed (with the pip line).
     """
-    from transferkit.model_paths import model_file
+    from transferkit.model_ref import ModelRef
     from transferkit.tracking.store import is_model_uri
 
     _check_settings(format, quantize, samples)
-    if is_model_uri(model) and path is None:
+    if (is_model_uri(model) or getattr(model, "kind", None) == "mlflow") and path is None:
         raise InputError(f"{model}: a model from MLflow has no run folder to export into; pass "
                          "`path`, the folder to write.")
-    from_file = isinstance(model, (str, os.PathLike))
+    from_file = isinstance(model, (str, os.PathLike))  # a ModelRef is path-like too
     if not from_file and getattr(model, "model", None) is None:
         raise InputError("The classifier is not trained yet: call `fit` before `export`.")
-    model_path = model_file(model) if from_file else getattr(model, "path", None)
+    if from_file:
+        ref = ModelRef.resolve(model)
+        model_path = ref.model_path
+    else:  # a classifier: the file it was saved to or loaded from, if any
+        model_path = getattr(model, "path", None)
+        ref = None if model_path is None else ModelRef.resolve(model_path)
     output = Path(path) if path is not None else default_destination(model_path, format, quantize)
     folder = output.resolve()
     check_destination(folder, model_path, overwrite)
     if from_file:
-        model = transferkit.load(model_path)
+        model = transferkit.load(ref)
     _check(model, format, quantize)
     items, described = sample_inputs(model, calibration, model_path, samples)
     if quantize == "int8" and items is None:
@@ -152,11 +158,11 @@ def export(model, path: str | os.PathLike | None = None, *, format: str = "onnx"
             "`calibration` (--calibration DATA: an image folder or a table of texts)."
         )
     with writing(folder, model_path, overwrite) as partial:
-        record = _write_folder(model, partial, format, quantize, items, described, model_path)
+        record = _write_folder(model, partial, format, quantize, items, described, ref)
     return {**record, "path": os.fspath(output)}
 
 
-def _write_folder(classifier, folder: Path, format, quantize, items, described, model_path):
+def _write_folder(classifier, folder: Path, format, quantize, items, described, ref):
     graph = image_graph(classifier) if classifier.task == "image" else token_graph(classifier)
     model_name = formats.MODEL_FILES[format]
     contract = _contract(classifier, graph, format, quantize, model_name)
@@ -171,15 +177,15 @@ def _write_folder(classifier, folder: Path, format, quantize, items, described, 
     formats.write(format, graph, folder / model_name, quantize, calibration,
                   classifier=classifier)
     verified = _verify(classifier, folder, format, contract, examples, reference)
-    facts = model_facts(classifier, model_path)
+    facts = model_facts(classifier, ref)
     record = {
         "format": format,
         "quantize": quantize,
         "model_file": model_name,
         "size_bytes": _size(folder / model_name),
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "source": None if model_path is None else {  # the run folder's name, not the machine's
-            "path": shown_path(model_path, parts=2), "sha256": sha256_file(model_path)},
+        "source": None if ref is None else {  # the run folder's name, not the machine's
+            "path": shown_path(ref.model_path, parts=2), "sha256": ref.sha256},
         "calibration": described if quantize == "int8" else None,
         "verified": verified,
         "facts": facts,

@@ -51,7 +51,9 @@ def _run_data(classifier, model_path):
     column)`), or None."""
     if model_path is None:
         return None
-    data_json = Path(model_path).parent / "report" / "data.json"
+    from transferkit.run_folder import RunFolder
+
+    data_json = RunFolder(Path(model_path).parent).data_path
     if not data_json.is_file():
         return None
     data = read_json(data_json)

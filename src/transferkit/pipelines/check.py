@@ -105,18 +105,17 @@ def check_data(data: str | os.PathLike, *, output: str | os.PathLike | None = No
 
 
 def _image_examples(data, backbone: str, seed: int, log) -> dict:
+    from transferkit.backbones.image_encoder import ImageEncoder
     from transferkit.data.image_folder import discover_image_folder
     from transferkit.data.image_inputs import ImageInputs
-    from transferkit.tasks.image_classifier import ImageClassifier
 
     folder = discover_image_folder(data, validation_size=ImageTrainConfig.validation_size,
                                    seed=seed, require_validation=False)
-    classifier = ImageClassifier(backbone=backbone, class_names=folder.class_names,
-                                 augment="none", seed=seed)
-    classifier.build()
+    encoder = ImageEncoder(backbone, seed=seed)
+    encoder.check()
     items = list(folder.train_paths) + list(folder.validation_paths)
     log(f"Features of {len(items)} images ({backbone}, cached)")
-    features, ok = classifier._features(ImageInputs(items, folder.digests), verbose=False)
+    features, ok = encoder.readable_features(ImageInputs(items, folder.digests))
     splits = ["train"] * len(folder.train_paths) + ["validation"] * len(folder.validation_paths)
     labels = np.concatenate([folder.train_labels, folder.validation_labels]).astype(int)
     return {"items": items, "features": features, "ok": ok, "splits": splits, "labels": labels,
@@ -145,7 +144,7 @@ def _text_examples(data, encoder: str, seed: int, log, columns: tuple) -> dict:
     for split, members in index.items():
         splits[members] = split
     classifier = TextClassifier(encoder, class_names=names, seed=seed, features="sentence")
-    text_encoder = classifier.text_encoder()
+    text_encoder = classifier.get_encoder()
     text_encoder.adapt([table.texts[i] for i in index["train"]])
     log(f"Features of {len(table)} texts ({encoder}, cached)")
     features = text_encoder.features(table.texts)

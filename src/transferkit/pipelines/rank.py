@@ -146,11 +146,11 @@ def rank_backbones(data: str | os.PathLike, *, backbones: Sequence[str] | None =
 
 
 def _image_candidates(data, backbones, per_class, seed, log):
+    from transferkit.backbones.image_encoder import ImageEncoder
     from transferkit.backbones.registry import offline_backbones
     from transferkit.data.image_folder import discover_image_folder
     from transferkit.data.image_inputs import ImageInputs
     from transferkit.errors import TransferkitError
-    from transferkit.tasks.image_classifier import ImageClassifier
 
     folder = discover_image_folder(data, validation_size=ImageTrainConfig.validation_size,
                                    seed=seed, require_validation=False)
@@ -164,14 +164,13 @@ def _image_candidates(data, backbones, per_class, seed, log):
     for name in names:
         row = {"backbone": name, "examples": len(paths)}
         try:
-            classifier = ImageClassifier(backbone=name, class_names=folder.class_names,
-                                         augment="none", seed=seed)
-            classifier.build()
+            encoder = ImageEncoder(name, seed=seed)
+            backbone = encoder.build()
             started = time.perf_counter()
-            features, ok = classifier._features(ImageInputs(paths, folder.digests))
+            features, ok = encoder.readable_features(ImageInputs(paths, folder.digests))
             row["feature_seconds"] = round(time.perf_counter() - started, 1)
-            row["parameters"] = int(classifier._backbone_model().count_params())
-            row["image_size"] = "x".join(map(str, classifier.input_size))
+            row["parameters"] = int(backbone.count_params())
+            row["image_size"] = "x".join(map(str, encoder.input_size))
         except TransferkitError as exc:  # weights not on this machine, a bad folder...
             row["error"] = str(exc).splitlines()[0]
             yield row, None, None
@@ -227,10 +226,10 @@ def _text_features(name: str, texts: list[str], seed: int):
     source, _, kind = name.partition(":")
     classifier = TextClassifier(source, class_names=["a", "b"], seed=seed,
                                 features=kind or "sentence")
-    encoder = classifier.text_encoder()
+    encoder = classifier.get_encoder()
     encoder.adapt(texts)
     features = encoder.features(texts)
-    return features, int(encoder._encoder().backbone.count_params())
+    return features, int(encoder.sentence_encoder().backbone.count_params())
 
 
 def _train_head(data, row: dict, images: bool, seed: int) -> tuple[str, float]:

@@ -9,7 +9,7 @@ data        read and checked by the pipeline *before* the run folder exists, so 
             nothing behind; a folder that already holds a run is refused unless resumed; the
             pipeline builds the model there too (a bad `unfreeze` layer name fails at once)
 run folder  created and locked (`.lock`: a second run on the same folder is refused, see
-            `transferkit.training.run.RunLock`), `config.json` written (the config as JSON, with
+            `transferkit.run_folder.RunLock`), `config.json` written (the config as JSON, with
             its task); a resumed run takes the lock as it starts
 head        `classifier.fit(...)` on the frozen backbone; accuracy on the report split
 fine-tune   `classifier.fine_tune(...)` when `fine_tune_epochs` > 0; accuracy again
@@ -144,7 +144,7 @@ class TrainingRun:
             scratch = Path(distribute.scratch_folder(self.path))
             shutil.rmtree(scratch, ignore_errors=True)
             if self.resuming:  # every process restarts from process 0's checkpoints
-                from transferkit.training.run import LOCK_NAME
+                from transferkit.run_folder import LOCK_NAME
 
                 # not process 0's lock: this process locks its own copy
                 shutil.copytree(self.path, scratch, ignore=shutil.ignore_patterns(LOCK_NAME))
@@ -159,7 +159,7 @@ class TrainingRun:
                                   register=register, default_experiment=name, log=self.log)
 
     def _resume(self, config_class, resume, data, options):
-        from transferkit.training.run import RunDirectory
+        from transferkit.run_folder import RunFolder
 
         path = Path(resume)
         if not path.is_dir():
@@ -167,7 +167,7 @@ class TrainingRun:
                 f"{path}: no such run folder. Pass a folder written by `transferkit train "
                 f"{self.task}` as `resume`."
             )
-        run = RunDirectory(path)
+        run = RunFolder(path)
         saved = run.load_config()
         if "task" not in saved:
             raise InputError(
@@ -203,7 +203,7 @@ class TrainingRun:
         return config, path
 
     def _new(self, config_class, data, output, config, options):
-        from transferkit.training.run import RunLock, default_run_dir, in_use_error
+        from transferkit.run_folder import RunLock, default_run_dir, in_use_error
 
         config = config if config is not None else config_class()
         if data is not None:
@@ -228,11 +228,11 @@ class TrainingRun:
         return self
 
     def _lock(self) -> None:
-        from transferkit.training.run import RunDirectory
+        from transferkit.run_folder import RunFolder
 
         if self.lock is None:
             hint = "wait for it to finish" if self.resuming else ""
-            self.lock = RunDirectory(self.path).lock(log=self.log, hint=hint)
+            self.lock = RunFolder(self.path).create().lock(log=self.log, hint=hint)
 
     def __exit__(self, kind, error, traceback) -> None:
         if self.lock is not None:
@@ -253,9 +253,9 @@ class TrainingRun:
 
     def start(self) -> None:
         """Creates the run folder and writes `config.json` (call once the data is read)."""
-        from transferkit.training.run import RunDirectory
+        from transferkit.run_folder import RunFolder
 
-        self.run = RunDirectory(self.path)
+        self.run = RunFolder(self.path).create()
         self._lock()
         if not self.resuming:
             if self.run.config_path.exists():  # another run started and finished meanwhile

@@ -75,7 +75,7 @@ def train_text(
         val_texts, val_labels = parts["validation"]
         validation = classifier.predict_proba_cached(val_texts)
         validation_accuracy = float((validation.argmax(axis=1) == val_labels).mean())
-        extra, result, facts = _facts(c, table, names, parts, classifier.text_encoder().describe())
+        extra, result, facts = _facts(c, table, names, parts, classifier.get_encoder().describe())
         return run.finish(
             classifier, phases, title=f"Text classifier ({c.encoder}): test split",
             extra={**extra, "validation accuracy": round(validation_accuracy, 4)},

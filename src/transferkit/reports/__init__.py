@@ -63,7 +63,7 @@ def write_classification_report(
         probabilities: class scores, shape `(n, k)`, one column per class name. For a binary
             model with one sigmoid output pass both columns, `[1 - p, p]`.
         class_names: the `k` class names, in column order.
-        history: the rows of `history.csv` (`RunDirectory.history_rows()`). Default `()`: then no
+        history: the rows of `history.csv` (`RunFolder.history_rows()`). Default `()`: then no
             `curves.png` is written.
         title: first line of the summary and title of the figures. Default `""`.
         summary_extra: more key/values for `summary.txt` and `metrics.json["extra"]`, e.g. the

@@ -4,8 +4,8 @@ Does a score of 0.9 mean right nine times in ten? A network trained with cross-e
 over-confident. Temperature scaling (Guo et al., "On Calibration of Modern Neural Networks",
 ICML 2017) divides the logits by one scalar T, fitted on the validation split by minimising the
 negative log-likelihood; the predicted class never changes, only how sure the scores are.
-transferkit stores T in the model's `ClassLabels` layer, so `predict_proba`, the saved `.keras`
-file and every export give calibrated scores.
+transferkit stores T in the model's `ClassLabels` layer (`transferkit.tasks.evaluation`), so
+`predict_proba`, the saved `.keras` file and every export give calibrated scores.
 
 Written here rather than taken from a library: it is one scalar fitted with SciPy's bounded
 scalar minimiser, and the ECE is a dozen lines; netcal or torchcal would bring a framework for
@@ -28,7 +28,6 @@ __all__ = [
     "BINS",
     "MIN_ERRORS",
     "MIN_EXAMPLES",
-    "calibrate",
     "calibration_summary",
     "expected_calibration_error",
     "fit_temperature",
@@ -215,30 +214,3 @@ def plot_reliability(path: str | os.PathLike, y_true, calibrated, temperature: f
     axis.set_title(f"{title}\n{heading}" if title else heading, fontsize=9)
     axis.legend(loc="upper left", fontsize=8)
     return _save(figure, path)
-
-
-def calibrate(classifier, enabled: bool = True) -> float:
-    """Fits the temperature of a trained transferkit classifier on its validation split and
-    puts it in the model's `ClassLabels` layer, so every score after this is calibrated.
-    `classifier.metadata["calibration"]` gets the numbers (or `"calibration_skipped"` why not).
-    Returns the temperature (1.0 when not calibrated)."""
-    layer = classifier._labels_layer()
-    layer.temperature = 1.0
-    classifier.metadata.pop("calibration", None)
-    classifier.metadata.pop("calibration_skipped", None)
-    if not enabled:
-        return 1.0
-    items, labels = classifier.split_data("validation")
-    skipped = why_not_fitted(labels)  # before predicting, where the labels tell
-    if skipped is None:
-        raw = classifier.predict_proba_cached(items)
-        skipped = why_not_fitted(labels, raw)
-    if skipped:
-        classifier.metadata["calibration_skipped"] = skipped
-        return 1.0
-    temperature = fit_temperature(labels, raw)
-    layer.temperature = temperature
-    summary = calibration_summary(labels, with_temperature(raw, temperature), temperature)
-    classifier.metadata["calibration"] = {"temperature": float(temperature),
-                                          "fitted_on": "validation", **summary}
-    return temperature

@@ -24,7 +24,6 @@ from transferkit.config import ImageTrainConfig
 
 __all__ = [
     "FOLDS",
-    "check_classifier",
     "find_label_issues",
     "out_of_fold_probabilities",
     "write_label_issues",
@@ -155,23 +154,3 @@ def write_label_issues(report_dir: str | os.PathLike, issues: list[dict], items:
             title=f"Likely label errors: {len(top)} of {len(issues)}",
         )
     return {name: str(path) for name, path in files.items()}
-
-
-def check_classifier(classifier, folds: int = FOLDS) -> dict:
-    """`Classifier.find_label_issues`: the check on a fitted classifier's training split."""
-    items, labels = classifier.split_data("train")
-    result = {"checked": False, "why": "", "folds": 0, "examples": len(items), "issues": [],
-              "items": items}
-    features = classifier._training_features(items)
-    if features is None:
-        result["why"] = ("this kind of model has no cached frozen features (GloVe + BiLSTM "
-                         "learns its own); use a sentence encoder (--encoder minilm)")
-        return result
-    probabilities, used, why = out_of_fold_probabilities(
-        features, labels, len(classifier.class_names), folds=folds, seed=int(classifier.seed),
-        class_names=classifier.class_names)
-    if probabilities is None:
-        result["why"] = why
-        return result
-    result.update(checked=True, folds=used, issues=find_label_issues(labels, probabilities))
-    return result

@@ -54,16 +54,17 @@ class KerasPredictor(Predictor):
 
     runtime = "keras"
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, model):
         from transferkit.export.card import model_card, model_facts
-        from transferkit.tasks.base import load, model_file
+        from transferkit.model_ref import ModelRef
+        from transferkit.tasks.base import load
 
-        path = model_file(path)
-        self.path = path
-        self.classifier = load(path)
+        ref = ModelRef.resolve(model)
+        self.path = ref.model_path
+        self.classifier = load(ref)
         self.task = self.classifier.task
         self.class_names = list(self.classifier.class_names)
-        self.facts = model_facts(self.classifier, path)
+        self.facts = model_facts(self.classifier, ref)
         self.card = model_card(self.facts)
         if self.task == "image":
             self.image_size = tuple(self.classifier.input_size)
@@ -148,8 +149,9 @@ class OnnxPredictor(Predictor):
         return encode(self.tokenizer, self._fields, texts)
 
 
-def load_predictor(path: str | os.PathLike, runtime: str | None = None, **options) -> Predictor:
-    """A `Predictor` for `path`: a `.keras` file or run folder, or an export folder.
+def load_predictor(model, runtime: str | None = None, **options) -> Predictor:
+    """A `Predictor` for `model`: a `.keras` file or run folder, an export folder, an MLflow URI
+    or a `transferkit.model_ref.ModelRef` (resolved once, here; see `ModelRef`).
 
     Runtimes: `"onnx"` serves an export folder, the run's own up-to-date `export/onnx`, or else an
     ONNX export made once into the transferkit cache (`serving/<sha256>/onnx`, verified on ONNX
@@ -157,48 +159,43 @@ def load_predictor(path: str | os.PathLike, runtime: str | None = None, **option
     `None`) is `"onnx"` for export folders and image models (2-3x faster, see
     `benchmarks/serve_load.py`) and `"keras"` for text models, or wherever the export fails.
     """
-    from transferkit.tasks.base import model_file
-    from transferkit.tracking.store import is_model_uri
+    from transferkit.model_ref import ModelRef
 
-    path = model_file(path) if is_model_uri(path) else Path(path)
-    is_export = path.is_dir() and (path / "input.json").is_file()
     runtime = "auto" if runtime is None else runtime
     if runtime not in RUNTIMES:
         raise InputError(f"Unknown runtime {runtime!r}. Choose one of: {', '.join(RUNTIMES)}.")
-    if not is_export and runtime != "keras":
+    ref = ModelRef.resolve(model)
+    export = ref.export_folder
+    if export is None and runtime != "keras":
         # The run's own, up-to-date ONNX export, or one made for serving.
-        onnx = _onnx_export_of(path) or _cached_onnx_export(path, strict=runtime == "onnx")
-        if onnx is not None:
-            path, is_export = onnx, True
+        export = _onnx_export_of(ref) or _cached_onnx_export(ref, strict=runtime == "onnx")
     if runtime == "auto":
-        runtime = "onnx" if is_export else "keras"
+        runtime = "onnx" if export is not None else "keras"
     if runtime == "onnx":  # an export folder by now (`_cached_onnx_export` raised otherwise)
-        return OnnxPredictor(path, **options)
-    if is_export:
+        return OnnxPredictor(export, **options)
+    if ref.export_folder is not None:
         raise InputError(
-            f"{path}: is an export folder; serve it with `--runtime onnx`, or serve the `.keras` "
-            "file with the keras runtime."
+            f"{ref.given}: is an export folder; serve it with `--runtime onnx`, or serve the "
+            "`.keras` file with the keras runtime."
         )
-    return KerasPredictor(path)
+    return KerasPredictor(ref)
 
 
-def _cached_onnx_export(path: Path, strict: bool) -> Path | None:
-    """An ONNX export of the model at `path` for serving, in the transferkit cache under the
-    model file's sha256 (made on first use; `transferkit.export.export` verifies it). Without
+def _cached_onnx_export(ref, strict: bool) -> Path | None:
+    """An ONNX export of the model `ref` for serving, in the transferkit cache under the model
+    file's sha256 (made on first use; `transferkit.export.export` verifies it). Without
     `strict`, only for image models, and `None` where the export fails or misses 1e-4."""
     import logging
 
     from transferkit.export import export
-    from transferkit.files import cache_dir, sha256_file
-    from transferkit.tasks.base import model_file
+    from transferkit.files import cache_dir
 
-    model = model_file(path)
-    folder = cache_dir("serving", sha256_file(model)) / "onnx"
+    folder = cache_dir("serving", ref.sha256) / "onnx"
     if not (folder / "export.json").is_file():
-        if not strict and _task_of(model) != "image":
+        if not strict and _task_of(ref) != "image":
             return None  # text: ONNX Runtime is not faster for MiniLM (benchmarks/feature_speed.py)
         try:
-            export(model, folder, format="onnx", samples=32, overwrite=True)
+            export(ref, folder, format="onnx", samples=32, overwrite=True)
         except Exception as exc:
             if strict:
                 raise
@@ -211,36 +208,24 @@ def _cached_onnx_export(path: Path, strict: bool) -> Path | None:
     return folder
 
 
-def _task_of(model: Path) -> str | None:
-    """The task in a `.keras` file's `ClassLabels` layer, read from its config (no loading)."""
-    import json
-    import zipfile
-
+def _task_of(ref) -> str | None:
+    """The model's task, or `None` for a file that is not a whole transferkit classifier (then
+    loading it says what it is)."""
     try:
-        with zipfile.ZipFile(model) as archive:
-            config = json.loads(archive.read("config.json"))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return ref.task
+    except InputError:
         return None
-    pending = [config]
-    while pending:
-        node = pending.pop()
-        if isinstance(node, dict):
-            if node.get("class_name") == "ClassLabels":
-                return (node.get("config") or {}).get("task")
-            pending.extend(node.values())
-        elif isinstance(node, list):
-            pending.extend(node)
-    return None
 
 
-def _onnx_export_of(path: Path) -> Path | None:
-    """The unquantized ONNX export of the model at `path` (a run folder or its `model.keras`),
-    if `transferkit export` wrote one into the run and the model has not changed since."""
-    from transferkit.files import sha256_file
+def _onnx_export_of(ref) -> Path | None:
+    """The unquantized ONNX export `transferkit export` wrote beside the model by default, if
+    there is one and the model has not changed since."""
+    from transferkit.export.destination import default_destination
 
-    model = path / "model.keras" if path.is_dir() else path
-    folder = model.parent / "export" / "onnx"
-    if not (model.is_file() and (folder / "export.json").is_file()):
+    if ref.keras_file is None or not ref.keras_file.is_file():
+        return None
+    folder = default_destination(ref.keras_file, "onnx", "none")
+    if not (folder / "export.json").is_file():
         return None
     source = (read_json(folder / "export.json").get("source") or {})
-    return folder if source.get("sha256") == sha256_file(model) else None
+    return folder if source.get("sha256") == ref.sha256 else None

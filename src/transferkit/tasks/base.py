@@ -31,13 +31,12 @@ from typing import Any, ClassVar
 import keras
 import numpy as np
 
-from transferkit.checks import check_int, check_output_folder
+from transferkit.checks import check_int
 from transferkit.errors import DataError, InputError
-from transferkit.files import write_json
 from transferkit.layers import ClassLabels, labels_layer
-from transferkit.model_paths import model_file
+from transferkit.tasks.evaluation import ClassifierEvaluation
 
-__all__ = ["Classifier", "Splits", "labels_layer", "load", "model_file", "TASK_CLASSES"]
+__all__ = ["Classifier", "Splits", "labels_layer", "load", "TASK_CLASSES"]
 
 # task name -> "module:Class"
 TASK_CLASSES = {
@@ -85,7 +84,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class Classifier:
+class Classifier(ClassifierEvaluation):
     """The shared base of `ImageClassifier` and `TextClassifier`; not used on its own.
 
     Constructors only store their arguments (each an attribute of the same name); `fit` reads the
@@ -246,17 +245,17 @@ class Classifier:
     @contextlib.contextmanager
     def _run_folder(self, output):
         """The run folder of a phase: `output`, the one `fit` had, or a temporary one (deleted)."""
-        from transferkit.training.run import RunDirectory
+        from transferkit.run_folder import RunFolder
 
         if output is None and self.run_dir is not None:
             output = self.run_dir
         if output is not None:
-            run = output if isinstance(output, RunDirectory) else RunDirectory(output)
+            run = (output if isinstance(output, RunFolder) else RunFolder(output)).create()
             self.run_dir = run.path
             yield run
             return
         with tempfile.TemporaryDirectory(prefix=f"transferkit-{self.task}-") as folder:
-            yield RunDirectory(folder)
+            yield RunFolder(folder)
 
     def _record(self, phase: str, rows: list[dict]) -> None:
         self.history = [row for row in self.history if row.get("phase") != phase] + list(rows)
@@ -387,25 +386,6 @@ class Classifier:
         return class_weights_for(splits["train"][1], self.class_names,
                                  getattr(self, "class_weight", "none"), self.metadata)
 
-    def _calibrate(self) -> None:
-        """Temperature scaling on the validation split when `calibrate` is on (see
-        `transferkit.reports.calibration.calibrate`); the numbers go to `metadata`."""
-        from transferkit.reports.calibration import calibrate
-
-        calibrate(self, enabled=getattr(self, "calibrate", True))
-
-    def find_label_issues(self, folds: int | None = None) -> dict:
-        """Likely mislabelled examples of the last `fit`'s training split, by confident learning
-        on out-of-fold heads over the cached features: `{"checked", "why", "folds", "examples",
-        "issues", "items"}` (see `transferkit.reports.label_issues.check_classifier`)."""
-        from transferkit.reports.label_issues import FOLDS, check_classifier
-
-        return check_classifier(self, folds=FOLDS if folds is None else folds)
-
-    def _training_features(self, items: list) -> np.ndarray | None:
-        """The frozen features of `items` (cached), or None when the kind has none."""
-        return None
-
     # -- using the model -----------------------------------------------------------------------
 
     def split_data(self, name: str) -> tuple[list, np.ndarray]:
@@ -428,7 +408,8 @@ class Classifier:
         """`(items, probabilities, index -> reason of each unreadable item)`."""
         self._require_model()
         items = self._items(x)
-        probabilities, unreadable = self._probabilities(items, self._batch_size(batch_size))
+        batch_size = self._batch_size(batch_size)
+        probabilities, unreadable = self.probabilities_and_errors(items, batch_size)
         if unreadable and not skip_unreadable:
             raise self._unreadable_error(unreadable)
         return items, probabilities, {entry["index"]: entry["reason"] for entry in unreadable}
@@ -481,82 +462,6 @@ class Classifier:
             )
         return results
 
-    def evaluate(self, x, y=None, *, report_dir=None, batch_size: int | None = None,
-                 title: str = "") -> dict:
-        """Measures the classifier on labelled data; optionally writes the full report.
-
-        Args:
-            x: the data: see the subclass (a folder or table, or images or texts with `y`).
-            y: labels of `x`. Default `None` (they come with `x`).
-            report_dir: also write `metrics.json`, `summary.txt`, `confusion_matrix.png` and the
-                most confident mistakes there. Default `None`.
-            batch_size: inputs per forward pass. Default `None`: the config's.
-            title: the report's title. Default `""`: "Evaluation of <backbone or encoder>".
-
-        Returns:
-            `accuracy`, `n`, `classes`, per-class metrics, averages and the confusion matrix
-            (`transferkit.reports.classification_metrics`), plus `skipped` (inputs that could
-            not be used, with why; also in `report_dir`/skipped.json) and `num_skipped`.
-
-        Raises:
-            DataError: labels that are not among the model's classes, or nothing to evaluate.
-        """
-        self._require_model()
-        check_output_folder(report_dir, "report_dir")  # a file there fails now, not after the work
-        items, labels, skipped = self._evaluation_data(x, y)
-        batch_size = self._batch_size(batch_size)
-        probabilities, unreadable = self._probabilities(items, batch_size)
-        bad = {entry["index"] for entry in unreadable}
-        keep = np.asarray([i not in bad for i in range(len(items))], dtype=bool)
-        skipped = [*skipped, *({"path": e["path"], "reason": e["reason"]} for e in unreadable)]
-        if not keep.any():
-            raise DataError("None of the inputs could be read; nothing to evaluate.")
-        kept = [item for item, ok in zip(items, keep) if ok]
-        metrics = self.report(
-            kept, labels[keep], probabilities[keep], report_dir=report_dir,
-            title=title or f"Evaluation of {self._source_name()}",
-            extra={"skipped inputs": len(skipped)} if report_dir is not None else None,
-        )
-        metrics.update(classes=list(self.class_names), skipped=skipped, num_skipped=len(skipped))
-        if report_dir is not None and skipped:  # the list that the summary counts
-            metrics["files"]["skipped"] = os.fspath(Path(report_dir) / "skipped.json")
-            write_json(metrics["files"]["skipped"], skipped)
-        return metrics
-
-    def report(self, items, y_true, probabilities, *, report_dir=None, title: str = "",
-               extra: dict | None = None, history=()) -> dict:
-        """Metrics of predictions, and with `report_dir` the report files and mistakes.
-
-        Args:
-            items: the inputs (image paths or arrays, or texts), for the mistakes.
-            y_true: their int labels.
-            probabilities: `(n, num_classes)`.
-            report_dir: where to write the files. Default `None`: metrics only.
-            title: the report's title. Default `""`.
-            extra: more lines for the summary. Default `None`.
-            history: rows of `history.csv`, for `curves.png`. Default `()`.
-
-        Returns:
-            The metrics (see `transferkit.reports.classification_metrics`); with `report_dir`
-            also `files` (name -> path of each file written).
-        """
-        from transferkit.reports import classification_metrics, write_classification_report
-
-        names = list(self.class_names)
-        if report_dir is None:
-            return classification_metrics(y_true, probabilities, names)
-        metrics = write_classification_report(
-            report_dir, y_true=y_true, probabilities=probabilities, class_names=names,
-            history=history, title=title, summary_extra=extra,
-        )
-        predicted = np.asarray(probabilities).argmax(axis=1)
-        path = self._write_mistakes(
-            Path(report_dir), items, [names[i] for i in y_true], [names[i] for i in predicted],
-            np.asarray(probabilities).max(axis=1),
-        )
-        metrics["files"]["mistakes"] = str(path)
-        return metrics
-
     def export(self, path: str | os.PathLike | None = None, format: str = "onnx",
                quantize: str = "none", **options) -> dict:
         """Exports the model to `path` (`"saved_model"`, `"onnx"`, `"litert"`), verified on its
@@ -594,6 +499,11 @@ class Classifier:
     def _train_defaults(self):
         """The config whose values fill `None` settings (resolved for this classifier)."""
         return self.config_class()
+
+    def get_encoder(self):
+        """The classifier's encoder: an `ImageEncoder` or a `TextEncoder` (made on first use;
+        loads nothing). It gives the frozen features (`features`) and unfreezes for fine-tuning."""
+        raise NotImplementedError
 
     def _attach(self) -> None:
         """Called after `from_keras_model` set `model`, `network` and `metadata`."""
@@ -652,7 +562,8 @@ class Classifier:
         """A context manager giving `(train data, validation data)` for fine-tuning."""
         raise NotImplementedError
 
-    def _probabilities(self, items: list, batch_size: int) -> tuple[np.ndarray, list[dict]]:
+    def probabilities_and_errors(self, items: list,
+                                 batch_size: int) -> tuple[np.ndarray, list[dict]]:
         """Probabilities of `items`, and `{"index", "path", "reason"}` of those unreadable."""
         raise NotImplementedError
 
@@ -672,12 +583,13 @@ class Classifier:
         raise NotImplementedError
 
 
-def load(path: str | os.PathLike) -> Classifier:
+def load(path) -> Classifier:
     """Loads a classifier saved by transferkit (`.keras` file) with `safe_mode=True`.
 
     Args:
-        path: a `.keras` file from `transferkit train` or `Classifier.save`, its run folder, or
-            `models:/NAME@ALIAS`, `models:/NAME/VERSION`, `runs:/RUN_ID/model` (MLflow).
+        path: a `.keras` file from `transferkit train` or `Classifier.save`, its run folder,
+            `models:/NAME@ALIAS`, `models:/NAME/VERSION`, `runs:/RUN_ID/model` (MLflow), or a
+            `transferkit.model_ref.ModelRef` of one of them.
 
     Returns:
         An `ImageClassifier` or a `TextClassifier`, ready to `predict` and `evaluate`.
@@ -685,10 +597,12 @@ def load(path: str | os.PathLike) -> Classifier:
     Raises:
         InputError: the path is missing, not a `.keras` file, or not a transferkit model.
     """
+    from transferkit.model_ref import ModelRef
     from transferkit.training.io import load_model
 
-    path = model_file(path)
-    model = load_model(path)
+    ref = ModelRef.resolve(path)
+    path = ref.model_path
+    model = load_model(ref)
     task = labels_layer(model).task
     if task not in TASK_CLASSES:
         raise InputError(f"{path}: unknown task {task!r} in its labels layer.")

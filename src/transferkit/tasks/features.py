@@ -7,9 +7,7 @@ import os
 import numpy as np
 
 from transferkit.config import ImageTrainConfig
-from transferkit.data.image_inputs import ImageInputs, image_list, unreadable_error
 from transferkit.errors import InputError
-from transferkit.tasks.image_classifier import ImageClassifier
 
 __all__ = ["extract_features"]
 
@@ -50,7 +48,7 @@ def extract_features(
         ImageReadError: a file is missing or unreadable.
         UnknownBackboneError: `backbone` is not registered.
     """
-    from transferkit.data.images import DecodeLog
+    from transferkit.backbones.image_encoder import ImageEncoder
 
     if not isinstance(backbone, (str, os.PathLike)):
         raise InputError(
@@ -58,15 +56,6 @@ def extract_features(
             "backbone folder. "
             f"Received: {type(backbone).__name__}."
         )
-    classifier = ImageClassifier(
-        backbone=os.fspath(backbone), num_classes=2, image_size=image_size, input_range=input_range,
-        weights=weights, augment="none",
-        cache_dir=None if cache else False, runtime=runtime,
-    )
-    classifier.build()
-    log = DecodeLog()
-    features, ok = classifier._features(ImageInputs(image_list(images)), batch_size=batch_size,
-                                        decode_log=log)
-    if not ok.all():
-        raise unreadable_error(log.items())
-    return features
+    encoder = ImageEncoder(backbone, image_size=image_size, input_range=input_range,
+                           weights=weights, cache_dir=None if cache else False, runtime=runtime)
+    return encoder.features(images, batch_size=batch_size)

@@ -46,7 +46,6 @@ from transferkit.data.image_inputs import (
     unreadable_error,
 )
 from transferkit.errors import DataError, InputError
-from transferkit.layers import InferenceMode
 from transferkit.tasks.base import Classifier, Splits
 from transferkit.training.distribute import active as distribute_active
 from transferkit.training.distribute import even_validation, predict_rows, validation_batch
@@ -54,18 +53,6 @@ from transferkit.training.distribute import even_validation, predict_rows, valid
 __all__ = ["ImageClassifier"]
 
 _D = ImageTrainConfig()  # the defaults; `transferkit.config` is where they are written
-_FEATURES_VERSION = 2  # bump when the way features are computed changes, to retire old caches
-
-
-class _TrainingMode(keras.layers.Wrapper):
-    """Runs random augmentation layers as in training, also inside `predict` (augmented views for
-    the feature cache). Never saved."""
-
-    def call(self, inputs, training=None):
-        return self.layer(inputs, training=True)
-
-    def compute_output_shape(self, input_shape):
-        return self.layer.compute_output_shape(input_shape)
 
 
 class ImageClassifier(Classifier):
@@ -134,8 +121,7 @@ class ImageClassifier(Classifier):
         check_runtime(runtime)
         self._store(locals())
         self.feature_seconds = 0.0
-        self.feature_runtime: str | None = None  # what ran the backbone for the last features
-        self.feature_runtime_reason = ""  # and why (`transferkit.runtimes.FrozenRunner.reason`)
+        self._encoder = None
         self._unfreeze_choice = _D.unfreeze
 
     def get_config(self) -> dict:
@@ -148,53 +134,47 @@ class ImageClassifier(Classifier):
 
     # -- resolved settings ---------------------------------------------------------------------
 
+    def get_encoder(self):
+        """The `ImageEncoder` of this classifier's backbone (made on first use; loads nothing)."""
+        from transferkit.backbones.image_encoder import ImageEncoder
+
+        if self._encoder is None:
+            self._encoder = ImageEncoder(
+                self.backbone, image_size=self.image_size, input_range=self.input_range,
+                weights=self.weights, augment=self.augment, augment_views=self.augment_views,
+                seed=self.seed, cache_dir=self.cache_dir, runtime=self.runtime,
+            )
+        return self._encoder
+
     @property
     def augmentations(self) -> tuple[str, ...]:
         """The augmentation layers' names (`augment`, parsed)."""
-        from transferkit.data.augmentation import parse_augment
-
-        return parse_augment(self.augment)
-
-    def _spec(self):
-        from transferkit.backbones.registry import get_spec
-
-        return get_spec(self.backbone, self.input_range)
+        return self.get_encoder().augmentations
 
     def why_frozen(self) -> str:
         """Why the backbone cannot be fine-tuned (a SavedModel without a training endpoint), or
         `""` when it can."""
-        built = self._built("why_frozen")
-        return built if built is not None else self._spec().why_frozen
-
-    def _backbone_name(self) -> str:
-        return self._built("backbone_name") or self._spec().name
-
-    def _built(self, key: str):
-        """A fact of the built model (its metadata), so that a loaded model needs no backbone
-        folder; `None` before `build`."""
-        return self.metadata.get(key) if getattr(self, "model", None) is not None else None
+        return self.get_encoder().why_frozen
 
     @property
     def input_size(self) -> tuple[int, int]:
         """`(height, width)` the backbone sees: `image_size`, or the backbone's own size."""
-        if self._built("image_size") is not None:
-            return tuple(self._built("image_size"))
-        return self._configured_size()
-
-    def _configured_size(self) -> tuple[int, int]:
-        from transferkit.backbones.registry import check_input_size, size_unknown
-
-        spec, size = self._spec(), self.image_size
-        if size is None:
-            if not spec.default_input_size:
-                raise InputError(size_unknown(spec))
-            size = spec.default_input_size
-        return check_input_size(spec, size)
+        return self.get_encoder().input_size
 
     @property
     def resize_policy(self) -> str:
         """How images are resized for the backbone: `"center_crop"` or `"stretch"`."""
-        return self._built("resize") or self._spec().preprocessing.resize
+        return self.get_encoder().resize_policy
+
+    @property
+    def feature_runtime(self) -> str | None:
+        """What ran the backbone for the last features (`"onnx"`, `"keras"`), or `None`."""
+        return self.get_encoder().info["feature_runtime"]
+
+    @property
+    def feature_runtime_reason(self) -> str:
+        """Why (`transferkit.runtimes.FrozenRunner.reason`)."""
+        return self.get_encoder().info["feature_runtime_reason"]
 
     def _known_names(self) -> list[str] | None:
         if self.class_names is not None:
@@ -205,12 +185,10 @@ class ImageClassifier(Classifier):
 
     def check_settings(self) -> None:
         """Raises `InputError` for settings that cannot work, before any data is read."""
-        from transferkit.checks import check_int, check_number
+        from transferkit.checks import check_number
 
-        self.input_size  # an unknown backbone, a bad image size
-        self.augmentations
+        self.get_encoder().check()
         check_number(self.dropout, "dropout", 0, 1, include_maximum=False)
-        check_int(self.augment_views, "augment_views", minimum=0)
 
     def _check_classes(self) -> list[str]:
         """The class names, from `class_names` or `num_classes`; raises if they are unusable."""
@@ -240,187 +218,19 @@ class ImageClassifier(Classifier):
 
     def build(self):
         """Builds the Keras models (backbone frozen, untrained head). Returns the saved model."""
-        from transferkit.backbones.registry import get_backbone
-        from transferkit.data.augmentation import build_augmentation
-
         self.check_settings()
         self.class_names = self._check_classes()
         self.num_classes = len(self.class_names)
-        spec = self._spec()
-        height, width = self._configured_size()
-        keras.utils.set_random_seed(int(self.seed))
-        base = get_backbone(self.backbone, weights=self.weights, input_shape=(height, width, 3),
-                            input_range=self.input_range)
-        base.trainable = False
-        images = keras.Input((None, None, 3), name="image")
-        x = keras.layers.Resizing(
-            height, width, crop_to_aspect_ratio=self.resize_policy == "center_crop",
-            antialias=True, name="resize",
-        )(images)
-        augmentation = build_augmentation(self.augmentations, seed=self.seed)
-        if augmentation is not None:
-            x = augmentation(x)
-        x = InferenceMode(base, name="backbone")(x)
-        x = _pooling(len(base.output.shape))(x)
-        x = keras.layers.Dropout(self.dropout, name="dropout")(x)
-        binary = self.num_classes == 2
-        logits = keras.layers.Dense(1 if binary else self.num_classes, name="classifier")(x)
-        self.network = keras.Model(images, logits, name="network")
-        self.metadata.update(image_size=[height, width], resize=spec.preprocessing.resize,
-                             backbone_name=spec.name, why_frozen=spec.why_frozen)
+        encoder = self.get_encoder()
+        self.network = encoder.build_network(self.num_classes, self.dropout)
+        self.metadata.update(encoder.describe())
         inputs = keras.Input((None, None, 3), name="image")
         outputs = self._class_labels()(self.network(inputs))
         self.model = keras.Model(inputs, outputs, name="image_classifier")
         return self.model
 
-    def _backbone_model(self):
-        self._require_model()
-        return self.network.get_layer("backbone").layer
-
-    def _derived(self, name, build):
-        """A model over the network's layers, built once per network (so traced once)."""
-        models = self.__dict__.setdefault("_derived_models", {})
-        key = (id(self.network), name)
-        if key not in models:
-            models[key] = build()
-        return models[key]
-
-    def _head_model(self):
-        """Pooled features -> logits, sharing the network's dropout and dense layers."""
-        return self._derived("head", self._build_head_model)
-
-    def _build_head_model(self):
-        dim = self._backbone_model().output.shape[-1]
-        features = keras.Input((dim,), name="features")
-        logits = self.network.get_layer("classifier")(self.network.get_layer("dropout")(features))
-        return keras.Model(features, logits, name="head")
-
-    def _feature_model(self):
-        """Resized images -> pooled backbone features (what `transferkit.runtimes` runs)."""
-        return self._derived("features", self._build_feature_model)
-
-    def _build_feature_model(self):
-        backbone = self._backbone_model()
-        images = keras.Input((*self.input_size, 3), name="image")
-        pool = _pooling(len(backbone.output.shape))
-        return keras.Model(images, pool(backbone(images, training=False)), name="features")
-
-    def _views_model(self, views: int):
-        """Resized images -> `views` randomly augmented copies each, `(batch, views, h, w, 3)`:
-        the augmentation layers in training mode, always in Keras; the backbone then runs on
-        whichever runtime the features use."""
-        return self._derived(("views", views), lambda: self._build_views_model(views))
-
-    def _build_views_model(self, views: int):
-        shape = (*self.input_size, 3)
-        images = keras.Input(shape, name="image")
-        augmentation = _TrainingMode(self.network.get_layer("augmentation"))
-        stacked = keras.layers.Concatenate(axis=1, name="views")(
-            [keras.layers.Reshape((1, *shape))(augmentation(images)) for _ in range(views)]
-        )
-        return keras.Model(images, stacked, name="augmented_views")
-
-    def _feature_runner(self, items: int):
-        """The frozen feature model on `self.runtime` (see `transferkit.runtimes`), its ONNX graph
-        cached beside the feature cache."""
-        from transferkit.runtimes import frozen_runner
-
-        cache = self._cache()
-        return frozen_runner(
-            self._feature_model(), runtime=self.runtime, items=items,
-            key={"backbone": self._backbone_name(), "image_size": list(self.input_size),
-                 "pooling": "avg"},
-            cache=None if cache is None else cache.root,
-        )
-
-    # -- features --------------------------------------------------------------------------------
-
-    def _cache(self):
-        from transferkit.files import cache_dir
-        from transferkit.training.feature_cache import FeatureCache
-
-        if self.cache_dir is False or self.weights is None:
-            return None  # random weights: features never repeat, caching them only fills disks
-        if self.cache_dir in (None, True):
-            return FeatureCache(cache_dir("features", "images"))
-        return FeatureCache(self.cache_dir)
-
-    def _features(self, inputs: ImageInputs, *, views: int = 0, batch_size: int = _D.batch_size,
-                  decode_log=None, verbose: bool = False,
-                  cached: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Pooled features of `inputs` (`(n, dim)`, or `(n, views, dim)`), and a mask of the rows
-        that could be read. Cached per image (unless `cached=False`)."""
-        from transferkit.data.images import DecodeLog
-        from transferkit.training.feature_cache import weights_digest
-
-        cache = self._cache() if cached else None
-        log = decode_log if decode_log is not None else DecodeLog()
-        keys: list[str | None] = [None] * len(inputs)
-        results: list[np.ndarray | None] = [None] * len(inputs)
-        if cache is not None:
-            common = {
-                "kind": "image-features",
-                "version": _FEATURES_VERSION,
-                "backbone": self._backbone_name(),
-                "weights": weights_digest(self._backbone_model()),
-                "image_size": list(self.input_size),
-                "resize": self.resize_policy,
-                "pooling": "avg",
-            }
-            if views:
-                common.update(augment=list(self.augmentations), views=views, seed=self.seed)
-            for i, digest in enumerate(inputs.digests()):
-                keys[i] = cache.key(**common, file=digest)
-                results[i] = cache.get(keys[i])
-        missing = [i for i, r in enumerate(results) if r is None]
-        ok = np.ones(len(inputs), dtype=bool)
-        if missing:
-            self._compute_features(inputs, missing, keys, results, ok, cache, views=views,
-                                   batch_size=batch_size, decode_log=log, verbose=verbose)
-        dim = next((r.shape for r in results if r is not None), None)
-        if dim is None:
-            return np.zeros((len(inputs), 0), np.float32), ok
-        features = np.stack([r if r is not None else np.zeros(dim, np.float32) for r in results])
-        return features, ok
-
-    def _compute_features(self, inputs, missing, keys, results, ok, cache, *, views, batch_size,
-                          decode_log, verbose):
-        """Runs the backbone over `inputs.items[missing]`, fills `results` and `ok`, and writes
-        the cache in background threads, so that its fsyncs overlap the next batch."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        batches = inputs.subset(missing).batches(
-            self.input_size, self.resize_policy, batch_size=batch_size, decode_log=decode_log,
-        )
-        runner = self._feature_runner(len(missing) * max(1, views))
-        progress = keras.utils.Progbar(len(missing), unit_name="image") if verbose else None
-        position = 0
-        with ThreadPoolExecutor(max_workers=4) as writer, ThreadPoolExecutor(1) as augmenter:
-            if views:  # the next batch is augmented while the backbone runs on this one
-                augment = self._views_model(views)
-                batches = _one_ahead(batches, lambda x: _pixels(augment.predict_on_batch(x)),
-                                     augmenter)
-            pending = []
-            for images, flags in batches:
-                if views:
-                    vectors = runner(images.reshape(-1, *images.shape[2:]))
-                    vectors = vectors.reshape(len(images), views, -1)
-                else:
-                    vectors = runner(images)
-                for vector, readable in zip(vectors, np.asarray(flags)):
-                    index = missing[position]
-                    position += 1
-                    if not readable:
-                        ok[index] = False
-                        continue
-                    results[index] = vector
-                    if cache is not None:
-                        pending.append(writer.submit(cache.put, keys[index], vector))
-                if progress is not None:
-                    progress.add(len(vectors))
-            for future in pending:
-                future.result()  # a failed write (full disk) is an error, not a silent miss
-        self.feature_runtime, self.feature_runtime_reason = runner.runtime, runner.reason
+    def _attach(self) -> None:
+        self.get_encoder().attach(self.network, self.metadata)
 
     # -- data ------------------------------------------------------------------------------------
 
@@ -509,9 +319,10 @@ class ImageClassifier(Classifier):
         train_inputs, _ = splits["train"]
         val_inputs, _ = splits["validation"]
         common = {"batch_size": settings.batch_size, "decode_log": log, "verbose": show}
-        train_x, train_ok = self._features(train_inputs, **common)
-        val_x, val_ok = self._features(val_inputs, **common)
-        view_x = self._features(train_inputs, views=views, **common)[0] if views else None
+        features = self.get_encoder().readable_features
+        train_x, train_ok = features(train_inputs, **common)
+        val_x, val_ok = features(val_inputs, **common)
+        view_x = features(train_inputs, views=views, **common)[0] if views else None
         self.feature_seconds = time.perf_counter() - started
         self._drop_unreadable(splits, log.items())
         train_x, val_x = train_x[train_ok], val_x[val_ok]
@@ -526,8 +337,8 @@ class ImageClassifier(Classifier):
             validation = tf.data.Dataset.from_tensor_slices(validation).batch(
                 validation_batch(len(val_y), 256))
         # The dataset shuffles itself; validation features fit in big batches.
-        return self._head_model(), train, validation, {"validation_batch_size": 256,
-                                                       "shuffle": False}
+        head = self.get_encoder().head(self.network)
+        return head, train, validation, {"validation_batch_size": 256, "shuffle": False}
 
     def _feature_dataset(self, features, labels, views, batch_size):
         """Head training data: each epoch draws one feature vector per image, the plain one or
@@ -570,10 +381,7 @@ class ImageClassifier(Classifier):
 
     def _unfreeze(self) -> int:
         """Makes (part of) the backbone trainable. Returns the number of trainable layers."""
-        from transferkit.training.unfreeze import backbone_architecture, unfreeze_layers
-
-        self._backbone_model().trainable = True
-        return unfreeze_layers(backbone_architecture(self.network), self._unfreeze_choice)
+        return self.get_encoder().unfreeze(self.network, self._unfreeze_choice)
 
     @contextlib.contextmanager
     def _fine_tune_data(self, splits: Splits, batch_size: int):
@@ -595,19 +403,21 @@ class ImageClassifier(Classifier):
 
     # -- using the model -------------------------------------------------------------------------
 
-    def _probabilities(self, items: list, batch_size: int) -> tuple[np.ndarray, list[dict]]:
+    def probabilities_and_errors(self, items: list,
+                                 batch_size: int) -> tuple[np.ndarray, list[dict]]:
         from transferkit.data.images import DecodeLog
         from transferkit.runtimes import MIN_ITEMS
 
         inputs = ImageInputs(items)
         log = DecodeLog()
-        if self.runtime == "onnx" or (self.runtime == "auto" and len(items) >= MIN_ITEMS) or (
+        encoder = self.get_encoder()
+        if encoder.runtime == "onnx" or (encoder.runtime == "auto" and len(items) >= MIN_ITEMS) or (
                 distribute_active()):  # the Keras model's batches would not split evenly
             # The backbone on the features' runtime (uncached: predictions can be millions of
             # files), the head in Keras: the saved model's numbers, within `runtimes.TOLERANCE`.
-            features, _ = self._features(inputs, batch_size=batch_size, decode_log=log,
-                                         cached=False)
-            logits = predict_rows(self._head_model(), features)
+            features, _ = encoder.readable_features(inputs, batch_size=batch_size, decode_log=log,
+                                                    cached=False)
+            logits = predict_rows(encoder.head(self.network), features)
             probabilities = self._scores(logits)
         else:
             dataset = inputs.dataset(self.input_size, self.resize_policy, batch_size=batch_size,
@@ -621,14 +431,14 @@ class ImageClassifier(Classifier):
         return np.asarray(probabilities, dtype=np.float64), unreadable
 
     def _cached_logits(self, items: list, batch_size: int) -> np.ndarray | None:
-        inputs = ImageInputs(items)
-        features, ok = self._features(inputs, batch_size=batch_size)
+        encoder = self.get_encoder()
+        features, ok = encoder.readable_features(ImageInputs(items), batch_size=batch_size)
         if not ok.all():
             return None  # unreadable files: let `predict_proba` name them
-        return np.asarray(predict_rows(self._head_model(), features))
+        return np.asarray(predict_rows(encoder.head(self.network), features))
 
     def _training_features(self, items: list) -> np.ndarray | None:
-        features, ok = self._features(ImageInputs(items))
+        features, ok = self.get_encoder().readable_features(ImageInputs(items))
         return features if ok.all() else None
 
     def _unreadable_error(self, unreadable: list[dict]) -> Exception:
@@ -657,37 +467,5 @@ class ImageClassifier(Classifier):
         return path
 
 
-def _pooling(rank: int):
-    """The layer that averages a backbone's output into one vector per image: over the feature
-    map (rank 4), over the tokens (rank 3, a vision transformer), or nothing (rank 2, a
-    SavedModel feature vector)."""
-    if rank == 4:
-        return keras.layers.GlobalAveragePooling2D(name="pool")
-    if rank == 3:
-        return keras.layers.GlobalAveragePooling1D(name="pool")
-    return keras.layers.Identity(name="pool")
-
-
 def _images_only(images, ok):
     return images
-
-
-def _pixels(views) -> np.ndarray:
-    """Augmented views as the uint8 pixels the feature model takes, like the images it is also
-    given: ONNX Runtime's graph takes uint8 (it would truncate floats), and Keras would trace a
-    second, float32 graph of the whole backbone for them."""
-    return np.clip(np.rint(np.asarray(views)), 0, 255).astype(np.uint8)
-
-
-def _one_ahead(batches, function, pool):
-    """`(function(images), flags)` for each batch, in order; `function` runs in `pool` (one
-    thread: calls stay in order, so seeded augmentation stays reproducible) on the next batch
-    while the caller works on this one."""
-    pending = None
-    for images, flags in batches:
-        future = pool.submit(function, images)
-        if pending is not None:
-            yield pending[0].result(), pending[1]
-        pending = (future, flags)
-    if pending is not None:
-        yield pending[0].result(), pending[1]

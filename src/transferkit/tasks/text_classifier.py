@@ -114,12 +114,12 @@ class TextClassifier(Classifier):
         check_runtime(runtime)
         self._store(locals())
         self._encoder = None
-        self._tokenizer = None
+        self.tokenizer = None
         self._columns: tuple[str | None, str | None] = (None, None)
 
     # -- the encoder ---------------------------------------------------------------------------
 
-    def text_encoder(self):
+    def get_encoder(self):
         """The `TextEncoder` of this classifier's kind (made on first use; loads nothing)."""
         from transferkit.backbones.text_encoders import text_encoder_class
 
@@ -136,10 +136,10 @@ class TextClassifier(Classifier):
     def check_settings(self) -> None:
         """Raises `InputError` for settings that cannot work (an option of another kind of
         encoder, a model folder that does not exist...), before any data is read."""
-        self.text_encoder().check()
+        self.get_encoder().check()
 
     def _train_defaults(self):
-        defaults = self.text_encoder().defaults
+        defaults = self.get_encoder().defaults
         return _D.replace(
             epochs=defaults.epochs, learning_rate=defaults.learning_rate,
             fine_tune_learning_rate=defaults.fine_tune_learning_rate,
@@ -149,7 +149,7 @@ class TextClassifier(Classifier):
         return os.fspath(self.encoder)
 
     def _attach(self) -> None:
-        self._tokenizer = self.model.get_layer("tokenize")
+        self.tokenizer = self.model.get_layer("tokenize")
 
     def _update_metadata(self) -> None:
         if self._encoder is not None and self._encoder.sequence_length is not None:
@@ -163,9 +163,9 @@ class TextClassifier(Classifier):
                 "A text classifier's saved model takes strings, which only the TensorFlow backend "
                 "has. Run with KERAS_BACKEND=tensorflow (the default)."
             )
-        self.metadata["encoder"] = self.text_encoder().describe()
+        self.metadata["encoder"] = self.get_encoder().describe()
         strings = keras.Input(shape=(), dtype="string", name="text")
-        logits = self.network(self._tokenizer(strings))
+        logits = self.network(self.tokenizer(strings))
         self.model = keras.Model(strings, self._class_labels()(logits), name="text_classifier")
 
     # -- data ------------------------------------------------------------------------------------
@@ -221,10 +221,10 @@ class TextClassifier(Classifier):
         from transferkit.data.sequences import padded_batches
 
         keras.utils.set_random_seed(self.seed)
-        encoder = self.text_encoder()
+        encoder = self.get_encoder()
         (train_texts, train_y), (val_texts, val_y) = splits["train"], splits["validation"]
         encoder.adapt(train_texts, state_dir=run.path)
-        self._tokenizer = encoder.tokenizer()
+        self.tokenizer = encoder.tokenizer()
         classes = len(self.class_names)
         show = verbose not in (0, False, "0")
         if encoder.caches_features:
@@ -240,13 +240,13 @@ class TextClassifier(Classifier):
             return encoder.head(self.network), train, (val_x, val_y), fit_kwargs
         self.network = encoder.build_network(classes)
         self._build_model()
-        train = padded_batches(tokenize(self._tokenizer, train_texts), settings.batch_size,
+        train = padded_batches(tokenize(self.tokenizer, train_texts), settings.batch_size,
                                targets=train_y, shuffle=True, seed=self.seed)
-        validation = padded_batches(tokenize(self._tokenizer, val_texts), 64, targets=val_y)
+        validation = padded_batches(tokenize(self.tokenizer, val_texts), 64, targets=val_y)
         return self.network, train, validation, {"shuffle": False}  # batches shuffle themselves
 
     def _unfreeze(self) -> None:
-        self.text_encoder().unfreeze(self.network)
+        self.get_encoder().unfreeze(self.network)
 
     @contextlib.contextmanager
     def _fine_tune_data(self, splits: Splits, batch_size: int):
@@ -256,21 +256,22 @@ class TextClassifier(Classifier):
         from transferkit.data.sequences import padded_batches
 
         keras.utils.set_random_seed(self.seed + 1)
-        cap = self.text_encoder().defaults.fine_tune_batch_size
+        cap = self.get_encoder().defaults.fine_tune_batch_size
         batch_size = min(batch_size, cap) if cap else batch_size
         (train_texts, train_y), (val_texts, val_y) = splits["train"], splits["validation"]
-        train = padded_batches(tokenize(self._tokenizer, train_texts), batch_size,
+        train = padded_batches(tokenize(self.tokenizer, train_texts), batch_size,
                                targets=train_y, shuffle=True, seed=self.seed)
-        validation = padded_batches(tokenize(self._tokenizer, val_texts), 64, targets=val_y)
+        validation = padded_batches(tokenize(self.tokenizer, val_texts), 64, targets=val_y)
         yield train, validation
 
     # -- using the model -------------------------------------------------------------------------
 
-    def _probabilities(self, items: list, batch_size: int) -> tuple[np.ndarray, list[dict]]:
+    def probabilities_and_errors(self, items: list,
+                                 batch_size: int) -> tuple[np.ndarray, list[dict]]:
         from transferkit.backbones.text_encoders import tokenize
         from transferkit.data.sequences import predict_padded
 
-        logits = predict_padded(self.network, tokenize(self._tokenizer, items), batch_size)
+        logits = predict_padded(self.network, tokenize(self.tokenizer, items), batch_size)
         return self._scores(logits), []
 
     def _cached_logits(self, items: list, batch_size: int) -> np.ndarray | None:
@@ -294,7 +295,7 @@ class TextClassifier(Classifier):
             float32 `(len(texts), feature_dim)`: 384 numbers a text for MiniLM's sentence vector,
             2,688 for its layer features.
         """
-        encoder = self.text_encoder()
+        encoder = self.get_encoder()
         if not encoder.caches_features:
             raise InputError("`embed` is for sentence encoders; this classifier uses word vectors.")
         if encoder.sequence_length is None:

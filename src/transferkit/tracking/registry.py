@@ -106,13 +106,13 @@ def upload_run(run_dir: str | os.PathLike, track=None, experiment: str | None = 
     Raises:
         InputError: `run_dir` is not a run folder. TrackingError: the store refused or is away.
     """
+    from transferkit.run_folder import RunFolder
     from transferkit.tracking.tracker import RunTracker
-    from transferkit.training.run import RunDirectory
 
     folder = Path(run_dir)
-    if not (folder / "config.json").is_file():
+    run = RunFolder(folder)
+    if not run.is_run():
         raise InputError(f"{folder}: not a run folder of `transferkit train` (no config.json).")
-    run = RunDirectory(folder)
     config = run.load_config()
     task = config.pop("task", "")
     saved = RunTracker.saved(folder)
@@ -165,13 +165,14 @@ def register(run_or_model: str | os.PathLike, name: str, track=None,
     Returns:
         `name`, `version`, `uri` (`models:/NAME/VERSION`), `run_id`.
     """
+    from transferkit.run_folder import RunFolder
     from transferkit.tracking.tracker import RunTracker, register_run_model
 
     text = os.fspath(run_or_model)
     folder = Path(text)
-    if folder.is_file() and (folder.parent / "config.json").is_file():
-        folder = folder.parent  # the model.keras of a run folder
-    if folder.is_dir() and (folder / "config.json").is_file():
+    run = RunFolder.of_model(folder) if folder.is_file() else RunFolder(folder)
+    if run is not None and run.is_run():
+        folder = run.path
         saved = RunTracker.saved(folder)
         uri = tracking_uri(track) if track is not None else saved.get("uri") or tracking_uri(None)
         if not (saved.get("run_id") and saved.get("uri") == uri and saved.get("status") == "FINISHED"

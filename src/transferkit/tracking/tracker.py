@@ -228,7 +228,7 @@ class RunTracker:
 
     def sync(self) -> None:
         """Logs the epochs of `history.csv` that MLflow does not have yet."""
-        from transferkit.training.run import read_history_csv
+        from transferkit.run_folder import read_history_csv
 
         self._synced = time.monotonic()
         rows = read_history_csv(self.folder / "history.csv")
@@ -345,7 +345,7 @@ class RunTracker:
     def _log_results(self) -> None:
         from mlflow.entities import Param
 
-        from transferkit.training.run import read_history_csv
+        from transferkit.run_folder import read_history_csv
 
         folder = self.folder
         state = read_json(folder / "state.json") if (folder / "state.json").is_file() else {}

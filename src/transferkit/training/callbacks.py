@@ -49,10 +49,10 @@ import numpy as np
 
 from transferkit.errors import InputError
 from transferkit.files import atomic_write, pause_point, remove_partial_files
+from transferkit.run_folder import RunFolder, read_history_csv
 from transferkit.training.epoch_seeds import EpochSeeds
 from transferkit.training.interrupts import interrupt_received
 from transferkit.training.io import load_weights, save_weights_atomic
-from transferkit.training.run import RunDirectory, read_history_csv
 
 __all__ = ["fit_phase", "HISTORY_KEYS"]
 
@@ -69,7 +69,7 @@ _STOPPED_ATTR = "transferkit_stopped_early"
 # -- checkpoint files ---------------------------------------------------------------------------
 
 
-def _weights_path(run: RunDirectory, phase: str) -> Path:
+def _weights_path(run: RunFolder, phase: str) -> Path:
     return Path(run.checkpoint_dir) / f"{phase}.weights.h5"
 
 
@@ -82,12 +82,12 @@ _EPOCH_FILES = {
 }
 
 
-def _epoch_file(run: RunDirectory, phase: str, kind: str, epoch: int) -> Path:
+def _epoch_file(run: RunFolder, phase: str, kind: str, epoch: int) -> Path:
     infix, suffix = _EPOCH_FILES[kind]
     return Path(run.checkpoint_dir) / f"{phase}.{infix}{epoch:04d}{suffix}"
 
 
-def _delete_epoch_files(run: RunDirectory, phase: str, kind: str, keep: Path | None = None) -> None:
+def _delete_epoch_files(run: RunFolder, phase: str, kind: str, keep: Path | None = None) -> None:
     infix, suffix = _EPOCH_FILES[kind]
     folder = Path(run.checkpoint_dir)
     if not folder.is_dir():
@@ -206,7 +206,7 @@ def _replace_history_rows(path: Path, phase: str, keep_until: int, new_row: dict
         _write_history(path, rows)
 
 
-def _phase_rows(run: RunDirectory, phase: str) -> list[dict]:
+def _phase_rows(run: RunFolder, phase: str) -> list[dict]:
     return [row for row in run.history_rows() if row.get("phase") == phase]
 
 
@@ -341,7 +341,7 @@ def fit_phase(
     validation_data=None,
     *,
     epochs: int,
-    run: RunDirectory,
+    run: RunFolder,
     phase: str,
     patience: int,
     monitor: str = "val_loss",
@@ -361,7 +361,7 @@ def fit_phase(
             `monitor` starting with `val_` watches the training metric instead (`"val_loss"` ->
             `"loss"`), unless `validation_split` is passed.
         epochs: the number of epochs of this phase (not counting earlier phases).
-        run: the `RunDirectory` that holds checkpoints, logs, `history.csv` and state.
+        run: the `RunFolder` that holds checkpoints, logs, `history.csv` and state.
         phase: the phase's name, e.g. `"head"` or `"fine_tune"`; names the checkpoint files.
         patience: epochs without improvement before stopping.
         monitor: the metric early stopping and "best" follow. Default `"val_loss"`.
@@ -381,8 +381,7 @@ def fit_phase(
             does).
     """
     _check_arguments(epochs, phase, fit_kwargs)
-    if not isinstance(run, RunDirectory):
-        run = RunDirectory(run)
+    run = (run if isinstance(run, RunFolder) else RunFolder(run)).create()
     if monitor.startswith("val_") and not _has_validation(validation_data, fit_kwargs):
         monitor = monitor[len("val_") :]
 

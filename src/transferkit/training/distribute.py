@@ -129,9 +129,11 @@ def process_index() -> int:
 def compile_for(model) -> dict:
     """The `compile` arguments a model needs here: XLA-compiled steps under a distribution (see
     the module docstring), whose augmentation layers are allowed to compile on JAX."""
+    from transferkit.layers import all_layers
+
     if not active():
         return {"jit_compile": False}
-    for layer in model._flatten_layers():  # what Keras checks (trainer.model_supports_jit)
+    for layer in all_layers(model):  # what Keras checks (trainer.model_supports_jit)
         if type(layer).__name__ in ("RandomRotation", "RandomZoom"):
             layer.supports_jit = True
     return {"jit_compile": True}

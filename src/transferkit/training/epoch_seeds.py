@@ -40,8 +40,10 @@ _COUNTER_RANGE = 2**31 - 2
 
 def seed_generators(model) -> list:
     """The `keras.random.SeedGenerator`s of `model` and of every layer inside it."""
+    from transferkit.layers import all_layers
+
     found: dict[int, object] = {}
-    for layer in model._flatten_layers(include_self=True, recursive=True):
+    for layer in all_layers(model):
         for generator in getattr(layer, "_seed_generators", ()):
             found[id(generator)] = generator
     return list(found.values())

@@ -89,24 +89,39 @@ def load_weights(model, path: str | os.PathLike) -> None:
     model.load_weights(path, **_skip_optimizer(model))
 
 
-def load_model(path: str | os.PathLike):
+def load_model(model):
     """The Keras model in a `.keras` file written by transferkit, loaded with `safe_mode=True`
     and not compiled (transferkit's layers registered; KerasHub imported when the file uses it).
 
+    Args:
+        model: a path, or a `transferkit.model_ref.ModelRef` (its `config.json`, already read,
+            is what the checks look at).
+
     Raises:
-        InputError: the file is not a whole Keras model file, or holds code that would run on
-            load (`transferkit.model_files`).
+        InputError: the file is not a whole Keras model file, holds code that would run on
+            load (`transferkit.model_files`), or a SavedModel graph not trusted here
+            (`transferkit.trusted_graphs`).
         MissingDependencyError: the file uses KerasHub layers and KerasHub is not installed.
     """
     import keras
 
     import transferkit.layers  # noqa: F401  (registers the layers the file names)
+    from transferkit.extras import require
     from transferkit.model_files import check_model_file, load_failure
+    from transferkit.model_ref import ModelRef
+    from transferkit.trusted_graphs import is_trusted, untrusted_message
 
-    path = Path(path)
-    _import_keras_hub_for(path)
-    check_model_file(path)
-    _check_graphs_trusted(path)
+    ref = ModelRef.resolve(model)
+    path = ref.model_path
+    # KerasHub registers its layers on import; Keras imports it when a file names it, but a
+    # missing KerasHub should say how to install it, not fail deep inside deserialisation.
+    if ref.uses_keras_hub:
+        require("keras_hub", f"{path} (it holds KerasHub layers)")
+    check_model_file(ref.model_path, ref.config)
+    # A SavedModel graph loads only when trusted here: said in one line before Keras says it.
+    untrusted = [d for d in ref.graph_digests if not is_trusted(d)]
+    if untrusted:
+        raise InputError(untrusted_message(path, untrusted))
     try:
         with warnings.catch_warnings():
             # A model trained data-parallel keeps `jit_compile=True` in its nested network's
@@ -119,29 +134,3 @@ def load_model(path: str | os.PathLike):
             return keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # zip, h5py and deserialisation errors all mean "not our model file"
         raise load_failure(path, exc) from exc
-
-
-def _check_graphs_trusted(path: Path) -> None:
-    """A file with a SavedModel graph loads only when the graph is trusted here (see
-    `transferkit.trusted_graphs`); said in one line before Keras says it deep inside."""
-    from transferkit.trusted_graphs import graph_digests, is_trusted, untrusted_message
-
-    untrusted = [d for d in graph_digests(path) if not is_trusted(d)]
-    if untrusted:
-        raise InputError(untrusted_message(path, untrusted))
-
-
-def _import_keras_hub_for(path: Path) -> None:
-    """KerasHub registers its layers on import; Keras imports it when a file names it, but a
-    missing KerasHub should say how to install it, not fail deep inside deserialisation."""
-    import zipfile
-
-    from transferkit.extras import require
-
-    try:
-        with zipfile.ZipFile(path) as archive:
-            mentions = b"keras_hub" in archive.read("config.json")
-    except (zipfile.BadZipFile, KeyError, OSError):
-        return
-    if mentions:
-        require("keras_hub", f"{path} (it holds KerasHub layers)")

@@ -12,7 +12,7 @@ runs/images-20240501-120000/
   .lock              while a run writes the folder: its process id, host and start time
 ```
 
-One process writes a run folder at a time: `RunDirectory.lock()` takes `.lock` with `flock` (the
+One process writes a run folder at a time: `RunFolder.lock()` takes `.lock` with `flock` (the
 kernel lets go of it when the process ends, even by SIGKILL), and a second run on the same folder
 is refused with the first one's process id. A `.lock` file that no process holds any more was
 left by a killed run; the next run takes it over and says so. The standard library's `fcntl`
@@ -36,7 +36,7 @@ from transferkit.errors import InputError
 from transferkit.files import raise_if_disk_full, read_json, write_json
 
 __all__ = [
-    "LOCK_NAME", "RunDirectory", "RunLock", "default_run_dir", "in_use_error",
+    "LOCK_NAME", "RunFolder", "RunLock", "default_run_dir", "in_use_error",
     "read_history_csv",
 ]
 
@@ -91,8 +91,11 @@ def read_history_csv(path: str | os.PathLike) -> list[dict]:
         ) from None
 
 
-class RunDirectory:
-    """The folder of one training run (created if missing).
+class RunFolder:
+    """The layout of one run folder (see the module docstring); making one does no I/O.
+
+    The one rule for "is this a run folder?" is `is_run()`: it has `config.json` (written
+    first, before any epoch). `create()` makes the folder; the reading methods read it.
 
     Args:
         path: the run folder, e.g. `default_run_dir("images")`.
@@ -100,32 +103,55 @@ class RunDirectory:
     Attributes:
         path: the folder.
         report_dir: `path/"report"`: metrics, plots and summaries.
+        metrics_path: `report/metrics.json`; `data_path`: `report/data.json`.
         checkpoint_dir: `path/"checkpoints"`: weights saved after every epoch.
         log_dir: `path/"logs"`: TensorBoard logs, one sub-folder per phase.
         model_path: `path/"model.keras"`: the final model.
         config_path: `path/"config.json"`.
         state_path: `path/"state.json"`.
         history_path: `path/"history.csv"`.
+        export_dir: `path/"export"`: `transferkit export`'s default folders, one per format.
     """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        if self.path.exists() and not self.path.is_dir():
-            raise InputError(
-                f"{self.path}: is a file, expected a run folder. Pass a folder path (it is created "
-                "if missing)."
-            )
-        self.path.mkdir(parents=True, exist_ok=True)
         self.report_dir = self.path / "report"
+        self.metrics_path = self.report_dir / "metrics.json"
+        self.data_path = self.report_dir / "data.json"
         self.checkpoint_dir = self.path / "checkpoints"
         self.log_dir = self.path / "logs"
         self.model_path = self.path / "model.keras"
         self.config_path = self.path / "config.json"
         self.state_path = self.path / "state.json"
         self.history_path = self.path / "history.csv"
+        self.export_dir = self.path / "export"
+
+    @classmethod
+    def of_model(cls, model_path: str | os.PathLike) -> RunFolder | None:
+        """The run folder a `model.keras` file sits in, or `None` for a file outside one."""
+        run = cls(Path(model_path).parent)
+        return run if run.is_run() and Path(model_path).name == "model.keras" else None
+
+    def is_run(self) -> bool:
+        """Whether the folder is a run folder (has `config.json`)."""
+        return self.config_path.is_file()
+
+    def create(self) -> RunFolder:
+        """Makes the folder (and its parents) if missing. Returns `self`.
+
+        Raises:
+            InputError: `path` is a file.
+        """
+        if self.path.exists() and not self.path.is_dir():
+            raise InputError(
+                f"{self.path}: is a file, expected a run folder. Pass a folder path (it is created "
+                "if missing)."
+            )
+        self.path.mkdir(parents=True, exist_ok=True)
+        return self
 
     def __repr__(self) -> str:
-        return f"RunDirectory({str(self.path)!r})"
+        return f"RunFolder({str(self.path)!r})"
 
     def __fspath__(self) -> str:
         return str(self.path)
