@@ -123,11 +123,10 @@ def _embed_source(source, features: str) -> dict:
     from transferkit.backbones.sentence_encoders import check_features, list_sentence_encoders
     from transferkit.backbones.sources import is_image_backbone_folder
     from transferkit.model_ref import ModelRef
-    from transferkit.tracking.store import is_model_uri
 
     name = os.fspath(source)
-    if is_model_uri(name) or name.endswith(".keras") or Path(name, "model.keras").is_file():
-        ref = ModelRef.resolve(name)
+    ref = ModelRef.resolve(name)
+    if ref.kind in ("run", "mlflow") or name.endswith(".keras"):
         return {"command": "embed", "source_kind": "model", "model": name,
                 "model_path": os.fspath(ref.model_path), "task": ref.task}
     if name in list_backbones() or is_image_backbone_folder(name):

@@ -56,6 +56,7 @@ def run(output_dir: str | os.PathLike, log=print, track=None) -> dict:
         The results of `train_images` (accuracies, `model_path`, `report_dir`, `seconds`, ...).
     """
     from transferkit.pipelines.images import train_images
+    from transferkit.run_folder import RunFolder
 
     output_dir = Path(output_dir)
     data = write_lfw_subset(output_dir / "lfw_faces")
@@ -63,7 +64,7 @@ def run(output_dir: str | os.PathLike, log=print, track=None) -> dict:
         f"Faces vs non-faces: 200 real images from scikit-image's lfw_subset, written to {data}"
     )
     run_dir = output_dir / "run"
-    if (run_dir / "config.json").is_file():
+    if RunFolder(run_dir).is_run():
         import shutil
 
         shutil.rmtree(run_dir)  # a fresh run each time the demo is asked for

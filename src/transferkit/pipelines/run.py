@@ -203,7 +203,7 @@ class TrainingRun:
         return config, path
 
     def _new(self, config_class, data, output, config, options):
-        from transferkit.run_folder import RunLock, default_run_dir, in_use_error
+        from transferkit.run_folder import RunFolder, RunLock, default_run_dir, in_use_error
 
         config = config if config is not None else config_class()
         if data is not None:
@@ -216,7 +216,7 @@ class TrainingRun:
         holder = RunLock.in_use(path)
         if holder is not None:
             raise in_use_error(path, holder)
-        if (path / "config.json").exists():
+        if RunFolder(path).config_path.exists():
             raise _holds_a_run(path)
         return config, path
 
@@ -382,11 +382,11 @@ class TrainingRun:
         if calibration is not None:  # metrics.json gets the numbers and reliability.png
             metrics["calibration"] = calibration
             metrics["files"]["reliability"] = str(report_dir / "reliability.png")
-            write_json(report_dir / "metrics.json", metrics)
-        write_json(report_dir / "data.json", data)
-        copy_file(run.config_path, report_dir / "config.json")
-        if Path(run.history_path).is_file():
-            copy_file(run.history_path, report_dir / "history.csv")
+            write_json(run.metrics_path, metrics)
+        write_json(run.data_path, data)
+        copy_file(run.config_path, run.report_dir / run.config_path.name)
+        if run.history_path.is_file():
+            copy_file(run.history_path, run.report_dir / run.history_path.name)
         outcome = {
             "classes": list(classifier.class_names),
             f"{split}_accuracy": metrics["accuracy"],

@@ -228,10 +228,10 @@ class RunTracker:
 
     def sync(self) -> None:
         """Logs the epochs of `history.csv` that MLflow does not have yet."""
-        from transferkit.run_folder import read_history_csv
+        from transferkit.run_folder import RunFolder, read_history_csv
 
         self._synced = time.monotonic()
-        rows = read_history_csv(self.folder / "history.csv")
+        rows = read_history_csv(RunFolder(self.folder).history_path)
         self._submit(self._log_epochs, rows)
 
     def finish(self, model=None, example=None) -> dict:
@@ -345,14 +345,12 @@ class RunTracker:
     def _log_results(self) -> None:
         from mlflow.entities import Param
 
-        from transferkit.run_folder import read_history_csv
+        from transferkit.run_folder import RunFolder
 
-        folder = self.folder
-        state = read_json(folder / "state.json") if (folder / "state.json").is_file() else {}
-        result = state.get("result") or {}
-        report = folder / "report"
-        metrics = read_json(report / "metrics.json") if (report / "metrics.json").is_file() else {}
-        step = len(read_history_csv(folder / "history.csv"))  # the last epoch's global step
+        run = RunFolder(self.folder)
+        result = run.state().get("result") or {}
+        metrics = read_json(run.metrics_path) if run.metrics_path.is_file() else {}
+        step = len(run.history_rows())  # the last epoch's global step
         values = {_key(k): _number(v) for k, v in result.items()
                   if _FINAL.search(k) and _number(v) is not None}
         for name, scores in (metrics.get("per_class") or {}).items():
@@ -366,7 +364,7 @@ class RunTracker:
             for measure in ("ece_before", "ece_after", "nll_before", "nll_after"):
                 values[_key(f"calibration/{name}/{measure}")] = float(numbers[measure])
         self._log(values, step)
-        data = read_json(report / "data.json") if (report / "data.json").is_file() else {}
+        data = read_json(run.data_path) if run.data_path.is_file() else {}
         params = [Param(_key(f"data.{k}"), str(v)[:6000]) for k, v in _data_params(data).items()]
         for start in range(0, len(params), _PARAM_BATCH):
             self._client.log_batch(self.run_id, params=params[start:start + _PARAM_BATCH])
@@ -374,11 +372,11 @@ class RunTracker:
             self._log_dataset(data)
         split = result.get("report_split", "validation")
         self._client.set_tag(self.run_id, "transferkit.report_split", split)
-        if report.is_dir():
-            self._client.log_artifacts(self.run_id, os.fspath(report), "report")
-        for name in ("history.csv", "config.json"):
-            if (folder / name).is_file():
-                self._client.log_artifact(self.run_id, os.fspath(folder / name))
+        if run.report_dir.is_dir():
+            self._client.log_artifacts(self.run_id, os.fspath(run.report_dir), "report")
+        for path in (run.history_path, run.config_path):
+            if path.is_file():
+                self._client.log_artifact(self.run_id, os.fspath(path))
 
     def _log_dataset(self, data: dict) -> None:
         from mlflow.entities import Dataset, DatasetInput, InputTag
