@@ -48,17 +48,19 @@ CLASSES = {"image": ["face", "not_face"], "text": ["negative", "positive"]}
 PIXELS = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).round().astype("float32")
 
 
-def _env(**extra) -> dict:
-    return dict(os.environ, PYTHONPATH=str(SRC), **extra)
+def _env(cache: Path, **extra) -> dict:
+    """The child processes' environment: this source, and the contract's own cache (features,
+    graphs), so that what other tests cached cannot make two runs differ."""
+    return dict(os.environ, PYTHONPATH=str(SRC), TRANSFERKIT_CACHE_DIR=str(cache), **extra)
 
 
-def _train_in_a_child(kind: str, args: list) -> tuple[dict, str]:
+def _train_in_a_child(kind: str, args: list, cache: Path) -> tuple[dict, str]:
     """`transferkit train KIND ARGS --json` in a fresh process, as a user runs it (and as runs
     compare bit for bit: a process that exported or served models before is no reference):
     `(its result, its stderr)`."""
     done = subprocess.run(
         [sys.executable, "-m", "transferkit.cli", "train", kind, *map(str, args), "--json"],
-        capture_output=True, text=True, env=_env(), timeout=600,
+        capture_output=True, text=True, env=_env(cache), timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
@@ -67,8 +69,8 @@ def _train_in_a_child(kind: str, args: list) -> tuple[dict, str]:
 class Trained:
     """One shared run of a modality: its command, folder, result and inputs to predict on."""
 
-    def __init__(self, modality, kind, args, run, result, inputs, store):
-        self.modality, self.kind, self.args, self.run = modality, kind, args, run
+    def __init__(self, modality, kind, args, run, result, inputs, store, cache):
+        self.modality, self.kind, self.args, self.run, self.cache = modality, kind, args, run, cache
         self.result, self.inputs, self.store = result, inputs, store
         self.classes = CLASSES[modality]
 
@@ -92,8 +94,10 @@ def trained(request, faces, bert_folder, mlflow_store, tmp_path_factory):
         args = [data, "--encoder", bert_folder, *OPTIONS["text"]]
     run = root / "run"
     track = ["--track", mlflow_store, "--experiment", "contract"] if HAS_MLFLOW else []
-    result, _ = _train_in_a_child(kind, [*args, "--output", run, *track])
-    return Trained(modality, kind, args, run, result, inputs, mlflow_store if track else None)
+    cache = root / "cache"
+    result, _ = _train_in_a_child(kind, [*args, "--output", run, *track], cache)
+    return Trained(modality, kind, args, run, result, inputs, mlflow_store if track else None,
+                   cache)
 
 
 def _weight_arrays(path: Path) -> dict:
@@ -197,7 +201,7 @@ if {trained.modality!r} == "image":
 print(json.dumps(answer))
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=300, cwd=tmp_path, env=_env())
+                          timeout=300, cwd=tmp_path, env=_env(trained.cache))
     assert done.returncode == 0, done.stderr[-3000:]
     answer = json.loads(done.stdout.strip().splitlines()[-1])
     assert answer["classes"] == trained.classes
@@ -375,7 +379,8 @@ def test_a_killed_run_resumes_to_the_same_weights(trained, tmp_path):
     """The same command killed (SIGKILL) in its second head epoch, then `--resume`d: the shared
     run's weights, bit for bit."""
     run, marker = tmp_path / "run", tmp_path / "paused"
-    env = _env(TRANSFERKIT_TEST_PAUSE_AT="epoch:head:2", TRANSFERKIT_TEST_PAUSE_FILE=str(marker))
+    env = _env(trained.cache, TRANSFERKIT_TEST_PAUSE_AT="epoch:head:2",
+               TRANSFERKIT_TEST_PAUSE_FILE=str(marker))
     child = subprocess.Popen(
         [sys.executable, "-m", "transferkit.cli", "train", trained.kind, *map(str, trained.args),
          "--output", str(run)],
@@ -392,7 +397,7 @@ def test_a_killed_run_resumes_to_the_same_weights(trained, tmp_path):
         child.wait(timeout=60)
         child.stderr.close()
     assert (run / ".lock").is_file() and not (run / "model.keras").exists()
-    result, err = _train_in_a_child(trained.kind, ["--resume", run])
+    result, err = _train_in_a_child(trained.kind, ["--resume", run], trained.cache)
     assert "taking over its lock" in err
     assert result["classes"] == trained.classes
     assert _phases(run) == ["head"] * 3 + ["fine_tune"] * 2
