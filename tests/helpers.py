@@ -1,5 +1,6 @@
 """Helpers shared by the tests: tiny real data made on the fly (faces, toy reviews, word vectors,
-a random BERT folder), and the location of the shared development data.
+a random BERT folder: from `transferkit.testing`, which users' tests share), and the location of
+the shared development data.
 
 Importable from any test module (`pythonpath = ["tests"]` in pyproject.toml); the fixtures that
 use them are in conftest.py.
@@ -7,7 +8,6 @@ use them are in conftest.py.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -18,6 +18,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from transferkit.testing import (  # noqa: F401  (shared with users' tests: transferkit.testing)
+    FILLER,
+    NEGATIVE,
+    POSITIVE,
+    SENTENCES,
+    SPECIAL,
+    VOCABULARY,
+    WORDS,
+    tiny_bert_folder,
+    toy_texts,
+    write_faces,
+    write_table,
+    write_vectors_file,
+)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -38,219 +53,6 @@ def photo(height=60, width=80, seed=0) -> np.ndarray:
     phase = rng.uniform(0, 6, 3)
     channels = [127 + 120 * np.sin(x / (7 + 3 * c) + y / 11 + phase[c]) for c in range(3)]
     return np.stack(channels, axis=-1).astype(np.uint8)
-
-
-def write_faces(folder: Path, per_class: int) -> Path:
-    """`per_class` real faces and non-faces from skimage's lfw_subset as class folders of PNGs."""
-    import skimage.data
-    from PIL import Image
-
-    images = skimage.data.lfw_subset()  # 100 faces, then 100 non-faces; 25x25 in [0, 1]
-    for label, offset in (("face", 0), ("not_face", 100)):
-        (folder / label).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            pixels = (images[offset + i] * 255).round().astype(np.uint8)
-            Image.fromarray(pixels, mode="L").save(folder / label / f"{label}_{i:03d}.png")
-    return folder
-
-
-# -- toy reviews and word vectors -------------------------------------------------------------
-
-POSITIVE = ["good", "great", "fun", "lovely", "superb"]
-NEGATIVE = ["bad", "dull", "boring", "awful", "poor"]
-FILLER = ["the", "movie", "film", "was", "plot", "really", "quite", "a", "story", "it"]
-
-
-def toy_texts(n, seed=0, classes=("negative", "positive"), cues=1, fillers=5):
-    """`n` toy reviews: `fillers` neutral words around `cues` words that give the label away."""
-    rng = np.random.default_rng(seed)
-    texts, labels = [], []
-    for i in range(n):
-        label = classes[i % len(classes)]
-        cue = {"positive": POSITIVE, "negative": NEGATIVE, "neutral": ["okay", "fine"]}[label]
-        words = list(rng.choice(FILLER, fillers)) + [str(w) for w in rng.choice(cue, cues)]
-        rng.shuffle(words)
-        texts.append(" ".join(words).capitalize() + rng.choice([".", "!", " ..."]))
-        labels.append(label)
-    return texts, labels
-
-
-def write_vectors_file(path: Path) -> Path:
-    """GloVe-format vectors: positive words along +e0, negative along -e0, filler random."""
-    rng = np.random.default_rng(0)
-    lines = []
-    for word in POSITIVE + NEGATIVE + FILLER + ["okay", "fine"]:
-        vector = rng.normal(0, 0.3, 8)
-        vector[0] += 2.0 if word in POSITIVE else -2.0 if word in NEGATIVE else 0.0
-        vector[1] += 2.0 if word in ("okay", "fine") else 0.0
-        lines.append(word + " " + " ".join(f"{v:.5f}" for v in vector))
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def write_table(path: Path, n: int = 60, seed: int = 0, bad_rows: bool = True) -> Path:
-    """A CSV of toy reviews (`id,review,sentiment`), with two unusable rows at the end."""
-    texts, labels = toy_texts(n, seed)
-    lines = ["id,review,sentiment"] + [
-        f"{i},{t},{y}" for i, (t, y) in enumerate(zip(texts, labels))
-    ]
-    if bad_rows:
-        lines += [f"{n},,positive", f"{n + 1},no label here,"]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-# -- a tiny random BERT in Hugging Face sentence-transformers layout --------------------------
-
-WORDS = [
-    "the",
-    "a",
-    "movie",
-    "film",
-    "is",
-    "was",
-    "great",
-    "good",
-    "bad",
-    "dull",
-    "fun",
-    "boring",
-    "and",
-    "but",
-    "not",
-    "very",
-    "cafe",
-    "plot",
-    "story",
-    "actors",
-    "acting",
-    "it",
-    "this",
-    "that",
-    "of",
-    "to",
-    "too",
-    "long",
-    "short",
-    "funny",
-    "sad",
-    "love",
-    "hate",
-    "best",
-    "worst",
-    "ever",
-]
-SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-VOCABULARY = SPECIAL + WORDS + [".", ",", "!", "'", "##s", "##ing", "##ly"]
-SENTENCES = [
-    "The movie was great!",
-    "a DULL, boring film .",
-    "Café plot: not very funny, but the actors are the best ever",
-    "it",
-    "unknownword zzz",
-]
-
-
-def tiny_bert_folder(
-    path, *, hidden=16, layers=2, heads=2, intermediate=32, seed=0, pooling=None, layer_scale=0.5
-):
-    """Writes a random BERT in Hugging Face sentence-transformers layout to `path`.
-
-    `layer_scale` is the spread of the attention and feed-forward weights: small values keep each
-    token close to its own embedding (a random encoder whose outputs still tell words apart).
-    """
-    from safetensors.numpy import save_file
-
-    path.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    vocab = len(VOCABULARY)
-
-    def w(*shape, scale=0.2):
-        return (rng.standard_normal(shape) * scale).astype(np.float32)
-
-    tensors = {
-        "embeddings.word_embeddings.weight": w(vocab, hidden),
-        "embeddings.position_embeddings.weight": w(64, hidden),
-        "embeddings.token_type_embeddings.weight": w(2, hidden),
-        "embeddings.LayerNorm.weight": 1 + w(hidden, scale=0.1),
-        "embeddings.LayerNorm.bias": w(hidden, scale=0.1),
-        "pooler.dense.weight": w(hidden, hidden),
-        "pooler.dense.bias": w(hidden),
-    }
-    for i in range(layers):
-        p = f"encoder.layer.{i}."
-        for name in ("query", "key", "value"):
-            tensors[p + f"attention.self.{name}.weight"] = w(hidden, hidden, scale=layer_scale)
-            tensors[p + f"attention.self.{name}.bias"] = w(hidden)
-        tensors[p + "attention.output.dense.weight"] = w(hidden, hidden, scale=layer_scale * 0.4)
-        tensors[p + "attention.output.dense.bias"] = w(hidden)
-        tensors[p + "attention.output.LayerNorm.weight"] = 1 + w(hidden, scale=0.1)
-        tensors[p + "attention.output.LayerNorm.bias"] = w(hidden, scale=0.1)
-        tensors[p + "intermediate.dense.weight"] = w(intermediate, hidden, scale=layer_scale)
-        tensors[p + "intermediate.dense.bias"] = w(intermediate)
-        tensors[p + "output.dense.weight"] = w(hidden, intermediate, scale=layer_scale * 0.4)
-        tensors[p + "output.dense.bias"] = w(hidden)
-        tensors[p + "output.LayerNorm.weight"] = 1 + w(hidden, scale=0.1)
-        tensors[p + "output.LayerNorm.bias"] = w(hidden, scale=0.1)
-    save_file(tensors, str(path / "model.safetensors"))
-    config = {
-        "architectures": ["BertModel"],
-        "model_type": "bert",
-        "vocab_size": vocab,
-        "hidden_size": hidden,
-        "num_hidden_layers": layers,
-        "num_attention_heads": heads,
-        "intermediate_size": intermediate,
-        "max_position_embeddings": 64,
-        "type_vocab_size": 2,
-        "hidden_act": "gelu",
-        "layer_norm_eps": 1e-12,
-        "pad_token_id": 0,
-    }
-    (path / "config.json").write_text(json.dumps(config))
-    (path / "vocab.txt").write_text("\n".join(VOCABULARY) + "\n")
-    (path / "tokenizer_config.json").write_text(
-        json.dumps(
-            {"do_lower_case": True, "strip_accents": None, "tokenizer_class": "BertTokenizer"}
-        )
-    )
-    (path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 32}))
-    (path / "modules.json").write_text(
-        json.dumps(
-            [
-                {
-                    "idx": 0,
-                    "name": "0",
-                    "path": "",
-                    "type": "sentence_transformers.models.Transformer",
-                },
-                {
-                    "idx": 1,
-                    "name": "1",
-                    "path": "1_Pooling",
-                    "type": "sentence_transformers.models.Pooling",
-                },
-                {
-                    "idx": 2,
-                    "name": "2",
-                    "path": "2_Normalize",
-                    "type": "sentence_transformers.models.Normalize",
-                },
-            ]
-        )
-    )
-    (path / "1_Pooling").mkdir(exist_ok=True)
-    (path / "1_Pooling" / "config.json").write_text(
-        json.dumps(
-            {
-                "word_embedding_dimension": hidden,
-                "pooling_mode_cls_token": pooling == "cls",
-                "pooling_mode_mean_tokens": pooling in (None, "mean"),
-                "pooling_mode_max_tokens": pooling == "max",
-            }
-        )
-    )
-    return path
 
 
 # -- a tiny Keras model and processes to kill -------------------------------------------------

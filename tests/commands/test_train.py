@@ -105,7 +105,7 @@ def test_train_text_json_report_and_resume(text_run, tmp_path, capsys):
 
 def test_config_file_and_flags(faces, tmp_path, capsys):
     (tmp_path / "c.toml").write_text('epochs = 1\nfine-tune-epochs = 0\naugment = "none"\n'
-                                     'image_size = 48\nseed = 5\n')
+                                     'image_size = 48\nseed = 5\nbackbone = "test_cnn"\n')
     code, out, _ = _run(
         ["train", "images", faces, "--config", tmp_path / "c.toml", "--seed", "7",
          "--runtime", "onnx", "--output", tmp_path / "run"],
@@ -115,7 +115,7 @@ def test_config_file_and_flags(faces, tmp_path, capsys):
     assert re.search(r"features +\d+ s \(onnx\)", out)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["epochs"] == 1 and config["image_size"] == 48 and config["seed"] == 7
-    assert config["runtime"] == "onnx"
+    assert config["runtime"] == "onnx" and config["backbone"] == "test_cnn"
     assert _history(tmp_path / "run")[-1]["epoch"] == "1"
     (tmp_path / "bad.toml").write_text("epoch = 3\n")
     code, _, err = _run(["train", "images", faces, "--config", tmp_path / "bad.toml"], capsys)

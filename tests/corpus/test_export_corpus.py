@@ -26,6 +26,7 @@ from conftest import _run_cli
 from helpers import refused_in_one_line
 from transferkit.errors import InputError
 from transferkit.export import export
+from transferkit.testing import TINY_BACKBONE
 
 ROOT_REASON = "root (and Windows) can write into a folder without write permission"
 
@@ -294,7 +295,7 @@ def test_trust_of_a_model_without_graphs_still_says_so(image_run, capsys):
 
 def _image_classifier(run):
     return SimpleNamespace(task="image", class_names=["face", "not_face"],
-                           backbone="efficientnet_lite0", input_size=(64, 64),
+                           backbone=TINY_BACKBONE, input_size=(64, 64),
                            resize_policy="center_crop", path=run / "model.keras")
 
 
@@ -308,7 +309,7 @@ def test_the_facts_and_the_card_name_the_training_data_folder_only(image_run):
     assert "Source: `data`" in model_card(facts)
     for local in (os.fspath(data), os.fspath(run), os.fspath(run.parent)):
         assert local not in text  # the model's path and tensorboard line were in `extra`
-    assert facts["metrics"]["extra"]["backbone"] == "efficientnet_lite0"
+    assert facts["metrics"]["extra"]["backbone"] == TINY_BACKBONE  # image_run's
     assert facts["metrics"]["accuracy"] is not None and facts["data"]["per_split"]
 
 

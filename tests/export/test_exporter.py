@@ -16,6 +16,7 @@ from transferkit.data.images import load_resized
 from transferkit.errors import InputError, MissingDependencyError
 from transferkit.export import export
 from transferkit.files import read_json
+from transferkit.testing import TINY_BACKBONE
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def test_image_onnx_folder_holds_the_contract(image_onnx, image_run):
     assert record["verified"]["inputs"] == len(train) < 24
     assert record["verified"]["max_abs_diff"] < 1e-4
     card = (folder / "MODEL_CARD.md").read_text()
-    assert "efficientnet_lite0" in card and "| face |" in card and "Intended use" in card
+    assert TINY_BACKBONE in card and "| face |" in card and "Intended use" in card
     assert record["source"]["path"] == f"{run.name}/model.keras"  # not where it is here
 
 

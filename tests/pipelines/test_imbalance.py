@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from transferkit.data.labels import balanced_class_weights, class_weights_for
+from transferkit.testing import TINY_BACKBONE
 
 
 def test_balanced_weights():
@@ -48,8 +49,8 @@ def test_an_imbalanced_run_says_so(imbalanced_faces, tmp_path, class_weight):
     import transferkit
 
     result = transferkit.train_images(
-        imbalanced_faces, image_size=32, epochs=2, fine_tune_epochs=0, augment="none",
-        class_weight=class_weight, output=tmp_path / "run", verbose=0, log=lambda line: None,
+        imbalanced_faces, backbone=TINY_BACKBONE, image_size=32, epochs=2, fine_tune_epochs=0,
+        augment="none", class_weight=class_weight, output=tmp_path / "run", verbose=0, log=lambda line: None,
     )
     summary = result["summary"]
     body = summary.splitlines()[3:6]  # after the title, its rule and the examples line

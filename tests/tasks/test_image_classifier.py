@@ -1,5 +1,6 @@
 """ImageClassifier end to end on real faces and non-faces (skimage's bundled lfw_subset), with the
-real EfficientNet-Lite0 ImageNet weights at 64 px so that it stays fast on two cores."""
+real EfficientNet-Lite0 ImageNet weights at 64 px so that it stays fast on two cores; resuming a
+run folder on the tiny `test_cnn` (`transferkit.testing`): it needs a backbone, not a good one."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from transferkit.errors import DataError, ImageReadError, InputError
 from transferkit.layers import ClassLabels, InferenceMode
 from transferkit.tasks.features import extract_features
 from transferkit.tasks.image_classifier import ImageClassifier
+from transferkit.testing import TINY_BACKBONE
 
 SIZE = 64
 
@@ -229,9 +231,11 @@ def test_fit_skips_corrupt_files_and_fine_tunes(faces, tmp_path):
 
 def test_fit_resumes_a_run_folder(faces, tmp_path):
     run = tmp_path / "run"
-    first = ImageClassifier(image_size=SIZE, augment="none", cache_dir=tmp_path / "cache")
+    first = ImageClassifier(backbone=TINY_BACKBONE, image_size=SIZE, augment="none",
+                            cache_dir=tmp_path / "cache")
     first.fit(faces, epochs=3, verbose=0, output=run)
-    second = ImageClassifier(image_size=SIZE, augment="none", cache_dir=tmp_path / "cache")
+    second = ImageClassifier(backbone=TINY_BACKBONE, image_size=SIZE, augment="none",
+                             cache_dir=tmp_path / "cache")
     second.fit(faces, epochs=3, verbose=0, output=run)
     assert second.history == first.history  # finished phase: loaded, not trained again
     np.testing.assert_array_equal(

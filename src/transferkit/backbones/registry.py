@@ -35,6 +35,7 @@ __all__ = [
 FAMILY_MODULES = (
     "transferkit.backbones.efficientnet_lite",
     "transferkit.backbones.keras_applications",
+    "transferkit.testing",  # `test_cnn`: a tiny random backbone for tests, listed as such
 )
 
 

@@ -154,9 +154,14 @@ class ShardWorker:
 
 
 def penultimate_model(network):
-    """`network` up to the input of its last `Dense` layer: what a text classifier's head sees."""
+    """`network` up to the input of its last `Dense` layer: what a text classifier's head sees
+    (inside a nested head model, as a sentence encoder's network has, too)."""
     import keras
 
+    last = network.layers[-1]
+    if isinstance(last, keras.Model):  # the head is a model of its own, fed by the layer before
+        features = network.layers[-2].output
+        return keras.Model(network.inputs, penultimate_model(last)(features), name="penultimate")
     dense = [layer for layer in network.layers if isinstance(layer, keras.layers.Dense)]
     return keras.Model(network.inputs, dense[-1].input, name="penultimate")
 
