@@ -180,3 +180,26 @@ class LockHolder:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=30)
         self.process.stdout.close()
+
+
+def weight_arrays(path: Path) -> dict:
+    """Every array of a `.weights.h5` file, or of the weights inside a `.keras` file, by name."""
+    import io
+    import zipfile
+
+    import h5py
+
+    if path.suffix == ".keras":
+        with zipfile.ZipFile(path) as archive:
+            path = io.BytesIO(archive.read("model.weights.h5"))
+    arrays = {}
+
+    def take(name, item):
+        # Not weights: the optimizer of a model nested in the network (a sentence encoder's head,
+        # compiled for the head phase), built only by a process that trained that phase.
+        if isinstance(item, h5py.Dataset) and "/optimizer/" not in name:
+            arrays[name] = item[()]
+
+    with h5py.File(path, "r") as handle:
+        handle.visititems(take)
+    return arrays

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import importlib.util
-import io
 import json
 import os
 import signal
@@ -30,6 +29,7 @@ import numpy as np
 import pytest
 
 import transferkit
+from helpers import weight_arrays
 from transferkit.testing import TINY_BACKBONE, TINY_FEATURE_DIM, toy_texts, write_table
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -100,26 +100,6 @@ def trained(request, faces, bert_folder, mlflow_store, tmp_path_factory):
                    cache)
 
 
-def _weight_arrays(path: Path) -> dict:
-    """Every array of a `.weights.h5` file, or of the weights in a `.keras` file, by name."""
-    import zipfile
-
-    import h5py
-
-    if path.suffix == ".keras":
-        with zipfile.ZipFile(path) as archive:
-            path = io.BytesIO(archive.read("model.weights.h5"))
-    arrays = {}
-
-    def take(name, item):
-        if isinstance(item, h5py.Dataset) and "/optimizer/" not in name:
-            arrays[name] = item[()]
-
-    with h5py.File(path, "r") as handle:
-        handle.visititems(take)
-    return arrays
-
-
 def _phases(run: Path) -> list[str]:
     with open(run / "history.csv", newline="") as handle:
         return [row["phase"] for row in csv.DictReader(handle)]
@@ -156,7 +136,7 @@ def test_fit_then_fine_tune_trains_head_then_backbone(trained):
 
         folder = Path(trained.args[trained.args.index("--encoder") + 1])
         loaded = load_file(folder / "model.safetensors")["embeddings.word_embeddings.weight"]
-        (tuned,) = [a for a in _weight_arrays(run / "model.keras").values()
+        (tuned,) = [a for a in weight_arrays(run / "model.keras").values()
                     if a.shape == loaded.shape]
         assert not np.array_equal(tuned, loaded)
         np.testing.assert_allclose(tuned, loaded, atol=0.05)
@@ -404,8 +384,8 @@ def test_a_killed_run_resumes_to_the_same_weights(trained, tmp_path):
     assert "taking over its lock" in err
     assert result["classes"] == trained.classes
     assert _phases(run) == ["head"] * 3 + ["fine_tune"] * 2
-    mine = _weight_arrays(run / "model.keras")
-    reference = _weight_arrays(trained.run / "model.keras")
+    mine = weight_arrays(run / "model.keras")
+    reference = weight_arrays(trained.run / "model.keras")
     assert mine.keys() == reference.keys() and mine
     different = [name for name in mine if not np.array_equal(mine[name], reference[name])]
     assert not different, different

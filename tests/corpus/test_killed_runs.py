@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import write_faces, write_table
+from helpers import weight_arrays, write_faces, write_table
 
 pytestmark = [
     pytest.mark.slow,
@@ -280,33 +280,10 @@ def _identical_case(kind: str, request, root: Path) -> tuple[str, list]:
                     "16", *PHASES]
 
 
-def _weight_arrays(path: Path) -> dict:
-    """Every array of a `.weights.h5` file, or of the weights inside a `.keras` file, by name."""
-    import io
-    import zipfile
-
-    import h5py
-
-    if path.suffix == ".keras":
-        with zipfile.ZipFile(path) as archive:
-            path = io.BytesIO(archive.read("model.weights.h5"))
-    arrays = {}
-
-    def take(name, item):
-        # Not weights: the optimizer of a model nested in the network (a sentence encoder's head,
-        # compiled for the head phase), built only by a process that trained that phase.
-        if isinstance(item, h5py.Dataset) and "/optimizer/" not in name:
-            arrays[name] = item[()]
-
-    with h5py.File(path, "r") as handle:
-        handle.visititems(take)
-    return arrays
-
-
 def _differences(run: Path, reference: Path, name: str) -> str:
     """`""` when every array of `name` in `run` equals the reference's bit for bit; else what
     differs and by how much."""
-    mine, theirs = _weight_arrays(run / name), _weight_arrays(reference / name)
+    mine, theirs = weight_arrays(run / name), weight_arrays(reference / name)
     assert mine.keys() == theirs.keys() and mine, name
     different = [key for key in mine if not np.array_equal(mine[key], theirs[key])]
     if not different:
