@@ -183,6 +183,13 @@ def test_config_round_trip():
     assert config["augment"] == "flip" and config["image_size"] == [48, 64]
 
 
+def test_a_runtime_set_later_reaches_the_encoder():
+    clf = ImageClassifier(backbone=TINY_BACKBONE, num_classes=2)
+    assert clf.get_encoder().runtime == "auto"
+    clf.runtime = "keras"
+    assert clf.get_encoder().runtime == "keras" and clf.get_config()["runtime"] == "keras"
+
+
 def test_evaluate_folder_with_report(trained, faces, tmp_path):
     clf = trained
     metrics = clf.evaluate(faces, report_dir=tmp_path / "report")

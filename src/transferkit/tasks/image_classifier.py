@@ -119,10 +119,23 @@ class ImageClassifier(Classifier):
         from transferkit.runtimes import check_runtime
 
         check_runtime(runtime)
+        self._encoder = None
         self._store(locals())
         self.feature_seconds = 0.0
-        self._encoder = None
         self._unfreeze_choice = _D.unfreeze
+
+    @property
+    def runtime(self) -> str:
+        """What runs the frozen backbone for features (see the class docstring)."""
+        return self._runtime
+
+    @runtime.setter
+    def runtime(self, value: str) -> None:
+        # Set after the encoder exists (a loaded model, a later `predict` on ONNX Runtime), it
+        # applies to the encoder too, as it did when the classifier ran the backbone itself.
+        self._runtime = value
+        if self._encoder is not None:
+            self._encoder.runtime = value
 
     def get_config(self) -> dict:
         """The constructor arguments as plain data (class names resolved after `fit`)."""
