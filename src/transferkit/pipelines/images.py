@@ -136,6 +136,7 @@ def _facts(c: ImageTrainConfig, classifier, folder, train_images: int, phases: d
         "image_size": size,
         "feature_seconds": round(classifier.feature_seconds, 1),
         "feature_runtime": classifier.feature_runtime,
+        "feature_runtime_reason": classifier.feature_runtime_reason,
         "skipped_files": len(skipped),
         "duplicates_across_splits": duplicates,
         "train_images": train_images,
