@@ -16,9 +16,10 @@ printed, its exit code and any traceback to `root/results.json`:
 
     python tests/base_world.py steps.json results.json
 
-`tests/conftest.py` starts the child when the session begins, so that it runs beside the other
-tests (on the second core, mostly), and `tests/test_base_install.py` reads its results at the
-end of the session.
+`tests/conftest.py` starts the child once when the test run begins (in pytest-xdist's
+controller when the tests run in workers), so that it runs beside the other tests, and names its
+folder in `TRANSFERKIT_TEST_BASE_WORLD`; `tests/test_base_install.py` waits for its results
+(`results(root)`) in whichever process runs it.
 """
 
 from __future__ import annotations
@@ -152,8 +153,12 @@ def steps(root: Path) -> list[dict]:
 
     An image model trained on 24 images (features on Keras: fewer than `runtimes.MIN_ITEMS`) and
     one on 256 training images (features on ONNX Runtime), a text model of each encoder kind
-    (GloVe + BiLSTM, and a transformer fine-tuned); then each way of using them."""
+    (GloVe + BiLSTM, and a transformer fine-tuned); then each way of using them. The image models
+    are on the tiny `test_cnn`: what is tested is the world, not the backbone; `check` and `rank`
+    load the packaged EfficientNet-Lite0 weights (without torch), and CI's `make demo` trains on
+    it in the base install."""
     from helpers import tiny_bert_folder, write_faces, write_table, write_vectors_file
+    from transferkit.testing import TINY_BACKBONE
 
     faces = write_faces(root / "faces", per_class=12)
     many = _photos(root / "photos", per_class=160)  # 256 train + 64 validation
@@ -164,7 +169,7 @@ def steps(root: Path) -> list[dict]:
     image, big = out / "image-run", out / "image-run-256"
     glove, tuned = out / "glove-run", out / "transformer-run"
     model, text_model = image / "model.keras", tuned / "model.keras"
-    small = ["--image-size", "32", "--augment", "none"]
+    small = ["--backbone", TINY_BACKBONE, "--image-size", "32", "--augment", "none"]
     works = [
         ("train images (Keras features)", ["train", "images", faces, *small, "--epochs", "2",
                                            "--fine-tune-epochs", "1", "--unfreeze", "3",
@@ -215,6 +220,9 @@ def steps(root: Path) -> list[dict]:
                for name, extra, argv in needs])
 
 
+ROOT_VARIABLE = "TRANSFERKIT_TEST_BASE_WORLD"
+
+
 def start(root: Path) -> subprocess.Popen:
     """Writes the data and steps under `root` and starts the child that runs them; its stdout
     and stderr go to `root/child.log`, its results to `root/results.json`."""
@@ -224,13 +232,44 @@ def start(root: Path) -> subprocess.Popen:
     env["TRANSFERKIT_CACHE_DIR"] = os.fspath(root / "cache")  # cold: features computed here
     env["PYTHONPATH"] = os.pathsep.join([os.fspath(HERE), env.get("PYTHONPATH", "")])
     with open(root / "child.log", "wb") as log:
-        return subprocess.Popen(
+        child = subprocess.Popen(
             [sys.executable, os.fspath(HERE / "base_world.py"), os.fspath(root / "steps.json"),
              os.fspath(root / "results.json")], cwd=root, env=env, stdout=log,
             stderr=subprocess.STDOUT,
-            # Below the tests' priority: the suite in this process leaves most of a second core
-            # idle (about 0.9 cores busy on two), which the child takes without slowing it.
+            # Below the tests' priority: it takes what the workers leave idle (waiting on child
+            # processes and servers), and the rest at the end (a full run: 7:02 so, 8:05 with the
+            # child at their priority, on two cores).
             preexec_fn=lambda: os.nice(15))
+    (root / "child.pid").write_text(str(child.pid))
+    return child
+
+
+def results(root: Path, timeout: float) -> dict:
+    """What the child under `root` wrote, waiting up to `timeout` seconds for it to finish. From
+    any process (the child may belong to another); raises `AssertionError` with the end of its
+    log if it died without results or ran too long."""
+    done, pid = root / "results.json", int((root / "child.pid").read_text())
+    deadline = time.monotonic() + timeout
+    while not done.is_file():
+        if not _alive(pid) and not done.is_file():
+            raise AssertionError(f"the base-world child died:\n{_log_tail(root)}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the base-world child ran over {timeout} s:\n{_log_tail(root)}")
+        time.sleep(1)
+    return json.loads(done.read_text())
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` runs (not gone, not a zombie its parent has not reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _log_tail(root: Path) -> str:
+    return (root / "child.log").read_text(errors="replace")[-3000:]
 
 
 def run_steps(todo: list[dict]) -> list[dict]:
@@ -283,11 +322,13 @@ def main(argv: list[str]) -> int:
     blocker = ExtrasBlocked(extra_only_modules()).install()
     results = run_steps(json.loads(Path(steps_file).read_text()))
     modules = import_every_module()
-    Path(results_file).write_text(json.dumps({
+    partial = Path(results_file).with_suffix(".partial")
+    partial.write_text(json.dumps({
         "blocked": sorted(blocker.blocked), "asked": sorted(blocker.asked),
         "loaded": sorted(m for m in sys.modules if m.partition(".")[0] in blocker.blocked),
         "results": results, "modules": modules,
     }, indent=1))
+    partial.replace(results_file)  # whole or absent for the reader in another process
     return 0
 
 

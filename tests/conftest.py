@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -24,23 +27,40 @@ def _isolated_cache(tmp_path_factory):
         yield root
 
 
-@pytest.fixture(autouse=True, scope="session")
-def base_world_child(request, tmp_path_factory):
-    """The child process of `base_world.py` (every command without the extras), started when
-    the session begins if `test_base_install.py` is selected, so that it runs beside the other
-    tests; `None` otherwise. Stopped at the end of the session if still running."""
-    if not any(item.path.name == "test_base_install.py" for item in request.session.items):
-        yield None
+def pytest_configure(config):
+    """Starts the child of `base_world.py` (every command without the extras) once per test run,
+    in the process that runs the tests or, with pytest-xdist, hands them to its workers, so that it
+    runs beside them; its folder reaches the workers (started after this) through the environment.
+    Not for runs that cannot select `test_base_install.py` (other paths, `-m slow`)."""
+    if hasattr(config, "workerinput") or not _may_select_base_install(config):
         return
     import base_world
 
-    root = tmp_path_factory.mktemp("base_world")
-    child = base_world.start(root)
-    child.root = root
-    yield child
+    root = Path(tempfile.mkdtemp(prefix="transferkit-base-world-"))
+    config.stash[_BASE_WORLD] = (base_world.start(root), root)
+    os.environ[base_world.ROOT_VARIABLE] = os.fspath(root)
+
+
+def pytest_unconfigure(config):
+    child, root = config.stash.get(_BASE_WORLD, (None, None))
+    if child is None:
+        return
     if child.poll() is None:
         child.kill()
         child.wait()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+_BASE_WORLD = pytest.StashKey[tuple]()
+_BASE_INSTALL_TESTS = Path(__file__).parent / "test_base_install.py"
+
+
+def _may_select_base_install(config) -> bool:
+    if config.option.markexpr.strip() == "slow":
+        return False
+    paths = [Path(arg.split("::")[0]).resolve() for arg in config.args] or [Path.cwd()]
+    return any(path == _BASE_INSTALL_TESTS or path in _BASE_INSTALL_TESTS.parents
+               for path in paths)
 
 
 @pytest.fixture(scope="session")

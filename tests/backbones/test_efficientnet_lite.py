@@ -122,7 +122,12 @@ def test_odd_non_square_input_uses_tf_same_output_sizes():
     assert model.output_shape == (None, 8, 6, 1280)
 
 
-@pytest.mark.parametrize("name", sorted(lite.VARIANTS))
+@pytest.mark.parametrize("name", [
+    # Lite0 in the default run; the others (same mapping code, other widths and depths, 2.5-4.5 s
+    # each) with `-m slow`.
+    pytest.param(name, marks=() if name == "efficientnet_lite0" else pytest.mark.slow)
+    for name in sorted(lite.VARIANTS)
+])
 def test_architecture_matches_reference_for_every_variant(tmp_path, name):
     """Random reference weights, saved by torch, loaded through `weights=<path.pth>`.
 
