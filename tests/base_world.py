@@ -322,13 +322,14 @@ def main(argv: list[str]) -> int:
     blocker = ExtrasBlocked(extra_only_modules()).install()
     results = run_steps(json.loads(Path(steps_file).read_text()))
     modules = import_every_module()
-    partial = Path(results_file).with_suffix(".partial")
-    partial.write_text(json.dumps({
-        "blocked": sorted(blocker.blocked), "asked": sorted(blocker.asked),
-        "loaded": sorted(m for m in sys.modules if m.partition(".")[0] in blocker.blocked),
-        "results": results, "modules": modules,
-    }, indent=1))
-    partial.replace(results_file)  # whole or absent for the reader in another process
+    from transferkit.files import atomic_write
+
+    with atomic_write(results_file, "w") as handle:  # whole or absent for another process
+        json.dump({
+            "blocked": sorted(blocker.blocked), "asked": sorted(blocker.asked),
+            "loaded": sorted(m for m in sys.modules if m.partition(".")[0] in blocker.blocked),
+            "results": results, "modules": modules,
+        }, handle, indent=1)
     return 0
 
 

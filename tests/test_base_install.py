@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-CHILD_TIMEOUT = 900  # seconds; the child runs beside the rest of the suite (about 2 minutes alone)
+CHILD_TIMEOUT = 900  # seconds; the child runs beside the rest of the suite (about 1 minute alone)
 
 
 @pytest.fixture(scope="module")
