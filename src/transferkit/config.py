@@ -205,6 +205,13 @@ _CALIBRATE = (
     "fit a temperature on the validation split so that scores mean what they say (0.9: right "
     "nine times in ten); --no-calibrate keeps the raw scores"
 )
+_TARGET = (
+    "what to predict: single-label (one class per example), multi-label (a set of labels: "
+    "';'-separated in one column) or regression (a number)"
+)
+#: The values of `target` (`transferkit.tasks.targets.TARGETS`, written here too so that this
+#: module imports nothing of the tasks; a test checks they agree).
+TARGET_CHOICES = ("single-label", "multi-label", "regression")
 _DISTRIBUTE = (
     "data-parallel: keras.distribution.DataParallel over every device (KERAS_BACKEND=jax), and "
     "over processes with --coordinator, --num-processes, --process-id; none: one device"
@@ -223,8 +230,17 @@ class ImageTrainConfig(TrainConfig):
     task: ClassVar[str] = "images"
 
     data: str | None = _setting(
-        None, "class sub-folders, or train/ and validation/ (or val/) with class sub-folders",
+        None, "class sub-folders, or train/ and validation/ (or val/) with class sub-folders; or "
+        "a table (CSV, TSV, JSON Lines, Parquet) of image paths and labels",
         flag=False,
+    )
+    target: str = _setting("single-label", _TARGET, choices=TARGET_CHOICES)
+    path_column: str = _setting(
+        "path", "a table's column of image paths (relative to the table's folder)"
+    )
+    label_column: str | None = _setting(
+        None, "a table's column of labels (';'-separated for multi-label) or numbers",
+        none_means="labels (multi-label), target (regression), label (single-label)",
     )
     backbone: str = _setting(
         "efficientnet_lite0", "a registered backbone (`transferkit backbones`), a SavedModel or "
@@ -298,8 +314,10 @@ class TextTrainConfig(TrainConfig):
         None, "the column of the texts", none_means="the one named text, sentence or review"
     )
     label_column: str | None = _setting(
-        None, "the column of the labels", none_means="the one named label or sentiment"
+        None, "the column of the labels", none_means="the one named label or sentiment; labels "
+        "for multi-label, target for regression"
     )
+    target: str = _setting("single-label", _TARGET, choices=TARGET_CHOICES)
     encoder: str = _setting(
         "glove-bilstm", "glove-bilstm, minilm, a sentence-transformers model folder, or a "
         "KerasHub preset such as hf://sentence-transformers/all-MiniLM-L6-v2 (online)",

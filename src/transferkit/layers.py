@@ -23,8 +23,8 @@ from keras import ops
 from transferkit.errors import InputError
 
 __all__ = [
-    "ClassLabels", "ImagePreprocessing", "InferenceMode", "SavedModelFeatures", "TextInputs",
-    "labels_layer",
+    "ClassLabels", "ImagePreprocessing", "InferenceMode", "SavedModelFeatures",
+    "StandardisedHuber", "StandardisedMAE", "TextInputs", "labels_layer",
 ]
 
 
@@ -176,19 +176,32 @@ class ClassLabels(keras.layers.Layer):
     `transferkit.reports.calibration`), a non-trainable weight, so that calibrated scores are in
     the saved file and in every export.
 
+    What the outputs mean depends on `target` (`transferkit.tasks.targets`): for
+    `"multi-label"` each logit goes through its own sigmoid (a probability per label; the
+    thresholds that make a label set are in `metadata["thresholds"]`); for `"regression"` the one
+    output is `logit * target_scale + target_mean`, the network having learned standardised
+    targets, so the model answers in the user's units.
+
     Args:
-        class_names: the label of each class, in output order.
+        class_names: the label of each class, in output order (regression: the target's name).
         task: `"image"` or `"text"`: which transferkit classifier wraps the model.
         metadata: plain JSON-serialisable data about how the model was made. Default `{}`.
         temperature: what the logits are divided by. Default `1.0` (uncalibrated).
+        target: `"single-label"`, `"multi-label"` or `"regression"`. Default `"single-label"`.
+        target_mean, target_scale: the regression target's standardisation (the training
+            split's mean and standard deviation). Default `0.0` and `1.0`.
     """
 
     def __init__(self, class_names, task: str, metadata: dict | None = None,
-                 temperature: float = 1.0, **kwargs):
+                 temperature: float = 1.0, target: str = "single-label",
+                 target_mean: float = 0.0, target_scale: float = 1.0, **kwargs):
         kwargs.setdefault("name", "labels")
         super().__init__(**kwargs)
         self.class_names = [str(c) for c in class_names]
         self.task = task
+        self.target = target
+        self.target_mean = float(target_mean)
+        self.target_scale = float(target_scale)
         self.metadata = dict(metadata or {})
         self._initial_temperature = float(temperature)
         self._temperature = None
@@ -223,6 +236,10 @@ class ClassLabels(keras.layers.Layer):
         logits = ops.cast(logits, self.compute_dtype)
         if self._temperature is not None:
             logits = logits / ops.cast(self._temperature, self.compute_dtype)
+        if self.target == "regression":
+            return logits * self.target_scale + self.target_mean
+        if self.target == "multi-label":
+            return ops.sigmoid(logits)
         if logits.shape[-1] == 1:
             positive = ops.sigmoid(logits)
             return ops.concatenate([1.0 - positive, positive], axis=-1)
@@ -235,9 +252,46 @@ class ClassLabels(keras.layers.Layer):
         config = super().get_config()
         config.update(
             {"class_names": self.class_names, "task": self.task, "metadata": self.metadata,
-             "temperature": self.temperature}
+             "temperature": self.temperature, "target": self.target,
+             "target_mean": self.target_mean, "target_scale": self.target_scale}
         )
         return config
+
+
+@keras.saving.register_keras_serializable(package="transferkit")
+class StandardisedHuber(keras.losses.Loss):
+    """Huber loss of logits against standardised targets: `y` comes in the user's units and is
+    standardised here with the training split's `mean` and `scale`, so labels stay in their
+    units everywhere else (splits, reports) and the network learns values near 0."""
+
+    def __init__(self, mean: float = 0.0, scale: float = 1.0, delta: float = 1.0,
+                 name: str = "standardised_huber", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.mean, self.scale, self.delta = float(mean), float(scale), float(delta)
+
+    def call(self, y_true, y_pred):
+        y_true = ops.reshape(ops.cast(y_true, y_pred.dtype), ops.shape(y_pred))
+        return keras.losses.huber((y_true - self.mean) / self.scale, y_pred, delta=self.delta)
+
+    def get_config(self):
+        return {**super().get_config(), "mean": self.mean, "scale": self.scale,
+                "delta": self.delta}
+
+
+@keras.saving.register_keras_serializable(package="transferkit")
+class StandardisedMAE(keras.metrics.MeanMetricWrapper):
+    """Mean absolute error in the user's units, of logits that are standardised predictions."""
+
+    def __init__(self, mean: float = 0.0, scale: float = 1.0, name: str = "mae", **kwargs):
+        self.mean, self.scale = float(mean), float(scale)
+        super().__init__(fn=self._error, name=name, **kwargs)
+
+    def _error(self, y_true, y_pred):
+        y_true = ops.reshape(ops.cast(y_true, y_pred.dtype), ops.shape(y_pred))
+        return ops.mean(ops.abs(y_pred * self.scale + self.mean - y_true), axis=-1)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype, "mean": self.mean, "scale": self.scale}
 
 
 def labels_layer(model) -> ClassLabels:

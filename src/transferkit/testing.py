@@ -43,7 +43,9 @@ __all__ = [
     "tiny_bert_folder",
     "tiny_cnn",
     "toy_texts",
+    "toy_tagged_texts",
     "write_faces",
+    "write_image_targets",
     "write_table",
     "write_vectors_file",
 ]
@@ -153,6 +155,31 @@ def write_faces(folder: Path, per_class: int) -> Path:
     return folder
 
 
+def write_image_targets(folder: Path, n: int = 40) -> Path:
+    """A manifest of `n` (at most 200) real 25x25 faces and non-faces (`lfw_subset`) with two
+    targets a test can learn: `labels` (`face` or `not_face`, and `bright` for the brighter
+    half: one or two labels each) and `target` (the mean brightness, 0-100). Images in
+    `folder/images/`, the table `folder/targets.csv` (`path,labels,target`). Returns the table."""
+    import skimage.data
+    from PIL import Image
+
+    folder = Path(folder)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    images = skimage.data.lfw_subset()
+    chosen = [i // 2 if i % 2 == 0 else 100 + i // 2 for i in range(n)]  # faces and not, in turn
+    brightness = [float(images[i].mean() * 100) for i in chosen]
+    middle = float(np.median(brightness))
+    rows = ["path,labels,target"]
+    for i, value in zip(chosen, brightness):
+        name = f"images/{i:03d}.png"
+        Image.fromarray((images[i] * 255).round().astype(np.uint8), mode="L").save(folder / name)
+        labels = ["face" if i < 100 else "not_face"] + (["bright"] if value > middle else [])
+        rows.append(f"{name},{';'.join(labels)},{value:.3f}")
+    table = folder / "targets.csv"
+    table.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return table
+
+
 # -- toy reviews and word vectors -------------------------------------------------------------
 
 POSITIVE = ["good", "great", "fun", "lovely", "superb"]
@@ -173,6 +200,24 @@ def toy_texts(n, seed=TINY_SEED, classes=("negative", "positive"), cues=1, fille
         texts.append(" ".join(words).capitalize() + rng.choice([".", "!", " ..."]))
         labels.append(label)
     return texts, labels
+
+
+def toy_tagged_texts(n, seed=TINY_SEED, fillers=4) -> tuple[list[str], list[str], list[float]]:
+    """`n` toy reviews with a label set and a number: each has 0-2 positive and 0-2 negative
+    cue words (at least one cue); `labels` is `positive`, `negative` or `positive;negative`
+    (which cues it has), and the number is (positive - negative cues), from -2 to 2."""
+    rng = np.random.default_rng(seed)
+    texts, labels, values = [], [], []
+    for i in range(n):
+        good, bad = [(1, 0), (0, 1), (1, 1), (2, 0), (0, 2), (2, 1), (1, 2)][i % 7]
+        words = ([str(w) for w in rng.choice(POSITIVE, good)] + [str(w) for w in
+                 rng.choice(NEGATIVE, bad)] + [str(w) for w in rng.choice(FILLER, fillers)])
+        rng.shuffle(words)
+        texts.append(" ".join(words).capitalize() + ".")
+        labels.append(";".join(name for name, count in (("positive", good), ("negative", bad))
+                               if count))
+        values.append(float(good - bad))
+    return texts, labels, values
 
 
 def write_vectors_file(path: Path) -> Path:

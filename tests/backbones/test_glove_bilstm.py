@@ -35,7 +35,7 @@ def test_coverage_and_the_frozen_embedding(vectors_file):
     coverage = encoder.info["coverage"]
     assert coverage["vocabulary_words"] == 6 and coverage["vocabulary_words_with_vectors"] == 5
     assert encoder.sequence_length == 100  # the kind's default
-    network = encoder.build_network(2)
+    network = encoder.build_network(1)
     embedding = network.get_layer("word_embedding")
     assert not embedding.trainable and embedding.get_weights()[0].shape == (8, 8)
     assert network.output.shape == (None, 1)

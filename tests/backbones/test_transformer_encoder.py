@@ -42,7 +42,7 @@ def test_features_are_cached_by_content(encoder, tmp_path):
 def test_the_network_ends_in_the_head_trained_on_the_features(encoder):
     texts = toy_texts(10, seed=3, cues=3, fillers=1)[0]
     features = encoder.features(texts)
-    network = encoder.build_network(2, features)
+    network = encoder.build_network(1, features)
     head = encoder.head(network)
     inputs = tokenize(encoder.tokenizer(), texts)
     np.testing.assert_allclose(

@@ -178,8 +178,9 @@ def test_evaluate_with_the_data_of_the_other_task(image_run, text_run):
     images, table = image_run[4], text_run[4]
     refused_in_one_line(_run_cli(["evaluate", text_run[3], images]), "this is a text model",
              f"{images} is a folder", "table of texts")
-    refused_in_one_line(_run_cli(["evaluate", image_run[3], table]), "this is an image model",
-             f"{table} is a table of texts", "folder")
+    # An image model evaluates on a table of image paths and labels; a table of texts has none.
+    refused_in_one_line(_run_cli(["evaluate", image_run[3], table]), str(table),
+             "no column named 'path' for the image paths", "--path-column")
 
 
 def test_a_text_model_given_images(text_run, image_run, tmp_path):

@@ -99,7 +99,7 @@ class GloveBiLSTM(TextEncoder):
 
         return TextInputs(self._vectorizer, self.sequence_length, ("token_ids",), name="tokenize")
 
-    def build_network(self, num_classes: int, features=None):
+    def build_network(self, outputs: int, features=None):
         import keras
 
         vocabulary_size, dim = self._matrix.shape
@@ -114,7 +114,7 @@ class GloveBiLSTM(TextEncoder):
         )(x)
         x = keras.layers.Bidirectional(keras.layers.LSTM(self.lstm_units), name="bilstm_2")(x)
         x = keras.layers.Dense(self.dense_units, activation="relu", name="dense")(x)
-        logits = keras.layers.Dense(1 if num_classes == 2 else num_classes, name="logits")(x)
+        logits = keras.layers.Dense(outputs, name="logits")(x)
         return keras.Model({"token_ids": token_ids}, logits, name="network")
 
     def unfreeze(self, network) -> None:

@@ -185,9 +185,9 @@ class ImageEncoder:
         self.facts = self.describe()
         return base
 
-    def build_network(self, num_classes: int, dropout: float = _D.dropout):
+    def build_network(self, outputs: int, dropout: float = _D.dropout):
         """The trainable network (a `keras.Model` named `"network"`): RGB images of any size ->
-        logits (one for two classes). Builds the backbone."""
+        `outputs` logits (`Classifier.num_logits`: one for two classes). Builds the backbone."""
         base = self.build()
         height, width = self.input_size
         images = keras.Input((None, None, 3), name="image")
@@ -200,7 +200,7 @@ class ImageEncoder:
         x = InferenceMode(base, name="backbone")(x)
         x = _pooling(len(base.output.shape))(x)
         x = keras.layers.Dropout(dropout, name="dropout")(x)
-        logits = keras.layers.Dense(1 if num_classes == 2 else num_classes, name="classifier")(x)
+        logits = keras.layers.Dense(outputs, name="classifier")(x)
         return keras.Model(images, logits, name="network")
 
     def attach(self, network, facts: dict) -> None:

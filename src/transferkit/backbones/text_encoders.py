@@ -14,7 +14,7 @@ What an encoder gives a classifier:
 
 * `adapt(texts)` learns what it needs from the training texts (a vocabulary, a sequence length);
 * `tokenizer()` is the Keras layer inside the saved model: strings -> fixed-length token ids;
-* `build_network(num_classes)` is the trainable network: token ids -> logits, encoder frozen;
+* `build_network(outputs)` is the trainable network: token ids -> logits, encoder frozen;
 * `features(texts)` are the frozen encoder's cached features, if the kind has them
   (`caches_features`): then `head(network)` trains on them first, in seconds an epoch;
 * `unfreeze(network)` opens the encoder for fine-tuning.
@@ -135,11 +135,11 @@ class TextEncoder(abc.ABC):
         """The Keras layer (`transferkit.layers.TextInputs`): strings -> token ids dict."""
 
     @abc.abstractmethod
-    def build_network(self, num_classes: int, features: np.ndarray | None = None):
+    def build_network(self, outputs: int, features: np.ndarray | None = None):
         """The trainable network (a `keras.Model` named `"network"`): token ids -> logits.
 
         Args:
-            num_classes: the number of classes (one logit for two).
+            outputs: the number of logits (`Classifier.num_logits`: one for two classes).
             features: the training texts' `features(...)`, for kinds that cache them (a head may
                 standardise with them). Default `None`.
         """

@@ -30,14 +30,14 @@ _FEATURES_VERSION = 2  # bump when the way features are computed changes, to ret
 _EMBED_BATCH_SIZE = 64  # texts per forward pass of the frozen encoder (inference only)
 
 
-def build_sentence_head(dim: int, num_classes: int, *, dropout: float, hidden_units: int,
+def build_sentence_head(dim: int, outputs: int, *, dropout: float, hidden_units: int,
                         normalization_data: np.ndarray | None = None):
     """The head on sentence features: (`Normalization`) -> `Dropout` -> (`Dense(hidden_units,
     relu)`) -> logits.
 
     Args:
         dim: the features' dimension.
-        num_classes: the number of classes (one logit for two).
+        outputs: the number of logits.
         dropout: dropout rate on the features.
         hidden_units: a hidden layer's units; `0` for a linear (logistic) head.
         normalization_data: training features; when given, a `Normalization` layer adapted to
@@ -58,7 +58,7 @@ def build_sentence_head(dim: int, num_classes: int, *, dropout: float, hidden_un
     x = keras.layers.Dropout(dropout, name="head_dropout")(x)
     if hidden_units:
         x = keras.layers.Dense(hidden_units, activation="relu", name="head_hidden")(x)
-    logits = keras.layers.Dense(1 if num_classes == 2 else num_classes, name="head_logits")(x)
+    logits = keras.layers.Dense(outputs, name="head_logits")(x)
     return keras.Model(inputs, logits, name="head")
 
 
@@ -175,13 +175,13 @@ class SentenceTransformer(TextEncoder):
             if total_seconds > 0 else None,
         }
 
-    def build_network(self, num_classes: int, features: np.ndarray | None = None):
+    def build_network(self, outputs: int, features: np.ndarray | None = None):
         import keras
 
         encoder = self.sentence_encoder()
         kind = self.options["features"]
         head = build_sentence_head(
-            encoder.feature_dim(kind), num_classes, dropout=self.dropout,
+            encoder.feature_dim(kind), outputs, dropout=self.dropout,
             hidden_units=self.options["head_units"], normalization_data=features,
         )
         inputs = encoder.inputs()

@@ -129,7 +129,8 @@ _TEXT_FIX = {
 _IMAGE_FIX = {
     "predict": "pass image files, or with `output` a folder of images or a .txt file of paths",
     "batch": "pass image files, a folder of images, or a .txt file of image paths",
-    "evaluate": "pass a folder with one sub-folder of images per class",
+    "evaluate": ("pass a folder with one sub-folder of images per class, or a table of image "
+                 "paths and labels"),
 }
 
 
@@ -179,8 +180,8 @@ def _text_mismatch(name: str, purpose: str) -> str | None:
 def _image_mismatch(name: str, purpose: str) -> str | None:
     """What `name` is when an image model should not take it (`None`: it may be an image)."""
     suffix = os.path.splitext(name)[1].lower()
-    if suffix in TABLE_SUFFIXES and os.path.isfile(name):
-        return "a table of texts"
+    if suffix in TABLE_SUFFIXES and os.path.isfile(name) and purpose != "evaluate":
+        return "a table of texts"  # to evaluate: a table of image paths and labels (a manifest)
     if purpose != "batch" and suffix in LIST_SUFFIXES and os.path.isfile(name):
         return "a text file"
     return None

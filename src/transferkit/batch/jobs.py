@@ -83,7 +83,9 @@ def batch_predict(model, inputs, output, *, batch_size: int | None = None,
         batch_size = ref.train_config.get("batch_size") or ImageTrainConfig.batch_size
     job = {"command": "predict", "source_kind": "model", "model": ref.given,
            "model_path": os.fspath(ref.model_path), "task": ref.task,
-           "class_names": ref.class_names, "batch_size": batch_size}
+           "class_names": ref.class_names, "batch_size": batch_size,
+           "target": ref.labels.get("target", "single-label"),
+           "thresholds": (ref.labels.get("metadata") or {}).get("thresholds")}
     return _run(job, inputs, output, shard_size=shard_size, ray=ray, workers=workers,
                 runtime=runtime, text_column=text_column, progress=progress, log=log)
 

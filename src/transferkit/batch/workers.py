@@ -170,6 +170,26 @@ def _errors(items: list[str], reasons: dict[str, str]) -> list[str | None]:
     return [reasons.get(item) for item in items]
 
 
+def _target_columns(job: dict, values: np.ndarray, failed: np.ndarray) -> dict:
+    """A multi-label model's `labels` (the predicted set, `;`-joined, best first) and
+    `score_<label>` columns; a regression model's `value`."""
+    import pyarrow as pa
+
+    from transferkit.tasks.targets import describe_row
+
+    names = job["class_names"]
+    if job["target"] == "regression":
+        flat = values.reshape(len(values), -1)[:, 0] if len(values) else np.zeros(0)
+        return {"value": pa.array(np.where(failed, np.nan, flat), pa.float64())}
+    sets = [None if bad else ";".join(describe_row("multi-label", names, row,
+                                                   job.get("thresholds"))["labels"])
+            for row, bad in zip(values, failed)]
+    columns = {"labels": pa.array(sets, pa.string())}
+    for k, name in enumerate(names):
+        columns[f"score_{name}"] = pa.array(np.where(failed, np.nan, values[:, k]), pa.float64())
+    return columns
+
+
 def _table(job: dict, index: np.ndarray, items: list[str], values: np.ndarray, errors: list,
            dim: int | None, digests: list[str]):
     """The rows: `index`, `path` or `text`, `sha256` (of the content the row was computed
@@ -184,7 +204,9 @@ def _table(job: dict, index: np.ndarray, items: list[str], values: np.ndarray, e
     columns = {"index": pa.array(index, pa.int64()),
                ("path" if job["task"] == "image" else "text"): pa.array(items, pa.string()),
                "sha256": pa.array(digests, pa.string())}
-    if job["command"] == "predict":
+    if job["command"] == "predict" and job.get("target", "single-label") != "single-label":
+        columns.update(_target_columns(job, values, failed))
+    elif job["command"] == "predict":
         names = job["class_names"]
         best = np.argmax(values, axis=1) if len(values) else np.zeros(0, int)
         columns["label"] = pa.array([None if bad else names[b] for b, bad in zip(best, failed)],

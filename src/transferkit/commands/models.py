@@ -54,7 +54,8 @@ def add_commands(subparsers, train) -> None:
     )
     evaluate.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     evaluate.add_argument(
-        "data", metavar="DATA", help="a folder of class sub-folders (images) or a table (text)"
+        "data", metavar="DATA", help="a folder of class sub-folders or a table of image paths "
+        "and labels (images), or a table (text)"
     )
     evaluate.add_argument("--report-dir", default=None,
                           help="also write the report PNGs, metrics and skipped inputs here")
@@ -62,8 +63,11 @@ def add_commands(subparsers, train) -> None:
                           help="text models: the table's text column (default: the training "
                           "column, else text, sentence or review)")
     evaluate.add_argument("--label-column", default=None,
-                          help="text models: the table's label column (default: the training "
-                          "column, else label, sentiment...)")
+                          help="the table's label column (default: the training column, else "
+                          "label, sentiment...; labels or target for those targets)")
+    evaluate.add_argument("--path-column", default=None,
+                          help="image models: the table's column of image paths (default: the "
+                          "training column, else path)")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
     evaluate.set_defaults(handler=run_evaluate)
 
@@ -193,9 +197,31 @@ def run_predict(args) -> int:
             shown = "..." + shown[-57:]  # the file name is the end of the path
         if "skipped" in result:
             print(f"{'skipped':<20} {'':>6}  {result['skipped']}")
+        elif "value" in result:  # regression
+            print(f"{result['value']:<20.6g} {'':>6}  {shown}")
+        elif "labels" in result:  # multi-label: the set, each with its score
+            chosen = ", ".join(f"{name} {percent(result['scores'][name]).strip()}"
+                               for name in result["labels"]) or "(no label)"
+            print(f"{chosen:<27}  {shown}")
         else:
             print(f"{result['label']:<20} {percent(result['score'])}  {shown}")
     return 0
+
+
+def _headline(metrics: dict) -> str:
+    """The evaluation in one line, for the target's kind of metrics."""
+    target = metrics.get("target", "single-label")
+    if target == "regression":
+        return (f"MAE {metrics['mae']:.4g}, RMSE {metrics['rmse']:.4g}, R² "
+                f"{metrics['r2'] if metrics['r2'] is None else round(metrics['r2'], 4)} on "
+                f"{metrics['n']} examples (the mean predictor's MAE {metrics['mean_predictor_mae']:.4g})")
+    if target == "multi-label":
+        average = metrics["mean_average_precision"]
+        return (f"micro F1 {metrics['micro_f1']:.4f}, macro F1 {metrics['macro_f1']:.4f}, mean AP "
+                f"{'n/a' if average is None else f'{average:.4f}'} on {metrics['n']} examples "
+                f"({len(metrics['classes'])} labels)")
+    return (f"accuracy {metrics['accuracy']:.4f} on {metrics['n']} examples "
+            f"({len(metrics['classes'])} classes)")
 
 
 def run_evaluate(args) -> int:
@@ -209,20 +235,20 @@ def run_evaluate(args) -> int:
     _check_inputs(ref, [args.data], "evaluate")
     classifier = load(ref)
     columns = {"text_column": args.text_column, "label_column": args.label_column}
-    if classifier.task != "text" and any(columns.values()):
-        raise InputError(f"{args.model}: this is an image model; `text_column` and "
-                         "`label_column` are for text models (their tables).")
     if classifier.task != "text":
-        columns = {}
+        if args.text_column:
+            raise InputError(f"{args.model}: this is an image model; `text_column` is for text "
+                             "models (their tables). An image table names `path_column`.")
+        columns = {"path_column": args.path_column, "label_column": args.label_column}
+    elif args.path_column:
+        raise InputError(f"{args.model}: this is a text model; `path_column` is for image "
+                         "tables. A text table names `text_column`.")
     metrics = classifier.evaluate(args.data, report_dir=args.report_dir, **columns)
     if args.json:
         print_json(metrics)
         return 0
-    print(
-        f"accuracy {metrics['accuracy']:.4f} on {metrics['n']} examples "
-        f"({len(metrics['classes'])} classes)"
-        + (f"; {metrics['num_skipped']} skipped" if metrics["num_skipped"] else "")
-    )
+    print(_headline(metrics)
+          + (f"; {metrics['num_skipped']} skipped" if metrics["num_skipped"] else ""))
     if metrics["skipped"]:
         where = metrics.get("files", {}).get("skipped") or "--json (or --report-dir)"
         print(f"{_skipped_line(metrics['skipped'])}; listed in {where}")

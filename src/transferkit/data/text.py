@@ -69,6 +69,9 @@ DROP_REASONS = {
     "missing_label": "missing label",
     "malformed": "malformed row",
     "not_text": "text or label is a list or an object, not a string or a number",
+    # Dropped by the target (`transferkit.tasks.targets`), after reading:
+    "empty_label_set": "empty label set (multi-label: at least one label, ';' between them)",
+    "not_a_number": "target not a finite number (regression)",
 }
 
 # A missing value written out as text (pandas writes NaN as "nan" after `astype(str)`).

@@ -202,8 +202,15 @@ def _contract(classifier, graph, format, quantize, model_name) -> dict:
     classes = len(classifier.class_names)
     contract: dict = {"task": classifier.task, "format": format, "quantize": quantize,
                       "model_file": model_name}
-    output = {"shape": [None, classes],
-              "meaning": "class probabilities, columns in labels.json order"}
+    output = {"shape": [None, classes], "meaning": {
+        "single-label": "class probabilities, columns in labels.json order",
+        "multi-label": "a probability per label (sigmoid), columns in labels.json order; a "
+                       "label is predicted at or above its `thresholds` entry",
+        "regression": "the predicted value, in the target's units",
+    }[classifier.target]}
+    contract["target"] = classifier.target
+    if classifier.target == "multi-label":
+        contract["thresholds"] = [float(t) for t in classifier.thresholds]
     if classifier.task == "image":
         height, width = classifier.input_size
         contract["image"] = {

@@ -62,10 +62,21 @@ def train_images(
         classifier = ImageClassifier(  # the classes come from the data, in `fit`
             backbone=c.backbone, image_size=c.image_size, input_range=c.input_range,
             weights=c.weights, dropout=c.dropout, calibrate=c.calibrate,
-            class_weight=c.class_weight,
+            class_weight=c.class_weight, target=c.target,
             augment=c.augment, augment_views=c.augment_views, seed=c.seed, runtime=c.runtime,
         )
         classifier.check_settings()  # a typo fails at once, not after the data is read
+        if Path(c.data).is_file():
+            return _train_from_table(run, classifier, c, log)
+        if c.target != "single-label":
+            from transferkit.errors import InputError
+
+            raise InputError(
+                f"--target {c.target} needs a table of image paths and labels (a CSV, TSV, JSON "
+                f"Lines or Parquet file with columns {c.path_column!r} and "
+                f"{c.label_column or ('labels' if c.target == 'multi-label' else 'target')!r}); "
+                f"{c.data} is a folder, and class folders hold one label per image."
+            )
         folder = discover_image_folder(c.data, validation_size=c.validation_size, seed=c.seed)
         _log_data(folder, log)
         without_validation = set(folder.classes_without_validation)
@@ -88,6 +99,62 @@ def train_images(
         extra, result, facts = _facts(c, classifier, folder, len(train_items), phases)
         return run.finish(classifier, phases, title=f"{c.backbone} on {Path(c.data).name}",
                           extra=extra, result=result, data=facts)
+
+
+def _train_from_table(run, classifier, c: ImageTrainConfig, log) -> dict:
+    """`train images TABLE`: images listed in a table with their labels (any target)."""
+    from transferkit.data.image_table import read_image_table
+    from transferkit.reports.augmentation import preview_augmentation
+
+    table = read_image_table(c.data, c.path_column, c.label_column, c.target)
+    classifier.metadata.update(path_column=table.path_column, label_column=table.label_column)
+    images, values, names, bad = classifier.usable_targets(table.paths, table.labels)
+    skipped = table.skipped + bad
+    log(f"Data: {len(images)} images in {Path(c.data).name}, target {c.target} "
+        f"({_target_words(c.target, values, names)})"
+        + (f"; {len(skipped)} rows skipped (report/data.json)" if skipped else ""))
+    for entry in skipped[:5]:
+        where = entry.get("line") or entry.get("row") or entry.get("path")
+        log(f"  skipped {where}: {entry['reason']}")
+    _build(classifier, names, c)
+    run.start()
+    log(f"Head: {c.backbone} frozen, features cached; up to {c.epochs} epochs")
+    phases = run.train(classifier, table.paths, table.labels,
+                       report=lambda: classifier.split_data("validation"),
+                       report_split="validation", fine_tune_options={"unfreeze": c.unfreeze})
+    train_items = classifier.split_data("train")[0]
+    preview_augmentation(
+        train_items[0], Path(run.run.report_dir) / "augmentation.png",
+        classifier.augmentations, image_size=classifier.input_size,
+        policy=classifier.resize_policy, seed=c.seed,
+    )
+    size = "x".join(map(str, classifier.input_size))
+    extra = {"backbone": c.backbone, "image size": size,
+             "train / validation images": f"{len(train_items)} / {len(phases['items'])}",
+             "features": _features_line(classifier), "skipped rows": len(classifier.skipped)}
+    result = {"backbone": c.backbone, "image_size": size,
+              "feature_seconds": round(classifier.feature_seconds, 1),
+              "feature_runtime": classifier.feature_runtime,
+              "feature_runtime_reason": classifier.feature_runtime_reason,
+              "skipped_files": len(classifier.skipped), "train_images": len(train_items),
+              "validation_images": len(phases["items"])}
+    data = {"table": str(c.data), "path_column": table.path_column,
+            "label_column": table.label_column, "target": c.target,
+            "images": len(images), "skipped": classifier.skipped}
+    return run.finish(classifier, phases, title=f"{c.backbone} on {Path(c.data).name}",
+                      extra=extra, result=result, data=data)
+
+
+def _target_words(target: str, values, names: list[str]) -> str:
+    """"3 labels, 1.50 per image" / "from 1 to 116, mean 33.3" / "2 classes"."""
+    import numpy as np
+
+    if target == "multi-label":
+        return f"{len(names)} labels, {float(np.mean(values.sum(axis=1))):.2f} per image"
+    if target == "regression":
+        return (f"{names[0]} from {float(values.min()):g} to {float(values.max()):g}, mean "
+                f"{float(values.mean()):.4g}")
+    return f"{len(names)} classes"
 
 
 def _build(classifier, class_names: list[str], c: ImageTrainConfig) -> None:

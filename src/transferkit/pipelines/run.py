@@ -64,10 +64,6 @@ def _not_begun(state: dict, phase: str | None) -> bool:
     return not info.get("epochs_done") and not info.get("finished")
 
 
-def _accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    return float((np.asarray(probabilities).argmax(axis=1) == np.asarray(labels)).mean())
-
-
 def _state_line(state: dict) -> str:
     phases = [
         f"{phase} {info.get('epochs_done', 0)}/{info.get('epochs', '?')} epochs"
@@ -296,11 +292,12 @@ class TrainingRun:
         self._log_left_out(classifier)
         items, labels = report()
         probabilities = classifier.predict_proba_cached(items)
-        phases = {"head_accuracy": _accuracy(probabilities, labels),
+        metric, score = classifier.headline(probabilities, labels)
+        phases = {"metric": metric, "head_score": score,
                   "head_seconds": time.perf_counter() - started,
-                  "fine_tune_accuracy": None, "fine_tune_seconds": 0.0}
-        self.log(f"Head: {report_split} accuracy {phases['head_accuracy']:.4f} "
-                 f"({phases['head_seconds']:.0f} s)")
+                  "fine_tune_score": None, "fine_tune_seconds": 0.0}
+        words = metric.replace("_", " ")
+        self.log(f"Head: {report_split} {words} {score:.4f} ({phases['head_seconds']:.0f} s)")
         why_frozen = classifier.why_frozen() if config.fine_tune_epochs > 0 else ""
         if why_frozen:
             self.log(f"Fine-tune: skipped, the backbone cannot be fine-tuned: {why_frozen}")
@@ -321,9 +318,9 @@ class TrainingRun:
             self._log_left_out(classifier)
             items, labels = report()
             probabilities = classifier.predict_proba(items)
-            phases["fine_tune_accuracy"] = _accuracy(probabilities, labels)
+            phases["fine_tune_score"] = classifier.headline(probabilities, labels)[1]
             phases["fine_tune_seconds"] = time.perf_counter() - started
-            self.log(f"Fine-tune: {report_split} accuracy {phases['fine_tune_accuracy']:.4f} "
+            self.log(f"Fine-tune: {report_split} {words} {phases['fine_tune_score']:.4f} "
                      f"({phases['fine_tune_seconds']:.0f} s)")
         return {**phases, "probabilities": probabilities, "items": items, "labels": labels,
                 "split": report_split}
@@ -348,23 +345,25 @@ class TrainingRun:
             data: facts about the data, written to `report/data.json`.
 
         Returns:
-            The result: `classes`, `<split>_accuracy`, `head_<split>_accuracy`,
-            `fine_tune_<split>_accuracy` (None without fine-tuning), `model_path`, `report_dir`,
+            The result: `classes`, `target`, `<split>_accuracy`, `head_<split>_accuracy`,
+            `fine_tune_<split>_accuracy` (None without fine-tuning; for other targets
+            `micro_f1` or `mae` in the place of `accuracy`, see `_headline_keys`), `model_path`, `report_dir`,
             `run_dir`, `seconds`, `head_seconds`, `fine_tune_seconds`, `macro_f1`, `summary`,
             `report_split`, `tracking` (where MLflow has the run, or None), and the pipeline's
             own keys.
         """
         from transferkit.files import copy_file, write_json
 
-        run, split = self.run, phases["split"]
+        run, split, metric = self.run, phases["split"], phases["metric"]
+        words = metric.replace("_", " ")
         classifier.save(run.model_path)
         report_dir = Path(run.report_dir)
         calibration = _calibration(classifier, phases, report_dir, title)
         label_check = _label_issues(classifier, report_dir)
         lines = {
-            f"head {split} accuracy": round(phases["head_accuracy"], 4),
-            f"fine-tune {split} accuracy": round(phases["fine_tune_accuracy"], 4)
-            if phases["fine_tune_accuracy"] is not None
+            f"head {split} {words}": round(phases["head_score"], 4),
+            f"fine-tune {split} {words}": round(phases["fine_tune_score"], 4)
+            if phases["fine_tune_score"] is not None
             else "skipped: " + phases["fine_tune_skipped"] if phases.get("fine_tune_skipped")
             else None,
             **extra,
@@ -389,11 +388,11 @@ class TrainingRun:
             copy_file(run.history_path, run.report_dir / run.history_path.name)
         outcome = {
             "classes": list(classifier.class_names),
-            f"{split}_accuracy": metrics["accuracy"],
-            f"head_{split}_accuracy": phases["head_accuracy"],
-            f"fine_tune_{split}_accuracy": phases["fine_tune_accuracy"],
+            "target": classifier.target,
+            **_headline_keys(metrics, split),
+            f"head_{split}_{metric}": phases["head_score"],
+            f"fine_tune_{split}_{metric}": phases["fine_tune_score"],
             "fine_tune_skipped": phases.get("fine_tune_skipped"),
-            "macro_f1": metrics["macro_avg"]["f1"],
             "model_path": str(run.model_path),
             "report_dir": str(report_dir),
             "run_dir": str(run.path),
@@ -426,6 +425,21 @@ class TrainingRun:
         for line in self.tracker.lines():
             self.log(line)
         return tracking
+
+
+def _headline_keys(metrics: dict, split: str) -> dict:
+    """The result's numbers of the report split: `<split>_accuracy` and `macro_f1`
+    (single-label), `<split>_micro_f1`, `macro_f1` and `mean_average_precision` (multi-label),
+    `<split>_mae`, `rmse` and `r2` (regression)."""
+    target = metrics.get("target", "single-label")
+    if target == "regression":
+        return {f"{split}_mae": metrics["mae"], "mae": metrics["mae"], "rmse": metrics["rmse"],
+                "r2": metrics["r2"]}
+    if target == "multi-label":
+        return {f"{split}_micro_f1": metrics["micro_f1"], "micro_f1": metrics["micro_f1"],
+                "macro_f1": metrics["macro_f1"],
+                "mean_average_precision": metrics["mean_average_precision"]}
+    return {f"{split}_accuracy": metrics["accuracy"], "macro_f1": metrics["macro_avg"]["f1"]}
 
 
 def _calibration(classifier, phases: dict, report_dir: Path, title: str) -> dict | None:
@@ -491,6 +505,8 @@ def _imbalance_lines(metadata: dict) -> dict:
     from transferkit.reports.metrics import IMBALANCE_KEY
 
     counts = metadata.get("class_counts") or {}
+    if not counts:  # multi-label and regression targets: no class weights, no class counts
+        return {}
     lines = {"train class counts": ", ".join(f"{name} {n}" for name, n in counts.items())}
     ratio = metadata.get("imbalance") or 1.0
     if ratio >= IMBALANCE_RATIO:

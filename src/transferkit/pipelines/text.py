@@ -64,7 +64,7 @@ def train_text(
                      experiment=experiment, register=register, processes=processes) as run:
         c = run.config
         _classifier(c, cache_dir).check_settings()  # a typo fails at once, before the data
-        table, names, parts = _read_and_split(c, log)
+        table, names, parts = _read_and_split(c, log, _classifier(c, cache_dir))
         classifier = _classifier(c, cache_dir, class_names=names)  # the table's classes, all splits
         run.start()
         classifier.metadata.update(text_column=table.text_column, label_column=table.label_column,
@@ -74,12 +74,12 @@ def train_text(
                            report=lambda: parts["test"], report_split="test")
         val_texts, val_labels = parts["validation"]
         validation = classifier.predict_proba_cached(val_texts)
-        validation_accuracy = float((validation.argmax(axis=1) == val_labels).mean())
+        metric, score = classifier.headline(validation, val_labels)
         extra, result, facts = _facts(c, table, names, parts, classifier.get_encoder().describe())
         return run.finish(
             classifier, phases, title=f"Text classifier ({c.encoder}): test split",
-            extra={**extra, "validation accuracy": round(validation_accuracy, 4)},
-            result={"validation_accuracy": validation_accuracy, **result}, data=facts,
+            extra={**extra, f"validation {metric.replace('_', ' ')}": round(score, 4)},
+            result={f"validation_{metric}": score, **result}, data=facts,
         )
 
 
@@ -90,25 +90,37 @@ def _classifier(c: TextTrainConfig, cache_dir, class_names=None):
         c.encoder, class_names=class_names, word_vectors=c.word_vectors,
         vocabulary_size=c.vocabulary_size, max_length=c.max_length, features=c.features,
         head_units=c.head_units, seed=c.seed, cache_dir=cache_dir, runtime=c.runtime,
-        calibrate=c.calibrate, class_weight=c.class_weight,
+        calibrate=c.calibrate, class_weight=c.class_weight, target=c.target,
     )
 
 
-def _read_and_split(c: TextTrainConfig, log) -> tuple:
-    """The table, its classes, and `{"train", "test", "validation"}: (texts, int labels)`."""
-    from transferkit.data.labels import encode_labels, stratified_split
+def _read_and_split(c: TextTrainConfig, log, classifier=None) -> tuple:
+    """The table, its classes (labels; the target's name), and `{"train", "test",
+    "validation"}: (texts, targets)` (int classes, a 0/1 matrix, or numbers); `classifier`
+    (default: one of `c`'s settings) reads the targets."""
+    classifier = classifier if classifier is not None else _classifier(c, None)
+    from transferkit.data.image_table import DEFAULT_LABEL_COLUMNS
+    from transferkit.data.labels import stratified_split
     from transferkit.data.text import read_text_table
     from transferkit.errors import DataError
 
-    table = read_text_table(c.data, c.text_column, c.label_column)
-    for line in (table.describe_drops(), table.describe_renamed_labels()):
+    label_column = c.label_column
+    if label_column is None and c.target != "single-label":
+        label_column = DEFAULT_LABEL_COLUMNS[c.target]
+    table = read_text_table(c.data, c.text_column, label_column)
+    classifier.metadata["label_column"] = table.label_column
+    _drop_bad_targets(table, classifier)
+    for line in (table.describe_drops(),
+                 table.describe_renamed_labels() if c.target == "single-label" else ""):
         if line:
             log(line)
-    y, names = encode_labels(table.labels)
+    _, y, names, _ = classifier.usable_targets(table.texts, table.labels)
+    single = c.target == "single-label"
     try:
         index = stratified_split(
-            table.labels, {"test": c.test_size, "validation": c.validation_size}, c.seed,
-            min_per_split=True,
+            table.labels if single else classifier.split_keys(y),
+            {"test": c.test_size, "validation": c.validation_size}, c.seed,
+            min_per_split=single,
         )
     except DataError as exc:
         raise DataError(f"{table.path}, column {table.label_column!r}: {exc}") from None
@@ -121,9 +133,27 @@ def _read_and_split(c: TextTrainConfig, log) -> tuple:
     conflicts = table.describe_conflicts()
     if conflicts:
         log(conflicts)
-    log(f"{len(table)} texts, {len(names)} classes; "
+    what = {"single-label": f"{len(names)} classes", "multi-label": f"{len(names)} labels",
+            "regression": f"target {names[0]!r}"}[c.target]
+    log(f"{len(table)} texts, {what}; "
         + ", ".join(f"{name} {len(i)}" for name, i in index.items()))
     return table, names, parts
+
+
+def _drop_bad_targets(table, classifier) -> None:
+    """Rows whose labels this target cannot use (an empty label set, a target that is not a
+    finite number) leave the table, recorded in `table.dropped` like its other unusable rows."""
+    if classifier.target == "single-label":
+        return
+    bad = classifier.encode_targets(table.labels)[3]
+    if not bad:
+        return
+    reason = "empty_label_set" if classifier.target == "multi-label" else "not_a_number"
+    keep = [i for i in range(len(table.texts)) if i not in bad]
+    table.dropped[reason] = [table.row_numbers[i] for i in sorted(bad)]
+    table.texts = [table.texts[i] for i in keep]
+    table.labels = [table.labels[i] for i in keep]
+    table.row_numbers = [table.row_numbers[i] for i in keep]
 
 
 def _facts(c: TextTrainConfig, table, names, parts, encoder: dict) -> tuple[dict, dict, dict]:
@@ -145,7 +175,7 @@ def _facts(c: TextTrainConfig, table, names, parts, encoder: dict) -> tuple[dict
         "dropped rows": table.num_dropped,
         **drops,
         **({"labels read as numbers": table.renamed_label_spellings()}
-           if table.renamed_labels else {}),
+           if table.renamed_labels and c.target == "single-label" else {}),
         "duplicate texts": duplicates["line"],
         **measured["summary"],
     }
@@ -167,9 +197,7 @@ def _facts(c: TextTrainConfig, table, names, parts, encoder: dict) -> tuple[dict
         "rows_used": len(table),
         "dropped_rows": table.num_dropped,
         "dropped": table.drop_summary(),
-        "classes": {name: int((y == i).sum()) for i, name in enumerate(names)},
-        "class_counts": {split: {name: int((labels == i).sum()) for i, name in enumerate(names)}
-                         for split, (_, labels) in parts.items()},
+        **_target_counts(c.target, names, y, parts),
         "content_sha256": sha256_file(table.path),
         "encoding": table.encoding,
         "renamed_labels": dict(table.renamed_labels),
@@ -178,6 +206,22 @@ def _facts(c: TextTrainConfig, table, names, parts, encoder: dict) -> tuple[dict
         **({"coverage": encoder["coverage"]} if "coverage" in encoder else {}),
     }
     return extra, result, data
+
+
+def _target_counts(target: str, names: list[str], y, parts: dict) -> dict:
+    """`classes` and `class_counts` per split (examples per class, or per label), or for
+    regression the target's `range` and `mean` per split."""
+    def counts(values):
+        if target == "multi-label":
+            return {name: int(values[:, i].sum()) for i, name in enumerate(names)}
+        return {name: int((values == i).sum()) for i, name in enumerate(names)}
+
+    if target == "regression":
+        return {"target": names[0], "range": {
+            split: [float(v.min()), float(v.max()), float(v.mean())]
+            for split, (_, v) in parts.items()}}
+    return {"classes": counts(y),
+            "class_counts": {split: counts(values) for split, (_, values) in parts.items()}}
 
 
 def _duplicate_facts(table) -> dict:

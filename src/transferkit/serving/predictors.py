@@ -40,6 +40,8 @@ class Predictor:
     card: str
     image_size: tuple[int, int] | None = None
     resize_policy: str | None = None
+    target: str = "single-label"  # `transferkit.tasks.targets`: what an output row means
+    thresholds: list[float] | None = None  # multi-label: one per label
 
     def predict(self, items: list) -> np.ndarray:
         raise NotImplementedError
@@ -64,6 +66,8 @@ class KerasPredictor(Predictor):
         self.classifier = load(ref)
         self.task = self.classifier.task
         self.class_names = list(self.classifier.class_names)
+        self.target = self.classifier.target
+        self.thresholds = self.classifier.thresholds if self.target == "multi-label" else None
         self.facts = model_facts(self.classifier, ref)
         self.card = model_card(self.facts)
         if self.task == "image":
@@ -120,6 +124,8 @@ class OnnxPredictor(Predictor):
         self.contract = contract
         self.task = contract["task"]
         self.class_names = list(read_json(folder / "labels.json"))
+        self.target = contract.get("target", "single-label")
+        self.thresholds = contract.get("thresholds")
         export = read_json(folder / "export.json")
         self.facts = dict(export.get("facts", {}))
         card = folder / "MODEL_CARD.md"

@@ -220,7 +220,66 @@ class Classifier(ClassifierEvaluation):
     def _class_labels(self) -> ClassLabels:
         """A new `ClassLabels` layer for this classifier's classes and metadata."""
         metadata = {"config": {**self.get_config(), "cache_dir": None}, **self.metadata}
-        return ClassLabels(self.class_names, task=self.task, metadata=metadata)
+        mean, scale = self.metadata.get("target_standardisation", (0.0, 1.0))
+        return ClassLabels(self.class_names, task=self.task, metadata=metadata,
+                           target=self.target, target_mean=mean, target_scale=scale)
+
+    @property
+    def num_logits(self) -> int:
+        """The head's width for this target and these classes (`targets.num_logits`)."""
+        from transferkit.tasks.targets import num_logits
+
+        return num_logits(self.target, len(self.class_names))
+
+    def encode_targets(self, labels, names=None) -> tuple[np.ndarray, list[str], np.ndarray, dict]:
+        """The labels as the network learns them, for this classifier's `target`.
+
+        Returns:
+            `(values, names, kept, bad)`: int classes, a 0/1 matrix (multi-label) or numbers
+            (regression) for the `kept` rows; `bad` maps a left-out row to why.
+        """
+        from transferkit.data.labels import encode_labels
+        from transferkit.tasks.targets import parse_label_sets, parse_values
+
+        if self.target == "single-label":
+            ints, names = encode_labels(labels, names)
+            return ints, names, np.arange(len(ints)), {}
+        if self.target == "regression":
+            parsed = parse_values(labels)
+            return parsed.values, [self.target_name()], parsed.kept, parsed.bad
+        matrix = np.asarray(labels, dtype=object) if len(labels) else None
+        if (names is not None and matrix is not None and matrix.ndim == 2
+                and matrix.shape[1] == len(names)):  # an indicator matrix, columns in names order
+            values = np.asarray(matrix, dtype=np.float32)
+            empty = values.sum(axis=1) == 0
+            bad = {int(i): "empty label set (no 1 in the row)" for i in np.flatnonzero(empty)}
+            return values[~empty], list(names), np.flatnonzero(~empty), bad
+        parsed = parse_label_sets(labels, names)
+        return parsed.values, parsed.names, parsed.kept, parsed.bad
+
+    def target_name(self) -> str:
+        """A regression target's name (the only output's): its column, or `"value"`."""
+        if self.class_names:
+            return str(self.class_names[0])
+        return str(self.metadata.get("label_column") or "value")
+
+    def split_keys(self, values: np.ndarray) -> np.ndarray:
+        """What a held-out split is stratified by (`targets.split_keys`; classes themselves)."""
+        from transferkit.tasks.targets import split_keys
+
+        return values if self.target == "single-label" else split_keys(self.target, values)
+
+    def _fit_standardisation(self, splits: Splits) -> None:
+        """A regression target's mean and scale, from the training split, into the model."""
+        if self.target != "regression":
+            return
+        from transferkit.tasks.targets import standardisation
+
+        mean, scale = standardisation(splits["train"][1])
+        self.metadata["target_standardisation"] = [mean, scale]
+        if self.model is not None:
+            layer = self._labels_layer()
+            layer.target_mean, layer.target_scale = mean, scale
 
     def _scores(self, logits) -> np.ndarray:
         """Class probabilities from logits, exactly as the saved model computes them."""
@@ -228,16 +287,14 @@ class Classifier(ClassifierEvaluation):
         return np.asarray(keras.ops.convert_to_numpy(outputs), dtype=np.float64)
 
     def _compile(self, model, learning_rate: float) -> None:
-        """Adam, and a loss on logits: binary cross-entropy on one logit for two classes."""
-        if len(self.class_names) == 2:
-            loss = keras.losses.BinaryCrossentropy(from_logits=True)
-            metric = keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)
-        else:
-            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-            metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        """Adam, and the target's loss on logits (`targets.compile_spec`): binary cross-entropy
+        on one logit for two classes, per label for multi-label, Huber for regression."""
+        from transferkit.tasks.targets import compile_spec
         from transferkit.training.distribute import compile_for
 
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=[metric],
+        mean, scale = self.metadata.get("target_standardisation", (0.0, 1.0))
+        loss, metrics = compile_spec(self.target, len(self.class_names), mean, scale)
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics,
                       **compile_for(model))
         if keras.backend.backend() == "tensorflow" and model.built:
             # Keras's TensorFlow trainer (without a distribution strategy) builds the optimizer
@@ -302,6 +359,7 @@ class Classifier(ClassifierEvaluation):
         )
         splits = self._labelled(x, y, validation_data, settings.validation_size)
         self._set_classes(splits.class_names)
+        self._fit_standardisation(splits)
         with self._run_folder(output) as run:
             head, train, validation, fit_kwargs = self._head_phase(splits, settings, run, verbose)
             self._compile(head, settings.learning_rate)
@@ -389,6 +447,8 @@ class Classifier(ClassifierEvaluation):
         (`transferkit.data.labels.class_weights_for`), recorded in `metadata`."""
         from transferkit.data.labels import class_weights_for
 
+        if self.target != "single-label":
+            return None  # per-label or numeric targets: Keras's class_weight is per class
         return class_weights_for(splits["train"][1], self.class_names,
                                  getattr(self, "class_weight", "none"), self.metadata)
 
@@ -451,22 +511,32 @@ class Classifier(ClassifierEvaluation):
             (class -> probability); `path` too for image files.
         """
         items, probabilities, reasons = self._predicted(x, batch_size, skip_unreadable)
-        names = list(self.class_names)
         results = []
         for index, (item, row) in enumerate(zip(items, probabilities)):
             if index in reasons:
                 results.append({**self._describe_item(item), "skipped": reasons[index]})
                 continue
-            best = int(np.argmax(row))
-            results.append(
-                {
-                    **self._describe_item(item),
-                    "label": names[best],
-                    "score": float(row[best]),
-                    "probabilities": {name: float(p) for name, p in zip(names, row)},
-                }
-            )
+            results.append({**self._describe_item(item), **self.describe_output(row)})
         return results
+
+    @property
+    def thresholds(self) -> list[float]:
+        """Multi-label: each label's threshold (chosen on validation; 0.5 before `fit`)."""
+        from transferkit.tasks.targets import DEFAULT_THRESHOLD
+
+        chosen = self.metadata.get("thresholds")
+        return list(chosen) if chosen else [DEFAULT_THRESHOLD] * len(self.class_names)
+
+    def describe_output(self, row) -> dict:
+        """What one output row means, as `predict` gives it.
+
+        single-label: `label`, `score`, `probabilities` (class -> probability); multi-label:
+        `labels` (the predicted set: scores at or above their label's threshold, best first),
+        `scores` (label -> probability); regression: `value` (in the target's units).
+        """
+        from transferkit.tasks.targets import describe_row
+
+        return describe_row(self.target, self.class_names, row, self.thresholds)
 
     def export(self, path: str | os.PathLike | None = None, format: str = "onnx",
                quantize: str = "none", **options) -> dict:

@@ -86,6 +86,9 @@ class ClassifierEvaluation:
         from transferkit.reports import classification_metrics, write_classification_report
 
         names = list(self.class_names)
+        if self.target != "single-label":
+            return self._target_report(items, y_true, probabilities, report_dir, title, extra,
+                                       history)
         if report_dir is None:
             return classification_metrics(y_true, probabilities, names)
         metrics = write_classification_report(
@@ -99,6 +102,38 @@ class ClassifierEvaluation:
         )
         metrics["files"]["mistakes"] = str(path)
         return metrics
+
+    def _target_report(self, items, y_true, outputs, report_dir, title, extra, history) -> dict:
+        """`report` of a multi-label or regression model (`transferkit.reports.targets`)."""
+        from transferkit.reports.targets import (
+            multilabel_metrics,
+            regression_metrics,
+            write_target_report,
+        )
+
+        names = list(self.class_names)
+        baseline = self.metadata.get("target_standardisation", (None,))[0]
+        if report_dir is None:
+            if self.target == "regression":
+                return regression_metrics(y_true, outputs, baseline)
+            return multilabel_metrics(y_true, outputs, names, self.thresholds)
+        return write_target_report(
+            report_dir, target=self.target, items=items, y_true=y_true, outputs=outputs,
+            names=names, thresholds=self.thresholds, images=self.task == "image",
+            history=history, title=title, summary_extra=extra, baseline=baseline)
+
+    def headline(self, outputs, labels) -> tuple[str, float]:
+        """The one number a training log shows for a phase: `("accuracy", ...)`,
+        `("micro_f1", ...)` (multi-label, at the chosen thresholds) or `("mae", ...)`."""
+        outputs, labels = np.asarray(outputs), np.asarray(labels)
+        if self.target == "regression":
+            return "mae", float(np.abs(outputs.reshape(-1) - labels.reshape(-1)).mean())
+        if self.target == "multi-label":
+            from transferkit.reports.targets import multilabel_metrics
+
+            return "micro_f1", multilabel_metrics(labels, outputs, self.class_names,
+                                                  self.thresholds)["micro_f1"]
+        return "accuracy", float((outputs.argmax(axis=1) == labels).mean())
 
     def _calibrate(self) -> None:
         """Temperature scaling on the validation split when `calibrate` is on: fits T on the
@@ -116,6 +151,9 @@ class ClassifierEvaluation:
         layer.temperature = 1.0
         self.metadata.pop("calibration", None)
         self.metadata.pop("calibration_skipped", None)
+        if self.target != "single-label":
+            self._fit_thresholds()
+            return
         if not getattr(self, "calibrate", True):
             return
         items, labels = self.split_data("validation")
@@ -131,6 +169,27 @@ class ClassifierEvaluation:
         summary = calibration_summary(labels, with_temperature(raw, temperature), temperature)
         self.metadata["calibration"] = {"temperature": float(temperature),
                                         "fitted_on": "validation", **summary}
+
+    def _fit_thresholds(self) -> None:
+        """Multi-label: a threshold per label on the validation split
+        (`transferkit.tasks.targets.choose_thresholds`), into `metadata["thresholds"]`, which
+        the saved model carries. No temperature: see `metadata["calibration_skipped"]`."""
+        from transferkit.tasks.targets import choose_thresholds
+
+        if self.target == "regression":
+            self.metadata["calibration_skipped"] = (
+                "a regression model outputs a value, not a probability")
+            return
+        self.metadata["calibration_skipped"] = (
+            "not fitted per label: a temperature (or Platt scaling) per label is a monotone map "
+            "of that label's score, so the label sets at thresholds chosen on the same "
+            "validation split would not change; the scores are the sigmoid's")
+        self.metadata.pop("thresholds", None)
+        items, labels = self.split_data("validation")
+        thresholds, how = choose_thresholds(labels, self.predict_proba_cached(items),
+                                            self.class_names)
+        self.metadata["thresholds"] = thresholds
+        self.metadata["threshold_rule"] = how
 
     def find_label_issues(self, folds: int | None = None) -> dict:
         """Likely mislabelled examples of the last `fit`'s training split, by confident learning
@@ -148,6 +207,10 @@ class ClassifierEvaluation:
         items, labels = self.split_data("train")
         result = {"checked": False, "why": "", "folds": 0, "examples": len(items), "issues": [],
                   "items": items}
+        if self.target != "single-label":
+            result["why"] = (f"not yet for {self.target} targets (confident learning here "
+                             "takes one class per example)")
+            return result
         features = self._training_features(items)
         if features is None:
             result["why"] = ("this kind of model has no cached frozen features (GloVe + BiLSTM "

@@ -115,10 +115,13 @@ class ImageClassifier(Classifier):
         runtime: str = _D.runtime,
         calibrate: bool = _D.calibrate,
         class_weight: str = _D.class_weight,
+        target: str = _D.target,
     ):
         from transferkit.runtimes import check_runtime
+        from transferkit.tasks.targets import check_target
 
         check_runtime(runtime)
+        check_target(target)
         self._encoder = None
         self._store(locals())
         self.feature_seconds = 0.0
@@ -218,7 +221,7 @@ class ImageClassifier(Classifier):
                 "The number of classes is unknown: pass `num_classes` or `class_names`, or call "
                 "`fit` with labelled data first."
             )
-        if len(names) < 2:
+        if len(names) < 2 and self.target != "regression":
             raise InputError(
                 f"A classifier needs at least 2 classes. Received: num_classes={len(names)}."
             )
@@ -235,7 +238,7 @@ class ImageClassifier(Classifier):
         self.class_names = self._check_classes()
         self.num_classes = len(self.class_names)
         encoder = self.get_encoder()
-        self.network = encoder.build_network(self.num_classes, self.dropout)
+        self.network = encoder.build_network(self.num_logits, self.dropout)
         self.metadata.update(encoder.describe())
         inputs = keras.Input((None, None, 3), name="image")
         outputs = self._class_labels()(self.network(inputs))
@@ -256,9 +259,17 @@ class ImageClassifier(Classifier):
     def _labelled(self, x, y, validation_data, validation_size) -> Splits:
         """Train and validation images from a folder, an `ImageFolder`, or images and labels."""
         from transferkit.data.image_folder import ImageFolder, discover_image_folder
-        from transferkit.data.labels import encode_labels, stratified_split
+        from transferkit.data.labels import stratified_split
 
         known = self._known_names()
+        table_skipped: list[dict] = []
+        if is_path(x) and y is None and Path(x).is_file():  # a table of paths and labels
+            from transferkit.data.image_table import read_image_table
+
+            table = read_image_table(x, self.metadata.get("path_column") or "path",
+                                     self.metadata.get("label_column"), self.target)
+            x, y, table_skipped = table.paths, table.labels, table.skipped
+            self.metadata.update(path_column=table.path_column, label_column=table.label_column)
         if is_path(x) and y is None:
             x = discover_image_folder(x, validation_size=validation_size, seed=self.seed)
         if isinstance(x, ImageFolder):
@@ -284,24 +295,35 @@ class ImageClassifier(Classifier):
                 skipped=list(x.skipped), source=x,
             )
         images, labels = self._with_labels(x, y)
-        ints, names = encode_labels(labels, known)
-        if len(set(ints.tolist())) < 2:
+        images, values, names, skipped = self.usable_targets(images, labels, known)
+        skipped = table_skipped + skipped
+        if self.target == "single-label" and len(set(values.tolist())) < 2:
             raise DataError("The training data has a single class; a classifier needs at least two.")
         inputs = ImageInputs(images)
         if validation_data is None:
-            parts = stratified_split(ints, {"validation": validation_size}, self.seed,
-                                     groups=inputs.digests())
+            parts = stratified_split(self.split_keys(values), {"validation": validation_size},
+                                     self.seed, groups=inputs.digests())
             if not len(parts["validation"]):
                 raise DataError("Too few images to hold some out for validation; pass more images.")
             return Splits(names, {
-                "train": (inputs.subset(parts["train"]), ints[parts["train"]]),
-                "validation": (inputs.subset(parts["validation"]), ints[parts["validation"]]),
-            })
+                "train": (inputs.subset(parts["train"]), values[parts["train"]]),
+                "validation": (inputs.subset(parts["validation"]), values[parts["validation"]]),
+            }, skipped=skipped)
         val_images, val_labels = self._validation_pair(validation_data)
-        val_ints, _ = encode_labels(val_labels, names)
+        val_images, val_values, _, val_skipped = self.usable_targets(val_images, val_labels, names)
         return Splits(names, {
-            "train": (inputs, ints), "validation": (ImageInputs(val_images), val_ints)
-        })
+            "train": (inputs, values), "validation": (ImageInputs(val_images), val_values)
+        }, skipped=skipped + val_skipped)
+
+    def usable_targets(self, images: list, labels: list, names=None) -> tuple[list, np.ndarray, list, list]:
+        """`(images, target values, names, skipped)`: the images whose labels are usable for
+        this target (`Classifier._targets`), and `{"path", "reason"}` of the others."""
+        values, names, kept, bad = self.encode_targets(labels, names)
+        skipped = [{"path": os.fspath(images[i]) if is_path(images[i]) else f"image #{i}",
+                    "reason": why} for i, why in bad.items()]
+        if not len(kept):
+            raise DataError(f"No usable labels: {skipped[0]['reason'] if skipped else 'none'}.")
+        return [images[i] for i in kept], values, names, skipped
 
     def _drop_unreadable(self, splits: Splits, unreadable: list[dict]) -> None:
         """Takes files that failed to decode out of `splits` and lists them as skipped."""
@@ -365,7 +387,7 @@ class ImageClassifier(Classifier):
             pool_x = np.concatenate([features[:, None, :], views], axis=1)
             per_image = pool_x.shape[1]
             pool_x = pool_x.reshape(-1, pool_x.shape[-1])
-            pool_y = np.repeat(labels, per_image)
+            pool_y = np.repeat(labels, per_image, axis=0)  # rows: a label set each, too
         order = EpochOrder(len(pool_x), self.seed)  # epoch e's draw from (seed, e) alone
         return order.attach(order.slices((pool_x, pool_y)).take(len(features)).batch(
             batch_size, drop_remainder=distribute_active()).prefetch(tf.data.AUTOTUNE))
@@ -459,16 +481,43 @@ class ImageClassifier(Classifier):
 
     def _evaluation_data(self, x, y) -> tuple[list, np.ndarray, list[dict]]:
         from transferkit.data.image_folder import ImageFolder, read_evaluation_folder
-        from transferkit.data.labels import encode_labels
 
         names = list(self.class_names)
+        if is_path(x) and y is None and Path(x).is_file():  # a table of paths and labels
+            from transferkit.data.image_table import read_image_table
+
+            path_column, label_column = getattr(self, "_columns", (None, None))
+            table = read_image_table(x, path_column or self.metadata.get("path_column") or "path",
+                                     label_column or self.metadata.get("label_column"),
+                                     self.target)
+            images, values, _, skipped = self.usable_targets(table.paths, table.labels, names)
+            return images, values, table.skipped + skipped
         if is_path(x) and y is None:
             found = read_evaluation_folder(x, names)
             return list(found.paths), found.labels, list(found.skipped)
         if isinstance(x, ImageFolder):
             return list(x.validation_paths), x.validation_labels, []
         images, labels = self._with_labels(x, y)
-        return images, encode_labels(labels, names)[0], []
+        images, values, _, skipped = self.usable_targets(images, labels, names)
+        return images, values, skipped
+
+    def evaluate(self, x, y=None, *, path_column: str | None = None,
+                 label_column: str | None = None, **kwargs) -> dict:
+        """Metrics on labelled images: see `Classifier.evaluate`.
+
+        Args:
+            x: a folder of class sub-folders, a table of image paths and labels (CSV, TSV,
+                JSON Lines, Parquet; paths relative to its folder), or images with `y`.
+            y: the labels of `x`. Default `None`.
+            path_column, label_column: a table's columns. Default `None`: the training ones,
+                else `path` and the target's (`label`, `labels`, `target`).
+            **kwargs: `report_dir`, `batch_size`, `title`.
+        """
+        self._columns = (path_column, label_column)
+        try:
+            return super().evaluate(x, y, **kwargs)
+        finally:
+            self._columns = (None, None)
 
     def _write_mistakes(self, report_dir: Path, items, true_names, predicted_names,
                         scores) -> Path:

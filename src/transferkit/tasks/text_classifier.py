@@ -108,10 +108,13 @@ class TextClassifier(Classifier):
         runtime: str = _D.runtime,
         calibrate: bool = _D.calibrate,
         class_weight: str = _D.class_weight,
+        target: str = _D.target,
     ):
         from transferkit.runtimes import check_runtime
+        from transferkit.tasks.targets import check_target
 
         check_runtime(runtime)
+        check_target(target)
         self._store(locals())
         self._encoder = None
         self.tokenizer = None
@@ -175,7 +178,7 @@ class TextClassifier(Classifier):
 
     def _labelled(self, x, y, validation_data, validation_size) -> Splits:
         """Train and validation texts from a table, or from texts and labels."""
-        from transferkit.data.labels import encode_labels, stratified_split
+        from transferkit.data.labels import stratified_split
 
         table, skipped = None, []
         if isinstance(x, (str, os.PathLike)) and y is None:
@@ -183,21 +186,32 @@ class TextClassifier(Classifier):
             texts, labels = table.texts, table.labels
         else:
             texts, labels = self._with_labels(x, y)
-        ints, names = encode_labels(labels, self.class_names)
-        if len(set(ints.tolist())) < 2:
+        texts, values, names, bad = self.usable_targets(texts, labels, self.class_names)
+        if self.target == "single-label" and len(set(values.tolist())) < 2:
             raise DataError(
                 f"The labels have only one class ({names[0]!r}); a classifier needs at least two."
             )
         if validation_data is not None:
             val_texts, val_labels = self._validation_pair(validation_data)
-            parts = {"train": (texts, ints),
-                     "validation": (val_texts, encode_labels(val_labels, names)[0])}
+            val_texts, val_values, _, val_bad = self.usable_targets(val_texts, val_labels, names)
+            parts = {"train": (texts, values), "validation": (val_texts, val_values)}
+            bad += val_bad
         else:
-            split = stratified_split(ints, {"validation": validation_size}, self.seed)
+            split = stratified_split(self.split_keys(values), {"validation": validation_size},
+                                     self.seed)
             parts = {
-                name: ([texts[i] for i in index], ints[index]) for name, index in split.items()
+                name: ([texts[i] for i in index], values[index]) for name, index in split.items()
             }
-        return Splits(names, parts, skipped=skipped, source=table)
+        return Splits(names, parts, skipped=skipped + bad, source=table)
+
+    def usable_targets(self, texts: list, labels: list, names=None) -> tuple[list, np.ndarray, list, list]:
+        """`(texts, target values, names, skipped)`: the texts whose labels are usable for this
+        target (`Classifier._targets`), and `{"text", "reason"}` of the others."""
+        values, names, kept, bad = self.encode_targets(labels, names)
+        skipped = [{"text": str(texts[i])[:80], "reason": why} for i, why in bad.items()]
+        if not len(kept):
+            raise DataError(f"No usable labels: {skipped[0]['reason'] if skipped else 'none'}.")
+        return [texts[i] for i in kept], values, names, skipped
 
     def _read_table(self, path, text_column=None, label_column=None):
         """A table's texts and labels, preferring the columns the model was trained with."""
@@ -208,6 +222,10 @@ class TextClassifier(Classifier):
             with contextlib.suppress(DataError):
                 table = read_text_table(path, text_column or trained[0], label_column or trained[1])
                 return table, _dropped_rows(table)
+        if label_column is None and self.target != "single-label":
+            from transferkit.data.image_table import DEFAULT_LABEL_COLUMNS
+
+            label_column = DEFAULT_LABEL_COLUMNS[self.target]  # single-label: guessed
         table = read_text_table(path, text_column, label_column)
         return table, _dropped_rows(table)
 
@@ -225,12 +243,11 @@ class TextClassifier(Classifier):
         (train_texts, train_y), (val_texts, val_y) = splits["train"], splits["validation"]
         encoder.adapt(train_texts, state_dir=run.path)
         self.tokenizer = encoder.tokenizer()
-        classes = len(self.class_names)
         show = verbose not in (0, False, "0")
         if encoder.caches_features:
             train_x = encoder.features(train_texts, verbose=show)
             val_x = encoder.features(val_texts, verbose=show)
-            self.network = encoder.build_network(classes, train_x)
+            self.network = encoder.build_network(self.num_logits, train_x)
             self._build_model()
             # Shuffled by epoch (`transferkit.data.epoch_order`): Keras's own shuffle of arrays
             # repeats one order every epoch once a global seed is set.
@@ -238,7 +255,7 @@ class TextClassifier(Classifier):
             train = order.attach(order.slices((train_x, train_y)).batch(settings.batch_size))
             fit_kwargs = {"validation_batch_size": settings.batch_size, "shuffle": False}
             return encoder.head(self.network), train, (val_x, val_y), fit_kwargs
-        self.network = encoder.build_network(classes)
+        self.network = encoder.build_network(self.num_logits)
         self._build_model()
         train = padded_batches(tokenize(self.tokenizer, train_texts), settings.batch_size,
                                targets=train_y, shuffle=True, seed=self.seed)
@@ -319,15 +336,14 @@ class TextClassifier(Classifier):
         return super().evaluate(x, y, **kwargs)
 
     def _evaluation_data(self, x, y) -> tuple[list, np.ndarray, list[dict]]:
-        from transferkit.data.labels import encode_labels
-
         skipped: list[dict] = []
         if isinstance(x, (str, os.PathLike)) and y is None:
             table, skipped = self._read_table(x, *self._columns)
             texts, labels = table.texts, table.labels
         else:
             texts, labels = self._with_labels(x, y)
-        return texts, encode_labels(labels, self.class_names)[0], skipped
+        texts, values, _, bad = self.usable_targets(texts, labels, self.class_names)
+        return texts, values, skipped + bad
 
     def _write_mistakes(self, report_dir: Path, items, true_names, predicted_names,
                         scores) -> Path:
