@@ -234,14 +234,6 @@ class ImageTrainConfig(TrainConfig):
         "a table (CSV, TSV, JSON Lines, Parquet) of image paths and labels",
         flag=False,
     )
-    target: str = _setting("single-label", _TARGET, choices=TARGET_CHOICES)
-    path_column: str = _setting(
-        "path", "a table's column of image paths (relative to the table's folder)"
-    )
-    label_column: str | None = _setting(
-        None, "a table's column of labels (';'-separated for multi-label) or numbers",
-        none_means="labels (multi-label), target (regression), label (single-label)",
-    )
     backbone: str = _setting(
         "efficientnet_lite0", "a registered backbone (`transferkit backbones`), a SavedModel or "
         "KerasHub preset folder, or an hf:// handle",
@@ -295,6 +287,14 @@ class ImageTrainConfig(TrainConfig):
     class_weight: str = _setting("auto", _CLASS_WEIGHT, choices=CLASS_WEIGHTS)
     runtime: str = _setting("auto", _RUNTIME, choices=RUNTIMES)
     distribute: str = _setting("none", _DISTRIBUTE, choices=DISTRIBUTE)
+    target: str = _setting("single-label", _TARGET, choices=TARGET_CHOICES)
+    path_column: str = _setting(
+        "path", "a table's column of image paths (relative to the table's folder)"
+    )
+    label_column: str | None = _setting(
+        None, "a table's column of labels (';'-separated for multi-label) or numbers",
+        none_means="labels (multi-label), target (regression), label (single-label)",
+    )
 
 
 @dataclass(frozen=True)

@@ -187,19 +187,20 @@ class ClassLabels(keras.layers.Layer):
         task: `"image"` or `"text"`: which transferkit classifier wraps the model.
         metadata: plain JSON-serialisable data about how the model was made. Default `{}`.
         temperature: what the logits are divided by. Default `1.0` (uncalibrated).
-        target: `"single-label"`, `"multi-label"` or `"regression"`. Default `"single-label"`.
+        target: `"single-label"`, `"multi-label"` or `"regression"`. Default `None`:
+            single-label.
         target_mean, target_scale: the regression target's standardisation (the training
             split's mean and standard deviation). Default `0.0` and `1.0`.
     """
 
     def __init__(self, class_names, task: str, metadata: dict | None = None,
-                 temperature: float = 1.0, target: str = "single-label",
+                 temperature: float = 1.0, target: str | None = None,
                  target_mean: float = 0.0, target_scale: float = 1.0, **kwargs):
         kwargs.setdefault("name", "labels")
         super().__init__(**kwargs)
         self.class_names = [str(c) for c in class_names]
         self.task = task
-        self.target = target
+        self.target = target or "single-label"  # files from before targets have none
         self.target_mean = float(target_mean)
         self.target_scale = float(target_scale)
         self.metadata = dict(metadata or {})

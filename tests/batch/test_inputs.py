@@ -26,7 +26,6 @@ def files(tmp_path):
     ("text", "texts.txt", "predict", r"texts\.txt is a file of texts"),
     ("image", "table.csv", "predict", r"this is an image model; .*table\.csv is a table of texts"),
     ("image", "reviews.parquet", "batch", r"reviews\.parquet is a table of texts"),
-    ("image", "table.csv", "evaluate", r"table of texts: pass a folder with one sub-folder"),
     ("image", "texts.txt", "predict", r"texts\.txt is a text file: .*with `output`"),
 ])
 def test_the_other_modality_is_refused(files, monkeypatch, task, item, purpose, message):

@@ -131,7 +131,8 @@ def test_evaluate_suggests_column_flags_that_it_accepts(text_run, image_run, tmp
     assert json.loads(out.strip().splitlines()[-1])["n"] == 2
     code, _, err = _run(["evaluate", image_run[3], image_run[4], "--label-column", "verdict"],
                         capsys)
-    assert code == 1 and "this is an image model; --text-column and --label-column" in err
+    assert code == 1 and "is a folder of class sub-folders; --path-column and --label-column are "\
+        "for a table" in err, err
 
 
 @pytest.mark.slow  # a new Python process importing TensorFlow (~8 s)

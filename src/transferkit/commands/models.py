@@ -225,6 +225,8 @@ def _headline(metrics: dict) -> str:
 
 
 def run_evaluate(args) -> int:
+    import os
+
     from transferkit.checks import check_output_folder
     from transferkit.errors import InputError
     from transferkit.model_ref import ModelRef
@@ -240,6 +242,10 @@ def run_evaluate(args) -> int:
             raise InputError(f"{args.model}: this is an image model; `text_column` is for text "
                              "models (their tables). An image table names `path_column`.")
         columns = {"path_column": args.path_column, "label_column": args.label_column}
+        if os.path.isdir(args.data) and any(columns.values()):
+            raise InputError(f"{args.model}: this is an image model and {args.data} is a folder "
+                             "of class sub-folders; `path_column` and `label_column` are for a "
+                             "table of image paths and labels.")
     elif args.path_column:
         raise InputError(f"{args.model}: this is a text model; `path_column` is for image "
                          "tables. A text table names `text_column`.")

@@ -42,17 +42,16 @@ class ImageTable:
     path: str = ""
 
 
-def read_image_table(path: str | os.PathLike, path_column: str = "path",
-                     label_column: str | None = None,
-                     target: str = "single-label") -> ImageTable:
+def read_image_table(path: str | os.PathLike, path_column: str, label_column: str | None,
+                     target: str) -> ImageTable:
     """Reads a table of image paths and labels.
 
     Args:
         path: the table (CSV, TSV, JSON Lines or Parquet).
-        path_column: the column of image paths, relative to the table's folder. Default `"path"`.
-        label_column: the column of labels. Default `None`: `DEFAULT_LABEL_COLUMNS[target]`.
-        target: what the labels are (decides the default label column). Default
-            `"single-label"`.
+        path_column: the column of image paths, relative to the table's folder
+            (`ImageTrainConfig.path_column`).
+        label_column: the column of labels; `None`: `DEFAULT_LABEL_COLUMNS[target]`.
+        target: what the labels are (decides the default label column).
 
     Returns:
         An `ImageTable` of the rows whose image exists inside the table's folder.
