@@ -66,17 +66,8 @@ def train_images(
             augment=c.augment, augment_views=c.augment_views, seed=c.seed, runtime=c.runtime,
         )
         classifier.check_settings()  # a typo fails at once, not after the data is read
-        if Path(c.data).is_file():
+        if Path(c.data).is_file() or c.target != "single-label":
             return _train_from_table(run, classifier, c, log)
-        if c.target != "single-label":
-            from transferkit.errors import InputError
-
-            raise InputError(
-                f"--target {c.target} needs a table of image paths and labels (a CSV, TSV, JSON "
-                f"Lines or Parquet file with columns {c.path_column!r} and "
-                f"{c.label_column or ('labels' if c.target == 'multi-label' else 'target')!r}); "
-                f"{c.data} is a folder, and class folders hold one label per image."
-            )
         folder = discover_image_folder(c.data, validation_size=c.validation_size, seed=c.seed)
         _log_data(folder, log)
         without_validation = set(folder.classes_without_validation)
@@ -103,9 +94,17 @@ def train_images(
 
 def _train_from_table(run, classifier, c: ImageTrainConfig, log) -> dict:
     """`train images TABLE`: images listed in a table with their labels (any target)."""
-    from transferkit.data.image_table import read_image_table
+    from transferkit.data.image_table import DEFAULT_LABEL_COLUMNS, read_image_table
+    from transferkit.errors import InputError
     from transferkit.reports.augmentation import preview_augmentation
 
+    if not Path(c.data).is_file():
+        raise InputError(
+            f"--target {c.target} needs a table of image paths and labels (a CSV, TSV, JSON Lines "
+            f"or Parquet file with columns {c.path_column!r} and "
+            f"{c.label_column or DEFAULT_LABEL_COLUMNS[c.target]!r}); {c.data} is not a file, "
+            "and class folders hold one label per image."
+        )
     table = read_image_table(c.data, c.path_column, c.label_column, c.target)
     classifier.metadata.update(path_column=table.path_column, label_column=table.label_column)
     images, values, names, bad = classifier.usable_targets(table.paths, table.labels)

@@ -388,7 +388,6 @@ class TrainingRun:
             copy_file(run.history_path, run.report_dir / run.history_path.name)
         outcome = {
             "classes": list(classifier.class_names),
-            "target": classifier.target,
             **_headline_keys(metrics, split),
             f"head_{split}_{metric}": phases["head_score"],
             f"fine_tune_{split}_{metric}": phases["fine_tune_score"],
@@ -433,13 +432,14 @@ def _headline_keys(metrics: dict, split: str) -> dict:
     `<split>_mae`, `rmse` and `r2` (regression)."""
     target = metrics.get("target", "single-label")
     if target == "regression":
-        return {f"{split}_mae": metrics["mae"], "mae": metrics["mae"], "rmse": metrics["rmse"],
-                "r2": metrics["r2"]}
+        return {"target": target, f"{split}_mae": metrics["mae"], "mae": metrics["mae"],
+                "rmse": metrics["rmse"], "r2": metrics["r2"]}
     if target == "multi-label":
-        return {f"{split}_micro_f1": metrics["micro_f1"], "micro_f1": metrics["micro_f1"],
-                "macro_f1": metrics["macro_f1"],
+        return {"target": target, f"{split}_micro_f1": metrics["micro_f1"],
+                "micro_f1": metrics["micro_f1"], "macro_f1": metrics["macro_f1"],
                 "mean_average_precision": metrics["mean_average_precision"]}
-    return {f"{split}_accuracy": metrics["accuracy"], "macro_f1": metrics["macro_avg"]["f1"]}
+    return {"target": target, f"{split}_accuracy": metrics["accuracy"],
+            "macro_f1": metrics["macro_avg"]["f1"]}
 
 
 def _calibration(classifier, phases: dict, report_dir: Path, title: str) -> dict | None:
