@@ -85,11 +85,17 @@ def test_thresholds_maximise_each_label_s_f1_and_rare_labels_keep_the_default():
     truth = np.array([[1, 1], [1, 0], [1, 0], [0, 0], [0, 0]])
     scores = np.array([[0.30, 0.9], [0.25, 0.1], [0.28, 0.2], [0.10, 0.3], [0.05, 0.4]])
     thresholds, how = choose_thresholds(truth, scores, ["a", "b"])
-    # label a: everything >= 0.25 is exactly the positives; its F1 there is 1
-    predicted = scores[:, 0] >= thresholds[0]
-    assert (predicted == truth[:, 0].astype(bool)).all() and thresholds[0] <= 0.25
+    # label a: 0.5 finds none of its positives; everything >= 0.25 is exactly them, and the cut
+    # sits halfway between the lowest positive (0.25) and the highest negative (0.10)
+    assert thresholds[0] == pytest.approx(0.175)
     assert thresholds[1] == DEFAULT_THRESHOLD and how["default"] == {"b": 1}
     assert how["tuned"] == ["a"]
+
+
+def test_a_threshold_moves_only_when_a_cut_is_strictly_better_than_one_half():
+    truth = np.array([[1], [1], [1], [0], [0]])
+    separated = np.array([[0.9], [0.8], [0.7], [0.2], [0.1]])  # 0.5 is already perfect
+    assert choose_thresholds(truth, separated, ["a"])[0] == [DEFAULT_THRESHOLD]
 
 
 # -- the layer, the loss, the metrics ---------------------------------------------------------------

@@ -17,7 +17,6 @@ a third classifier class.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -233,14 +232,16 @@ def compile_spec(target: str, num_classes: int, mean: float = 0.0, scale: float 
 def choose_thresholds(y_true, probabilities, names) -> tuple[list[float], dict]:
     """A threshold per label, chosen on validation: the one with the best F1 for that label.
 
-    The rule: candidates are the label's validation scores (each a place where a prediction
-    changes) and 0.5; the threshold with the highest F1 wins, the highest of equals (fewer false
-    positives). A label with fewer than `MIN_POSITIVES_TO_TUNE` positives in validation keeps
-    `DEFAULT_THRESHOLD`: too few to tune on.
+    The rule: `DEFAULT_THRESHOLD` (0.5) unless another cut is strictly better on validation. The
+    candidate cuts are the label's validation scores (each a place where a prediction changes);
+    the best one's threshold is set halfway between that score and the next lower validation
+    score, so that the margin is split as a max-margin classifier splits it (a cut right at the
+    lowest positive score would miss every test positive a hair below it). A label with fewer
+    than `MIN_POSITIVES_TO_TUNE` positives in validation keeps the default: too few to tune on.
 
     Returns:
-        `(thresholds in names order, {"rule", "tuned", "default"})`: which labels were tuned and
-        which kept the default (with their positive counts).
+        `(thresholds in names order, {"rule", "tuned", "default"})`: the labels whose threshold
+        moved, and those that kept the default for too few positives (with their counts).
     """
     y_true = np.asarray(y_true) > 0.5
     probabilities = np.asarray(probabilities, dtype=np.float64)
@@ -252,16 +253,32 @@ def choose_thresholds(y_true, probabilities, names) -> tuple[list[float], dict]:
             thresholds.append(DEFAULT_THRESHOLD)
             default[name] = positives
             continue
-        candidates = np.unique(np.concatenate([scores, [DEFAULT_THRESHOLD]]))
-        predicted = scores[None, :] >= candidates[:, None]
-        tp = (predicted & truth[None, :]).sum(axis=1)
-        f1 = 2 * tp / (predicted.sum(axis=1) + positives)
-        best = np.flatnonzero(f1 == f1.max())[-1]
-        thresholds.append(float(candidates[best]))
-        tuned.append(name)
-    rule = (f"per label, the F1-optimal threshold on the validation split; {DEFAULT_THRESHOLD} "
-            f"for labels with fewer than {MIN_POSITIVES_TO_TUNE} validation positives")
+        threshold = _best_cut(truth, scores, positives)
+        thresholds.append(threshold)
+        if threshold != DEFAULT_THRESHOLD:
+            tuned.append(name)
+    rule = (f"per label, the F1-optimal cut on the validation split, halfway between the two "
+            f"validation scores it separates; {DEFAULT_THRESHOLD} when no cut is strictly "
+            f"better, or for labels with fewer than {MIN_POSITIVES_TO_TUNE} validation positives")
     return thresholds, {"rule": rule, "tuned": tuned, "default": default}
+
+
+def _f1_at(truth: np.ndarray, scores: np.ndarray, cuts: np.ndarray, positives: int) -> np.ndarray:
+    predicted = scores[None, :] >= cuts[:, None]
+    tp = (predicted & truth[None, :]).sum(axis=1)
+    return 2 * tp / (predicted.sum(axis=1) + positives)
+
+
+def _best_cut(truth: np.ndarray, scores: np.ndarray, positives: int) -> float:
+    """The threshold of one label (see `choose_thresholds`)."""
+    cuts = np.unique(scores)
+    f1 = _f1_at(truth, scores, cuts, positives)
+    default = _f1_at(truth, scores, np.asarray([DEFAULT_THRESHOLD]), positives)[0]
+    best = int(np.argmax(f1))  # the lowest cut of the best F1
+    if f1[best] <= default:
+        return DEFAULT_THRESHOLD
+    below = scores[scores < cuts[best]]
+    return float((cuts[best] + below.max()) / 2) if below.size else float(cuts[best])
 
 
 def describe_row(target: str, names, row, thresholds=None) -> dict:
@@ -283,19 +300,3 @@ def describe_row(target: str, names, row, thresholds=None) -> dict:
     best = int(np.argmax(row))
     return {"label": names[best], "score": float(row[best]),
             "probabilities": {name: float(p) for name, p in zip(names, row)}}
-
-
-def label_counts(values: np.ndarray, names: list[str]) -> dict[str, int]:
-    """How many examples have each label (multi-label)."""
-    sums = np.asarray(values).sum(axis=0)
-    return {name: int(n) for name, n in zip(names, sums)}
-
-
-def rare_labels(values: np.ndarray, names: list[str], below: int = 2) -> dict[str, int]:
-    """Labels with fewer than `below` examples: they cannot be in both training and
-    validation."""
-    return {name: n for name, n in label_counts(values, names).items() if n < below}
-
-
-def most_common(values: np.ndarray, names: list[str], k: int = 5) -> list[tuple[str, int]]:
-    return Counter(label_counts(values, names)).most_common(k)

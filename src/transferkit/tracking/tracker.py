@@ -48,7 +48,10 @@ TRACKING_FILE = "tracking.json"
 _BATCH = 900  # MLflow takes at most 1000 metrics and 100 params per `log_batch`
 _PARAM_BATCH = 90
 SYNC_SECONDS = 2.0
-_FINAL = re.compile(r"(accuracy|macro_f1|seconds|per_second)$")
+# The result's final numbers: single-label, multi-label (`micro_f1`, `mean_average_precision`)
+# and regression (`mae`, `rmse`, `r2`) runs.
+_FINAL = re.compile(r"(accuracy|macro_f1|micro_f1|mean_average_precision|mae|rmse|r2|seconds|"
+                    r"per_second)$")
 
 
 def _key(name: str) -> str:
@@ -353,7 +356,8 @@ class RunTracker:
         step = len(run.history_rows())  # the last epoch's global step
         values = {_key(k): _number(v) for k, v in result.items()
                   if _FINAL.search(k) and _number(v) is not None}
-        for name, scores in (metrics.get("per_class") or {}).items():
+        per_class = metrics.get("per_class") or metrics.get("per_label") or {}  # or per label
+        for name, scores in per_class.items():
             for measure in ("f1", "precision", "recall"):
                 values[_key(f"{measure}/{name}")] = float(scores[measure])
         calibration = metrics.get("calibration") or {}
@@ -513,8 +517,9 @@ def _description(run) -> str:
     metrics, tags = run.data.metrics, run.data.tags
     split = tags.get("transferkit.report_split", "validation")
     parts = []
-    if f"{split}_accuracy" in metrics:
-        parts.append(f"{split} accuracy {metrics[f'{split}_accuracy']:.4f}")
+    for name in ("accuracy", "micro_f1", "mae"):  # the target's headline number
+        if f"{split}_{name}" in metrics:
+            parts.append(f"{split} {name.replace('_', ' ')} {metrics[f'{split}_{name}']:.4f}")
     if "macro_f1" in metrics:
         parts.append(f"macro F1 {metrics['macro_f1']:.4f}")
     model = tags.get("transferkit.backbone") or tags.get("transferkit.encoder")
