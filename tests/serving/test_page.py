@@ -108,3 +108,56 @@ def test_the_page_classifies_typed_text(text_run, browser):
         shown = browser.find_elements(By.CSS_SELECTOR, "#results .result .input-text")
         assert [s.text for s in shown] == texts
 
+
+
+@pytest.fixture(scope="module")
+def tagged_runs(tmp_path_factory, vectors_file):
+    """A multi-label and a regression text model (toy GloVe vectors, a few epochs each)."""
+    import json
+
+    from conftest import _run_cli
+    from transferkit.testing import toy_tagged_texts
+
+    root = tmp_path_factory.mktemp("page-targets")
+    texts, labels, values = toy_tagged_texts(70)
+    table = root / "texts.csv"
+    table.write_text("text,labels,target\n" + "".join(
+        f"{t},{y},{v}\n" for t, y, v in zip(texts, labels, values)), encoding="utf-8")
+    runs = {}
+    for target in ("multi-label", "regression"):
+        code, out, err = _run_cli(["train", "text", str(table), "--target", target, "--encoder",
+                                   "glove-bilstm", "--word-vectors", str(vectors_file),
+                                   "--max-length", "16", "--epochs", "4", "--fine-tune-epochs",
+                                   "0", "--output", str(root / target), "--json"])
+        assert code == 0, err[-2000:]
+        runs[target] = json.loads(out.strip().splitlines()[-1])["run_dir"]
+    return runs
+
+
+@pytest.mark.parametrize("target", ["multi-label", "regression"])
+def test_the_page_shows_label_sets_as_chips_and_values_as_numbers(tagged_runs, browser, target):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    texts = ["good fun lovely film", "awful and dull"]
+    with background_server(create_app(load_predictor(tagged_runs[target]))) as url:
+        expected = requests.post(url + "/predict", json={"texts": texts}, timeout=WAIT).json()
+        browser.get(url + "/")
+        wait = WebDriverWait(browser, WAIT)
+        wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
+        browser.find_element(By.ID, "text").send_keys("\n".join(texts))
+        wait.until(conditions.element_to_be_clickable((By.ID, "submit"))).click()
+        wait.until(lambda b: b.find_element(By.ID, "results").get_attribute("data-state")
+                   in ("done", "error"))
+        assert not browser.find_element(By.ID, "error").is_displayed()
+        cards = browser.find_elements(By.CSS_SELECTOR, "#results .result")
+        assert len(cards) == len(texts)
+        for card, answer in zip(cards, expected):
+            if target == "regression":
+                shown = card.find_element(By.CSS_SELECTOR, ".label").text
+                assert float(shown) == pytest.approx(answer["value"], rel=1e-3)
+            else:
+                chips = [chip.text.rsplit(" ", 1)[0]
+                         for chip in card.find_elements(By.CSS_SELECTOR, ".chip")]
+                assert chips == answer["labels"]

@@ -164,15 +164,28 @@ function resultCard(result, index, input) {
   } else {
     header = `<p class="input-text">${escapeHtml(input)}</p>`;
   }
+  if (typeof result.value === "number") {  // a regression model: the value, in its units
+    card.innerHTML = header +
+      `<div><span class="label">${escapeHtml(result.value.toPrecision(4))}</span></div>`;
+    return card;
+  }
   const top = Object.entries(result.scores).sort((a, b) => b[1] - a[1]).slice(0, TOP_CLASSES);
   const bars = top.map(([name, p]) =>
     `<div class="bar-row"><span class="bar-name" title="${escapeHtml(name)}">${escapeHtml(name)}</span>` +
     `<span class="bar-track"><span class="bar-fill" style="width:${(100 * p).toFixed(1)}%;display:block"></span></span>` +
     `<span class="bar-value">${percent(p)}</span></div>`).join("");
-  card.innerHTML = header +
-    `<div><span class="label">${escapeHtml(result.label)}</span>` +
-    `<span class="score">${percent(result.score)}</span></div>` +
-    `<div class="bars">${bars}</div>`;
+  let verdict;
+  if (Array.isArray(result.labels)) {  // a multi-label model: the set, a chip per label
+    verdict = result.labels.length
+      ? `<div class="chips">${result.labels.map((name) =>
+          `<span class="chip">${escapeHtml(name)} <span class="score">` +
+          `${percent(result.scores[name])}</span></span>`).join("")}</div>`
+      : `<div><span class="score">no label above its threshold</span></div>`;
+  } else {
+    verdict = `<div><span class="label">${escapeHtml(result.label)}</span>` +
+      `<span class="score">${percent(result.score)}</span></div>`;
+  }
+  card.innerHTML = header + verdict + `<div class="bars">${bars}</div>`;
   return card;
 }
 
