@@ -133,10 +133,11 @@ async def predict(request: Request):
     names = predictor.class_names
     results = []
     for row in np.asarray(probabilities, dtype=np.float64):
-        if predictor.target != "single-label":  # a label set with scores, or a value
+        target = getattr(predictor, "target", "single-label")  # any object that predicts
+        if target != "single-label":  # a label set with scores, or a value
             from transferkit.tasks.targets import describe_row
 
-            results.append(describe_row(predictor.target, names, row, predictor.thresholds))
+            results.append(describe_row(target, names, row, predictor.thresholds))
             continue
         best = int(row.argmax())
         results.append({
