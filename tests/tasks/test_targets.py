@@ -340,3 +340,41 @@ def test_batch_predict_and_the_server_give_the_target_s_answers(target_run, tmp_
         for name in model.class_names:
             np.testing.assert_allclose(table[f"score_{name}"],
                                        [e["scores"][name] for e in expected], rtol=1e-5)
+
+
+# -- likely label errors ------------------------------------------------------------------------
+
+
+def test_wrong_label_sets_are_found_by_multi_label_confident_learning():
+    from transferkit.reports.label_issues import multilabel_label_issues
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(300, 8))
+    features[:, :3] = np.sign(features[:, :3]) * (1 + np.abs(features[:, :3]))  # a margin
+    labels = (features[:, :3] > 0).astype(np.float32)  # label j: feature j is positive
+    empty = labels.sum(axis=1) == 0
+    labels[empty, 0], features[empty, 0] = 1, np.abs(features[empty, 0])
+    flipped = np.arange(0, 300, 30)  # ten sets with one label swapped on or off
+    labels[flipped, 1] = 1 - labels[flipped, 1]
+    issues, folds, why = multilabel_label_issues(features, labels)
+    assert why == "" and folds == 5
+    found = {issue["index"] for issue in issues}
+    assert len(found & set(flipped.tolist())) >= 8 and len(found - set(flipped.tolist())) <= 4
+    top = issues[0]
+    assert top["given"] == np.flatnonzero(labels[top["index"]]).tolist()
+
+
+def test_wrong_regression_targets_are_found():
+    from transferkit.reports.label_issues import regression_label_issues
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(200, 5))
+    values = features @ np.array([3.0, -2.0, 1.0, 0.5, 0.0]) + rng.normal(0, 0.3, 200)
+    wrong = np.array([5, 50, 120, 180])
+    values[wrong] += np.array([15.0, -12.0, 20.0, -18.0])
+    issues, _, why = regression_label_issues(features, values)
+    assert why == ""
+    found = [issue["index"] for issue in issues]
+    assert set(wrong.tolist()) <= set(found) and len(found) <= 6
+    first = issues[0]
+    assert abs(first["suggested"] - first["given"]) > 10  # the prediction is the clean value

@@ -207,14 +207,22 @@ class ClassifierEvaluation:
         items, labels = self.split_data("train")
         result = {"checked": False, "why": "", "folds": 0, "examples": len(items), "issues": [],
                   "items": items}
-        if self.target != "single-label":
-            result["why"] = (f"not yet for {self.target} targets (confident learning here "
-                             "takes one class per example)")
-            return result
         features = self._training_features(items)
         if features is None:
             result["why"] = ("this kind of model has no cached frozen features (GloVe + BiLSTM "
                              "learns its own); use a sentence encoder (--encoder minilm)")
+            return result
+        if self.target != "single-label":
+            from transferkit.reports.label_issues import (
+                multilabel_label_issues,
+                regression_label_issues,
+            )
+
+            check = (multilabel_label_issues if self.target == "multi-label"
+                     else regression_label_issues)
+            issues, used, why = check(features, labels, folds=FOLDS if folds is None else folds,
+                                      seed=int(self.seed))
+            result.update(checked=issues is not None, folds=used, why=why, issues=issues or [])
             return result
         probabilities, used, why = out_of_fold_probabilities(
             features, labels, len(self.class_names), folds=FOLDS if folds is None else folds,
