@@ -245,6 +245,14 @@ def test_the_saved_model_keeps_its_target_and_exports_with_parity(target_run, tm
         return  # one text export is enough for the contract's time; the other three run
     result = model.export(tmp_path / "onnx", format="onnx")
     assert result["verified"]["max_abs_diff"] <= 1e-4
+    contract = json.loads((tmp_path / "onnx" / "input.json").read_text())
+    assert contract["target"] == target
+    card = (tmp_path / "onnx" / "MODEL_CARD.md").read_text()
+    if target == "multi-label":
+        assert contract["thresholds"] == pytest.approx(model.thresholds)
+        assert "multi-label classifier" in card and "micro F1" in card and "| threshold |" in card
+    else:
+        assert "regression model" in card and "MAE" in card and "probabilities" not in card
 
 
 # -- bad input --------------------------------------------------------------------------------------

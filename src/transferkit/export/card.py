@@ -72,7 +72,10 @@ def model_facts(classifier, model_path: str | os.PathLike | None = None) -> dict
     """
     from transferkit import __version__
 
-    facts: dict = {"task": classifier.task, "classes": list(classifier.class_names)}
+    facts: dict = {"task": classifier.task, "classes": list(classifier.class_names),
+                   "target": classifier.target}
+    if classifier.target == "multi-label":
+        facts["thresholds"] = dict(zip(classifier.class_names, classifier.thresholds))
     if classifier.task == "image":
         facts["backbone"] = _without_local_paths(str(classifier.backbone))
         facts["image_size"] = list(classifier.input_size)
@@ -92,8 +95,9 @@ def model_facts(classifier, model_path: str | os.PathLike | None = None) -> dict
             "title": metrics.get("title"),
             "examples": metrics.get("n"),
             "accuracy": metrics.get("accuracy"),
-            "macro_f1": (metrics.get("macro_avg") or {}).get("f1"),
-            "per_class": metrics.get("per_class", {}),
+            "macro_f1": metrics.get("macro_f1", (metrics.get("macro_avg") or {}).get("f1")),
+            "per_class": metrics.get("per_class") or metrics.get("per_label") or {},
+            **{key: metrics[key] for key in _TARGET_METRICS if key in metrics},
             "extra": _without_local_paths({
                 key: value for key, value in (metrics.get("extra") or {}).items()
                 if key not in _LOCAL_EXTRAS}),
@@ -106,10 +110,15 @@ def model_facts(classifier, model_path: str | os.PathLike | None = None) -> dict
     return facts
 
 
+#: The numbers of multi-label and regression reports that the card shows.
+_TARGET_METRICS = ("micro_f1", "mean_average_precision", "mae", "rmse", "r2",
+                   "mean_predictor_mae")
+
+
 def _data_counts(data: dict) -> dict:
     """The training data's counts per split and class, from a run's `data.json` (both tasks),
     and the name of its folder or table."""
-    source = data.get("root") or data.get("path")
+    source = data.get("root") or data.get("path") or data.get("table")
     counts: dict = {"source": shown_path(source) if source else None}
     if "root" in data:  # images
         counts["per_split"] = data.get("class_counts", {})
@@ -127,11 +136,21 @@ def _data_counts(data: dict) -> dict:
 def model_card(facts: dict, export: dict | None = None) -> str:
     """`MODEL_CARD.md`: what the model is, what it was trained on, how well it did, its limits."""
     classes = facts["classes"]
+    target = facts.get("target", "single-label")
     what = facts.get("backbone") or facts.get("encoder")
+    listed = ", ".join(f"`{c}`" for c in classes)
+    title, task = {
+        "single-label": (f"{facts['task']} classifier ({len(classes)} classes)",
+                         f"{facts['task']} classification into {listed}"),
+        "multi-label": (f"{facts['task']} multi-label classifier ({len(classes)} labels)",
+                        f"the labels of each {facts['task']} (none, one or several of {listed})"),
+        "regression": (f"{facts['task']} regression model (`{classes[0]}`)",
+                       f"a number per {facts['task']}: `{classes[0]}`, in its units"),
+    }[target]
     lines = [
-        f"# Model card: {facts['task']} classifier ({len(classes)} classes)",
+        f"# Model card: {title}",
         "",
-        f"- Task: {facts['task']} classification into {', '.join(f'`{c}`' for c in classes)}.",
+        f"- Task: {task}.",
         f"- {'Backbone' if facts['task'] == 'image' else 'Text encoder'}: `{what}`"
         + (f" (`{facts['encoder_source']}`)" if facts.get("encoder_source") not in (None, what)
            else ""),
@@ -172,9 +191,16 @@ def model_card(facts: dict, export: dict | None = None) -> str:
     metrics = facts.get("metrics")
     if metrics:
         lines += ["", "## Evaluation", "", f"{metrics.get('title') or 'Held-out split'}: "
-                  f"accuracy {_pct(metrics.get('accuracy'))}, macro F1 {_num(metrics.get('macro_f1'))}"
-                  f" on {metrics.get('examples')} examples.", ""]
-        if metrics.get("per_class"):
+                  f"{_headline(target, metrics)} on {metrics.get('examples')} examples.", ""]
+        if target == "multi-label" and metrics.get("per_class"):
+            thresholds = facts.get("thresholds") or {}
+            lines.append("| label | precision | recall | F1 | AP | support | threshold |")
+            lines.append("|---|---:|---:|---:|---:|---:|---:|")
+            for name, row in metrics["per_class"].items():
+                lines.append(f"| {name} | {_num(row.get('precision'))} | {_num(row.get('recall'))}"
+                             f" | {_num(row.get('f1'))} | {_num(row.get('average_precision'))} | "
+                             f"{row.get('support')} | {_num(thresholds.get(name))} |")
+        elif metrics.get("per_class"):
             lines.append("| class | precision | recall | F1 | support |")
             lines.append("|---|---:|---:|---:|---:|")
             for name, row in metrics["per_class"].items():
@@ -187,17 +213,43 @@ def model_card(facts: dict, export: dict | None = None) -> str:
         "",
         "## Intended use and limits",
         "",
-        "- Made to sort inputs like its training data into the classes above. It always answers "
-        "one of these classes, even for inputs that belong to none of them; check the score.",
+        _USE[target],
         "- The numbers above come from a held-out split of the same source; accuracy on data "
         "from elsewhere (other cameras, sites, writers, time periods) may be lower. Measure it "
         "on your own data (`transferkit evaluate`) before relying on it.",
-        "- Scores are the model's probabilities; they are not calibrated unless a report says so.",
+        *(["- Scores are the model's probabilities; they are not calibrated unless a report says "
+           "so."] if target != "regression" else []),
         "- The pretrained " + ("backbone" if facts["task"] == "image" else "encoder")
         + " carries the biases of the data it was pretrained on.",
         "",
     ]
     return "\n".join(lines)
+
+
+_USE = {
+    "single-label": "- Made to sort inputs like its training data into the classes above. It "
+                    "always answers one of these classes, even for inputs that belong to none of "
+                    "them; check the score.",
+    "multi-label": "- Made to tag inputs like its training data with the labels above: each label "
+                   "whose score reaches its threshold (chosen on the validation split, in the "
+                   "table). It may answer no label; it never answers a label it was not trained "
+                   "on.",
+    "regression": "- Made to predict the number above for inputs like its training data; outside "
+                  "the range it was trained on, its answers are extrapolations. It always "
+                  "answers a number, even for inputs unlike its training data.",
+}
+
+
+def _headline(target: str, metrics: dict) -> str:
+    if target == "regression":
+        return (f"MAE {_num(metrics.get('mae'))}, RMSE {_num(metrics.get('rmse'))}, R² "
+                f"{_num(metrics.get('r2'))} (the mean predictor's MAE "
+                f"{_num(metrics.get('mean_predictor_mae'))})")
+    if target == "multi-label":
+        return (f"micro F1 {_num(metrics.get('micro_f1'))}, macro F1 "
+                f"{_num(metrics.get('macro_f1'))}, mean average precision "
+                f"{_num(metrics.get('mean_average_precision'))}")
+    return f"accuracy {_pct(metrics.get('accuracy'))}, macro F1 {_num(metrics.get('macro_f1'))}"
 
 
 def _pct(value) -> str:
