@@ -72,9 +72,10 @@ def model_facts(classifier, model_path: str | os.PathLike | None = None) -> dict
     """
     from transferkit import __version__
 
+    target = getattr(classifier, "target", "single-label")  # any object with a model's facts
     facts: dict = {"task": classifier.task, "classes": list(classifier.class_names),
-                   "target": classifier.target}
-    if classifier.target == "multi-label":
+                   "target": target}
+    if target == "multi-label":
         facts["thresholds"] = dict(zip(classifier.class_names, classifier.thresholds))
     if classifier.task == "image":
         facts["backbone"] = _without_local_paths(str(classifier.backbone))
