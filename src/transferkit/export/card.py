@@ -171,45 +171,10 @@ def model_card(facts: dict, export: dict | None = None) -> str:
             lines.append(f"- Verified with {verified['runtime']} on {verified['inputs']} inputs: "
                          f"largest score difference {verified['max_abs_diff']:.2g}, top-1 "
                          f"agreement {verified['top1_agreement']:.1%} with the Keras model.")
-    data = facts.get("data")
-    if data:
-        lines += ["", "## Training data", ""]
-        if data.get("source"):
-            lines += [f"Source: `{data['source']}`", ""]
-        if isinstance(data.get("per_split"), dict) and data["per_split"] and all(
-                isinstance(v, dict) for v in data["per_split"].values()):
-            splits = list(data["per_split"])
-            lines.append("| class | " + " | ".join(splits) + " |")
-            lines.append("|---|" + "---:|" * len(splits))
-            for name in classes:
-                row = [str(data["per_split"][s].get(name, 0)) for s in splits]
-                lines.append(f"| {name} | " + " | ".join(row) + " |")
-        elif data.get("classes"):
-            lines.append("| class | examples |")
-            lines.append("|---|---:|")
-            for name, count in data["classes"].items():
-                lines.append(f"| {name} | {count} |")
-    metrics = facts.get("metrics")
-    if metrics:
-        lines += ["", "## Evaluation", "", f"{metrics.get('title') or 'Held-out split'}: "
-                  f"{_headline(target, metrics)} on {metrics.get('examples')} examples.", ""]
-        if target == "multi-label" and metrics.get("per_class"):
-            thresholds = facts.get("thresholds") or {}
-            lines.append("| label | precision | recall | F1 | AP | support | threshold |")
-            lines.append("|---|---:|---:|---:|---:|---:|---:|")
-            for name, row in metrics["per_class"].items():
-                lines.append(f"| {name} | {_num(row.get('precision'))} | {_num(row.get('recall'))}"
-                             f" | {_num(row.get('f1'))} | {_num(row.get('average_precision'))} | "
-                             f"{row.get('support')} | {_num(thresholds.get(name))} |")
-        elif metrics.get("per_class"):
-            lines.append("| class | precision | recall | F1 | support |")
-            lines.append("|---|---:|---:|---:|---:|")
-            for name, row in metrics["per_class"].items():
-                lines.append(f"| {name} | {_num(row.get('precision'))} | {_num(row.get('recall'))}"
-                             f" | {_num(row.get('f1'))} | {row.get('support')} |")
-        for key, value in (metrics.get("extra") or {}).items():
-            if "accuracy" in key and value is not None:
-                lines.append(f"\n{key}: {_num(value)}")
+    if facts.get("data"):
+        lines += _training_data_lines(facts["data"], classes)
+    if facts.get("metrics"):
+        lines += _evaluation_lines(facts["metrics"], target, facts.get("thresholds") or {})
     lines += [
         "",
         "## Intended use and limits",
@@ -225,6 +190,51 @@ def model_card(facts: dict, export: dict | None = None) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _training_data_lines(data: dict, classes: list) -> list[str]:
+    """The card's "Training data": the source, and examples per class (and split)."""
+    lines = ["", "## Training data", ""]
+    if data.get("source"):
+        lines += [f"Source: `{data['source']}`", ""]
+    if isinstance(data.get("per_split"), dict) and data["per_split"] and all(
+            isinstance(v, dict) for v in data["per_split"].values()):
+        splits = list(data["per_split"])
+        lines.append("| class | " + " | ".join(splits) + " |")
+        lines.append("|---|" + "---:|" * len(splits))
+        for name in classes:
+            row = [str(data["per_split"][s].get(name, 0)) for s in splits]
+            lines.append(f"| {name} | " + " | ".join(row) + " |")
+    elif data.get("classes"):
+        lines.append("| class | examples |")
+        lines.append("|---|---:|")
+        for name, count in data["classes"].items():
+            lines.append(f"| {name} | {count} |")
+    return lines
+
+
+def _evaluation_lines(metrics: dict, target: str, thresholds: dict) -> list[str]:
+    """The card's "Evaluation": the target's headline numbers, then the per-class (per-label,
+    with thresholds) table."""
+    lines = ["", "## Evaluation", "", f"{metrics.get('title') or 'Held-out split'}: "
+             f"{_headline(target, metrics)} on {metrics.get('examples')} examples.", ""]
+    if target == "multi-label" and metrics.get("per_class"):
+        lines.append("| label | precision | recall | F1 | AP | support | threshold |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|")
+        for name, row in metrics["per_class"].items():
+            lines.append(f"| {name} | {_num(row.get('precision'))} | {_num(row.get('recall'))}"
+                         f" | {_num(row.get('f1'))} | {_num(row.get('average_precision'))} | "
+                         f"{row.get('support')} | {_num(thresholds.get(name))} |")
+    elif metrics.get("per_class"):
+        lines.append("| class | precision | recall | F1 | support |")
+        lines.append("|---|---:|---:|---:|---:|")
+        for name, row in metrics["per_class"].items():
+            lines.append(f"| {name} | {_num(row.get('precision'))} | {_num(row.get('recall'))}"
+                         f" | {_num(row.get('f1'))} | {row.get('support')} |")
+    for key, value in (metrics.get("extra") or {}).items():
+        if "accuracy" in key and value is not None:
+            lines.append(f"\n{key}: {_num(value)}")
+    return lines
 
 
 _USE = {
