@@ -35,6 +35,7 @@ from transferkit.checks import check_int
 from transferkit.errors import DataError, InputError
 from transferkit.layers import ClassLabels, labels_layer
 from transferkit.tasks.evaluation import ClassifierEvaluation
+from transferkit.tasks.targets import ClassifierTargets
 
 __all__ = ["Classifier", "Splits", "labels_layer", "load", "TASK_CLASSES"]
 
@@ -84,7 +85,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class Classifier(ClassifierEvaluation):
+class Classifier(ClassifierEvaluation, ClassifierTargets):
     """The shared base of `ImageClassifier` and `TextClassifier`; not used on its own.
 
     Constructors only store their arguments (each an attribute of the same name); `fit` reads the
@@ -223,63 +224,6 @@ class Classifier(ClassifierEvaluation):
         mean, scale = self.metadata.get("target_standardisation", (0.0, 1.0))
         return ClassLabels(self.class_names, task=self.task, metadata=metadata,
                            target=self.target, target_mean=mean, target_scale=scale)
-
-    @property
-    def num_logits(self) -> int:
-        """The head's width for this target and these classes (`targets.num_logits`)."""
-        from transferkit.tasks.targets import num_logits
-
-        return num_logits(self.target, len(self.class_names))
-
-    def encode_targets(self, labels, names=None) -> tuple[np.ndarray, list[str], np.ndarray, dict]:
-        """The labels as the network learns them, for this classifier's `target`.
-
-        Returns:
-            `(values, names, kept, bad)`: int classes, a 0/1 matrix (multi-label) or numbers
-            (regression) for the `kept` rows; `bad` maps a left-out row to why.
-        """
-        from transferkit.data.labels import encode_labels
-        from transferkit.tasks.targets import parse_label_sets, parse_values
-
-        if self.target == "single-label":
-            ints, names = encode_labels(labels, names)
-            return ints, names, np.arange(len(ints)), {}
-        if self.target == "regression":
-            parsed = parse_values(labels)
-            return parsed.values, [self.target_name()], parsed.kept, parsed.bad
-        matrix = np.asarray(labels, dtype=object) if len(labels) else None
-        if (names is not None and matrix is not None and matrix.ndim == 2
-                and matrix.shape[1] == len(names)):  # an indicator matrix, columns in names order
-            values = np.asarray(matrix, dtype=np.float32)
-            empty = values.sum(axis=1) == 0
-            bad = {int(i): "empty label set (no 1 in the row)" for i in np.flatnonzero(empty)}
-            return values[~empty], list(names), np.flatnonzero(~empty), bad
-        parsed = parse_label_sets(labels, names)
-        return parsed.values, parsed.names, parsed.kept, parsed.bad
-
-    def target_name(self) -> str:
-        """A regression target's name (the only output's): its column, or `"value"`."""
-        if self.class_names:
-            return str(self.class_names[0])
-        return str(self.metadata.get("label_column") or "value")
-
-    def split_keys(self, values: np.ndarray) -> np.ndarray:
-        """What a held-out split is stratified by (`targets.split_keys`; classes themselves)."""
-        from transferkit.tasks.targets import split_keys
-
-        return values if self.target == "single-label" else split_keys(self.target, values)
-
-    def _fit_standardisation(self, splits: Splits) -> None:
-        """A regression target's mean and scale, from the training split, into the model."""
-        if self.target != "regression":
-            return
-        from transferkit.tasks.targets import standardisation
-
-        mean, scale = standardisation(splits["train"][1])
-        self.metadata["target_standardisation"] = [mean, scale]
-        if self.model is not None:
-            layer = self._labels_layer()
-            layer.target_mean, layer.target_scale = mean, scale
 
     def _scores(self, logits) -> np.ndarray:
         """Class probabilities from logits, exactly as the saved model computes them."""
@@ -519,25 +463,6 @@ class Classifier(ClassifierEvaluation):
             results.append({**self._describe_item(item), **self.describe_output(row)})
         return results
 
-    @property
-    def thresholds(self) -> list[float]:
-        """Multi-label: each label's threshold (chosen on validation; 0.5 before `fit`)."""
-        from transferkit.tasks.targets import DEFAULT_THRESHOLD
-
-        chosen = self.metadata.get("thresholds")
-        return list(chosen) if chosen else [DEFAULT_THRESHOLD] * len(self.class_names)
-
-    def describe_output(self, row) -> dict:
-        """What one output row means, as `predict` gives it.
-
-        single-label: `label`, `score`, `probabilities` (class -> probability); multi-label:
-        `labels` (the predicted set: scores at or above their label's threshold, best first),
-        `scores` (label -> probability); regression: `value` (in the target's units).
-        """
-        from transferkit.tasks.targets import describe_row
-
-        return describe_row(self.target, self.class_names, row, self.thresholds)
-
     def export(self, path: str | os.PathLike | None = None, format: str = "onnx",
                quantize: str = "none", **options) -> dict:
         """Exports the model to `path` (`"saved_model"`, `"onnx"`, `"litert"`), verified on its
@@ -596,6 +521,10 @@ class Classifier(ClassifierEvaluation):
 
     def _describe_item(self, item) -> dict:
         return {}
+
+    def _skipped_item(self, item, index: int) -> dict:
+        """How a skipped list names input `index` (`{"path": ...}`, `{"text": ...}`)."""
+        raise NotImplementedError
 
     def _with_labels(self, x, y, name: str = "x") -> tuple[list, list]:
         """Inputs and their labels from `(x, y)`, or from `x = (inputs, labels)`."""

@@ -126,6 +126,7 @@ class ImageClassifier(Classifier):
         self._store(locals())
         self.feature_seconds = 0.0
         self._unfreeze_choice = _D.unfreeze
+        self._columns: tuple[str | None, str | None] = (None, None)  # `evaluate`'s, for a table
 
     @property
     def runtime(self) -> str:
@@ -264,10 +265,7 @@ class ImageClassifier(Classifier):
         known = self._known_names()
         table_skipped: list[dict] = []
         if is_path(x) and y is None and Path(x).is_file():  # a table of paths and labels
-            from transferkit.data.image_table import read_image_table
-
-            table = read_image_table(x, self.metadata.get("path_column") or "path",
-                                     self.metadata.get("label_column"), self.target)
+            table = self._image_table(x)
             x, y, table_skipped = table.paths, table.labels, table.skipped
             self.metadata.update(path_column=table.path_column, label_column=table.label_column)
         if is_path(x) and y is None:
@@ -315,15 +313,18 @@ class ImageClassifier(Classifier):
             "train": (inputs, values), "validation": (ImageInputs(val_images), val_values)
         }, skipped=skipped + val_skipped)
 
-    def usable_targets(self, images: list, labels: list, names=None) -> tuple[list, np.ndarray, list, list]:
-        """`(images, target values, names, skipped)`: the images whose labels are usable for
-        this target (`Classifier._targets`), and `{"path", "reason"}` of the others."""
-        values, names, kept, bad = self.encode_targets(labels, names)
-        skipped = [{"path": os.fspath(images[i]) if is_path(images[i]) else f"image #{i}",
-                    "reason": why} for i, why in bad.items()]
-        if not len(kept):
-            raise DataError(f"No usable labels: {skipped[0]['reason'] if skipped else 'none'}.")
-        return [images[i] for i in kept], values, names, skipped
+    def _image_table(self, path):
+        """A table of image paths and labels (`transferkit.data.image_table`), read with the
+        columns `evaluate` was given, else those the model was trained with, else `path` and
+        the target's."""
+        from transferkit.data.image_table import read_image_table
+
+        path_column, label_column = self._columns
+        return read_image_table(path, path_column or self.metadata.get("path_column") or "path",
+                                label_column or self.metadata.get("label_column"), self.target)
+
+    def _skipped_item(self, item, index: int) -> dict:
+        return {"path": os.fspath(item) if is_path(item) else f"image #{index}"}
 
     def _drop_unreadable(self, splits: Splits, unreadable: list[dict]) -> None:
         """Takes files that failed to decode out of `splits` and lists them as skipped."""
@@ -484,12 +485,7 @@ class ImageClassifier(Classifier):
 
         names = list(self.class_names)
         if is_path(x) and y is None and Path(x).is_file():  # a table of paths and labels
-            from transferkit.data.image_table import read_image_table
-
-            path_column, label_column = getattr(self, "_columns", (None, None))
-            table = read_image_table(x, path_column or self.metadata.get("path_column") or "path",
-                                     label_column or self.metadata.get("label_column"),
-                                     self.target)
+            table = self._image_table(x)
             images, values, _, skipped = self.usable_targets(table.paths, table.labels, names)
             return images, values, table.skipped + skipped
         if is_path(x) and y is None:

@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from transferkit.data.labels import encode_labels
 from transferkit.errors import DataError, InputError
 
 __all__ = [
+    "ClassifierTargets",
     "DEFAULT_THRESHOLD",
     "HUBER_DELTA",
     "LABEL_SEPARATOR",
@@ -300,3 +302,84 @@ def describe_row(target: str, names, row, thresholds=None) -> dict:
     best = int(np.argmax(row))
     return {"label": names[best], "score": float(row[best]),
             "probabilities": {name: float(p) for name, p in zip(names, row)}}
+
+
+class ClassifierTargets:
+    """What a `transferkit.tasks.base.Classifier` does with its `target`: the head's width,
+    its labels as the network learns them, the split keys, the regression standardisation,
+    the thresholds and what an output row means. `Classifier` inherits it, as it inherits
+    `ClassifierEvaluation`; not used on its own (it relies on the classifier's `target`,
+    `class_names`, `metadata` and hooks)."""
+
+    @property
+    def num_logits(self) -> int:
+        """The head's width for this target and these classes (`targets.num_logits`)."""
+        return num_logits(self.target, len(self.class_names))
+
+    def encode_targets(self, labels, names=None) -> tuple[np.ndarray, list[str], np.ndarray, dict]:
+        """The labels as the network learns them, for this classifier's `target`.
+
+        Returns:
+            `(values, names, kept, bad)`: int classes, a 0/1 matrix (multi-label) or numbers
+            (regression) for the `kept` rows; `bad` maps a left-out row to why.
+        """
+        if self.target == "single-label":
+            ints, names = encode_labels(labels, names)
+            return ints, names, np.arange(len(ints)), {}
+        if self.target == "regression":
+            parsed = parse_values(labels)
+            return parsed.values, [self.target_name()], parsed.kept, parsed.bad
+        matrix = np.asarray(labels, dtype=object) if len(labels) else None
+        if (names is not None and matrix is not None and matrix.ndim == 2
+                and matrix.shape[1] == len(names)):  # an indicator matrix, columns in names order
+            values = np.asarray(matrix, dtype=np.float32)
+            empty = values.sum(axis=1) == 0
+            bad = {int(i): "empty label set (no 1 in the row)" for i in np.flatnonzero(empty)}
+            return values[~empty], list(names), np.flatnonzero(~empty), bad
+        parsed = parse_label_sets(labels, names)
+        return parsed.values, parsed.names, parsed.kept, parsed.bad
+
+    def usable_targets(self, items: list, labels: list,
+                       names=None) -> tuple[list, np.ndarray, list, list]:
+        """`(items, target values, names, skipped)`: the inputs whose labels are usable for this
+        target (`encode_targets`), and `{"path" or "text", "reason"}` of the others."""
+        values, names, kept, bad = self.encode_targets(labels, names)
+        skipped = [{**self._skipped_item(items[i], i), "reason": why} for i, why in bad.items()]
+        if not len(kept):
+            raise DataError(f"No usable labels: {skipped[0]['reason'] if skipped else 'none'}.")
+        return [items[i] for i in kept], values, names, skipped
+
+    def target_name(self) -> str:
+        """A regression target's name (the only output's): its column, or `"value"`."""
+        if self.class_names:
+            return str(self.class_names[0])
+        return str(self.metadata.get("label_column") or "value")
+
+    def split_keys(self, values: np.ndarray) -> np.ndarray:
+        """What a held-out split is stratified by (`targets.split_keys`; classes themselves)."""
+        return values if self.target == "single-label" else split_keys(self.target, values)
+
+    def _fit_standardisation(self, splits) -> None:
+        """A regression target's mean and scale, from the training split, into the model."""
+        if self.target != "regression":
+            return
+        mean, scale = standardisation(splits["train"][1])
+        self.metadata["target_standardisation"] = [mean, scale]
+        if self.model is not None:
+            layer = self._labels_layer()
+            layer.target_mean, layer.target_scale = mean, scale
+
+    @property
+    def thresholds(self) -> list[float]:
+        """Multi-label: each label's threshold (chosen on validation; 0.5 before `fit`)."""
+        chosen = self.metadata.get("thresholds")
+        return list(chosen) if chosen else [DEFAULT_THRESHOLD] * len(self.class_names)
+
+    def describe_output(self, row) -> dict:
+        """What one output row means, as `predict` gives it.
+
+        single-label: `label`, `score`, `probabilities` (class -> probability); multi-label:
+        `labels` (the predicted set: scores at or above their label's threshold, best first),
+        `scores` (label -> probability); regression: `value` (in the target's units).
+        """
+        return describe_row(self.target, self.class_names, row, self.thresholds)

@@ -204,14 +204,8 @@ class TextClassifier(Classifier):
             }
         return Splits(names, parts, skipped=skipped + bad, source=table)
 
-    def usable_targets(self, texts: list, labels: list, names=None) -> tuple[list, np.ndarray, list, list]:
-        """`(texts, target values, names, skipped)`: the texts whose labels are usable for this
-        target (`Classifier._targets`), and `{"text", "reason"}` of the others."""
-        values, names, kept, bad = self.encode_targets(labels, names)
-        skipped = [{"text": str(texts[i])[:80], "reason": why} for i, why in bad.items()]
-        if not len(kept):
-            raise DataError(f"No usable labels: {skipped[0]['reason'] if skipped else 'none'}.")
-        return [texts[i] for i in kept], values, names, skipped
+    def _skipped_item(self, item, index: int) -> dict:
+        return {"text": str(item)[:80]}
 
     def _read_table(self, path, text_column=None, label_column=None):
         """A table's texts and labels, preferring the columns the model was trained with."""
