@@ -118,7 +118,9 @@ def _train_from_table(run, classifier, c: ImageTrainConfig, log) -> dict:
     _build(classifier, names, c)
     run.start()
     log(f"Head: {c.backbone} frozen, features cached; up to {c.epochs} epochs")
-    phases = run.train(classifier, table.paths, table.labels,
+    # The labels as parsed above (classes, a 0/1 matrix or numbers, for the names `_build` set):
+    # `fit` takes them as they are, without reading them again.
+    phases = run.train(classifier, images, values,
                        report=lambda: classifier.split_data("validation"),
                        report_split="validation", fine_tune_options={"unfreeze": c.unfreeze})
     train_items = classifier.split_data("train")[0]
@@ -128,18 +130,19 @@ def _train_from_table(run, classifier, c: ImageTrainConfig, log) -> dict:
         policy=classifier.resize_policy, seed=c.seed,
     )
     size = "x".join(map(str, classifier.input_size))
+    skipped += classifier.skipped  # the table's rows left out, then anything `fit` left out
     extra = {"backbone": c.backbone, "image size": size,
              "train / validation images": f"{len(train_items)} / {len(phases['items'])}",
-             "features": _features_line(classifier), "skipped rows": len(classifier.skipped)}
+             "features": _features_line(classifier), "skipped rows": len(skipped)}
     result = {"backbone": c.backbone, "image_size": size,
               "feature_seconds": round(classifier.feature_seconds, 1),
               "feature_runtime": classifier.feature_runtime,
               "feature_runtime_reason": classifier.feature_runtime_reason,
-              "skipped_files": len(classifier.skipped), "train_images": len(train_items),
+              "skipped_files": len(skipped), "train_images": len(train_items),
               "validation_images": len(phases["items"])}
     data = {"table": str(c.data), "path_column": table.path_column,
             "label_column": table.label_column, "target": c.target,
-            "images": len(images), "skipped": classifier.skipped}
+            "images": len(images), "skipped": skipped}
     return run.finish(classifier, phases, title=f"{c.backbone} on {Path(c.data).name}",
                       extra=extra, result=result, data=data)
 
