@@ -109,12 +109,12 @@ def _read_and_split(c: TextTrainConfig, log, classifier=None) -> tuple:
         label_column = DEFAULT_LABEL_COLUMNS[c.target]
     table = read_text_table(c.data, c.text_column, label_column)
     classifier.metadata["label_column"] = table.label_column
-    _drop_bad_targets(table, classifier)
+    y, names, _, bad = classifier.encode_targets(table.labels)  # once: the rows kept are `y`'s
+    _drop_bad_targets(table, bad, classifier.target)
     for line in (table.describe_drops(),
                  table.describe_renamed_labels() if c.target == "single-label" else ""):
         if line:
             log(line)
-    _, y, names, _ = classifier.usable_targets(table.texts, table.labels)
     single = c.target == "single-label"
     try:
         index = stratified_split(
@@ -140,15 +140,17 @@ def _read_and_split(c: TextTrainConfig, log, classifier=None) -> tuple:
     return table, names, parts
 
 
-def _drop_bad_targets(table, classifier) -> None:
-    """Rows whose labels this target cannot use (an empty label set, a target that is not a
-    finite number) leave the table, recorded in `table.dropped` like its other unusable rows."""
-    if classifier.target == "single-label":
-        return
-    bad = classifier.encode_targets(table.labels)[3]
+def _drop_bad_targets(table, bad: dict, target: str) -> None:
+    """Rows whose labels this target cannot use (`bad`, from `encode_targets`: an empty label
+    set, a target that is not a finite number) leave the table, recorded in `table.dropped` like
+    its other unusable rows."""
     if not bad:
         return
-    reason = "empty_label_set" if classifier.target == "multi-label" else "not_a_number"
+    if len(bad) == len(table.texts):
+        from transferkit.errors import DataError
+
+        raise DataError(f"{table.path}: no usable labels: {next(iter(bad.values()))}.")
+    reason = "empty_label_set" if target == "multi-label" else "not_a_number"
     keep = [i for i in range(len(table.texts)) if i not in bad]
     table.dropped[reason] = [table.row_numbers[i] for i in sorted(bad)]
     table.texts = [table.texts[i] for i in keep]
