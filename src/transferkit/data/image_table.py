@@ -63,12 +63,8 @@ def read_image_table(path: str | os.PathLike, path_column: str, label_column: st
     from transferkit.data.text import DROP_REASONS, read_text_table
 
     label_column = label_column or DEFAULT_LABEL_COLUMNS[target]
-    try:
-        table = read_text_table(path, text_column=path_column, label_column=label_column)
-    except DataError as error:  # the reader's words are a text table's: say an image table's
-        message = str(error).replace("for the texts", "for the image paths").replace(
-            "`text_column`", "`path_column`")
-        raise DataError(message) from None
+    table = read_text_table(path, text_column=path_column, label_column=label_column,
+                            column_words=("image paths", "path_column"))
     folder = Path(path).resolve().parent
     reasons = {**DROP_REASONS, "empty_text": "empty or missing image path"}
     skipped = [{table.unit: number, "reason": reasons.get(reason, reason)}

@@ -347,6 +347,7 @@ def read_text_table(
     text_column: str | None = None,
     label_column: str | None = None,
     require_labels: bool = True,
+    column_words: tuple[str, str] = ("texts", "text_column"),
 ) -> TextTable:
     """Reads texts (and labels) from a CSV, TSV, JSON Lines or Parquet file.
 
@@ -366,6 +367,7 @@ def read_text_table(
         label_column: the column with the labels. Default `None`: the one column named `label` or
             `sentiment` (any case).
         require_labels: read labels too. Default `True`; `False` reads texts only (to predict).
+        column_words: the text column's contents and setting, for messages (image paths...).
 
     Returns:
         A `TextTable`.
@@ -395,9 +397,9 @@ def read_text_table(
         "parquet": lambda: parquet_rows(path, types),
     }[fmt]()
     columns = next(rows)
-    text_column = _find_column(columns, text_column, TEXT_COLUMN_CANDIDATES, "texts", path)
+    text_column = _find_column(columns, text_column, TEXT_COLUMN_CANDIDATES, *column_words, path)
     label_column = _find_column(columns, label_column, LABEL_COLUMN_CANDIDATES, "labels",
-                                path) if require_labels else None
+                                "label_column", path) if require_labels else None
     if types:
         _check_parquet_types(path, types, [text_column, label_column])
     table = TextTable(
@@ -422,8 +424,7 @@ def read_text_table(
     return table
 
 
-def _find_column(columns, name, candidates, what: str, path) -> str:
-    argument = "text_column" if what == "texts" else "label_column"
+def _find_column(columns, name, candidates, what: str, argument: str, path) -> str:
     if name is None:
         return _guess_column(columns, candidates, what, argument, path)
     return _check_column(columns, name, what, argument, path)
