@@ -453,27 +453,49 @@ def log_keras_model(mlflow_client, run_id: str, model, example=None) -> None:
         path.mkdir()
         mlflow.keras.save_model(
             model, os.fspath(path), signature=_signature(model), input_example=example,
-            pip_requirements=_requirements(),
+            pip_requirements=_requirements(), metadata=_outputs_metadata(model),
         )
         mlflow_client.log_artifacts(run_id, os.fspath(path), "model")
     mlflow_client.set_tag(run_id, "transferkit.model_uri", f"runs:/{run_id}/model")
 
 
+#: The name of the MLflow signature's output, per target: class probabilities (summing to one),
+#: a probability per label (each on its own), or the predicted number in the target's units.
+_OUTPUT_NAMES = {"single-label": "probabilities", "multi-label": "label_probabilities",
+                 "regression": "value"}
+
+
 def _signature(model):
-    """The model's MLflow signature: its input (images of any size, or strings) and the class
-    probabilities."""
+    """The model's MLflow signature: its input (images of any size, or strings) and its output,
+    named for its target (`_OUTPUT_NAMES`)."""
     import numpy as np
     from mlflow.models.signature import ModelSignature
     from mlflow.types.schema import Schema, TensorSpec
+
+    from transferkit.layers import labels_layer
 
     spec = model.inputs[0]
     dtype = np.dtype(str) if "string" in str(spec.dtype) else np.dtype(str(spec.dtype))
     shape = (-1, *[-1 if size is None else int(size) for size in spec.shape[1:]])
     outputs = int(model.outputs[0].shape[-1])
+    name = _OUTPUT_NAMES[labels_layer(model).target]
     return ModelSignature(
         inputs=Schema([TensorSpec(dtype, shape, spec.name)]),
-        outputs=Schema([TensorSpec(np.dtype("float32"), (-1, outputs), "probabilities")]),
+        outputs=Schema([TensorSpec(np.dtype("float32"), (-1, outputs), name)]),
     )
+
+
+def _outputs_metadata(model) -> dict:
+    """What the output columns mean, for the MLmodel file's `metadata`: the target, the class or
+    label of each column (the target's name for regression) and, multi-label, each label's
+    threshold; a reader of the MLflow model needs them to turn rows into answers."""
+    from transferkit.layers import labels_layer
+
+    layer = labels_layer(model)
+    found = {"transferkit_target": layer.target, "output_names": list(layer.class_names)}
+    if layer.target == "multi-label" and layer.metadata.get("thresholds"):
+        found["thresholds"] = [float(t) for t in layer.metadata["thresholds"]]
+    return found
 
 
 def _requirements() -> list[str]:
