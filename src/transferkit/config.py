@@ -207,7 +207,7 @@ _CALIBRATE = (
 )
 _TARGET = (
     "what to predict: single-label (one class per example), multi-label (a set of labels: "
-    "';'-separated in one column) or regression (a number)"
+    "';'-separated in one column, or 0/1 columns, one per label) or regression (a number)"
 )
 #: The values of `target` (`transferkit.tasks.targets.TARGETS`, written here too so that this
 #: module imports nothing of the tasks; a test checks they agree).
@@ -292,8 +292,10 @@ class ImageTrainConfig(TrainConfig):
         "path", "a table's column of image paths (relative to the table's folder)"
     )
     label_column: str | None = _setting(
-        None, "a table's column of labels (';'-separated for multi-label) or numbers",
-        none_means="labels (multi-label), target (regression), label (single-label)",
+        None, "a table's column of labels (';'-separated for multi-label) or numbers; for "
+        "multi-label also 0/1 columns separated by commas (red,blue,jeans)",
+        none_means="labels (multi-label; without it, the table's 0/1 columns), target "
+        "(regression), label (single-label)",
     )
 
 
@@ -314,8 +316,9 @@ class TextTrainConfig(TrainConfig):
         None, "the column of the texts", none_means="the one named text, sentence or review"
     )
     label_column: str | None = _setting(
-        None, "the column of the labels", none_means="the one named label or sentiment; labels "
-        "for multi-label, target for regression"
+        None, "the column of the labels; for multi-label also 0/1 columns separated by commas "
+        "(sports,politics)", none_means="the one named label or sentiment; labels for "
+        "multi-label (without it, the table's 0/1 columns), target for regression"
     )
     target: str = _setting("single-label", _TARGET, choices=TARGET_CHOICES)
     encoder: str = _setting(

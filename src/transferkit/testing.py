@@ -155,11 +155,13 @@ def write_faces(folder: Path, per_class: int) -> Path:
     return folder
 
 
-def write_image_targets(folder: Path, n: int = 40) -> Path:
+def write_image_targets(folder: Path, n: int = 40, flags: bool = False) -> Path:
     """A manifest of `n` (at most 200) real 25x25 faces and non-faces (`lfw_subset`) with two
     targets a test can learn: `labels` (`face` or `not_face`, and `bright` for the brighter
     half: one or two labels each) and `target` (the mean brightness, 0-100). Images in
-    `folder/images/`, the table `folder/targets.csv` (`path,labels,target`). Returns the table."""
+    `folder/images/`, the table `folder/targets.csv` (`path,labels,target`). With `flags`, the
+    labels are two 0/1 columns instead (`path,face,bright,target`): a dark non-face has none.
+    Returns the table."""
     import skimage.data
     from PIL import Image
 
@@ -169,12 +171,13 @@ def write_image_targets(folder: Path, n: int = 40) -> Path:
     chosen = [i // 2 if i % 2 == 0 else 100 + i // 2 for i in range(n)]  # faces and not, in turn
     brightness = [float(images[i].mean() * 100) for i in chosen]
     middle = float(np.median(brightness))
-    rows = ["path,labels,target"]
+    rows = ["path,face,bright,target" if flags else "path,labels,target"]
     for i, value in zip(chosen, brightness):
         name = f"images/{i:03d}.png"
         Image.fromarray((images[i] * 255).round().astype(np.uint8), mode="L").save(folder / name)
         labels = ["face" if i < 100 else "not_face"] + (["bright"] if value > middle else [])
-        rows.append(f"{name},{';'.join(labels)},{value:.3f}")
+        cells = f"{int(i < 100)},{int(value > middle)}" if flags else ";".join(labels)
+        rows.append(f"{name},{cells},{value:.3f}")
     table = folder / "targets.csv"
     table.write_text("\n".join(rows) + "\n", encoding="utf-8")
     return table

@@ -37,11 +37,14 @@ def _cli(argv) -> tuple[int, str, str]:
 
 
 def test_label_sets_are_split_on_semicolons_stripped_and_deduplicated():
-    parsed = parse_label_sets([" money fx ;grain", "grain;grain", ["acq", "grain"], "", None])
+    parsed = parse_label_sets([" money fx ;grain", "grain;grain", ["acq", "grain"], "", None,
+                               " ; ", ()])
     assert parsed.names == ["acq", "grain", "money fx"]
-    np.testing.assert_array_equal(parsed.values, [[0, 1, 1], [0, 1, 0], [1, 1, 0]])
-    assert parsed.kept.tolist() == [0, 1, 2]
-    assert set(parsed.bad) == {3, 4} and "empty label set" in parsed.bad[3]
+    # An empty cell is missing (left out); an empty tuple (a row of 0/1 columns all 0) is an
+    # example of none of the labels (kept).
+    np.testing.assert_array_equal(parsed.values, [[0, 1, 1], [0, 1, 0], [1, 1, 0], [0, 0, 0]])
+    assert parsed.kept.tolist() == [0, 1, 2, 6]
+    assert set(parsed.bad) == {3, 4, 5} and "use 0/1 columns" in parsed.bad[3]
 
 
 def test_labels_that_differ_only_in_case_are_refused_with_both_spellings():
@@ -72,6 +75,11 @@ def test_multi_label_splits_stratify_by_each_example_s_rarest_label():
     values = np.array([[1, 0, 0], [1, 1, 0], [1, 0, 1], [0, 1, 0]], dtype=np.float32)
     # label counts: 3, 2, 1; each row's rarest present label
     assert split_keys("multi-label", values).tolist() == [0, 1, 2, 1]
+
+
+def test_examples_of_no_label_are_a_stratum_of_their_own():
+    values = np.asarray([[1, 0], [0, 1], [0, 0], [1, 1], [0, 0]], dtype=np.float32)
+    assert split_keys("multi-label", values).tolist() == [0, 1, 2, 0, 2]
 
 
 def test_regression_splits_stratify_by_quantile_bins_over_the_whole_range():
@@ -150,7 +158,9 @@ RUNS = [("images", "multi-label"), ("images", "regression"), ("text", "multi-lab
 @pytest.fixture(scope="module")
 def target_data(tmp_path_factory, vectors_file):
     root = tmp_path_factory.mktemp("targets")
-    images = write_image_targets(root / "images", 48)
+    # The images' labels are 0/1 columns (found by their contents: no `labels` column), with
+    # examples of no label; the texts' are `;`-separated: both forms run end to end.
+    images = write_image_targets(root / "images", 48, flags=True)
     texts, labels, values = toy_tagged_texts(84)
     table = root / "texts.csv"
     table.write_text("text,labels,target\n" + "".join(
@@ -300,6 +310,22 @@ def test_target_inputs_bad_label_sets_are_one_line(tmp_path, vectors_file, cells
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(("header", "row", "flags", "message"), [
+    ("text,topic,score", "{t},sports,3", [], "found 0 0/1 column(s)"),
+    ("text,a,b", "{t},1,0", ["--label-column", "a,c"], "no column named 'c' among the 0/1"),
+])
+def test_target_inputs_a_table_without_usable_label_columns_is_one_line(
+        tmp_path, vectors_file, header, row, flags, message):
+    table = tmp_path / "t.csv"
+    table.write_text(header + "\n" + "".join(row.format(t=f"text {i}") + "\n" for i in range(8)))
+    code, _, err = _cli(["train", "text", table, "--target", "multi-label", *flags, "--encoder",
+                         "glove-bilstm", "--word-vectors", vectors_file, "--output",
+                         tmp_path / "run"])
+    assert code == 1 and len(err.strip().splitlines()) == 1 and message in err, err
+    assert "--label-column" in err or "Columns:" in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_target_inputs_an_unknown_target_is_refused():
     with pytest.raises(InputError, match="`target` must be one of single-label, multi-label, "
                                          "regression"):
@@ -386,3 +412,40 @@ def test_wrong_regression_targets_are_found():
     assert set(wrong.tolist()) <= set(found) and len(found) <= 6
     first = issues[0]
     assert abs(first["suggested"] - first["given"]) > 10  # the prediction is the clean value
+
+
+def test_the_mlflow_model_names_its_output_for_the_target(target_run, tmp_path):
+    """`runs upload`: the logged MLflow model's signature says what its output is (label
+    probabilities, or the value), its metadata which label each column is, and MLflow's loader
+    gives what transferkit gives."""
+    kind, target, run, _, data = target_run
+    if (kind, target) not in {("text", "multi-label"), ("images", "regression")}:
+        pytest.skip("two runs cover the signature (one per target; the modality is its input)")
+    import mlflow
+    import mlflow.keras
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code, out, err = _cli(["runs", "upload", run, "--track", store, "--json"])
+    assert code == 0, err
+    uri = f"runs:/{json.loads(out)['run_id']}/model"
+    mlflow.set_tracking_uri(store)
+    try:
+        loaded, info = mlflow.keras.load_model(uri), mlflow.models.get_model_info(uri)
+    finally:
+        mlflow.set_tracking_uri(None)
+    model = transferkit.load(run)
+    output = info.signature.outputs.to_dict()[0]
+    assert output["name"] == ("label_probabilities" if target == "multi-label" else "value")
+    assert output["tensor-spec"]["shape"] == (-1, len(model.class_names))
+    assert info.metadata["transferkit_target"] == target
+    assert info.metadata["output_names"] == model.class_names
+    if target == "multi-label":
+        assert info.metadata["thresholds"] == pytest.approx(model.thresholds)
+        inputs = np.asarray(["good fun lovely film", "awful and dull"], dtype=object)
+    else:
+        from transferkit.data.images import load_image
+
+        inputs = load_image(sorted((data.parent / "images").glob("*.png"))[0])[None]
+        inputs = inputs.astype("float32")
+    np.testing.assert_allclose(loaded.predict(inputs, verbose=0),
+                               model.model.predict(inputs, verbose=0), atol=1e-6)

@@ -32,6 +32,7 @@ class ImageTable:
         skipped: `{"line" or "row" or "path", "reason"}` of every row left out.
         path_column, label_column: the columns read.
         path: the table file.
+        columns_note: for labels read from 0/1 columns, a line naming them (for the log).
     """
 
     paths: list[str]
@@ -40,6 +41,7 @@ class ImageTable:
     path_column: str = "path"
     label_column: str = "labels"
     path: str = ""
+    columns_note: str = ""
 
 
 def read_image_table(path: str | os.PathLike, path_column: str, label_column: str | None,
@@ -51,6 +53,8 @@ def read_image_table(path: str | os.PathLike, path_column: str, label_column: st
         path_column: the column of image paths, relative to the table's folder
             (`ImageTrainConfig.path_column`).
         label_column: the column of labels; `None`: `DEFAULT_LABEL_COLUMNS[target]`.
+            Multi-label: also 0/1 columns, one per label (`"red,blue,jeans"`); with `None` and
+            no `labels` column, the table's 0/1 columns (`transferkit.data.label_columns`).
         target: what the labels are (decides the default label column).
 
     Returns:
@@ -62,9 +66,11 @@ def read_image_table(path: str | os.PathLike, path_column: str, label_column: st
     """
     from transferkit.data.text import DROP_REASONS, read_text_table
 
-    label_column = label_column or DEFAULT_LABEL_COLUMNS[target]
-    table = read_text_table(path, text_column=path_column, label_column=label_column,
-                            column_words=("image paths", "path_column"))
+    sets = target == "multi-label"
+    table = read_text_table(path, text_column=path_column,
+                            label_column=label_column or (None if sets else
+                                                          DEFAULT_LABEL_COLUMNS[target]),
+                            column_words=("image paths", "path_column"), label_sets=sets)
     folder = Path(path).resolve().parent
     reasons = {**DROP_REASONS, "empty_text": "empty or missing image path"}
     skipped = [{table.unit: number, "reason": reasons.get(reason, reason)}
@@ -86,4 +92,4 @@ def read_image_table(path: str | os.PathLike, path_column: str, label_column: st
         why = "; ".join(sorted({entry["reason"] for entry in skipped})) or "no rows"
         raise DataError(f"{path}: no usable rows: {why}.")
     return ImageTable(paths, labels, skipped, table.text_column, table.label_column,
-                      os.fspath(path))
+                      os.fspath(path), table.indicators.describe() if table.indicators else "")

@@ -24,6 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from transferkit.data.label_columns import (
+    FLAG_TEXTS,
+    INFER,
+    LABELS_COLUMN,
+    IndicatorColumns,
+    infer_indicator_columns,
+    resolve_indicator_columns,
+)
 from transferkit.data.table_files import (
     MultiLineRecords,
     check_not_empty,
@@ -69,6 +77,7 @@ DROP_REASONS = {
     "missing_label": "missing label",
     "malformed": "malformed row",
     "not_text": "text or label is a list or an object, not a string or a number",
+    "not_binary": "a 0/1 label column holds something other than 0 or 1",
     # Dropped by the target (`transferkit.tasks.targets`), after reading:
     "empty_label_set": "empty label set (multi-label: at least one label, ';' between them)",
     "not_a_number": "target not a finite number (regression)",
@@ -86,8 +95,8 @@ class TextTable:
 
     Attributes:
         texts: the text of each kept row.
-        labels: the label of each kept row as a string (`None` when the table was read without
-            labels).
+        labels: the label of each kept row as a string, or as a tuple of labels when read from 0/1
+            columns (`None` when the table was read without labels).
         row_numbers: where each kept row starts in the file (line number, or row number for
             Parquet).
         text_column: the column the texts came from.
@@ -100,10 +109,12 @@ class TextTable:
         renamed_labels: labels as written -> the class they were read as, for decimal labels
             written another way (`"1.0"` -> `"1"`).
         splits: the split of each kept row, once a training run has split them (`None` before).
+        indicators: for labels read from 0/1 columns, those columns (then each label is a tuple
+            of the names of the row's columns set to 1); `None` otherwise.
     """
 
     texts: list[str]
-    labels: list[str] | None
+    labels: list[str] | list[tuple[str, ...]] | None
     row_numbers: list[int]
     text_column: str
     label_column: str | None
@@ -113,6 +124,7 @@ class TextTable:
     encoding: str | None = None
     renamed_labels: dict[str, str] = field(default_factory=dict)
     splits: list[str] | None = None
+    indicators: IndicatorColumns | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -348,6 +360,7 @@ def read_text_table(
     label_column: str | None = None,
     require_labels: bool = True,
     column_words: tuple[str, str] = ("texts", "text_column"),
+    label_sets: bool = False,
 ) -> TextTable:
     """Reads texts (and labels) from a CSV, TSV, JSON Lines or Parquet file.
 
@@ -368,6 +381,10 @@ def read_text_table(
             `sentiment` (any case).
         require_labels: read labels too. Default `True`; `False` reads texts only (to predict).
         column_words: the text column's contents and setting, for messages (image paths...).
+        label_sets: the labels are sets (multi-label): then `label_column` may also name 0/1
+            columns, one per label (`"red,blue,jeans"`), and with no column named the labels
+            are the `labels` column or, without one, the table's 0/1 columns
+            (`transferkit.data.label_columns`). Default `False`.
 
     Returns:
         A `TextTable`.
@@ -398,10 +415,21 @@ def read_text_table(
     }[fmt]()
     columns = next(rows)
     text_column = _find_column(columns, text_column, TEXT_COLUMN_CANDIDATES, *column_words, path)
-    label_column = _find_column(columns, label_column, LABEL_COLUMN_CANDIDATES, "labels",
-                                "label_column", path) if require_labels else None
+    indicators = resolve_indicator_columns(columns, label_column, text_column, path) if (
+        require_labels and label_sets) else None
+    if indicators == INFER:
+        rows = list(rows)
+        indicators = infer_indicator_columns(columns, rows, text_column, path)
+    if indicators is not None:
+        label_column = indicators.label_column
+    elif require_labels:
+        label_column = _find_column(columns, label_column or (LABELS_COLUMN if label_sets else None),
+                                    LABEL_COLUMN_CANDIDATES, "labels", "label_column", path)
+    else:
+        label_column = None
     if types:
-        _check_parquet_types(path, types, [text_column, label_column])
+        _check_parquet_types(path, types, [text_column, *(
+            indicators.names if indicators is not None else [label_column])])
     table = TextTable(
         texts=[],
         labels=[] if label_column is not None else None,
@@ -411,9 +439,12 @@ def read_text_table(
         path=str(path),
         unit="row" if fmt == "parquet" else "line",
         encoding=encoding,
+        indicators=indicators,
     )
     _keep_usable_rows(table, rows, columns)
-    if table.labels is not None:
+    if indicators is not None:
+        multi_line.check_swallowed_rows(path, indicators.indices[0], FLAG_TEXTS)
+    elif table.labels is not None:
         multi_line.check_swallowed_rows(path, columns.index(label_column),
                                         {*table.labels, *table.renamed_labels})
     if not table.texts:
@@ -433,7 +464,8 @@ def _find_column(columns, name, candidates, what: str, argument: str, path) -> s
 def _keep_usable_rows(table: TextTable, rows, columns: list[str]) -> None:
     """Appends the usable rows to `table` and records the others in `table.dropped`."""
     text_index = columns.index(table.text_column)
-    label_index = None if table.label_column is None else columns.index(table.label_column)
+    label_index = None if table.label_column is None or table.indicators is not None else (
+        columns.index(table.label_column))
     dropped: dict[str, list[int]] = {reason: [] for reason in DROP_REASONS}
     for number, values in rows:
         if values is None or values == "encoding":
@@ -453,7 +485,13 @@ def _keep_usable_rows(table: TextTable, rows, columns: list[str]) -> None:
         if _missing(text):
             dropped["empty_text"].append(number)
             continue
-        if label_index is not None:
+        if table.indicators is not None:
+            reason, label = table.indicators.read(values)
+            if reason is not None:
+                dropped[reason].append(number)
+                continue
+            table.labels.append(label)
+        elif label_index is not None:
             if _missing(label):
                 dropped["missing_label"].append(number)
                 continue

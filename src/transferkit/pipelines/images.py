@@ -107,6 +107,8 @@ def _train_from_table(run, classifier, c: ImageTrainConfig, log) -> dict:
         )
     table = read_image_table(c.data, c.path_column, c.label_column, c.target)
     classifier.metadata.update(path_column=table.path_column, label_column=table.label_column)
+    if table.columns_note:
+        log(table.columns_note)
     images, values, names, bad = classifier.usable_targets(table.paths, table.labels)
     skipped = table.skipped + bad
     log(f"Data: {len(images)} images in {Path(c.data).name}, target {c.target} "

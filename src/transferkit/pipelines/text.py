@@ -105,10 +105,13 @@ def _read_and_split(c: TextTrainConfig, log, classifier=None) -> tuple:
     from transferkit.errors import DataError
 
     label_column = c.label_column
-    if label_column is None and c.target != "single-label":
+    if label_column is None and c.target == "regression":
         label_column = DEFAULT_LABEL_COLUMNS[c.target]
-    table = read_text_table(c.data, c.text_column, label_column)
+    table = read_text_table(c.data, c.text_column, label_column,
+                            label_sets=c.target == "multi-label")
     classifier.metadata["label_column"] = table.label_column
+    if table.indicators is not None:
+        log(table.indicators.describe())
     y, names, _, bad = classifier.encode_targets(table.labels)  # once: the rows kept are `y`'s
     _drop_bad_targets(table, bad, classifier.target)
     for line in (table.describe_drops(),

@@ -95,14 +95,16 @@ class ParsedTargets:
 
 
 def _label_set(value) -> list[str] | None:
-    """The labels of one cell: a `;`-separated string, or a list/tuple of labels (Python)."""
+    """The labels of one cell: a `;`-separated string, or a list/tuple of labels (Python, or
+    a table's 0/1 columns). None for a missing or blank cell, or one of separators only: a cell
+    cannot tell "no label" from "not labelled". An empty list or tuple says "none of the labels"
+    and is kept as `[]`."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     if isinstance(value, (list, tuple, set, np.ndarray)):
-        parts = [str(v) for v in value]
-    else:
-        parts = str(value).split(LABEL_SEPARATOR)
-    return list(dict.fromkeys(p.strip() for p in parts if p.strip()))
+        return list(dict.fromkeys(str(v).strip() for v in value if str(v).strip()))
+    found = list(dict.fromkeys(p.strip() for p in str(value).split(LABEL_SEPARATOR) if p.strip()))
+    return found or None
 
 
 def parse_label_sets(labels, names=None) -> ParsedTargets:
@@ -110,7 +112,8 @@ def parse_label_sets(labels, names=None) -> ParsedTargets:
 
     Args:
         labels: per example, a `;`-separated string (`"black;jeans"`) or a list of labels.
-            Surrounding spaces are dropped; a label may contain inner spaces (`"money fx"`).
+            Surrounding spaces are dropped; a label may contain inner spaces (`"money fx"`). An
+            empty list is an example of none of the labels; an empty string is missing.
         names: the model's labels in output order (evaluating). Default `None`: learned from
             `labels`, sorted.
 
@@ -124,8 +127,9 @@ def parse_label_sets(labels, names=None) -> ParsedTargets:
     sets, bad = [], {}
     for index, value in enumerate(labels):
         found = _label_set(value)
-        if not found:
-            bad[index] = "empty label set (write at least one label; ';' separates them)"
+        if found is None:
+            bad[index] = ("empty label set (write at least one label, ';' between them; for "
+                          "examples of none of the labels, use 0/1 columns, one per label)")
         else:
             sets.append((index, found))
     seen = sorted({label for _, found in sets for label in found})
@@ -191,9 +195,10 @@ def split_keys(target: str, values: np.ndarray, names: list[str] | None = None) 
     values = np.asarray(values)
     if target == "multi-label":
         counts = values.sum(axis=0)
-        # Each example's present label with the smallest count (ties: the first column).
+        # Each example's present label with the smallest count (ties: the first column); the
+        # examples of no label are a stratum of their own.
         masked = np.where(values > 0, counts[None, :], np.inf)
-        return masked.argmin(axis=1)
+        return np.where(values.any(axis=1), masked.argmin(axis=1), values.shape[1])
     if target == "regression":
         bins = int(min(5, max(1, len(values) // 10)))
         if bins < 2:
@@ -332,10 +337,9 @@ class ClassifierTargets:
         matrix = np.asarray(labels, dtype=object) if len(labels) else None
         if (names is not None and matrix is not None and matrix.ndim == 2
                 and matrix.shape[1] == len(names)):  # an indicator matrix, columns in names order
+            # A row of zeros is an example of none of the labels: kept.
             values = np.asarray(matrix, dtype=np.float32)
-            empty = values.sum(axis=1) == 0
-            bad = {int(i): "empty label set (no 1 in the row)" for i in np.flatnonzero(empty)}
-            return values[~empty], list(names), np.flatnonzero(~empty), bad
+            return values, list(names), np.arange(len(values)), {}
         parsed = parse_label_sets(labels, names)
         return parsed.values, parsed.names, parsed.kept, parsed.bad
 

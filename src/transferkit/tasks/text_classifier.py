@@ -211,16 +211,18 @@ class TextClassifier(Classifier):
         """A table's texts and labels, preferring the columns the model was trained with."""
         from transferkit.data.text import read_text_table
 
+        sets = self.target == "multi-label"
         trained = (self.metadata.get("text_column"), self.metadata.get("label_column"))
         if (text_column is None or label_column is None) and any(trained):
             with contextlib.suppress(DataError):
-                table = read_text_table(path, text_column or trained[0], label_column or trained[1])
+                table = read_text_table(path, text_column or trained[0], label_column or trained[1],
+                                        label_sets=sets)
                 return table, _dropped_rows(table)
-        if label_column is None and self.target != "single-label":
+        if label_column is None and self.target == "regression":
             from transferkit.data.image_table import DEFAULT_LABEL_COLUMNS
 
-            label_column = DEFAULT_LABEL_COLUMNS[self.target]  # single-label: guessed
-        table = read_text_table(path, text_column, label_column)
+            label_column = DEFAULT_LABEL_COLUMNS[self.target]  # others: guessed by the reader
+        table = read_text_table(path, text_column, label_column, label_sets=sets)
         return table, _dropped_rows(table)
 
     # -- the phases ------------------------------------------------------------------------------

@@ -151,7 +151,7 @@ def _example_items(task: str, config: dict) -> list:
             return []
         from transferkit.data.text import read_text_table
 
-        table = read_text_table(data, config.get("text_column"), config.get("label_column"))
+        table = read_text_table(data, config.get("text_column"), require_labels=False)
         return list(table.texts[:2])
     except (InputError, OSError, TypeError):
         return []
