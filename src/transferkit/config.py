@@ -209,6 +209,10 @@ _TARGET = (
     "what to predict: single-label (one class per example), multi-label (a set of labels: "
     "';'-separated in one column, or 0/1 columns, one per label) or regression (a number)"
 )
+_TARGET_FROM_DATA = (
+    "from the data: single-label for class folders and a label column, multi-label for a labels "
+    "column, regression for a target column (said in the log)"
+)
 #: The values of `target` (`transferkit.tasks.targets.TARGETS`, written here too so that this
 #: module imports nothing of the tasks; a test checks they agree).
 TARGET_CHOICES = ("single-label", "multi-label", "regression")
@@ -287,7 +291,8 @@ class ImageTrainConfig(TrainConfig):
     class_weight: str = _setting("auto", _CLASS_WEIGHT, choices=CLASS_WEIGHTS)
     runtime: str = _setting("auto", _RUNTIME, choices=RUNTIMES)
     distribute: str = _setting("none", _DISTRIBUTE, choices=DISTRIBUTE)
-    target: str = _setting("single-label", _TARGET, choices=TARGET_CHOICES)
+    target: str | None = _setting(None, _TARGET, choices=TARGET_CHOICES,
+                                  none_means=_TARGET_FROM_DATA)
     path_column: str = _setting(
         "path", "a table's column of image paths (relative to the table's folder)"
     )
@@ -320,7 +325,8 @@ class TextTrainConfig(TrainConfig):
         "(sports,politics)", none_means="the one named label or sentiment; labels for "
         "multi-label (without it, the table's 0/1 columns), target for regression"
     )
-    target: str = _setting("single-label", _TARGET, choices=TARGET_CHOICES)
+    target: str | None = _setting(None, _TARGET, choices=TARGET_CHOICES,
+                                  none_means=_TARGET_FROM_DATA)
     encoder: str = _setting(
         "glove-bilstm", "glove-bilstm, minilm, a sentence-transformers model folder, or a "
         "KerasHub preset such as hf://sentence-transformers/all-MiniLM-L6-v2 (online)",

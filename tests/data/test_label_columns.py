@@ -7,6 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from transferkit.data.label_columns import infer_target
 from transferkit.data.text import read_text_table
 from transferkit.errors import DataError
 
@@ -74,3 +75,24 @@ def test_label_columns_that_cannot_be_used_are_named(tmp_path, rows, column, mes
     with pytest.raises(DataError) as error:
         read_text_table(_table(tmp_path, rows), label_column=column, label_sets=True)
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(("columns", "label_column", "target"), [
+    (None, None, "single-label"),                       # class folders
+    (["text", "label"], None, "single-label"),
+    (["text", "Sentiment"], None, "single-label"),
+    (["path", "labels"], None, "multi-label"),
+    (["text", "target", "id"], None, "regression"),
+    (["text", "stars"], None, "single-label"),          # no known column: the default's reader
+    (["text", "labels", "target"], "target", "regression"),
+    (["text", "a", "b"], "a,b", "multi-label"),
+    (["text", "stars"], "stars", "single-label"),
+])
+def test_the_target_is_read_from_the_column_names(columns, label_column, target):
+    assert infer_target(columns, label_column)[0] == target
+
+
+def test_columns_of_two_targets_are_ambiguous():
+    with pytest.raises(DataError, match="more than one target: 'label' \\(single-label\\), "
+                                        "'target' \\(regression\\). Choose with --target"):
+        infer_target(["text", "label", "target"], None)

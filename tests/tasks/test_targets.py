@@ -326,6 +326,26 @@ def test_target_inputs_a_table_without_usable_label_columns_is_one_line(
     assert not (tmp_path / "run").exists()
 
 
+def test_the_target_comes_from_the_table_and_is_said(tmp_path, vectors_file):
+    """No --target: a `target` column of numbers makes a regression run, said in the log; a
+    table with columns of two targets is one line asking for --target, before any folder."""
+    texts, labels, values = toy_tagged_texts(40)
+    table = tmp_path / "t.csv"
+    table.write_text("text,target\n" + "".join(f"{t},{v}\n" for t, v in zip(texts, values)))
+    args = ["--encoder", "glove-bilstm", "--word-vectors", vectors_file, "--max-length", "16",
+            "--epochs", "1", "--json"]
+    code, out, err = _cli(["train", "text", table, *args, "--output", tmp_path / "run"])
+    assert code == 0, err
+    assert "Target: regression, from the table's 'target' column" in err
+    assert json.loads(out.strip().splitlines()[-1])["target"] == "regression"
+    both = tmp_path / "both.csv"
+    both.write_text("text,labels,target\n" + "".join(
+        f"{t},{y},{v}\n" for t, y, v in zip(texts, labels, values)))
+    code, _, err = _cli(["train", "text", both, *args, "--output", tmp_path / "run2"])
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "Choose with --target" in err
+    assert not (tmp_path / "run2").exists()
+
+
 def test_target_inputs_an_unknown_target_is_refused():
     with pytest.raises(InputError, match="`target` must be one of single-label, multi-label, "
                                          "regression"):

@@ -1,4 +1,9 @@
-"""Multi-label targets written as 0/1 columns, one column per label: the table that
+"""Which columns of a table hold the labels, and what target they make.
+
+`infer_target` reads the target from the names of a table's columns when `--target` is not
+given: `label`/`sentiment` (a class), `labels` (a set of labels) or `target` (a number).
+
+Multi-label targets may be written as 0/1 columns, one column per label: the table that
 `pandas.get_dummies` or scikit-learn's `MultiLabelBinarizer` writes, and the form of many public
 multi-label sets (a comment with `toxic,obscene,insult` flags, a photo with `cloudy,water`).
 
@@ -18,7 +23,7 @@ from dataclasses import dataclass, field
 
 from transferkit.errors import DataError
 
-__all__ = ["IndicatorColumns", "resolve_indicator_columns"]
+__all__ = ["IndicatorColumns", "infer_target", "resolve_indicator_columns"]
 
 #: The column a multi-label table's `;`-separated labels are in when no column is named.
 LABELS_COLUMN = "labels"
@@ -29,6 +34,9 @@ _ZERO = frozenset({"0", "0.0", "false", "no"})
 FLAG_TEXTS = frozenset(_ONE | _ZERO)
 #: Inferring: marks a table that needs its rows read before its label columns are known.
 INFER = "infer"
+#: The column names that say a target, when `--target` is not given (`infer_target`).
+TARGET_COLUMNS = {"label": "single-label", "sentiment": "single-label",
+                  "labels": "multi-label", "target": "regression"}
 
 
 def _flag(value) -> bool | None:
@@ -168,3 +176,43 @@ def infer_indicator_columns(columns: list[str], rows: list, text_column: str,
             "0/1 columns separated by commas: --label-column red,blue,jeans)."
         )
     return IndicatorColumns(names, [columns.index(name) for name in names], True, left_out)
+
+
+def infer_target(columns: list[str] | None, label_column: str | None) -> tuple[str, str]:
+    """The target a table's columns say, when none is given: `(target, why)` for the log.
+
+    Args:
+        columns: the table's columns; `None` for class folders (single-label).
+        label_column: the label column the user named, if any.
+
+    A named column says its target by its name as the default columns do (`labels`: a set of
+    labels, `target`: a number, any other: a class), or several names separated by commas 0/1
+    columns (multi-label). Without one, the table's columns named in `TARGET_COLUMNS`: exactly
+    one target among them decides; none leaves the single-label default (whose reader then says
+    which column it looked for).
+
+    Raises:
+        DataError: columns for more than one target (`label` and `labels`, say): ambiguous, so
+            the message asks for `--target`.
+    """
+    if columns is None:
+        return "single-label", "class folders"
+    if label_column is not None:
+        lowered = {c.casefold() for c in columns}
+        if "," in label_column and label_column.casefold() not in lowered:
+            return "multi-label", f"--label-column names several 0/1 columns ({label_column})"
+        target = TARGET_COLUMNS.get(label_column.casefold(), "single-label")
+        return target, f"--label-column {label_column}"
+    found = {column: TARGET_COLUMNS[column.casefold()] for column in columns
+             if column.casefold() in TARGET_COLUMNS}
+    targets = sorted(set(found.values()))
+    if len(targets) > 1:
+        listed = ", ".join(f"{column!r} ({target})" for column, target in found.items())
+        raise DataError(
+            f"The table has label columns for more than one target: {listed}. Choose with "
+            "--target single-label, multi-label or regression (and --label-column if needed)."
+        )
+    if not targets:
+        return "single-label", "the default (no label, labels or target column)"
+    column = next(iter(found))
+    return targets[0], f"the table's {column!r} column"

@@ -51,6 +51,7 @@ __all__ = [
     "as_label",
     "read_text_lines",
     "read_text_table",
+    "table_columns",
     "text_key",
 ]
 
@@ -354,6 +355,33 @@ def as_label(label: str) -> str:
     return ("-" if sign == "-" and (whole + fraction).strip("0") else "") + number
 
 
+def _rows(path: Path, fmt: str, encoding: str | None, multi_line: MultiLineRecords, types: dict):
+    """The format's row reader (`transferkit.data.table_files`): the columns, then the rows."""
+    if fmt in ("csv", "tsv"):
+        return csv_rows(path, "," if fmt == "csv" else "\t", encoding, multi_line)
+    return jsonl_rows(path, encoding) if fmt == "jsonl" else parquet_rows(path, types)
+
+
+def table_columns(path: str | os.PathLike) -> list[str]:
+    """The columns of a table (its header, or the first JSON object's keys), read alone.
+
+    Raises:
+        InputError: no such file, or an unknown suffix.
+        DataError: the file is empty or its header unreadable.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file.")
+    fmt = _table_format(path)
+    check_not_empty(path, fmt)
+    encoding = None if fmt == "parquet" else sniff_encoding(path)
+    rows = _rows(path, fmt, encoding, MultiLineRecords(), {})
+    try:
+        return list(next(rows))
+    finally:
+        rows.close()
+
+
 def read_text_table(
     path: str | os.PathLike,
     text_column: str | None = None,
@@ -407,12 +435,7 @@ def read_text_table(
     encoding = None if fmt == "parquet" else sniff_encoding(path)
     types: dict = {}
     multi_line = MultiLineRecords()  # filled by the CSV/TSV reader
-    rows = {
-        "csv": lambda: csv_rows(path, ",", encoding, multi_line),
-        "tsv": lambda: csv_rows(path, "\t", encoding, multi_line),
-        "jsonl": lambda: jsonl_rows(path, encoding),
-        "parquet": lambda: parquet_rows(path, types),
-    }[fmt]()
+    rows = _rows(path, fmt, encoding, multi_line, types)
     columns = next(rows)
     text_column = _find_column(columns, text_column, TEXT_COLUMN_CANDIDATES, *column_words, path)
     indicators = resolve_indicator_columns(columns, label_column, text_column, path) if (

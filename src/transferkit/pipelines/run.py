@@ -179,6 +179,8 @@ class TrainingRun:
             {key: value for key, value in saved.items() if key != "task"},
             source=str(run.config_path),
         )
+        if config.target is None:  # a run from before targets: all were single-label
+            config = config.replace(target="single-label")
         given = {**options, **({} if data is None else {"data": os.fspath(data)})}
         differs = {key: value for key, value in given.items()
                    if value != getattr(config, key, value)}
@@ -208,6 +210,8 @@ class TrainingRun:
         if config.data is None:
             raise InputError("Pass the data to train on (`data`), or a run folder to `resume`.")
         config = config.replace(data=str(Path(config.data).resolve()))
+        if config.target is None:
+            config = config.replace(target=self._infer_target(config))
         path = Path(output) if output is not None else default_run_dir(self.task)
         holder = RunLock.in_use(path)
         if holder is not None:
@@ -215,6 +219,21 @@ class TrainingRun:
         if RunFolder(path).config_path.exists():
             raise _holds_a_run(path)
         return config, path
+
+    def _infer_target(self, config) -> str:
+        """The target the data says when `--target` is not given (`infer_target`), logged."""
+        from transferkit.data.label_columns import infer_target
+        from transferkit.data.text import table_columns
+
+        table = Path(config.data).is_file()
+        columns = table_columns(config.data) if table else None
+        if columns is not None:
+            own = config.path_column if self.task == "images" else config.text_column
+            columns = [column for column in columns if column != own]
+        target, why = infer_target(columns, config.label_column)
+        if table:  # class folders are single-label only: nothing to say
+            self.log(f"Target: {target}, from {why} (--target sets it)")
+        return target
 
     # -- the run ---------------------------------------------------------------------------------
 

@@ -108,13 +108,14 @@ class TextClassifier(Classifier):
         runtime: str = _D.runtime,
         calibrate: bool = _D.calibrate,
         class_weight: str = _D.class_weight,
-        target: str = _D.target,
+        target: str | None = _D.target,
     ):
         from transferkit.runtimes import check_runtime
-        from transferkit.tasks.targets import check_target
+        from transferkit.tasks.targets import TARGETS, check_target
 
         check_runtime(runtime)
-        check_target(target)
+        # No target: one class per example (a training run reads it from the data instead).
+        target = check_target(TARGETS[0] if target is None else target)
         self._store(locals())
         self._encoder = None
         self.tokenizer = None
