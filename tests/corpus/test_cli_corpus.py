@@ -225,6 +225,20 @@ def test_rank_of_text_where_no_candidate_works_is_an_error(tmp_path):
     assert "best LogME first" not in out  # no table of errors, exit 0
 
 
+@pytest.mark.parametrize(("header", "cells", "said"), [
+    ("text,labels", "a;b", "this is a multi-label table (the table's 'labels' column)"),
+    ("text,target", "3.5", "this is a regression table (the table's 'target' column)"),
+    ("path,label", "cat", "this is a table of images"),
+    ("text,label,target", "cat,2", "label columns of several targets"),
+])
+def test_rank_of_a_table_that_is_not_single_label_text_says_so(tmp_path, header, cells, said):
+    table = tmp_path / "t.csv"
+    table.write_text(header + "\n" + "".join(f"row {i},{cells}\n" for i in range(6)))
+    code, out, err = _cli(["rank", table])
+    line = _one_line(code, err)
+    assert said in line and ("single-label" in line or "--label-column" in line)
+
+
 def test_knn_accuracy_on_four_examples_is_measured():
     import numpy as np
 

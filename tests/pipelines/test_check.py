@@ -57,3 +57,39 @@ def test_check_text_reports_conflicting_duplicate_texts(bert_folder, tmp_path):
     assert result["kind"] == "text" and result["label_issues_checked"]
     assert sum(n for kind, n in result["duplicates"].items() if kind.startswith("exact")) >= 1
     assert result["duplicates_with_other_labels"] >= 1
+
+
+def test_check_of_an_image_table_checks_each_target(tmp_path):
+    """A table of image paths: the target comes from its columns (a `target` column: regression)
+    and a planted wrong number is the first suspect; `--target multi-label` reads its 0/1
+    columns, counts positives per label and checks the label sets."""
+    from transferkit.pipelines.check import check_data
+    from transferkit.testing import TINY_BACKBONE, write_image_targets
+
+    table = write_image_targets(tmp_path / "data", 40, flags=True)
+    frame = pd.read_csv(table)
+    frame.loc[7, "target"] = 900.0  # brightness is 0-100
+    frame.to_csv(table, index=False)
+    lines = []
+    result = check_data(table, output=tmp_path / "regression", backbone=TINY_BACKBONE,
+                        log=lines.append)
+    assert result["kind"] == "images" and result["target"] == "regression"
+    assert "Target: regression, from the table's 'target' column (--target sets it)" in lines
+    assert sum(counts["n"] for counts in result["class_counts"].values()) == 40
+    issues = pd.read_csv(tmp_path / "regression" / "label_issues.csv", dtype=str)
+    assert issues["path"].iloc[0].endswith(frame.loc[7, "path"])
+    assert issues["given_label"].iloc[0] == "900"
+    result = check_data(table, output=tmp_path / "multi", backbone=TINY_BACKBONE,
+                        target="multi-label", log=lines.append)
+    assert result["target"] == "multi-label" and result["label_issues_checked"]
+    assert sum(split["face"] for split in result["class_counts"].values()) == 20
+    assert any(line.startswith("Labels: the 0/1 columns face, bright") for line in lines)
+
+
+def test_check_of_a_folder_is_single_label_only(faces, tmp_path):
+    from transferkit.errors import InputError
+    from transferkit.pipelines.check import check_data
+
+    with pytest.raises(InputError, match="--target regression needs a table of image paths"):
+        check_data(faces, output=tmp_path / "c", target="regression", log=lambda line: None)
+    assert not (tmp_path / "c").exists()

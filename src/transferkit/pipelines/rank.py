@@ -118,6 +118,8 @@ def rank_backbones(data: str | os.PathLike, *, backbones: Sequence[str] | None =
         InputError: no candidate could be ranked (each one's reason is given).
     """
     images = Path(data).is_dir()
+    if not images:
+        _check_single_label(data, text_column, label_column)
     if images and backbones:
         _check_image_names(backbones)  # a typo is said before any work, with the nearest names
     candidates = _image_candidates(data, backbones, per_class, seed, log) if images else (
@@ -143,6 +145,33 @@ def rank_backbones(data: str | os.PathLike, *, backbones: Sequence[str] | None =
     examples = next((r["examples"] for r in rows if "examples" in r), 0)
     return {"data": str(data), "kind": "images" if images else "text", "examples": examples,
             "rows": rows}
+
+
+def _check_single_label(data, text_column, label_column) -> None:
+    """Refuses a table whose columns say another target than single-label: LogME and k-NN
+    accuracy here score classes (an image table is not ranked either: class folders are)."""
+    from transferkit.data.label_columns import infer_target
+    from transferkit.data.text import TEXT_COLUMN_CANDIDATES, table_columns
+
+    columns = table_columns(data)
+    lowered = {column.casefold() for column in columns}
+    own = text_column or next((c for c in columns if c.casefold() in TEXT_COLUMN_CANDIDATES),
+                              None)
+    try:
+        target, why = infer_target([c for c in columns if c != own], label_column)
+    except DataError:  # columns of several targets: the label column must be named
+        raise InputError(
+            f"{data}: the table has label columns of several targets (label, labels, target); "
+            "`rank` scores classes: name the column of classes with --label-column."
+        ) from None
+    if target != "single-label" or own is None and "path" in lowered:
+        what = f"a {target} table ({why})" if target != "single-label" else "a table of images"
+        raise InputError(
+            f"{data}: `rank` scores backbones on single-label data (class folders, or a text "
+            f"table with a label column); this is {what}. Compare backbones by training each "
+            "(`train ... --backbone NAME --fine-tune-epochs 0`): heads on cached features are "
+            "quick."
+        )
 
 
 def _image_candidates(data, backbones, per_class, seed, log):
@@ -183,7 +212,7 @@ def _text_candidates(data, backbones, per_class, seed, log, columns):
     from transferkit.pipelines.text import _read_and_split
 
     config = TextTrainConfig(data=str(data), seed=seed, text_column=columns[0],
-                             label_column=columns[1])
+                             label_column=columns[1], target="single-label")
     _, names, parts = _read_and_split(config, lambda line: None)
     texts, labels = parts["train"]
     _check_sample(data, labels, names, "texts")
