@@ -99,7 +99,8 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--backbone", default=ImageTrainConfig.backbone)
-    parser.add_argument("--epochs", type=int, default=ImageTrainConfig.epochs, help="head epochs")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="head epochs (default: the config's, 20 for single-label)")
     parser.add_argument("--fine-tune-epochs", type=int, default=3)  # the benchmark's own choice
     parser.add_argument("--fine-tune-learning-rate", type=float,
                         default=ImageTrainConfig.fine_tune_learning_rate)

@@ -76,7 +76,6 @@ DATASETS = {
 }
 IMAGE_BACKBONE = "efficientnet_lite0"
 TEXT_ENCODER = "minilm"
-IMAGE_EPOCHS = 30  # the most head epochs for images; early stopping ends sooner
 TEST_SHARE = 0.2  # images: the share of the table held out as the test split
 VALIDATION_SHARE = 0.1  # reuters: the share of train.csv held out as validation
 FINE_TUNE = {"epochs": 2, "unfreeze": 20}
@@ -305,8 +304,7 @@ def run_dataset(name: str, args) -> dict:
     log(f"  {len(train_items)} training examples"
         + (f", {len(validation[0])} validation" if validation else " (20% held out inside fit)")
         + f", {len(test_items)} test")
-    epochs = args.epochs if args.epochs is not None else (
-        IMAGE_EPOCHS if modality == "image" else None)
+    epochs = args.epochs  # None: the defaults of the target (and encoder), as `train` uses
     classifier = make_classifier(modality, target, args.seed)
 
     started = time.perf_counter()
@@ -499,8 +497,8 @@ def main(argv=None) -> int:
                         help=f"datasets, repeatable or comma-separated: {', '.join(DATASETS)} "
                              "(default: all)")
     parser.add_argument("--epochs", type=int, default=None,
-                        help=f"the most head epochs (early stopping ends sooner); default "
-                             f"{IMAGE_EPOCHS} for images, the encoder's default for text")
+                        help="the most head epochs (early stopping ends sooner); default: "
+                             "the target's (IMAGE_HEAD_EPOCHS) for images, the encoder's for text")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
                         help="the shared data folder (default: ../shared/data)")
     parser.add_argument("--seed", type=int, default=0)

@@ -118,7 +118,8 @@ def test_from_dict_checks_names_and_values():
 
 
 def test_defaults_in_words_for_the_help():
-    assert ImageTrainConfig.default_text("epochs") == "20"
+    assert ImageTrainConfig.default_text("fine_tune_epochs") == "10"
+    assert ImageTrainConfig.default_text("epochs") == "20; 100 for multi-label and regression"
     assert ImageTrainConfig.default_text("image_size") == "the backbone's"
     assert TextTrainConfig.default_text("fine_tune_learning_rate") == "the encoder's"
 

@@ -469,3 +469,21 @@ def test_the_mlflow_model_names_its_output_for_the_target(target_run, tmp_path):
         inputs = inputs.astype("float32")
     np.testing.assert_allclose(loaded.predict(inputs, verbose=0),
                                model.model.predict(inputs, verbose=0), atol=1e-6)
+
+
+def test_the_head_s_defaults_depend_on_the_target():
+    """Multi-label and regression heads get more epochs and patience on images, and a lower
+    learning rate for a regression head on a sentence encoder (measured: benchmarks/targets.py);
+    single-label keeps its defaults, and a value given wins."""
+    from transferkit.config import IMAGE_HEAD_EPOCHS, ImageTrainConfig
+
+    single = transferkit.ImageClassifier(TINY_BACKBONE)._train_defaults()
+    multi = transferkit.ImageClassifier(TINY_BACKBONE, target="multi-label")._train_defaults()
+    assert (single.epochs, single.patience) == (20, 5)
+    assert (multi.epochs, multi.patience) == (100, 10) == (IMAGE_HEAD_EPOCHS["regression"], 10)
+    assert single.learning_rate == multi.learning_rate == ImageTrainConfig.learning_rate
+    text = [transferkit.TextClassifier("minilm", target=t)._train_defaults().learning_rate
+            for t in ("single-label", "multi-label", "regression")]
+    assert text == [1e-3, 1e-3, 1e-4]
+    glove = transferkit.TextClassifier("glove-bilstm", target="regression")._train_defaults()
+    assert glove.learning_rate == 3e-4  # its own default: no regression rate of its own

@@ -56,6 +56,8 @@ class EncoderDefaults:
         max_length: tokens per text; `None`: chosen from the training texts.
         fine_tune_batch_size: the most texts per fine-tuning step (gradients through a
             transformer are memory-hungry); `None`: the training batch size.
+        regression_learning_rate: the head's learning rate for a regression target; `None`:
+            `learning_rate`.
     """
 
     epochs: int
@@ -63,6 +65,7 @@ class EncoderDefaults:
     fine_tune_learning_rate: float
     max_length: int | None
     fine_tune_batch_size: int | None = None
+    regression_learning_rate: float | None = None
 
 
 class TextEncoder(abc.ABC):

@@ -73,7 +73,7 @@ def train_images(
         without_validation = set(folder.classes_without_validation)
         _build(classifier, folder.class_names, c)  # before features, training and the folder
         run.start()
-        log(f"Head: {c.backbone} frozen, features cached; up to {c.epochs} epochs")
+        log(f"Head: {c.backbone} frozen, features cached; up to {_head_epochs(c)} epochs")
         phases = run.train(
             classifier, folder, report=lambda: classifier.split_data("validation"),
             report_split="validation", fine_tune_options={"unfreeze": c.unfreeze},
@@ -119,7 +119,7 @@ def _train_from_table(run, classifier, c: ImageTrainConfig, log) -> dict:
         log(f"  skipped {where}: {entry['reason']}")
     _build(classifier, names, c)
     run.start()
-    log(f"Head: {c.backbone} frozen, features cached; up to {c.epochs} epochs")
+    log(f"Head: {c.backbone} frozen, features cached; up to {_head_epochs(c)} epochs")
     # The labels as parsed above (classes, a 0/1 matrix or numbers, for the names `_build` set):
     # `fit` takes them as they are, without reading them again.
     phases = run.train(classifier, images, values,
@@ -147,6 +147,13 @@ def _train_from_table(run, classifier, c: ImageTrainConfig, log) -> dict:
             "images": len(images), "skipped": skipped}
     return run.finish(classifier, phases, title=f"{c.backbone} on {Path(c.data).name}",
                       extra=extra, result=result, data=data)
+
+
+def _head_epochs(c: ImageTrainConfig) -> int:
+    """The head's most epochs: the config's, or the target's default (`IMAGE_HEAD_EPOCHS`)."""
+    from transferkit.config import IMAGE_HEAD_EPOCHS
+
+    return IMAGE_HEAD_EPOCHS[c.target] if c.epochs is None else c.epochs
 
 
 def _target_words(target: str, values, names: list[str]) -> str:

@@ -36,7 +36,7 @@ from typing import Sequence
 import keras
 import numpy as np
 
-from transferkit.config import ImageTrainConfig
+from transferkit.config import IMAGE_HEAD_EPOCHS, IMAGE_HEAD_PATIENCE, ImageTrainConfig
 from transferkit.data.epoch_order import EpochOrder
 from transferkit.data.image_inputs import (
     ImageInputs,
@@ -228,6 +228,11 @@ class ImageClassifier(Classifier):
                 f"A classifier needs at least 2 classes. Received: num_classes={len(names)}."
             )
         return names
+
+    def _train_defaults(self):
+        """The config's defaults, with the head's epochs and patience of this target."""
+        return _D.replace(epochs=IMAGE_HEAD_EPOCHS[self.target],
+                          patience=IMAGE_HEAD_PATIENCE[self.target])
 
     def _source_name(self) -> str:
         return self.backbone

@@ -144,8 +144,11 @@ class TextClassifier(Classifier):
 
     def _train_defaults(self):
         defaults = self.get_encoder().defaults
+        regression = self.target == "regression" and defaults.regression_learning_rate
         return _D.replace(
-            epochs=defaults.epochs, learning_rate=defaults.learning_rate,
+            epochs=defaults.epochs,
+            learning_rate=defaults.regression_learning_rate if regression else
+            defaults.learning_rate,
             fine_tune_learning_rate=defaults.fine_tune_learning_rate,
         )
 
