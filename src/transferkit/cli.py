@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "transferkit.commands.rank",
     "transferkit.commands.preview",
     "transferkit.commands.models",
+    "transferkit.commands.explain",
     "transferkit.commands.export",
     "transferkit.commands.demo",
     "transferkit.commands.serve",

@@ -234,6 +234,29 @@ class ImageEncoder:
 
         return self._derived(("head", id(network)), build)
 
+    def feature_map_models(self, network):
+        """`(maps, head)` for explanations, sharing `network`'s layers: resized images -> the
+        backbone's last spatial feature map `(n, h, w, c)`, and that map -> logits (pooling,
+        dropout, dense). No augmentation in either (a direct call of `network` would augment).
+
+        Returns:
+            None when the backbone gives no spatial map (a vision transformer's tokens, a
+            SavedModel's feature vector).
+        """
+        backbone = network.get_layer("backbone")
+        if len(backbone.output.shape) != 4:
+            return None
+
+        def build():
+            images = keras.Input((*self.input_size, 3), name="image")
+            maps = keras.Model(images, backbone(images, training=False), name="feature_maps")
+            spatial = keras.Input(backbone.output.shape[1:], name="feature_map")
+            pooled = network.get_layer("pool")(spatial)
+            logits = network.get_layer("classifier")(network.get_layer("dropout")(pooled))
+            return maps, keras.Model(spatial, logits, name="map_head")
+
+        return self._derived(("feature_maps", id(network)), build)
+
     def feature_model(self):
         """Resized images -> pooled backbone features (what `transferkit.runtimes` runs)."""
         def build():

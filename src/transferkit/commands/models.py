@@ -142,7 +142,7 @@ def _skipped_line(skipped: list[dict], what: str = "skipped") -> str:
     return f"{len(skipped)} {what}: " + ", ".join(parts)
 
 
-def _check_inputs(ref, inputs: list, purpose: str) -> None:
+def check_inputs(ref, inputs: list, purpose: str) -> None:
     """Refuses inputs of the other modality before the model loads (`check_kind`): the task is
     in the file's `config.json` (`ModelRef.task`), read once, without Keras."""
     from transferkit.batch.inputs import check_kind
@@ -181,7 +181,7 @@ def run_predict(args) -> int:
     if args.batch_size is not None:  # before the model loads; 0 is refused, as -1 is
         check_int(args.batch_size, "batch_size", minimum=1)
     ref = ModelRef.resolve(args.model)  # once: MLflow is asked once, the file read once
-    _check_inputs(ref, args.inputs, "predict")
+    check_inputs(ref, args.inputs, "predict")
     classifier = load(ref)
     results = classifier.predict(args.inputs, batch_size=args.batch_size, skip_unreadable=True)
     if results and all("skipped" in result for result in results):
@@ -234,7 +234,7 @@ def run_evaluate(args) -> int:
 
     check_output_folder(args.report_dir, "report_dir")  # before the model loads
     ref = ModelRef.resolve(args.model)
-    _check_inputs(ref, [args.data], "evaluate")
+    check_inputs(ref, [args.data], "evaluate")
     classifier = load(ref)
     columns = {"text_column": args.text_column, "label_column": args.label_column}
     if classifier.task != "text":

@@ -471,6 +471,26 @@ class Classifier(ClassifierEvaluation, ClassifierTargets):
 
         return export(self, path, format=format, quantize=quantize, **options)
 
+    def explain(self, x, label: str | None = None, method: str | None = None) -> list[dict]:
+        """Why the model says what it says about each input: a heat map over each image, or a
+        score for each word of each text (`transferkit.explain`, the layer above: imported on use).
+
+        Args:
+            x: the inputs, as `predict` takes them.
+            label: the class or label to explain. Default `None`: the predicted class (the
+                highest-scoring label for multi-label; regression explains its value).
+            method: images: `"gradcam"` (default), `"gradcam++"` or `"layercam"`
+                (`transferkit.explain.cams`); text: only `"occlusion"` (the default).
+
+        Returns:
+            One dict per input: `input`, `prediction`, `explained`, `score`, `method`, and
+            `map`/`seen`/`grid` (images; `transferkit.explain.images.explain_images`) or `words`
+            (text; `transferkit.explain.text.explain_texts`). An unreadable image gets
+            `{"input", "path", "skipped": reason}`.
+        """
+        self._require_model()
+        return self._explain(self._items(x), label, method)
+
     def save(self, path: str | os.PathLike) -> Path:
         """Writes the classifier to one `.keras` file, atomically. Returns the path.
 
@@ -513,6 +533,9 @@ class Classifier(ClassifierEvaluation, ClassifierTargets):
         """Called before saving, to bring `metadata` up to date."""
 
     def _source_name(self) -> str:
+        raise NotImplementedError
+
+    def _explain(self, items: list, label, method) -> list[dict]:
         raise NotImplementedError
 
     def _items(self, x) -> list:

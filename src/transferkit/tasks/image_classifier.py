@@ -257,6 +257,11 @@ class ImageClassifier(Classifier):
 
     # -- data ------------------------------------------------------------------------------------
 
+    def _explain(self, items: list, label, method) -> list[dict]:
+        from transferkit.explain.images import explain_images
+
+        return explain_images(self, items, label, method)
+
     def _items(self, x) -> list:
         return image_list(x)
 

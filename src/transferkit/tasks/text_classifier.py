@@ -177,6 +177,13 @@ class TextClassifier(Classifier):
 
     # -- data ------------------------------------------------------------------------------------
 
+    def _explain(self, items: list, label, method) -> list[dict]:
+        from transferkit.explain.text import METHOD, explain_texts
+
+        if method not in (None, METHOD):
+            raise InputError(f"Text is explained by {METHOD!r} only. Received: method={method!r}.")
+        return explain_texts(self, items, label)
+
     def _items(self, x) -> list:
         return _texts(x)
 

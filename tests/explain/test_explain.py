@@ -1,0 +1,163 @@
+"""Explanations (issue 30): the class activation maps against closed forms they must equal on
+transferkit's linear head, the map's placement on the photo, word occlusion on a toy model whose
+cue words are known, and `transferkit explain` as a user runs it (files, --json, bad input).
+The parity with an independent implementation (Captum on the PyTorch EfficientNet-Lite0) is in
+`test_explain_reference.py` (slow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import transferkit
+from transferkit.explain.cams import METHODS, class_activation_maps
+from transferkit.explain.gradients import output_gradients
+
+
+def _cli(argv) -> tuple[int, str, str]:
+    from conftest import _run_cli
+
+    return _run_cli([str(a) for a in argv])
+
+
+def _one_line(code: int, err: str) -> str:
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err.strip()
+
+
+@pytest.fixture(scope="module")
+def image_model(image_run):
+    code, _, err, run, data = image_run
+    assert code == 0, err
+    return transferkit.load(run), data
+
+
+def _maps_and_kernel(model, photos):
+    maps, head = model.get_encoder().feature_map_models(model.network)
+    pixels = np.stack([transferkit.data.images.load_resized(p, model.input_size,
+                                                            model.resize_policy)
+                       for p in photos]).astype(np.float32)
+    activations = np.asarray(maps.predict(pixels, verbose=0), dtype=np.float64)
+    kernel = model.network.get_layer("classifier").get_weights()[0].astype(np.float64)
+    return activations, kernel, head
+
+
+def test_grad_cam_of_the_linear_head_is_the_dense_kernel_s_cam(image_model):
+    """After pooling the head is linear, so d logit / d map is the kernel over h*w at every pixel:
+    Grad-CAM must be ReLU(sum_k w_k A_k) / (h w) (Zhou et al.'s CAM), and LayerCAM and
+    Grad-CAM++ their closed forms for a constant gradient. The tape is not asked for these."""
+    model, data = image_model
+    photos = sorted(str(p) for p in Path(data).rglob("*.png"))[:4]
+    activations, kernel, head = _maps_and_kernel(model, photos)
+    n, h, w, _ = activations.shape
+    assert model.num_logits == 1  # two classes: one logit; class 0 is its negative
+    for sign in (1.0, -1.0):
+        weights = np.full((n, 1), sign, dtype=np.float32)
+        _, gradients = output_gradients(head, activations, weights)
+        slope = sign * kernel[:, 0] / (h * w)
+        np.testing.assert_allclose(gradients, np.broadcast_to(slope, gradients.shape),
+                                   rtol=1e-4, atol=1e-9)
+        expected = {
+            "gradcam": activations @ slope,
+            "layercam": activations @ np.maximum(slope, 0),
+        }
+        totals = activations.sum(axis=(1, 2))  # (n, c)
+        alpha = slope ** 2 / (2 * slope ** 2 + totals * slope ** 3 + 1e-7)
+        expected["gradcam++"] = np.einsum("nhwc,nc->nhw", activations,
+                                          np.maximum(slope, 0) * alpha * h * w)
+        for method in METHODS:
+            got = class_activation_maps(activations, gradients, method)
+            np.testing.assert_allclose(got, np.maximum(expected[method], 0), rtol=2e-3,
+                                       atol=1e-6 * np.abs(expected[method]).max())
+
+
+def test_the_map_is_placed_on_the_part_of_the_photo_the_model_saw(image_model):
+    """A wide photo, centre-cropped to the model's square: the map covers the middle square of
+    the photo (at the photo's size), and the strips the model never saw are 0."""
+    model, data = image_model
+    photo = np.asarray(transferkit.data.images.load_image(
+        sorted(Path(data).rglob("*.png"))[0]))
+    wide = np.concatenate([photo, photo, photo], axis=1)  # 3:1, so 2/3 of it is cropped away
+    (result,) = model.explain([wide], method="layercam")
+    height, width = wide.shape[:2]
+    top, left, seen_h, seen_w = result["seen"]
+    assert result["map"].shape == (height, width)
+    assert (top, seen_h) == (0, height) and abs(seen_w - height) <= 1
+    assert abs(left - (width - seen_w) / 2) <= 1
+    assert not result["map"][:, :left].any() and not result["map"][:, left + seen_w:].any()
+    assert result["map"][:, left:left + seen_w].max() > 0
+    assert result["explained"] == result["prediction"]["label"]
+
+
+def test_the_explained_class_can_be_chosen(image_model):
+    model, data = image_model
+    photo = str(sorted(Path(data).rglob("*.png"))[0])
+    first, second = (model.explain([photo], label=name)[0] for name in model.class_names)
+    assert (first["explained"], second["explained"]) == tuple(model.class_names)
+    assert first["score"] == pytest.approx(1 - second["score"], abs=1e-6)
+    # One logit: the two classes' gradients are opposite, so their evidence is where the other
+    # class's is not; both maps cannot be the same.
+    assert not np.allclose(first["map"], second["map"])
+
+
+def test_words_that_decide_a_toy_review_score_highest(text_run):
+    """The toy reviews are neutral filler words around cue words that give the label away (the
+    shared run's model is weak, 3 epochs, yet it learned them): explaining `positive`, the
+    positive cue must score highest and the negative cue lowest, whatever the prediction."""
+    code, _, err, run, _ = text_run
+    assert code == 0, err
+    model = transferkit.load(run)
+    texts = ["the movie was quite a great story", "it was really a dull plot film"]
+    good, bad = model.explain(texts, label="positive")
+    for result, text in zip((good, bad), texts):
+        assert [w["word"] for w in result["words"]] == text.split()
+        assert result["explained"] == "positive"
+    assert max(good["words"], key=lambda w: w["score"])["word"] == "great"
+    assert min(bad["words"], key=lambda w: w["score"])["word"] == "dull"
+    assert min(w["score"] for w in bad["words"]) < 0 < max(w["score"] for w in good["words"])
+
+
+def test_explain_images_from_the_command_line(image_run, tmp_path):
+    code, _, err, run, data = image_run
+    photos = sorted(Path(data).rglob("*.png"))[:2]
+    out = tmp_path / "why"
+    code, stdout, err = _cli(["explain", run, *photos, tmp_path / "missing.png", "--output", out,
+                              "--method", "gradcam++", "--json"])
+    assert code == 0, err
+    rows = json.loads(stdout.strip().splitlines()[-1])
+    assert [row.get("skipped") is not None for row in rows] == [False, False, True]
+    for row, photo in zip(rows, photos):
+        png, npy = map(Path, row["files"])
+        assert png.stat().st_size > 2_000 and row["method"] == "gradcam++"
+        heat = np.load(npy)
+        assert heat.shape == transferkit.data.images.load_image(photo).shape[:2]
+        assert row["explained"] == row["prediction"]["label"] and "map" not in row
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["{missing}"], "no such file"),
+    (["{photo}", "--label", "horse"], "'horse' is not one of the model's labels: face, not_face"),
+])
+def test_explain_bad_input_is_one_line(image_run, tmp_path, args, said):
+    _, _, _, run, data = image_run
+    photo = sorted(Path(data).rglob("*.png"))[0]
+    args = [a.format(missing=tmp_path / "missing.png", photo=photo) for a in args]
+    code, _, err = _cli(["explain", run, *args, "--output", tmp_path / "out"])
+    assert said in _one_line(code, err)
+
+
+def test_explain_text_writes_a_page_with_every_word(text_run, tmp_path):
+    _, _, _, run, _ = text_run
+    text = "a <b>great</b> & lovely film"
+    code, stdout, err = _cli(["explain", run, text, "--output", tmp_path / "out", "--json"])
+    assert code == 0, err
+    (row,) = json.loads(stdout.strip().splitlines()[-1])
+    assert row["method"] == "occlusion" and len(row["words"]) == 5
+    page = Path(row["files"][0]).read_text(encoding="utf-8")
+    assert "&lt;b&gt;great&lt;/b&gt;" in page and "<b>great" not in page  # escaped
+    assert page.count("<span ") == 5
+    code, _, err = _cli(["explain", run, text, "--method", "gradcam", "--output", tmp_path / "o"])
+    assert "explained by 'occlusion' only" in _one_line(code, err)
