@@ -161,3 +161,26 @@ def test_explain_text_writes_a_page_with_every_word(text_run, tmp_path):
     assert page.count("<span ") == 5
     code, _, err = _cli(["explain", run, text, "--method", "gradcam", "--output", tmp_path / "o"])
     assert "explained by 'occlusion' only" in _one_line(code, err)
+
+
+def test_reports_show_why_beside_each_mistake(image_model, text_run, tmp_path):
+    """mistakes.png gets each photo's heat map beside it (a tile twice as wide, plus a gap);
+    mistakes.txt the words that pushed each text toward its wrong prediction."""
+    from transferkit.explain.images import overlays
+    from transferkit.reports.plots import _side_by_side
+
+    model, data = image_model
+    photos = [str(p) for p in sorted(Path(data).rglob("*.png"))[:2]]
+    pictures = overlays(model, [*photos, str(tmp_path / "missing.png")])
+    assert pictures[-1] is None
+    for photo, picture in zip(photos, pictures[:2]):
+        original = transferkit.data.images.load_image(photo)
+        assert picture.shape == original.shape and picture.dtype == np.uint8
+        assert not np.array_equal(picture, original)
+        tile = _side_by_side(photo, picture)
+        assert tile.shape[0] == original.shape[0] and tile.shape[1] > 2 * original.shape[1]
+    _, _, _, run, table = text_run
+    metrics = transferkit.load(run).evaluate(table, report_dir=tmp_path / "report")
+    text = Path(metrics["files"]["mistakes"]).read_text(encoding="utf-8")
+    wrong = round(metrics["n"] * (1 - metrics["accuracy"]))
+    assert wrong == 0 or "   why: " in text

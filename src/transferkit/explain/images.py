@@ -19,7 +19,7 @@ import numpy as np
 
 from transferkit.errors import InputError
 
-__all__ = ["explain_images", "overlay"]
+__all__ = ["blend", "explain_images", "overlay", "overlays"]
 
 _BATCH = 16
 
@@ -160,10 +160,43 @@ def _name(item, index: int) -> str:
     return os.fspath(item) if _is_path(item) else f"image #{index}"
 
 
+def blend(photo: np.ndarray, heat: np.ndarray, seen) -> np.ndarray:
+    """`photo` (uint8 RGB) with `heat` (scaled to its maximum) over it in the jet colours, and
+    the part outside `seen` (not seen by the model) darkened: uint8 RGB of the photo's size."""
+    from matplotlib import colormaps
+
+    photo = np.asarray(photo, dtype=np.float32) / 255.0
+    if photo.ndim == 2:
+        photo = np.repeat(photo[..., None], 3, axis=-1)
+    peak = float(heat.max())
+    scaled = heat / peak if peak > 0 else heat
+    colours = colormaps["jet"](scaled)[..., :3]
+    top, left, height, width = seen
+    mask = np.zeros(heat.shape, dtype=bool)
+    mask[top:top + height, left:left + width] = True
+    blended = np.where(mask[..., None], 0.55 * photo[..., :3] + 0.45 * colours, 0.35 * photo)
+    return np.clip(blended * 255.0, 0, 255).round().astype(np.uint8)
+
+
+def overlays(classifier, items: list) -> list[np.ndarray | None]:
+    """The heat map of each item's predicted output blended onto its photo (`blend`), for
+    reports: None for an item that cannot be explained (unreadable), or for every item of a
+    backbone without a spatial feature map."""
+    from transferkit.data.images import load_image
+
+    try:
+        results = explain_images(classifier, items)
+    except InputError:
+        return [None] * len(items)
+    return [None if "map" not in result else
+            blend(load_image(item) if _is_path(item) else np.asarray(item), result["map"],
+                  result["seen"]) for item, result in zip(items, results)]
+
+
 def overlay(photo: np.ndarray, heat: np.ndarray, seen, path: str | os.PathLike,
             caption: str = "") -> Path:
-    """Writes `photo` with `heat` (scaled to its maximum) drawn over it in the jet colours,
-    the part the model did not see darkened, and `caption` above it. Returns the path."""
+    """Writes `photo` with `heat` drawn over it (`blend`) and `caption` above it, as a PNG.
+    Returns the path."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -171,17 +204,9 @@ def overlay(photo: np.ndarray, heat: np.ndarray, seen, path: str | os.PathLike,
 
     from transferkit.files import atomic_path
 
-    photo = np.asarray(photo, dtype=np.float32) / 255.0
-    peak = float(heat.max())
-    scaled = heat / peak if peak > 0 else heat
-    colours = plt.get_cmap("jet")(scaled)[..., :3]
-    top, left, height, width = seen
-    mask = np.zeros(heat.shape, dtype=bool)
-    mask[top:top + height, left:left + width] = True
-    blended = np.where(mask[..., None], 0.55 * photo + 0.45 * colours, 0.35 * photo)
     figure, axis = plt.subplots(figsize=(max(3.0, photo.shape[1] / 100),
                                          max(3.0, photo.shape[0] / 100) + 0.4), dpi=100)
-    axis.imshow(np.clip(blended, 0, 1))
+    axis.imshow(blend(photo, heat, seen))
     axis.set_axis_off()
     if caption:
         axis.set_title(caption, fontsize=9)

@@ -19,11 +19,13 @@ import numpy as np
 
 from transferkit.errors import InputError
 
-__all__ = ["METHOD", "explain_texts", "words_html"]
+__all__ = ["METHOD", "explain_texts", "top_words", "words_html"]
 
 #: The one method for text.
 METHOD = "occlusion"
 _WORD = re.compile(r"\S+")
+#: Reports explain texts of at most this many words (one forward pass per word).
+REPORT_WORDS = 80
 
 
 def _without(text: str, start: int, end: int) -> str:
@@ -80,6 +82,18 @@ def explain_texts(classifier, texts: list[str], label=None) -> list[dict]:
                       for i, (start, end) in enumerate(spans)],
         })
     return results
+
+
+def top_words(classifier, texts: list[str], count: int = 3) -> list[list[tuple] | None]:
+    """For reports: the `count` words of each text that push hardest toward its prediction,
+    `(word, score)` best first (none when no word pushes toward it); None for a text longer
+    than `REPORT_WORDS` words (`transferkit explain` takes it)."""
+    short = [i for i, text in enumerate(texts) if len(_WORD.findall(str(text))) <= REPORT_WORDS]
+    found: list[list[tuple] | None] = [None] * len(texts)
+    for i, result in zip(short, explain_texts(classifier, [texts[i] for i in short])):
+        ranked = sorted(result["words"], key=lambda word: -word["score"])
+        found[i] = [(word["word"], word["score"]) for word in ranked[:count] if word["score"] > 0]
+    return found
 
 
 def words_html(result: dict, path: str | os.PathLike | None = None) -> str:

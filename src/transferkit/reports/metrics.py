@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -222,6 +222,7 @@ def write_text_mistakes(
     predicted_labels: Sequence,
     scores: Sequence[float],
     max_items: int = 25,
+    why: Callable[[list], list] | None = None,
 ) -> Path:
     """Writes the most confident wrong predictions to a text file (`mistakes.txt`).
 
@@ -232,12 +233,16 @@ def write_text_mistakes(
         predicted_labels: the predicted class of each text.
         scores: the model's score for its prediction (e.g. the max probability).
         max_items: at most this many mistakes, most confident first. Default `25`.
+        why: given the shown texts, the words that pushed each toward its prediction,
+            `[(word, score), ...]` or None (`transferkit.explain.text.top_words`); written
+            under each text. Default `None`.
 
     Returns:
         The path written.
     """
     order = mistake_order(true_labels, predicted_labels, scores, texts, "texts")
     shown = order[:max_items]
+    reasons = why([texts[i] for i in shown]) if why is not None and len(shown) else []
     lines = [
         f"Most confident mistakes: {len(shown)} of {len(order)} wrong predictions "
         f"({len(texts)} texts).",
@@ -254,6 +259,10 @@ def write_text_mistakes(
             f"({float(scores[index]):.2f})"
         )
         lines.append(f"   {text}")
+        words = reasons[rank - 1] if reasons else None
+        if words:
+            lines.append("   why: " + ", ".join(f"{word} {score:+.3f}" for word, score in words)
+                         + " (the prediction's drop without each word)")
         lines.append("")
     path = Path(path)
     with atomic_write(path, "w") as handle:

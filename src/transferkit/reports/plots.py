@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -358,6 +358,7 @@ def plot_image_mistakes(
     predicted_labels: Sequence,
     scores: Sequence[float],
     max_items: int = 16,
+    beside: Callable[[list], list] | None = None,
 ) -> Path:
     """A grid of the most confident wrong predictions, titled `true: X / pred: Y (0.97)`.
 
@@ -368,6 +369,8 @@ def plot_image_mistakes(
         predicted_labels: the predicted class of each image.
         scores: the model's score for its prediction (e.g. the max probability).
         max_items: at most this many tiles. Default `16`.
+        beside: given the shown images, a picture to draw beside each (its heat map:
+            `transferkit.explain.images.overlays`), or None for one without. Default `None`.
     """
     from transferkit.reports.metrics import mistake_order
 
@@ -383,4 +386,23 @@ def plot_image_mistakes(
         for i in shown
     ]
     heading = f"Most confident mistakes: {len(shown)} of {len(order)} wrong ({len(images)} images)"
-    return plot_image_grid(path, [images[i] for i in shown], titles, ncols=4, title=heading)
+    pictures = [images[i] for i in shown]
+    if beside is not None:
+        pictures = [_side_by_side(picture, extra)
+                    for picture, extra in zip(pictures, beside(pictures))]
+        heading += "; beside each, where the evidence for the prediction lies"
+    return plot_image_grid(path, pictures, titles, ncols=4, title=heading)
+
+
+def _side_by_side(picture, extra):
+    """`picture` and `extra` (same height) in one tile, a white gap between; `picture` alone
+    when `extra` is None."""
+    if extra is None:
+        return picture
+    if isinstance(picture, (str, os.PathLike)):
+        from transferkit.data.images import load_image
+
+        picture = load_image(picture)
+    picture = np.asarray(picture)
+    gap = np.full((picture.shape[0], max(2, picture.shape[1] // 40), 3), 255, dtype=np.uint8)
+    return np.concatenate([picture[..., :3], gap, np.asarray(extra)[..., :3]], axis=1)

@@ -528,11 +528,12 @@ class ImageClassifier(Classifier):
 
     def _write_mistakes(self, report_dir: Path, items, true_names, predicted_names,
                         scores) -> Path:
+        from transferkit.explain.images import overlays
         from transferkit.reports import plot_image_mistakes
 
         path = report_dir / "mistakes.png"
         plot_image_mistakes(path, ImageInputs(items).displayable(), true_names, predicted_names,
-                            scores)
+                            scores, beside=lambda shown: overlays(self, shown))
         return path
 
 

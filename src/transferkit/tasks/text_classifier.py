@@ -354,10 +354,11 @@ class TextClassifier(Classifier):
 
     def _write_mistakes(self, report_dir: Path, items, true_names, predicted_names,
                         scores) -> Path:
+        from transferkit.explain.text import top_words
         from transferkit.reports import write_text_mistakes
 
         return write_text_mistakes(report_dir / "mistakes.txt", items, true_names,
-                                   predicted_names, scores)
+                                   predicted_names, scores, why=lambda shown: top_words(self, shown))
 
 
 def _dropped_rows(table) -> list[dict]:
