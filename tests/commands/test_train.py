@@ -135,7 +135,12 @@ def test_every_setting_is_a_flag_with_its_default_in_the_help():
             action = actions[item.name]
             assert action.default is None, item.name  # the dataclass fills unset flags
             assert f"(default: {default_in_words(config_class, item.name)})" in action.help
-    assert default_in_words(ImageTrainConfig, "epochs") == "20"
+    assert default_in_words(ImageTrainConfig, "epochs") == (
+        "20; 100 for multi-label and regression"
+    )
+    assert default_in_words(TextTrainConfig, "learning_rate") == (
+        "0.0003 for glove-bilstm; 0.001 (0.0001 for regression) for sentence encoders"
+    )
     assert default_in_words(TextTrainConfig, "epochs") == (
         "30 for glove-bilstm; 100 for sentence encoders"
     )

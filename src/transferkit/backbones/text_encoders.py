@@ -217,6 +217,9 @@ def describe_default(option: str) -> str:
         else:
             continue
         shown = "chosen from the training texts" if value is None else value
+        regression = getattr(kind.defaults, "regression_learning_rate", None)
+        if option == "learning_rate" and regression is not None:
+            shown = f"{shown} ({regression} for regression)"
         parts.append(f"{shown} for {kind.label}")
     return "; ".join(parts) or "the encoder's"
 

@@ -99,6 +99,8 @@ def _read_and_split(c: TextTrainConfig, log, classifier=None) -> tuple:
     "validation"}: (texts, targets)` (int classes, a 0/1 matrix, or numbers); `classifier`
     (default: one of `c`'s settings) reads the targets."""
     classifier = classifier if classifier is not None else _classifier(c, None)
+    if c.target is None:  # a config not from a run (which reads it from the data): the default
+        c = c.replace(target=classifier.target)
     from transferkit.data.image_table import DEFAULT_LABEL_COLUMNS
     from transferkit.data.labels import stratified_split
     from transferkit.data.text import read_text_table
