@@ -438,18 +438,9 @@ def read_text_table(
     rows = _rows(path, fmt, encoding, multi_line, types)
     columns = next(rows)
     text_column = _find_column(columns, text_column, TEXT_COLUMN_CANDIDATES, *column_words, path)
-    indicators = resolve_indicator_columns(columns, label_column, text_column, path) if (
-        require_labels and label_sets) else None
-    if indicators == INFER:
-        rows = list(rows)
-        indicators = infer_indicator_columns(columns, rows, text_column, path)
-    if indicators is not None:
-        label_column = indicators.label_column
-    elif require_labels:
-        label_column = _find_column(columns, label_column or (LABELS_COLUMN if label_sets else None),
-                                    LABEL_COLUMN_CANDIDATES, "labels", "label_column", path)
-    else:
-        label_column = None
+    rows, label_column, indicators = _label_columns(
+        path, columns, rows, text_column, label_column if require_labels else None,
+        require_labels, label_sets)
     if types:
         _check_parquet_types(path, types, [text_column, *(
             indicators.names if indicators is not None else [label_column])])
@@ -465,17 +456,43 @@ def read_text_table(
         indicators=indicators,
     )
     _keep_usable_rows(table, rows, columns)
-    if indicators is not None:
-        multi_line.check_swallowed_rows(path, indicators.indices[0], FLAG_TEXTS)
+    _check_kept_rows(table, multi_line, columns)
+    return table
+
+
+def _check_kept_rows(table: TextTable, multi_line: MultiLineRecords, columns: list[str]) -> None:
+    """Refuses a table whose quote swallowed rows (`MultiLineRecords.check_swallowed_rows`) or
+    that has no usable row left, saying why."""
+    path = table.path
+    if table.indicators is not None:
+        multi_line.check_swallowed_rows(path, table.indicators.indices[0], FLAG_TEXTS)
     elif table.labels is not None:
-        multi_line.check_swallowed_rows(path, columns.index(label_column),
+        multi_line.check_swallowed_rows(path, columns.index(table.label_column),
                                         {*table.labels, *table.renamed_labels})
     if not table.texts:
         if table.num_dropped:
             why = table.describe_drops().replace("\n", "; ")
             raise DataError(f"{path}: no usable rows. {why}.")
         raise DataError(f"{path}: no usable rows: the table has a header but no rows.")
-    return table
+
+
+def _label_columns(path, columns, rows, text_column, label_column, require_labels,
+                   label_sets) -> tuple:
+    """`(rows, label column, IndicatorColumns or None)`: where a table's labels are. Label sets
+    may be 0/1 columns (`transferkit.data.label_columns`); finding those by their contents
+    reads the rows first (returned as a list then)."""
+    if not require_labels:
+        return rows, None, None
+    indicators = resolve_indicator_columns(columns, label_column, text_column, path) if (
+        label_sets) else None
+    if indicators == INFER:
+        rows = list(rows)
+        indicators = infer_indicator_columns(columns, rows, text_column, path)
+    if indicators is not None:
+        return rows, indicators.label_column, indicators
+    name = label_column or (LABELS_COLUMN if label_sets else None)
+    return rows, _find_column(columns, name, LABEL_COLUMN_CANDIDATES, "labels", "label_column",
+                              path), None
 
 
 def _find_column(columns, name, candidates, what: str, argument: str, path) -> str:
