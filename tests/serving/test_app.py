@@ -235,12 +235,49 @@ def test_an_onnx_export_serves_the_answers_of_its_keras_model(image_server, imag
     with background_server(create_app(predictor)) as url:
         onnx_answer = requests.post(url + "/predict", files=files, timeout=TIMEOUT)
         assert requests.get(url + "/health", timeout=TIMEOUT).json()["runtime"] == "onnx"
+        refused = requests.post(url + "/explain", files=files, timeout=TIMEOUT)
+        assert refused.status_code == 501 and "need the Keras model" in refused.json()["error"]
     assert onnx_answer.status_code == 200, onnx_answer.text
     expected = [list(r["scores"].values()) for r in keras_answer.json()]
     _check_results(onnx_answer.json(), expected, predictor.class_names, atol=1e-4)
 
 
+def test_explain_answers_a_heat_map_over_each_image(image_server, image_run):
+    """`POST /explain` takes what `/predict` takes: per image, the prediction `/predict` gives
+    and the heat map over the image as the model saw it (a PNG); a label it does not know is a
+    400 with a JSON error, and the server keeps serving."""
+    import base64
+
+    url, _ = image_server
+    data = image_run[4]
+    paths = [data / "face" / "face_003.png", data / "not_face" / "not_face_004.png"]
+    files = [("files", (p.name, p.read_bytes(), "image/png")) for p in paths]
+    predicted = requests.post(url + "/predict", files=files, timeout=TIMEOUT).json()
+    answer = requests.post(url + "/explain?method=layercam", files=files, timeout=TIMEOUT)
+    assert answer.status_code == 200, answer.text
+    for row, expected in zip(answer.json(), predicted):
+        assert row["prediction"]["label"] == row["explained"] == expected["label"]
+        assert row["method"] == "layercam"
+        header, encoded = row["overlay"].split(",", 1)
+        assert header == "data:image/png;base64"
+        picture = Image.open(io.BytesIO(base64.b64decode(encoded)))
+        assert picture.size == (64, 64)  # the run's --image-size: the model's view
+    wrong = requests.post(url + "/explain?label=horse", files=files, timeout=TIMEOUT)
+    assert wrong.status_code == 400 and "'horse' is not one of" in wrong.json()["error"]
+    _images_ok(url, paths[0])
+
+
 # -- texts ----------------------------------------------------------------------------------
+
+
+def test_explain_answers_each_word_s_score(text_server):
+    url, _ = text_server
+    answer = requests.post(url + "/explain", json={"texts": ["a great lovely film"]},
+                           timeout=TIMEOUT)
+    assert answer.status_code == 200, answer.text
+    (row,) = answer.json()
+    assert [w["word"] for w in row["words"]] == ["a", "great", "lovely", "film"]
+    assert row["method"] == "occlusion" and "overlay" not in row
 
 
 def test_predict_texts_as_the_predictor_does(text_server):

@@ -5,6 +5,8 @@
 * `POST /predict`: images as `multipart/form-data` files in the field `files` (repeatable), for
   image models; `application/json` `{"texts": [...]}` for text models. Answers
   `[{"label", "score", "scores": {class: probability}}]`, one per input, in request order.
+* `POST /explain`: the same bodies; per input, what was explained and why: a heat map over the
+  image (a PNG data URL) or each word's score (`transferkit.explain`). Keras models only.
 * `GET /health`, `GET /metadata` (the model's facts and the server's limits), `GET /card` (the
   model card, markdown), `GET /` (the web page), and FastAPI's `/docs` and `/openapi.json`.
 
@@ -146,6 +148,60 @@ async def predict(request: Request):
             "scores": {name: float(p) for name, p in zip(names, row)},
         })
     return JSONResponse(results)
+
+
+async def explain(request: Request):
+    """Why the model says what it says: `POST /explain` takes what `/predict` takes (and
+    `?label=` to explain another class, `?method=` for images) and answers, per input,
+    `prediction`, `explained`, `score`, `method` and, for an image, `overlay` (a PNG data URL:
+    the heat map over the image as the model saw it), for a text, `words` (each with its
+    score). Needs the Keras model (gradients): a server of an export folder alone answers 501."""
+    state = _state(request)
+    predictor = state.predictor
+    kind = _content_kind(request, predictor.task)
+    body = await read_body(request, state.limits.max_upload_bytes)
+    if kind == "image":
+        items = await read_images(request, body, predictor=predictor, limits=state.limits,
+                                  pool=state.decode_pool)
+    else:
+        items = await state.decode_pool.run(functools.partial(parse_texts, body, state.limits))
+    label, method = request.query_params.get("label"), request.query_params.get("method")
+
+    def explained():  # in the model's thread: it may load the Keras model first
+        classifier = predictor.explainer() if hasattr(predictor, "explainer") else None
+        if classifier is None:
+            raise RequestError(
+                501, "Explanations need the Keras model; this server runs an export folder on "
+                "its own. Serve the run folder or its model.keras to explain predictions."
+            )
+        return classifier.explain(items, label=label, method=method)
+
+    try:
+        results = await state.batcher.run_alone(explained)
+    except RequestError:
+        raise
+    except InputError as exc:  # an unknown label or method
+        raise RequestError(400, str(exc)) from None
+    return JSONResponse([_explained(result, item) for result, item in zip(results, items)])
+
+
+def _explained(result: dict, item) -> dict:
+    """One `/explain` answer: the result without arrays; an image's map as an overlay PNG."""
+    answer = {key: result[key] for key in ("prediction", "explained", "score", "method", "words")
+              if key in result}
+    if "map" in result:
+        import base64
+        import io
+
+        from PIL import Image
+
+        from transferkit.explain.images import blend
+
+        buffer = io.BytesIO()
+        Image.fromarray(blend(np.asarray(item), result["map"], result["seen"])).save(buffer, "PNG")
+        answer["overlay"] = "data:image/png;base64," + base64.b64encode(
+            buffer.getvalue()).decode("ascii")
+    return answer
 
 
 async def health(request: Request):
@@ -308,6 +364,7 @@ def create_app(
 
 def _add_routes(app: FastAPI) -> None:
     app.add_api_route("/predict", predict, methods=["POST"], openapi_extra=_PREDICT_BODY)
+    app.add_api_route("/explain", explain, methods=["POST"], openapi_extra=_PREDICT_BODY)
     app.add_api_route("/health", health, methods=["GET"])
     app.add_api_route("/metadata", metadata, methods=["GET"])
     app.add_api_route("/card", card, methods=["GET"], response_class=PlainTextResponse)

@@ -131,6 +131,12 @@ class DynamicBatcher:
         parts = await asyncio.gather(*futures)
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
+    async def run_alone(self, function):
+        """Runs `function()` in the model's thread, between batches (predictors are not
+        thread-safe): for work on the model that is not a batch of predictions (explanations)."""
+        self._start()
+        return await self._loop.run_in_executor(self._executor, function)
+
     @staticmethod
     def check(max_batch, max_wait_ms) -> None:
         """Raises `InputError` for a `max_batch` or `max_wait_ms` outside its range (so a server

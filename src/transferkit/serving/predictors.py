@@ -50,6 +50,12 @@ class Predictor:
         """What the server's `/metadata` answers."""
         return {**self.facts, "runtime": self.runtime}
 
+    def explainer(self):
+        """The Keras classifier that explains this predictor's answers (explanations take
+        gradients, which an export does not give), or None where there is none (an export
+        folder served on its own). Call it in the model's thread: it may load the model."""
+        return None
+
 
 class KerasPredictor(Predictor):
     """A `.keras` classifier run by Keras (the model as saved: raw images or strings in)."""
@@ -73,6 +79,9 @@ class KerasPredictor(Predictor):
         if self.task == "image":
             self.image_size = tuple(self.classifier.input_size)
             self.resize_policy = self.classifier.resize_policy
+
+    def explainer(self):
+        return self.classifier
 
     def predict(self, items: list) -> np.ndarray:
         if self.task == "image":
@@ -142,6 +151,19 @@ class OnnxPredictor(Predictor):
             )
             self._fields = contract["text"]["inputs"]  # model input name -> encoding field
 
+    #: The `.keras` model this export was made from, when it was served from it
+    #: (`load_predictor`); it explains the answers. None for an export folder served alone.
+    keras_source = None
+
+    def explainer(self):
+        if self.keras_source is None:
+            return None
+        if getattr(self, "_explainer", None) is None:
+            from transferkit.tasks.base import load
+
+            self._explainer = load(self.keras_source)
+        return self._explainer
+
     def predict(self, items: list) -> np.ndarray:
         if self.task == "image":
             batch = np.stack([np.asarray(item, dtype=np.uint8) for item in items])
@@ -178,7 +200,10 @@ def load_predictor(model, runtime: str | None = None, **options) -> Predictor:
     if runtime == "auto":
         runtime = "onnx" if export is not None else "keras"
     if runtime == "onnx":  # an export folder by now (`_cached_onnx_export` raised otherwise)
-        return OnnxPredictor(export, **options)
+        predictor = OnnxPredictor(export, **options)
+        if ref.export_folder is None:  # the .keras model behind it explains (`explainer`)
+            predictor.keras_source = ref
+        return predictor
     if ref.export_folder is not None:
         raise InputError(
             f"{ref.given}: is an export folder; serve it with `--runtime onnx`, or serve the "
