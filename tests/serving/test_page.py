@@ -80,9 +80,18 @@ def test_the_page_classifies_an_uploaded_image_and_shows_the_card(image_run, bro
         bars = browser.find_elements(By.CSS_SELECTOR, "#results .result .bar-row")
         assert len(bars) == len(expected["scores"])
 
+        # "Show why": the picture becomes /explain's heat map over it, and back again.
+        picture = browser.find_element(By.CSS_SELECTOR, "#results .result img")
+        original = picture.get_attribute("src")
+        browser.find_element(By.CSS_SELECTOR, "#results .result button.why").click()
+        wait.until(lambda b: picture.get_attribute("src").startswith("data:image/png"))
+        card = browser.find_element(By.CSS_SELECTOR, "#results .result")
+        assert card.get_attribute("data-why") == expected["label"]
         screenshot = run / "report" / "page.png"
         screenshot.parent.mkdir(exist_ok=True)
         assert browser.save_screenshot(str(screenshot))
+        browser.find_element(By.CSS_SELECTOR, "#results .result button.why").click()
+        wait.until(lambda b: picture.get_attribute("src") == original)
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert screenshot.stat().st_size > 10_000
 
@@ -107,6 +116,15 @@ def test_the_page_classifies_typed_text(text_run, browser):
         assert [label.text for label in labels] == [e["label"] for e in expected]
         shown = browser.find_elements(By.CSS_SELECTOR, "#results .result .input-text")
         assert [s.text for s in shown] == texts
+
+        # "Show why" colours each word of the first text by its score from /explain.
+        browser.find_elements(By.CSS_SELECTOR, "#results .result button.why")[0].click()
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".result .why-word")) == 4)
+        words = browser.find_elements(By.CSS_SELECTOR, ".result .why-word")
+        assert [w.text for w in words] == texts[0].split()
+        assert all(w.get_attribute("title")[0] in "+-" for w in words)
+        assert browser.find_elements(By.CSS_SELECTOR, "#results .result .input-text")[0].text == (
+            texts[0])
 
 
 

@@ -1,6 +1,7 @@
 // The page of `transferkit serve`: no build step, no dependencies, nothing loaded from elsewhere.
 // It asks /metadata what the model takes, sends images (multipart field `files`) or texts (JSON)
-// to /predict, draws the top classes of each input, and renders /card (markdown) as HTML.
+// to /predict, draws the top classes of each input, and renders /card (markdown) as HTML. "Show
+// why" asks /explain about one input and draws the heat map over the image or colours its words.
 "use strict";
 
 const TOP_CLASSES = 5;
@@ -186,7 +187,78 @@ function resultCard(result, index, input) {
       `<span class="score">${percent(result.score)}</span></div>`;
   }
   card.innerHTML = header + verdict + `<div class="bars">${bars}</div>`;
+  addWhy(card, input);
   return card;
+}
+
+// -- "show why": /explain for one input, drawn in its card ---------------------------------------
+
+function addWhy(card, input) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "why";
+  button.textContent = "Show why";
+  button.setAttribute("aria-pressed", "false");
+  button.addEventListener("click", () => toggleWhy(card, input, button));
+  card.appendChild(button);
+}
+
+function wordsHtml(answer) {
+  const peak = Math.max(1e-12, ...answer.words.map((w) => Math.abs(w.score)));
+  const text = answer.input_text;
+  let out = "";
+  let position = 0;
+  answer.words.forEach((w) => {
+    out += escapeHtml(text.slice(position, w.start));
+    const alpha = (0.75 * Math.abs(w.score) / peak).toFixed(3);
+    const colour = w.score > 0 ? "220, 38, 38" : "37, 99, 235";
+    out += `<span class="why-word" style="background: rgba(${colour}, ${alpha})" ` +
+      `title="${w.score >= 0 ? "+" : ""}${w.score.toFixed(4)}">${escapeHtml(w.word)}</span>`;
+    position = w.end;
+  });
+  return out + escapeHtml(text.slice(position));
+}
+
+async function toggleWhy(card, input, button) {
+  const shown = button.getAttribute("aria-pressed") === "true";
+  const picture = card.querySelector("img");
+  const words = card.querySelector(".input-text");
+  if (shown) {  // back to the input as it was
+    if (picture) picture.src = card.dataset.original;
+    if (words) words.textContent = input;
+    button.setAttribute("aria-pressed", "false");
+    button.textContent = "Show why";
+    return;
+  }
+  showError("");
+  button.disabled = true;
+  button.textContent = "Explaining…";
+  let options;
+  if (state.task === "image") {
+    const form = new FormData();
+    form.append("files", input, input.name);
+    options = { method: "POST", body: form };
+  } else {
+    options = { method: "POST", headers: { "Content-Type": "application/json" },
+                body: JSON.stringify({ texts: [input] }) };
+  }
+  try {
+    const [answer] = await fetchJson("/explain", options);
+    if (picture) {
+      card.dataset.original = picture.src;
+      picture.src = answer.overlay;
+      picture.title = `Where the evidence for ${answer.explained} lies (${answer.method})`;
+    }
+    if (words) words.innerHTML = wordsHtml({ ...answer, input_text: input });
+    card.dataset.why = answer.explained;
+    button.setAttribute("aria-pressed", "true");
+    button.textContent = "Hide why";
+  } catch (error) {
+    showError(`Could not explain: ${error.message}`);
+    button.textContent = "Show why";
+  } finally {
+    button.disabled = false;
+  }
 }
 
 async function classify(event) {
