@@ -487,3 +487,25 @@ def test_the_head_s_defaults_depend_on_the_target():
     assert text == [1e-3, 1e-3, 1e-4]
     glove = transferkit.TextClassifier("glove-bilstm", target="regression")._train_defaults()
     assert glove.learning_rate == 3e-4  # its own default: no regression rate of its own
+
+
+def test_explain_works_per_label_and_for_values(target_run):
+    """Explanations of the target heads: multi-label explains the highest-scoring label (or the
+    one asked for), regression the value; the words/map come back as for single-label."""
+    kind, target, run, _, data = target_run
+    model = transferkit.load(run)
+    inputs = ([str(p) for p in sorted((data.parent / "images").glob("*.png"))[:2]]
+              if kind == "images" else ["good fun lovely film", "awful and dull"])
+    results = model.explain(inputs)
+    for result, answer in zip(results, model.predict(inputs)):
+        if target == "regression":
+            assert result["explained"] == model.class_names[0]
+            assert result["score"] == pytest.approx(answer["value"], rel=1e-5)
+        else:
+            assert result["explained"] == max(answer["scores"], key=answer["scores"].get)
+        assert ("map" in result) == (kind == "images") and ("words" in result) == (kind == "text")
+    if target == "multi-label":
+        other = model.class_names[-1]
+        (chosen,) = model.explain(inputs[:1], label=other)
+        assert chosen["explained"] == other
+        assert chosen["score"] == pytest.approx(model.predict(inputs[:1])[0]["scores"][other])
