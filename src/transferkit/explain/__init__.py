@@ -1,3 +1,29 @@
 """Why did the model say that? Heat maps for images (`transferkit.explain.images`: class
 activation maps on the backbone's last feature map) and word attributions for text
 (`transferkit.explain.text`), behind `Classifier.explain` and `transferkit explain`."""
+
+from __future__ import annotations
+
+from transferkit.errors import InputError
+
+__all__ = ["explained_output"]
+
+
+def explained_output(classifier, row: dict, label) -> tuple[str, int]:
+    """What is explained for one input, `(name, column)`: `label` if given (one of the
+    classifier's labels), else the prediction (`row`: what `predict` answered): its class, the
+    highest-scoring label (multi-label), or the value (regression, column 0)."""
+    names = [str(name) for name in classifier.class_names]
+    if classifier.target == "regression":
+        return names[0], 0
+    if label is not None:
+        if str(label) not in names:
+            raise InputError(
+                f"--label {label!r} is not one of the model's labels: {', '.join(names[:20])}."
+            )
+        name = str(label)
+    elif classifier.target == "multi-label":
+        name = max(row["scores"], key=row["scores"].get)
+    else:
+        name = row["label"]
+    return name, names.index(name)

@@ -25,30 +25,18 @@ _BATCH = 16
 
 
 def _target_weights(classifier, rows: list[dict], label) -> tuple[list[str], np.ndarray]:
-    """The explained output of each row (`predict`'s answers) and the logit weights that pick it."""
-    names = list(classifier.class_names)
-    if label is not None and classifier.target != "regression" and str(label) not in names:
-        raise InputError(
-            f"--label {label!r} is not one of the model's labels: {', '.join(names[:20])}."
-        )
-    width = classifier.num_logits
-    weights = np.zeros((len(rows), width), dtype=np.float32)
+    """The explained output of each row (`predict`'s answers) and the logit weights that pick it:
+    a one-hot row, or -1 for class 0 of a one-logit binary head (its one logit is class 1's)."""
+    from transferkit.explain import explained_output
+
+    weights = np.zeros((len(rows), classifier.num_logits), dtype=np.float32)
     explained = []
     for i, row in enumerate(rows):
-        if classifier.target == "regression":
-            name, column = names[0], 0
-        elif label is not None:
-            name = str(label)
-        elif classifier.target == "multi-label":
-            name = max(row["scores"], key=row["scores"].get)
+        name, index = explained_output(classifier, row, label)
+        if classifier.num_logits == 1 and classifier.target == "single-label":
+            weights[i, 0] = 1.0 if index == 1 else -1.0
         else:
-            name = row["label"]
-        index = names.index(name) if classifier.target != "regression" else 0
-        if width == 1 and classifier.target == "single-label":
-            column, sign = 0, (1.0 if index == 1 else -1.0)  # one sigmoid logit for class 1
-        else:
-            column, sign = index, 1.0
-        weights[i, column] = sign
+            weights[i, index] = 1.0
         explained.append(name)
     return explained, weights
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from transferkit.errors import InputError
+from transferkit.explain import explained_output
 
 __all__ = ["METHOD", "explain_texts", "top_words", "words_html"]
 
@@ -37,24 +37,6 @@ def _without(text: str, start: int, end: int) -> str:
     return text[:start] + text[end:]
 
 
-def _column(classifier, row: dict, label) -> tuple[str, int]:
-    """The explained output's name and its column in `predict_proba`."""
-    names = [str(name) for name in classifier.class_names]
-    if classifier.target == "regression":
-        return names[0], 0
-    if label is not None:
-        if str(label) not in names:
-            raise InputError(
-                f"--label {label!r} is not one of the model's labels: {', '.join(names[:20])}."
-            )
-        name = str(label)
-    elif classifier.target == "multi-label":
-        name = max(row["scores"], key=row["scores"].get)
-    else:
-        name = row["label"]
-    return name, names.index(name)
-
-
 def explain_texts(classifier, texts: list[str], label=None) -> list[dict]:
     """Word attributions of `texts` for `classifier` (a fitted text classifier).
 
@@ -67,7 +49,7 @@ def explain_texts(classifier, texts: list[str], label=None) -> list[dict]:
     rows = classifier.predict(texts)
     results = []
     for text, row in zip(texts, rows):
-        name, column = _column(classifier, row, label)
+        name, column = explained_output(classifier, row, label)
         spans = [(match.start(), match.end()) for match in _WORD.finditer(text)]
         variants = [_without(text, start, end) for start, end in spans]
         outputs = np.asarray(classifier.predict_proba([text, *variants]), dtype=np.float64)
