@@ -326,18 +326,26 @@ def test_target_inputs_a_table_without_usable_label_columns_is_one_line(
     assert not (tmp_path / "run").exists()
 
 
+_INFERRED_ARGS = ["--encoder", "glove-bilstm", "--max-length", "16", "--epochs", "1", "--json"]
+
+
+@pytest.mark.slow  # ~20 s: a training run
 def test_the_target_comes_from_the_table_and_is_said(tmp_path, vectors_file):
-    """No --target: a `target` column of numbers makes a regression run, said in the log; a
-    table with columns of two targets is one line asking for --target, before any folder."""
-    texts, labels, values = toy_tagged_texts(40)
+    """No --target: a `target` column of numbers makes a regression run, said in the log."""
+    texts, _, values = toy_tagged_texts(40)
     table = tmp_path / "t.csv"
     table.write_text("text,target\n" + "".join(f"{t},{v}\n" for t, v in zip(texts, values)))
-    args = ["--encoder", "glove-bilstm", "--word-vectors", vectors_file, "--max-length", "16",
-            "--epochs", "1", "--json"]
-    code, out, err = _cli(["train", "text", table, *args, "--output", tmp_path / "run"])
+    code, out, err = _cli(["train", "text", table, *_INFERRED_ARGS, "--word-vectors",
+                           vectors_file, "--output", tmp_path / "run"])
     assert code == 0, err
     assert "Target: regression, from the table's 'target' column" in err
     assert json.loads(out.strip().splitlines()[-1])["target"] == "regression"
+
+
+def test_target_inputs_columns_of_two_targets_are_one_line(tmp_path, vectors_file):
+    """A table with columns of two targets and no --target: one line asking for it, no folder."""
+    texts, labels, values = toy_tagged_texts(40)
+    args = [*_INFERRED_ARGS, "--word-vectors", vectors_file]
     both = tmp_path / "both.csv"
     both.write_text("text,labels,target\n" + "".join(
         f"{t},{y},{v}\n" for t, y, v in zip(texts, labels, values)))
@@ -434,6 +442,7 @@ def test_wrong_regression_targets_are_found():
     assert abs(first["suggested"] - first["given"]) > 10  # the prediction is the clean value
 
 
+@pytest.mark.slow  # ~15-20 s each: MLflow's import, a store and a model upload
 def test_the_mlflow_model_names_its_output_for_the_target(target_run, tmp_path):
     """`runs upload`: the logged MLflow model's signature says what its output is (label
     probabilities, or the value), its metadata which label each column is, and MLflow's loader
