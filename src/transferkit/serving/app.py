@@ -110,17 +110,24 @@ def _content_kind(request: Request, task: str) -> str:
     return kind
 
 
-async def predict(request: Request):
-    """Classifies images (multipart field `files`) or texts (JSON `{"texts": [...]}`)."""
-    state = _state(request)
+async def _read_inputs(request: Request, state: _Serving) -> tuple[str, list]:
+    """`(kind, items)` of a `/predict` or `/explain` body: decoded images (multipart field
+    `files`) or texts (JSON `{"texts": [...]}`), checked against the limits."""
     predictor = state.predictor
     kind = _content_kind(request, predictor.task)
     body = await read_body(request, state.limits.max_upload_bytes)
     if kind == "image":
-        items = await read_images(request, body, predictor=predictor, limits=state.limits,
-                                  pool=state.decode_pool)
-    else:  # off the event loop too: a large body takes a while to parse
-        items = await state.decode_pool.run(functools.partial(parse_texts, body, state.limits))
+        return kind, await read_images(request, body, predictor=predictor, limits=state.limits,
+                                       pool=state.decode_pool)
+    # off the event loop too: a large body takes a while to parse
+    return kind, await state.decode_pool.run(functools.partial(parse_texts, body, state.limits))
+
+
+async def predict(request: Request):
+    """Classifies images (multipart field `files`) or texts (JSON `{"texts": [...]}`)."""
+    state = _state(request)
+    predictor = state.predictor
+    kind, items = await _read_inputs(request, state)
     try:
         probabilities = await state.batcher.submit(items)
     except PredictError as exc:  # the model failed on one of this request's items, run alone
@@ -158,13 +165,7 @@ async def explain(request: Request):
     score). Needs the Keras model (gradients): a server of an export folder alone answers 501."""
     state = _state(request)
     predictor = state.predictor
-    kind = _content_kind(request, predictor.task)
-    body = await read_body(request, state.limits.max_upload_bytes)
-    if kind == "image":
-        items = await read_images(request, body, predictor=predictor, limits=state.limits,
-                                  pool=state.decode_pool)
-    else:
-        items = await state.decode_pool.run(functools.partial(parse_texts, body, state.limits))
+    _, items = await _read_inputs(request, state)
     label, method = request.query_params.get("label"), request.query_params.get("method")
 
     def explained():  # in the model's thread: it may load the Keras model first
