@@ -4,9 +4,11 @@ activation maps on the backbone's last feature map) and word attributions for te
 
 from __future__ import annotations
 
+import numpy as np
+
 from transferkit.errors import InputError
 
-__all__ = ["explained_output"]
+__all__ = ["explained_output", "logit_weights"]
 
 
 def explained_output(classifier, row: dict, label) -> tuple[str, int]:
@@ -27,3 +29,18 @@ def explained_output(classifier, row: dict, label) -> tuple[str, int]:
     else:
         name = row["label"]
     return name, names.index(name)
+
+
+def logit_weights(classifier, rows: list[dict], label) -> tuple[list[str], np.ndarray]:
+    """The explained output of each row (`predict`'s answers) and the logit weights that pick it:
+    a one-hot row, or -1 for class 0 of a one-logit binary head (its one logit is class 1's)."""
+    weights = np.zeros((len(rows), classifier.num_logits), dtype=np.float32)
+    explained = []
+    for i, row in enumerate(rows):
+        name, index = explained_output(classifier, row, label)
+        if classifier.num_logits == 1 and classifier.target == "single-label":
+            weights[i, 0] = 1.0 if index == 1 else -1.0
+        else:
+            weights[i, index] = 1.0
+        explained.append(name)
+    return explained, weights

@@ -24,23 +24,6 @@ __all__ = ["blend", "explain_images", "overlay", "overlays"]
 _BATCH = 16
 
 
-def _target_weights(classifier, rows: list[dict], label) -> tuple[list[str], np.ndarray]:
-    """The explained output of each row (`predict`'s answers) and the logit weights that pick it:
-    a one-hot row, or -1 for class 0 of a one-logit binary head (its one logit is class 1's)."""
-    from transferkit.explain import explained_output
-
-    weights = np.zeros((len(rows), classifier.num_logits), dtype=np.float32)
-    explained = []
-    for i, row in enumerate(rows):
-        name, index = explained_output(classifier, row, label)
-        if classifier.num_logits == 1 and classifier.target == "single-label":
-            weights[i, 0] = 1.0 if index == 1 else -1.0
-        else:
-            weights[i, index] = 1.0
-        explained.append(name)
-    return explained, weights
-
-
 def _seen_box(shape: tuple[int, int], size: tuple[int, int], policy: str) -> tuple[int, ...]:
     """`(top, left, height, width)` of the photo (`shape`: height, width) that the model saw
     after resizing to `size` with `policy` (as `transferkit.data.images.load_resized` crops)."""
@@ -83,43 +66,48 @@ def explain_images(classifier, items: list, label=None, method: str | None = Non
         InputError: a backbone without a spatial feature map, an unknown `label` or `method`.
     """
     from transferkit.data.images import load_image, load_resized
+    from transferkit.explain import logit_weights
     from transferkit.explain.cams import METHODS, class_activation_maps
     from transferkit.explain.gradients import output_gradients
+    from transferkit.training.distribute import for_prediction
 
     method = method or METHODS[0]
     if method not in METHODS:
         raise InputError(f"`method` must be one of {', '.join(METHODS)}. Received: {method!r}.")
-    models = classifier.get_encoder().feature_map_models(classifier.network)
-    if models is None:
+    encoder = classifier.get_encoder()
+    if encoder.feature_map_models(classifier.network) is None:
         raise InputError(
             f"{classifier.backbone}: its features are not a spatial map (a feature vector or a "
             "transformer's tokens), so there is nothing to draw a heat map on."
         )
-    maps_model, head = models
     rows = classifier.predict(items, skip_unreadable=True)
     readable = [i for i, row in enumerate(rows) if "skipped" not in row]
-    names, weights = _target_weights(classifier, [rows[i] for i in readable], label)
+    names, weights = logit_weights(classifier, [rows[i] for i in readable], label)
     results = [{"input": _name(items[i], i), **rows[i]} for i in range(len(items))]
     size, policy = classifier.input_size, classifier.resize_policy
-    for start in range(0, len(readable), _BATCH):
-        chunk = readable[start:start + _BATCH]
-        photos = [load_image(items[i]) if _is_path(items[i]) else np.asarray(items[i])
-                  for i in chunk]
-        pixels = np.stack([load_resized(items[i], size, policy) if _is_path(items[i]) else
-                           _resized_array(photo, size, policy)
-                           for i, photo in zip(chunk, photos)]).astype(np.float32)
-        activations = np.asarray(maps_model.predict(pixels, verbose=0))
-        _, gradients = output_gradients(head, activations, weights[start:start + len(chunk)])
-        cams = class_activation_maps(activations, gradients, method)
-        for offset, (i, photo, cam) in enumerate(zip(chunk, photos, cams)):
-            box = _seen_box(photo.shape[:2], size, policy)
-            row, name = rows[i], names[start + offset]
-            results[i] = {
-                "input": _name(items[i], i), "prediction": _prediction(row),
-                "explained": name, "score": _score_of(classifier, row, name), "method": method,
-                "map": _on_photo(cam, photo.shape[:2], box), "seen": list(box),
-                "grid": list(cam.shape),
-            }
+    # across training processes, the maps come from this process's copy of the network (as
+    # `predict` does): the global one's outputs are spread over the processes
+    with for_prediction(classifier.network) as network:
+        maps_model, head = encoder.feature_map_models(network)
+        for start in range(0, len(readable), _BATCH):
+            chunk = readable[start:start + _BATCH]
+            photos = [load_image(items[i]) if _is_path(items[i]) else np.asarray(items[i])
+                      for i in chunk]
+            pixels = np.stack([load_resized(items[i], size, policy) if _is_path(items[i]) else
+                               _resized_array(photo, size, policy)
+                               for i, photo in zip(chunk, photos)]).astype(np.float32)
+            activations = np.asarray(maps_model.predict(pixels, verbose=0))
+            _, gradients = output_gradients(head, activations, weights[start:start + len(chunk)])
+            cams = class_activation_maps(activations, gradients, method)
+            for offset, (i, photo, cam) in enumerate(zip(chunk, photos, cams)):
+                box = _seen_box(photo.shape[:2], size, policy)
+                row, name = rows[i], names[start + offset]
+                results[i] = {
+                    "input": _name(items[i], i), "prediction": _prediction(row),
+                    "explained": name, "score": _score_of(classifier, row, name), "method": method,
+                    "map": _on_photo(cam, photo.shape[:2], box), "seen": list(box),
+                    "grid": list(cam.shape),
+                }
     return results
 
 
