@@ -147,6 +147,14 @@ def test_train_through_an_exported_folder_skips_fine_tuning_with_the_reason(save
         classifier.fine_tune(epochs=1)
 
 
+def test_a_feature_vector_folder_cannot_be_drawn_on_and_says_so(saved_model_run, faces):
+    code, _, err, run = saved_model_run
+    assert code == 0, err
+    photo = sorted((faces / "face").iterdir())[0]
+    with pytest.raises(InputError, match="its features are not a spatial map"):
+        transferkit.load(run).explain([photo])
+
+
 # Keras follows a layer that refused to load with a warning about its container.
 @pytest.mark.filterwarnings("ignore:Skipping nested container")
 def test_saved_model_file_is_self_contained_and_gated_by_trust(saved_model_run, exported, faces,
@@ -247,6 +255,10 @@ def test_preset_folder_trains_end_to_end_and_loads_in_safe_mode(resnet_preset, f
         transferkit.load(run).predict_proba([photo]),
         transferkit.ImageClassifier.from_keras_model(model).predict_proba([photo]), atol=1e-6,
     )
+    # A KerasHub backbone gives a spatial map: explanations draw on it as on a registered one.
+    (why,) = transferkit.load(run).explain([photo])
+    assert why["map"].shape == transferkit.data.images.load_image(photo).shape[:2]
+    assert why["map"].max() > 0 and why["grid"][0] > 1
 
 
 def test_text_preset_folder_is_rejected_as_an_image_backbone(tmp_path):
