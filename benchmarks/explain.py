@@ -307,41 +307,51 @@ def run_text(name: str, args) -> dict:
     chosen = sorted(rng.permutation(len(texts))[:sample].tolist())
     texts = [texts[i] for i in chosen]
     log(f"{name}: explaining {len(texts)} test sentences of >= {args.min_words} words")
-    started = time.perf_counter()
-    results = classifier.explain(texts)
-    explain_seconds = time.perf_counter() - started
+    from transferkit.explain.text import METHODS
+
     names = [str(n) for n in classifier.class_names]
-    top_texts, random_texts, columns, ties = [], [], [], 0
-    for r in results:
-        words = r["words"]
-        scores = np.asarray([w["score"] for w in words])
-        order = np.lexsort((rng.random(len(words)), -scores))[:args.words]
-        if len(words) > args.words and scores[order[-1]] == np.sort(scores)[::-1][args.words]:
-            ties += 1
-        spans = [(w["start"], w["end"]) for w in words]
-        top_texts.append(without_words(r["input"], [spans[i] for i in order]))
-        picked = rng.choice(len(words), args.words, replace=False)
-        random_texts.append(without_words(r["input"], [spans[i] for i in picked]))
-        columns.append(names.index(r["explained"]))
-    rows = np.arange(len(results))
-    columns = np.asarray(columns)
-    base = np.asarray(classifier.predict_proba(texts), dtype=np.float64)[rows, columns]
-    given = np.asarray([r["score"] for r in results])
-    top = np.asarray(classifier.predict_proba(top_texts), dtype=np.float64)[rows, columns]
-    rand = np.asarray(classifier.predict_proba(random_texts), dtype=np.float64)[rows, columns]
+    base = given = columns = None
+    drops, seconds, ties, examples = {}, {}, {}, {}
+    for method in METHODS:
+        started = time.perf_counter()
+        results = classifier.explain(texts, method=method)
+        seconds[method] = (time.perf_counter() - started) / len(results)
+        log(f"  {method}: {seconds[method]:.3f} s per sentence")
+        if base is None:  # the predictions and the random deletions, once
+            columns = np.asarray([names.index(r["explained"]) for r in results])
+            rows = np.arange(len(results))
+            base = np.asarray(classifier.predict_proba(texts), dtype=np.float64)[rows, columns]
+            given = np.asarray([r["score"] for r in results])
+            random_texts = []
+            for r in results:
+                spans = [(w["start"], w["end"]) for w in r["words"]]
+                picked = rng.choice(len(spans), args.words, replace=False)
+                random_texts.append(without_words(r["input"], [spans[i] for i in picked]))
+            rand = np.asarray(classifier.predict_proba(random_texts),
+                              dtype=np.float64)[rows, columns]
+            drops["random words"] = summary((base - rand).tolist())
+        top_texts, ties[method] = [], 0
+        for r in results:
+            words = r["words"]
+            scores = np.asarray([w["score"] for w in words])
+            order = np.lexsort((rng.random(len(words)), -scores))[:args.words]
+            if len(words) > args.words and scores[order[-1]] == np.sort(scores)[::-1][args.words]:
+                ties[method] += 1
+            spans = [(w["start"], w["end"]) for w in words]
+            top_texts.append(without_words(r["input"], [spans[i] for i in order]))
+        top = np.asarray(classifier.predict_proba(top_texts), dtype=np.float64)[rows, columns]
+        drops[f"{method} top words"] = summary((base - top).tolist())
+        examples[method] = [{"text": r["input"], "explained": r["explained"], "score": r["score"],
+                             "top": [w["word"] for w in
+                                     sorted(r["words"], key=lambda w: -w["score"])[:5]]}
+                            for r in results[:5]]
     words_per_text = [len(r["words"]) for r in results]
-    examples = [{"text": r["input"], "explained": r["explained"], "score": r["score"],
-                 "top": [w["word"] for w in sorted(r["words"], key=lambda w: -w["score"])[:5]]}
-                for r in results[:5]]
     return {
         "name": name, "encoder": DATASETS[name][1], "run": str(run), "training": facts,
         "n": len(results), "words": args.words, "mean_words": float(np.mean(words_per_text)),
         "mean_base_probability": float(base.mean()),
         "explain_score_matches_predict_proba": float(np.max(np.abs(base - given))),
-        "ties_at_the_cut": ties,
-        "drops": {"occlusion top words": summary((base - top).tolist()),
-                  "random words": summary((base - rand).tolist())},
-        "explain_seconds_per_input": {"occlusion": explain_seconds / len(results)},
+        "ties_at_the_cut": ties, "drops": drops, "explain_seconds_per_input": seconds,
         "examples": examples, "seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -398,12 +408,14 @@ def text_table(results: list[dict]) -> str:
              f"met (>= {BAR:g}x) | share > 0 | n | s / input |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        top, base = r["drops"]["occlusion top words"], r["drops"]["random words"]
-        met = "yes" if base["mean"] > 0 and top["mean"] >= BAR * base["mean"] else "NO"
-        lines.append(f"| {r['encoder']} | occlusion | {number(top['mean'])} ± {top['sem']:.4f} | "
-                     f"{number(base['mean'])} | {ratio(top['mean'], base['mean'])} | {met} | "
-                     f"{top['positive_share']:.2f} | {top['n']} | "
-                     f"{r['explain_seconds_per_input']['occlusion']:.3f} |")
+        base = r["drops"]["random words"]
+        for method, seconds in r["explain_seconds_per_input"].items():
+            top = r["drops"][f"{method} top words"]
+            met = "yes" if base["mean"] > 0 and top["mean"] >= BAR * base["mean"] else "NO"
+            lines.append(f"| {r['encoder']} | {method} | {number(top['mean'])} ± "
+                         f"{top['sem']:.4f} | {number(base['mean'])} | "
+                         f"{ratio(top['mean'], base['mean'])} | {met} | "
+                         f"{top['positive_share']:.2f} | {top['n']} | {seconds:.3f} |")
         lines.append(f"| {r['encoder']} | baseline: random words | {number(base['mean'])} ± "
                      f"{base['sem']:.4f} | {number(base['mean'])} | 1.00 | - | "
                      f"{base['positive_share']:.2f} | {base['n']} | - |")
@@ -442,8 +454,9 @@ def notes(results: list[dict]) -> list[str]:
                        f"sentences, {r['mean_words']:.1f} words on average, mean probability "
                        f"of the predicted class {r['mean_base_probability']:.3f}; explain's score "
                        f"and predict_proba differ by at most "
-                       f"{r['explain_score_matches_predict_proba']:.1e}; {r['ties_at_the_cut']} "
-                       f"texts had a tie at the 3rd word (broken at random); {r['seconds']:.0f} s.")
+                       f"{r['explain_score_matches_predict_proba']:.1e}; texts with a tie at the "
+                       f"3rd word (broken at random): {r['ties_at_the_cut']}; "
+                       f"{r['seconds']:.0f} s for the last method.")
     return out
 
 

@@ -42,6 +42,7 @@ def test_unreadable_images_are_one_line_and_write_nothing(image_run, tmp_path, c
 
 @pytest.mark.parametrize(("args", "said"), [
     (["--method", "occlusion"], "--method must be one of gradcam, gradcam++, layercam"),
+    (["--method", "integrated-gradients"], "--method must be one of gradcam, gradcam++, layercam"),
     (["--output", "{file}"], "is a file"),
 ])
 def test_wrong_settings_are_one_line(image_run, tmp_path, args, said):

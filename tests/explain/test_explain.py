@@ -7,6 +7,7 @@ The parity with an independent implementation (Captum on the PyTorch EfficientNe
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 import transferkit
 from transferkit.explain.cams import METHODS, class_activation_maps
 from transferkit.explain.gradients import output_gradients
+from transferkit.explain.text import METHODS as TEXT_METHODS
 
 
 def _cli(argv) -> tuple[int, str, str]:
@@ -103,7 +105,8 @@ def test_the_explained_class_can_be_chosen(image_model):
     assert not np.allclose(first["map"], second["map"])
 
 
-def test_words_that_decide_a_toy_review_score_highest(text_run):
+@pytest.mark.parametrize("method", TEXT_METHODS)
+def test_words_that_decide_a_toy_review_score_highest(text_run, method):
     """The toy reviews are neutral filler words around cue words that give the label away (the
     shared run's model is weak, 3 epochs, yet it learned them): explaining `positive`, the
     positive cue must score highest and the negative cue lowest, whatever the prediction."""
@@ -111,13 +114,55 @@ def test_words_that_decide_a_toy_review_score_highest(text_run):
     assert code == 0, err
     model = transferkit.load(run)
     texts = ["the movie was quite a great story", "it was really a dull plot film"]
-    good, bad = model.explain(texts, label="positive")
+    good, bad = model.explain(texts, label="positive", method=method)
     for result, text in zip((good, bad), texts):
         assert [w["word"] for w in result["words"]] == text.split()
-        assert result["explained"] == "positive"
+        assert result["explained"] == "positive" and result["method"] == method
     assert max(good["words"], key=lambda w: w["score"])["word"] == "great"
     assert min(bad["words"], key=lambda w: w["score"])["word"] == "dull"
     assert min(w["score"] for w in bad["words"]) < 0 < max(w["score"] for w in good["words"])
+
+
+def _logits_scaled(model, text: str, scale: float) -> np.ndarray:
+    """The model's logits for `text` with its words' token embeddings multiplied by `scale`."""
+    from transferkit.explain.text import _scaled, _token_embedding, _word_positions
+
+    spans = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+    inputs, positions = _word_positions(model, text, spans)
+    scales = np.ones((1, inputs["token_ids"].shape[1], 1), np.float32)
+    for start, end in positions:
+        scales[0, start:end] = scale
+    with _scaled(_token_embedding(model), scales):
+        return np.asarray(model.network(inputs, training=False))[0]
+
+
+@pytest.mark.parametrize("fixture", ["text_run", "sentence_run"])
+def test_integrated_gradients_add_up_to_the_logit_s_change_from_no_words(request, fixture):
+    """Completeness (Sundararajan et al. 2017), on GloVe + BiLSTM and on the tiny BERT (whose
+    sub-word tokens are summed into words): the word scores add up to the explained logit's change
+    from the baseline (no token embeddings for the words; [CLS] and [SEP] kept) to the text, up to the midpoint rule's error. The
+    two runs' heads end in one logit (binary), so class 1's score is that logit."""
+    code, _, err, run, _ = request.getfixturevalue(fixture)
+    assert code == 0, err
+    model = transferkit.load(run)
+    text = "the movie was quite a great story, unbelievably"
+    (result,) = model.explain([text], label=model.class_names[1], method="integrated-gradients")
+    assert [w["word"] for w in result["words"]] == text.split()
+    change = _logits_scaled(model, text, 1.0)[-1] - _logits_scaled(model, text, 0.0)[-1]
+    total = sum(w["score"] for w in result["words"])
+    assert abs(change) > 1e-3 and total == pytest.approx(change, rel=0.05, abs=1e-3)
+    assert len({round(w["score"], 9) for w in result["words"]}) == len(result["words"])
+    # Every token of the words belongs to one word, in order ([CLS] and [SEP] to none).
+    from transferkit.explain.text import _word_positions
+
+    spans = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+    inputs, positions = _word_positions(model, text, spans)
+    real = int((inputs["padding_mask"] if "padding_mask" in inputs else inputs["token_ids"]).astype(
+        bool).sum())
+    specials = 2 if fixture == "sentence_run" else 0
+    assert positions[0][0] == specials // 2 and positions[-1][1] == real - specials // 2
+    assert all(end > start for start, end in positions)
+    assert all(a[1] == b[0] for a, b in zip(positions, positions[1:]))
 
 
 def test_explain_images_from_the_command_line(image_run, tmp_path):
@@ -160,7 +205,7 @@ def test_explain_text_writes_a_page_with_every_word(text_run, tmp_path):
     assert "&lt;b&gt;great&lt;/b&gt;" in page and "<b>great" not in page  # escaped
     assert page.count("<span ") == 5
     code, _, err = _cli(["explain", run, text, "--method", "gradcam", "--output", tmp_path / "o"])
-    assert "explained by 'occlusion' only" in _one_line(code, err)
+    assert "explained by 'occlusion' or 'integrated-gradients'" in _one_line(code, err)
 
 
 def test_reports_show_why_beside_each_mistake(image_model, text_run, tmp_path):

@@ -13,6 +13,7 @@ from transferkit.commands import MODEL_HELP, print_json
 
 def add_commands(subparsers, train) -> None:
     from transferkit.explain.cams import METHODS
+    from transferkit.explain.text import METHODS as TEXT_METHODS
 
     parser = subparsers.add_parser(
         "explain", help="heat maps of images or word scores of texts: why the model said it",
@@ -26,9 +27,9 @@ def add_commands(subparsers, train) -> None:
                         help="the folder for the overlays and maps (images) or pages (text)")
     parser.add_argument("--label", default=None,
                         help="the class or label to explain (default: the predicted one)")
-    parser.add_argument("--method", default=None, choices=(*METHODS, "occlusion"),
+    parser.add_argument("--method", default=None, choices=(*METHODS, *TEXT_METHODS),
                         help=f"images: {', '.join(METHODS)} (default {METHODS[0]}); text: "
-                        "occlusion")
+                        f"{', '.join(TEXT_METHODS)} (default {TEXT_METHODS[0]})")
     parser.add_argument("--json", action="store_true", help="print a JSON list")
     parser.set_defaults(handler=run)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["output_gradients"]
+__all__ = ["function_gradients", "output_gradients"]
 
 
 def output_gradients(model, inputs: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -18,6 +18,13 @@ def output_gradients(model, inputs: np.ndarray, weights: np.ndarray) -> tuple[np
         weights: `(n, outputs)`: which output of each row is explained, and with which sign
             (a one-hot row, or -1 for class 0 of a one-logit binary head).
     """
+    return function_gradients(lambda x: model(x, training=False), inputs, weights)
+
+
+def function_gradients(function, inputs: np.ndarray,
+                       weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`(outputs, d sum(outputs * weights) / d inputs)` of `function` (backend tensor in,
+    backend tensor `(n, outputs)` out) at `inputs`, as `output_gradients`."""
     import keras
 
     inputs = np.asarray(inputs, dtype=np.float32)
@@ -29,14 +36,14 @@ def output_gradients(model, inputs: np.ndarray, weights: np.ndarray) -> tuple[np
         x = tf.convert_to_tensor(inputs)
         with tf.GradientTape() as tape:
             tape.watch(x)
-            outputs = model(x, training=False)
+            outputs = function(x)
             score = tf.reduce_sum(outputs * weights)
         return np.asarray(outputs), np.asarray(tape.gradient(score, x))
     if backend == "jax":
         import jax
 
         def score(x):
-            outputs = model(x, training=False)
+            outputs = function(x)
             return (outputs * weights).sum(), outputs
 
         gradients, outputs = jax.grad(score, has_aux=True)(inputs)
@@ -45,7 +52,7 @@ def output_gradients(model, inputs: np.ndarray, weights: np.ndarray) -> tuple[np
         import torch
 
         x = torch.tensor(inputs, requires_grad=True)
-        outputs = model(x, training=False)
+        outputs = function(x)
         (outputs * torch.as_tensor(weights)).sum().backward()
         return outputs.detach().cpu().numpy(), x.grad.cpu().numpy()
     from transferkit.errors import InputError

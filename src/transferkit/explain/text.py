@@ -1,15 +1,26 @@
-"""Word attributions for text classifiers, by occlusion: each word's score is how much the
-explained output falls when that word alone is taken out of the text (Zeiler and Fergus 2014, as
-Captum's `Occlusion`/`FeatureAblation` with words as the features).
+"""Word attributions for text classifiers, two ways, each word scored as a whole (sub-word tokens
+summed into their word):
 
-Occlusion needs no gradient and no access to the encoder's insides, so it works the same for
-both encoder kinds (GloVe + BiLSTM, sentence transformers) and for any preset, and it scores
-whole words, so sub-word tokens need no aggregating. It costs one forward pass per word, batched.
-A positive score pushes toward the explained class (or a larger value), a negative one away.
+* `occlusion` (the default): how much the explained output falls when that word alone is taken
+  out of the text (Zeiler and Fergus 2014, as Captum's `Occlusion`/`FeatureAblation` with words
+  as the features). It needs no gradient and no access to the encoder's insides, so it works the
+  same for both encoder kinds (GloVe + BiLSTM, sentence transformers) and for any preset. It costs
+  one forward pass per word, batched. Scores are in probability (or the value's units).
+* `integrated-gradients` (Sundararajan et al. 2017, as Captum's `LayerIntegratedGradients` on
+  the token embedding): the explained logit's gradient along a straight path from no token
+  embeddings for the words (zeros; special tokens and position embeddings stay) to the text's, `STEPS` midpoints, summed over each
+  token's embedding. It needs the model's token embedding layer (`word_embedding` of GloVe +
+  BiLSTM, KerasHub's `token_embedding`) and costs `STEPS` forward and backward passes a text.
+  Scores are in logit units and add up to the logit's change from the empty baseline.
+
+Which is more faithful is measured by `benchmarks/explain.py` (the deletion test): see
+`METHODS`. A positive score pushes toward the explained class (or a larger value), a negative one
+away.
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 import re
@@ -17,12 +28,18 @@ from pathlib import Path
 
 import numpy as np
 
-from transferkit.explain import explained_output
+from transferkit.errors import InputError
+from transferkit.explain import explained_output, logit_weights
 
-__all__ = ["METHOD", "explain_texts", "top_words", "words_html"]
+__all__ = ["METHODS", "explain_texts", "top_words", "words_html"]
 
-#: The one method for text.
-METHOD = "occlusion"
+#: The methods for text, the default first.
+METHODS = ("occlusion", "integrated-gradients")
+#: Integrated gradients' points on the path (midpoint rule).
+STEPS = 32
+#: The names of the token embedding layers integrated gradients scales: GloVe + BiLSTM's, and
+#: KerasHub's (BERT, MiniLM and other sentence transformers).
+_EMBEDDINGS = ("word_embedding", "token_embedding")
 _WORD = re.compile(r"\S+")
 #: Reports explain texts of at most this many words (one forward pass per word).
 REPORT_WORDS = 80
@@ -37,33 +54,120 @@ def _without(text: str, start: int, end: int) -> str:
     return text[:start] + text[end:]
 
 
-def explain_texts(classifier, texts: list[str], label=None) -> list[dict]:
+def explain_texts(classifier, texts: list[str], label=None, method: str | None = None) -> list[dict]:
     """Word attributions of `texts` for `classifier` (a fitted text classifier).
+
+    Args:
+        method: one of `METHODS` (default: the first, occlusion).
 
     Returns:
         One dict per text: `input` (the text), `prediction` (what `predict` says), `explained`
-        (the class, label or target), `score` (its probability, or the value), `method`
-        (`"occlusion"`) and `words`: `{"word", "start", "end", "score"}` in reading order.
+        (the class, label or target), `score` (its probability, or the value), `method` and
+        `words`: `{"word", "start", "end", "score"}` in reading order.
+
+    Raises:
+        InputError: an unknown `method` or `label`; integrated gradients on a model without a
+            token embedding layer it knows.
     """
+    method = method or METHODS[0]
+    if method not in METHODS:
+        raise InputError(f"Text is explained by {' or '.join(map(repr, METHODS))}. "
+                         f"Received: method={method!r}.")
     texts = [str(text) for text in texts]
     rows = classifier.predict(texts)
+    _, weights = logit_weights(classifier, rows, label)
+    layer = _token_embedding(classifier) if method == METHODS[1] else None
     results = []
-    for text, row in zip(texts, rows):
+    for text, row, weight in zip(texts, rows, weights):
         name, column = explained_output(classifier, row, label)
         spans = [(match.start(), match.end()) for match in _WORD.finditer(text)]
-        variants = [_without(text, start, end) for start, end in spans]
-        outputs = np.asarray(classifier.predict_proba([text, *variants]), dtype=np.float64)
-        base = outputs[0, column]
+        if layer is None:
+            variants = [_without(text, start, end) for start, end in spans]
+            outputs = np.asarray(classifier.predict_proba([text, *variants]), dtype=np.float64)
+            base = float(outputs[0, column])
+            scores = base - outputs[1:, column]
+        else:
+            base = float(classifier.predict_proba([text])[0, column])
+            scores = _integrated_gradients(classifier, layer, text, spans, weight)
         results.append({
             "input": text,
             "prediction": {key: row[key] for key in ("label", "score", "labels", "value")
                            if key in row},
-            "explained": name, "score": float(base), "method": METHOD,
+            "explained": name, "score": base, "method": method,
             "words": [{"word": text[start:end], "start": start, "end": end,
-                       "score": float(base - outputs[1 + i, column])}
-                      for i, (start, end) in enumerate(spans)],
+                       "score": float(score)} for (start, end), score in zip(spans, scores)],
         })
     return results
+
+
+def _token_embedding(classifier):
+    from transferkit.layers import all_layers
+
+    for layer in all_layers(classifier.network):
+        if layer.name in _EMBEDDINGS:
+            return layer
+    raise InputError(
+        f"{classifier.encoder}: no token embedding layer ({' or '.join(_EMBEDDINGS)}) to take "
+        "integrated gradients on; `method='occlusion'` explains any text model."
+    )
+
+
+@contextlib.contextmanager
+def _scaled(layer, scale):
+    """`layer`'s outputs multiplied by `scale` (`(batch, tokens, 1)`) inside."""
+    original = layer.call
+
+    def call(inputs, *args, **kwargs):
+        outputs = original(inputs, *args, **kwargs)
+        return outputs if kwargs.get("reverse") else outputs * scale  # KerasHub's tied output
+
+    layer.call = call
+    try:
+        yield
+    finally:
+        del layer.call
+
+
+def _word_positions(classifier, text: str, spans: list[tuple[int, int]]):
+    """The model's inputs for `text`, and the token positions `[start, end)` of each word: the
+    tokens its prefix ending at that word adds (a word cut off by `max_length` gets fewer, or
+    none)."""
+    from transferkit.backbones.text_encoders import tokenize
+
+    ids = tokenize(classifier.tokenizer, ["", *(text[:end] for _, end in spans), text])
+    real = ids["padding_mask"] if "padding_mask" in ids else ids["token_ids"] != 0
+    counts = np.asarray(real, dtype=bool).sum(axis=1)
+    empty, full = ids["token_ids"][0], ids["token_ids"][-1]
+    leading = 0  # special tokens before the words ([CLS]); the rest of the empty text's follow
+    while leading < counts[0] and empty[leading] == full[leading]:
+        leading += 1
+    trailing = int(counts[0]) - leading
+    positions = [(int(counts[j]) - trailing, int(counts[j + 1]) - trailing)
+                 for j in range(len(spans))]
+    return {name: values[-1:] for name, values in ids.items()}, positions
+
+
+def _integrated_gradients(classifier, layer, text: str, spans, weight: np.ndarray) -> np.ndarray:
+    """Each word's integrated gradient of the logits weighted by `weight` (`logit_weights`)."""
+    from transferkit.explain.gradients import function_gradients
+
+    if not spans:
+        return np.zeros(0)
+    inputs, positions = _word_positions(classifier, text, spans)
+    inputs = {name: np.repeat(values, STEPS, axis=0) for name, values in inputs.items()}
+    length = next(iter(inputs.values())).shape[1]
+    alphas = (np.arange(STEPS, dtype=np.float32) + 0.5) / STEPS
+    path = np.ones((STEPS, length, 1), dtype=np.float32)  # special tokens stay ([CLS], [SEP])
+    for start, end in positions:
+        path[:, start:end, 0] = alphas[:, None]
+
+    def logits(scale):
+        with _scaled(layer, scale):
+            return classifier.network(inputs, training=False)
+
+    _, gradients = function_gradients(logits, path, np.repeat(weight[None], STEPS, axis=0))
+    tokens = gradients[..., 0].mean(axis=0)  # d logit / d scale, averaged over the path
+    return np.asarray([tokens[start:end].sum() for start, end in positions], dtype=np.float64)
 
 
 def top_words(classifier, texts: list[str], count: int = 3) -> list[list[tuple] | None]:

@@ -159,7 +159,7 @@ async def predict(request: Request):
 
 async def explain(request: Request):
     """Why the model says what it says: `POST /explain` takes what `/predict` takes (and
-    `?label=` to explain another class, `?method=` for images) and answers, per input,
+    `?label=` to explain another class, `?method=` as `explain` takes it) and answers, per input,
     `prediction`, `explained`, `score`, `method` and, for an image, `overlay` (a PNG data URL:
     the heat map over the image as the model saw it), for a text, `words` (each with its
     score). Needs the Keras model (gradients): a server of an export folder alone answers 501."""

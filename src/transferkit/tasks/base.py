@@ -480,7 +480,8 @@ class Classifier(ClassifierEvaluation, ClassifierTargets):
             label: the class or label to explain. Default `None`: the predicted class (the
                 highest-scoring label for multi-label; regression explains its value).
             method: images: `"gradcam"` (default), `"gradcam++"` or `"layercam"`
-                (`transferkit.explain.cams`); text: only `"occlusion"` (the default).
+                (`transferkit.explain.cams`); text: `"occlusion"` (default) or
+                `"integrated-gradients"` (`transferkit.explain.text`).
 
         Returns:
             One dict per input: `input`, `prediction`, `explained`, `score`, `method`, and

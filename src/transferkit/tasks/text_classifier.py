@@ -178,11 +178,9 @@ class TextClassifier(Classifier):
     # -- data ------------------------------------------------------------------------------------
 
     def _explain(self, items: list, label, method) -> list[dict]:
-        from transferkit.explain.text import METHOD, explain_texts
+        from transferkit.explain.text import explain_texts
 
-        if method not in (None, METHOD):
-            raise InputError(f"Text is explained by {METHOD!r} only. Received: method={method!r}.")
-        return explain_texts(self, items, label)
+        return explain_texts(self, items, label, method)
 
     def _items(self, x) -> list:
         return _texts(x)
