@@ -123,6 +123,24 @@ def test_words_that_decide_a_toy_review_score_highest(text_run, method):
     assert min(w["score"] for w in bad["words"]) < 0 < max(w["score"] for w in good["words"])
 
 
+def test_words_past_max_length_score_zero_and_cost_no_pass(text_run, monkeypatch):
+    """A text far longer than the model's `max_length` tokens: the words it cuts off cannot move
+    the prediction, get 0, and are not occluded (one forward pass per seen word, not per word)."""
+    code, _, err, run, _ = text_run
+    assert code == 0, err
+    model = transferkit.load(run)
+    length = model.tokenizer.sequence_length
+    text = "a great story " + " ".join(["plot"] * 3000)
+    passes = []
+    original = model.predict_proba
+    monkeypatch.setattr(model, "predict_proba", lambda x: passes.append(len(x)) or original(x))
+    (result,) = model.explain([text], label="positive")
+    words = result["words"]
+    assert len(words) == 3003 and all(w["score"] == 0.0 for w in words[length:])
+    assert max(words[:3], key=lambda w: w["score"])["word"] == "great"
+    assert sum(passes) <= 2 + length  # the text twice (predict's answer, the base), seen words
+
+
 def _logits_scaled(model, text: str, scale: float) -> np.ndarray:
     """The model's logits for `text` with its words' token embeddings multiplied by `scale`."""
     from transferkit.explain.text import _scaled, _token_embedding, _word_positions

@@ -40,6 +40,8 @@ STEPS = 32
 #: The names of the token embedding layers integrated gradients scales: GloVe + BiLSTM's, and
 #: KerasHub's (BERT, MiniLM and other sentence transformers).
 _EMBEDDINGS = ("word_embedding", "token_embedding")
+#: Prefixes tokenized at a time when finding each word's tokens.
+_PREFIX_CHUNK = 256
 _WORD = re.compile(r"\S+")
 #: Reports explain texts of at most this many words (one forward pass per word).
 REPORT_WORDS = 80
@@ -75,25 +77,23 @@ def explain_texts(classifier, texts: list[str], label=None, method: str | None =
                          f"Received: method={method!r}.")
     texts = [str(text) for text in texts]
     rows = classifier.predict(texts)
+    probabilities = np.asarray(classifier.predict_proba(texts), dtype=np.float64)
     _, weights = logit_weights(classifier, rows, label)
     layer = _token_embedding(classifier) if method == METHODS[1] else None
     results = []
-    for text, row, weight in zip(texts, rows, weights):
+    for text, row, weight, outputs in zip(texts, rows, weights, probabilities):
         name, column = explained_output(classifier, row, label)
         spans = [(match.start(), match.end()) for match in _WORD.finditer(text)]
+        inputs, positions = _word_positions(classifier, text, spans)
         if layer is None:
-            variants = [_without(text, start, end) for start, end in spans]
-            outputs = np.asarray(classifier.predict_proba([text, *variants]), dtype=np.float64)
-            base = float(outputs[0, column])
-            scores = base - outputs[1:, column]
+            scores = _occlusion(classifier, text, spans, positions, column)
         else:
-            base = float(classifier.predict_proba([text])[0, column])
-            scores = _integrated_gradients(classifier, layer, text, spans, weight)
+            scores = _integrated_gradients(classifier, layer, inputs, positions, weight)
         results.append({
             "input": text,
             "prediction": {key: row[key] for key in ("label", "score", "labels", "value")
                            if key in row},
-            "explained": name, "score": base, "method": method,
+            "explained": name, "score": float(outputs[column]), "method": method,
             "words": [{"word": text[start:end], "start": start, "end": end,
                        "score": float(score)} for (start, end), score in zip(spans, scores)],
         })
@@ -130,30 +130,54 @@ def _scaled(layer, scale):
 
 def _word_positions(classifier, text: str, spans: list[tuple[int, int]]):
     """The model's inputs for `text`, and the token positions `[start, end)` of each word: the
-    tokens its prefix ending at that word adds (a word cut off by `max_length` gets fewer, or
-    none)."""
+    tokens its prefix ending at that word adds. A word past the model's `max_length` tokens gets
+    none (`(n, n)`), as does a word its tokenizer drops (GloVe's punctuation)."""
     from transferkit.backbones.text_encoders import tokenize
 
-    ids = tokenize(classifier.tokenizer, ["", *(text[:end] for _, end in spans), text])
-    real = ids["padding_mask"] if "padding_mask" in ids else ids["token_ids"] != 0
-    counts = np.asarray(real, dtype=bool).sum(axis=1)
-    empty, full = ids["token_ids"][0], ids["token_ids"][-1]
+    def real_counts(texts):
+        ids = tokenize(classifier.tokenizer, texts)
+        real = ids["padding_mask"] if "padding_mask" in ids else ids["token_ids"] != 0
+        return ids, np.asarray(real, dtype=bool).sum(axis=1)
+
+    ids, whole = real_counts(["", text])
+    counts = [int(whole[0])]
+    empty, full = ids["token_ids"][0], ids["token_ids"][1]
+    # Prefixes a chunk at a time, until one holds as many tokens as the whole text: a text far
+    # longer than `max_length` costs no tokenizing of every prefix.
+    for first in range(0, len(spans), _PREFIX_CHUNK):
+        if counts[-1] >= whole[1]:
+            counts += [counts[-1]] * (len(spans) - len(counts) + 1)
+            break
+        chunk = [text[:end] for _, end in spans[first:first + _PREFIX_CHUNK]]
+        counts += [int(count) for count in real_counts(chunk)[1]]
     leading = 0  # special tokens before the words ([CLS]); the rest of the empty text's follow
     while leading < counts[0] and empty[leading] == full[leading]:
         leading += 1
-    trailing = int(counts[0]) - leading
-    positions = [(int(counts[j]) - trailing, int(counts[j + 1]) - trailing)
-                 for j in range(len(spans))]
-    return {name: values[-1:] for name, values in ids.items()}, positions
+    trailing = counts[0] - leading
+    positions = [(counts[j] - trailing, counts[j + 1] - trailing) for j in range(len(spans))]
+    return {name: values[1:] for name, values in ids.items()}, positions
 
 
-def _integrated_gradients(classifier, layer, text: str, spans, weight: np.ndarray) -> np.ndarray:
+def _occlusion(classifier, text: str, spans, positions, column: int) -> np.ndarray:
+    """Each word's drop of output `column` when it alone is taken out; 0 for a word the model
+    does not see (past `max_length`, or dropped by its tokenizer), whose removal cannot change
+    what the model sees of the words before it, without a forward pass."""
+    seen = [j for j, (start, end) in enumerate(positions) if end > start]
+    scores = np.zeros(len(spans))
+    if seen:
+        variants = [_without(text, *spans[j]) for j in seen]
+        outputs = np.asarray(classifier.predict_proba([text, *variants]), dtype=np.float64)
+        scores[seen] = outputs[0, column] - outputs[1:, column]
+    return scores
+
+
+def _integrated_gradients(classifier, layer, inputs: dict, positions,
+                          weight: np.ndarray) -> np.ndarray:
     """Each word's integrated gradient of the logits weighted by `weight` (`logit_weights`)."""
     from transferkit.explain.gradients import function_gradients
 
-    if not spans:
+    if not positions:
         return np.zeros(0)
-    inputs, positions = _word_positions(classifier, text, spans)
     inputs = {name: np.repeat(values, STEPS, axis=0) for name, values in inputs.items()}
     length = next(iter(inputs.values())).shape[1]
     alphas = (np.arange(STEPS, dtype=np.float32) + 0.5) / STEPS
