@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "transferkit.commands.train",
     "transferkit.commands.check",
     "transferkit.commands.rank",
+    "transferkit.commands.tune",
     "transferkit.commands.preview",
     "transferkit.commands.models",
     "transferkit.commands.explain",

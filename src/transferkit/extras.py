@@ -29,6 +29,7 @@ PACKAGES = {
     "mlflow": ("mlflow==3.17.2", "tracking"),
     "ray": ("ray[data]==2.60.0", "scale"),
     "jax": ("jax==0.10.2", "scale"),
+    "optuna": ("optuna==5.1.0", "tune"),
 }
 
 

@@ -29,7 +29,7 @@ from transferkit.data.image_inputs import ImageInputs, image_list, unreadable_er
 from transferkit.errors import InputError
 from transferkit.layers import InferenceMode
 
-__all__ = ["ImageEncoder"]
+__all__ = ["ImageEncoder", "head_layers"]
 
 _D = ImageTrainConfig()  # the defaults; `transferkit.config` is where they are written
 _FEATURES_VERSION = 2  # bump when the way features are computed changes, to retire old caches
@@ -44,6 +44,13 @@ class _TrainingMode(keras.layers.Wrapper):
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
+
+
+def head_layers(outputs: int, dropout: float) -> list:
+    """The head on pooled features, in order: `Dropout` then `Dense(outputs)` (logits), named
+    as a network built by `ImageEncoder.build_network` names them (and `tune` trains them)."""
+    return [keras.layers.Dropout(dropout, name="dropout"),
+            keras.layers.Dense(outputs, name="classifier")]
 
 
 class ImageEncoder:
@@ -199,9 +206,9 @@ class ImageEncoder:
             x = self.augmentation(x)
         x = InferenceMode(base, name="backbone")(x)
         x = _pooling(len(base.output.shape))(x)
-        x = keras.layers.Dropout(dropout, name="dropout")(x)
-        logits = keras.layers.Dense(outputs, name="classifier")(x)
-        return keras.Model(images, logits, name="network")
+        for layer in head_layers(outputs, dropout):
+            x = layer(x)
+        return keras.Model(images, x, name="network")
 
     def attach(self, network, facts: dict) -> None:
         """Uses the backbone inside a built or loaded `network`; `facts` are `describe()`'s

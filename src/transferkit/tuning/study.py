@@ -1,0 +1,233 @@
+"""`tune`: an Optuna study over the head's settings on cached features, kept in Optuna's RDB
+storage, with its results written as files a user reads and `train` takes.
+
+The study lives in `--storage` (default: SQLite, `tune.db` in the output folder). Running the
+command again with the same storage continues it until it holds `trials` finished trials; other
+processes, on this machine (one SQLite file) or others (a PostgreSQL or MySQL URL), can run trials
+of the same study at the same time: Optuna hands each trial its own number and the sampler reads
+every finished trial. A study remembers what it tunes (task, data, candidates) and refuses to
+continue on other data. Trials that a killed process left running are marked failed by Optuna's
+heartbeat and do not count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from transferkit.config import ImageTrainConfig
+from transferkit.errors import InputError
+
+__all__ = ["STUDY_NAME", "tune"]
+
+#: The study's name in its storage unless `study` says another.
+STUDY_NAME = "transferkit-tune"
+_HEARTBEAT_SECONDS = 10
+_GRACE_SECONDS = 30
+_OPEN_ATTEMPTS = 5
+
+
+def tune(kind: str, data: str | os.PathLike, *, trials: int = 50, timeout: float | None = None,
+         backbones: list[str] | None = None, output: str | os.PathLike | None = None,
+         storage: str | None = None, study: str = STUDY_NAME, seed: int = 0,
+         text_column: str | None = None, label_column: str | None = None,
+         train_best: bool = False, log=print) -> dict:
+    """Searches the head's settings for `data` with Optuna (TPE, median pruning on each epoch's
+    loss), scoring each trial on a split the final report never reads
+    (`transferkit.tuning.features`).
+
+    Args:
+        kind: `"images"` (a folder of class folders) or `"text"` (a table).
+        trials: finished (complete or pruned) trials the study should hold.
+        timeout: stop starting trials after this many seconds. Default `None`: no limit.
+        backbones: candidates (backbones for images, sentence encoders for text); default the
+            default backbone (`efficientnet_lite0`) or encoder for tuning (`minilm`).
+        output: the folder for `trials.csv`, `best.toml`, the plots and `summary.json` (and
+            `tune.db`). Default: a new `runs/tune-<time>` folder.
+        storage: an Optuna storage URL. Default `sqlite:///<output>/tune.db`.
+        train_best: then train a run with `best.toml` into `<output>/best-run`.
+
+    Returns:
+        The summary (also `summary.json`): the best trial's value, accuracy and settings, the
+        default settings' trial, the trials' states, the split scored on, the files.
+
+    Raises:
+        InputError: unknown `kind`, `trials` < 1, an unreachable storage, a study of other data.
+    """
+    from transferkit.checks import check_int
+    from transferkit.extras import require
+    from transferkit.run_folder import default_run_dir
+
+    if kind not in ("images", "text"):
+        raise InputError(f"`kind` must be 'images' or 'text'. Received: {kind!r}.")
+    check_int(trials, "trials", minimum=1)
+    optuna = require("optuna", "`transferkit tune`")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    output = Path(output) if output is not None else default_run_dir("tune")
+    if output.exists() and not output.is_dir():
+        raise InputError(f"--output {output} is a file; give a folder for the search's files.")
+    output.mkdir(parents=True, exist_ok=True)
+    storage = storage or f"sqlite:///{(output / 'tune.db').resolve()}"
+    candidates = list(backbones) if backbones else (
+        [ImageTrainConfig.backbone] if kind == "images" else ["minilm"])
+    identity = {"task": kind, "data": str(Path(data).resolve()), "candidates": candidates,
+                "seed": seed, "target": "single-label"}
+    handle = _open_study(optuna, storage, study, identity, seed)  # before the features: fail fast
+    started = time.perf_counter()
+    prepared = _prepare(kind, data, candidates, seed, log, text_column, label_column)
+    log(f"Trials are scored on {prepared.scored_on}; the final report reads "
+        f"{prepared.report_split}, which no trial sees.")
+    _run_trials(optuna, handle, prepared, trials, timeout, seed, log)
+    summary = _write_results(optuna, handle, prepared, output, identity, storage, started, log)
+    if train_best:
+        summary["best_run"] = _train_best(kind, data, output, log)
+        (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _prepare(kind, data, candidates, seed, log, text_column, label_column):
+    from transferkit.tuning.features import prepare_images, prepare_text
+
+    if kind == "images":
+        return prepare_images(data, candidates, seed, log)
+    return prepare_text(data, candidates, seed, log, text_column, label_column)
+
+
+def _storage(optuna, storage: str):
+    """Optuna's RDB storage at `storage`, with a heartbeat (trials of a killed process are
+    failed, not counted). Two processes that create one SQLite file's tables at the same moment
+    collide (the second's `alembic_version` row is a duplicate): the loser tries again and finds
+    the tables made. SQLite waits up to 60 s for a lock rather than failing at once."""
+    import warnings
+
+    engine = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else {}
+    for attempt in range(_OPEN_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna 5.1
+                warnings.simplefilter("ignore")
+                return optuna.storages.RDBStorage(
+                    storage, engine_kwargs=engine, heartbeat_interval=_HEARTBEAT_SECONDS,
+                    grace_period=_GRACE_SECONDS)
+        except Exception as exc:  # SQLAlchemy's errors: a bad URL, a server not reachable
+            if type(exc).__name__ == "IntegrityError" and attempt + 1 < _OPEN_ATTEMPTS:
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            raise InputError(
+                f"--storage {storage}: cannot open it ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:200]}). Give a reachable database URL, e.g. "
+                "sqlite:///tune.db or postgresql://user@host/db."
+            ) from None
+    raise AssertionError("unreachable")
+
+
+def _open_study(optuna, storage: str, name: str, identity: dict, seed: int):
+    """The study `name` in `storage`, created or continued; refused when it tunes other data."""
+    rdb = _storage(optuna, storage)
+    sampler = optuna.samplers.TPESampler(seed=seed)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3)
+    study = optuna.create_study(storage=rdb, study_name=name, direction="minimize",
+                                sampler=sampler, pruner=pruner, load_if_exists=True)
+    known = study.user_attrs.get("transferkit")
+    if known is None:
+        study.set_user_attr("transferkit", identity)
+    elif known != identity:
+        differs = ", ".join(f"{key} {known.get(key)!r} (this run: {identity[key]!r})"
+                            for key in identity if known.get(key) != identity[key])
+        raise InputError(
+            f"The study {name!r} in {storage} tunes other data: {differs}. Use another "
+            "--output (or --storage), or --study NAME for a new study."
+        )
+    return study
+
+
+def _finished(optuna, study) -> int:
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return len(study.get_trials(deepcopy=False, states=states))
+
+
+def _run_trials(optuna, study, prepared, trials: int, timeout, seed: int, log) -> None:
+    from transferkit.tuning.trials import default_params, sample, train_trial
+
+    n_train = len(prepared.train_y)
+    candidates = prepared.candidates
+    if not study.trials:  # the defaults first: the best is never worse than them here
+        study.enqueue_trial(default_params(prepared.kind, candidates, n_train),
+                            user_attrs={"defaults": True})
+    done = _finished(optuna, study)
+    if done >= trials:
+        log(f"The study already holds {done} finished trials (of {trials}): nothing to run.")
+        return
+
+    def objective(trial):
+        params = sample(trial, prepared.kind, candidates, n_train)
+        candidate = params.get("candidate", candidates[0])
+        result = train_trial(prepared, candidate, params, seed, trial)
+        for key in ("accuracy", "epochs"):
+            trial.set_user_attr(key, result[key])
+        if result["pruned"]:
+            raise optuna.TrialPruned()
+        log(f"  trial {trial.number}: loss {result['loss']:.4f}, accuracy "
+            f"{result['accuracy']:.4f} ({result['epochs']} epochs)")
+        return result["loss"]
+
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+              optuna.trial.TrialState.RUNNING)
+    log(f"Running trials until the study holds {trials} (it holds {done})")
+    study.optimize(objective, timeout=timeout,
+                   callbacks=[optuna.study.MaxTrialsCallback(trials, states=states)])
+
+
+def _write_results(optuna, study, prepared, output: Path, identity: dict, storage: str,
+                   started: float, log) -> dict:
+    from transferkit.tuning.results import best_config, write_plots, write_toml, write_trials
+
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not complete:
+        raise InputError("No trial completed (all were pruned or failed): nothing to choose from.")
+    best = study.best_trial
+    config = best_config(prepared, best.params, identity["seed"])
+    files = {"trials": write_trials(study, output / "trials.csv"),
+             "best": write_toml(config, output / "best.toml"),
+             **write_plots(study, output, log)}
+    defaults = next((t for t in complete if t.user_attrs.get("defaults")), None)
+    states: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        states[trial.state.name.lower()] = states.get(trial.state.name.lower(), 0) + 1
+    summary = {
+        "task": prepared.kind, "data": identity["data"], "storage": storage,
+        "study": study.study_name, "trials": states, "scored_on": prepared.scored_on,
+        "report_split": prepared.report_split,
+        "best": {"trial": best.number, "loss": best.value,
+                 "accuracy": best.user_attrs.get("accuracy"), "settings": config},
+        "defaults": None if defaults is None else {
+            "trial": defaults.number, "loss": defaults.value,
+            "accuracy": defaults.user_attrs.get("accuracy")},
+        "seconds": round(time.perf_counter() - started, 1),
+        "files": {key: str(path) for key, path in files.items()},
+    }
+    (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    log(f"Best: trial {best.number}, loss {best.value:.4f}, accuracy "
+        f"{best.user_attrs.get('accuracy'):.4f}"
+        + ("" if defaults is None else f" (the defaults: loss {defaults.value:.4f}, accuracy "
+           f"{defaults.user_attrs.get('accuracy'):.4f})") + f"; {output / 'best.toml'}")
+    return summary
+
+
+def _train_best(kind: str, data, output: Path, log) -> dict:
+    from transferkit.config import read_config_file
+
+    settings = read_config_file(output / "best.toml")
+    run = output / "best-run"
+    log(f"Training with best.toml into {run}")
+    if kind == "images":
+        from transferkit.pipelines.images import train_images
+
+        result = train_images(data, output=run, log=log, verbose=0, **settings)
+    else:
+        from transferkit.pipelines.text import train_text
+
+        result = train_text(data, output=run, log=log, verbose=0, **settings)
+    return {"run_dir": str(run), **{key: result[key] for key in
+                                    ("accuracy", "test_accuracy") if key in result}}

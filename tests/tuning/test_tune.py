@@ -1,0 +1,133 @@
+"""`transferkit tune` (issue 31) on the tiny backbone and the tiny BERT: the files a search
+writes, best.toml read by `train` as is, the defaults as the first trial, resuming a study,
+two processes sharing one SQLite study, and bad input in one line."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from transferkit.testing import TINY_BACKBONE
+
+optuna = pytest.importorskip("optuna", reason="the tune extra (optuna) is not installed")
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def _cli(argv) -> tuple[int, str, str]:
+    from conftest import _run_cli
+
+    return _run_cli([str(a) for a in argv])
+
+
+def _one_line(code: int, err: str) -> str:
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err.strip()
+
+
+def _study(storage: str):
+    return optuna.load_study(study_name="transferkit-tune", storage=storage)
+
+
+@pytest.fixture(scope="module")
+def searched(faces, tmp_path_factory):
+    """Four trials on the faces: `(summary, output folder)`."""
+    out = tmp_path_factory.mktemp("tune") / "out"
+    code, stdout, err = _cli(["tune", "images", faces, "--backbones", TINY_BACKBONE,
+                              "--trials", 4, "--output", out, "--json"])
+    assert code == 0, err
+    return json.loads(stdout.strip().splitlines()[-1]), out
+
+
+def test_a_search_writes_its_table_best_toml_and_plots(searched):
+    summary, out = searched
+    assert summary["trials"].get("complete", 0) + summary["trials"].get("pruned", 0) == 4
+    with open(out / "trials.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(row["number"]) for row in rows] == [0, 1, 2, 3]
+    # The defaults run first, and the best is never worse than them on the scoring split.
+    assert rows[0]["user_attrs_defaults"] == "True" and float(rows[0]["params_dropout"]) == 0.2
+    assert summary["defaults"]["trial"] == 0
+    assert summary["best"]["loss"] <= summary["defaults"]["loss"]
+    assert summary["best"]["loss"] == min(float(r["value"]) for r in rows if r["value"])
+    for name in ("optimization_history", "slice"):
+        assert (out / f"{name}.png").stat().st_size > 5_000
+    assert "20% of each class of the training split" in summary["scored_on"]
+    assert summary["report_split"].startswith("the validation split")
+
+
+def test_best_toml_is_a_config_file_train_reads_as_is(searched, faces, tmp_path):
+    summary, out = searched
+    from transferkit.config import read_config_file
+
+    settings = read_config_file(out / "best.toml")
+    assert settings["backbone"] == TINY_BACKBONE
+    assert settings["learning_rate"] == pytest.approx(summary["best"]["settings"]["learning_rate"])
+    code, stdout, err = _cli(["train", "images", faces, "--config", out / "best.toml",
+                              "--fine-tune-epochs", 0, "--output", tmp_path / "run", "--json"])
+    assert code == 0, err
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    for key in ("learning_rate", "dropout", "batch_size", "patience", "class_weight"):
+        assert saved[key] == settings[key], key
+
+
+def test_running_again_continues_the_study(faces, tmp_path):
+    out = tmp_path / "out"
+    args = ["tune", "images", faces, "--backbones", TINY_BACKBONE, "--output", out]
+    code, _, err = _cli([*args, "--trials", 2])
+    assert code == 0, err
+    code, stdout, err = _cli([*args, "--trials", 3])
+    assert code == 0 and "it holds 2" in stdout, err
+    storage = f"sqlite:///{(out / 'tune.db').resolve()}"
+    assert [t.number for t in _study(storage).trials] == [0, 1, 2]
+    code, stdout, err = _cli([*args, "--trials", 3])
+    assert code == 0 and "nothing to run" in stdout, err
+    assert len(_study(storage).trials) == 3
+
+
+def test_two_processes_share_one_sqlite_study_without_duplicates_or_losses(faces, tmp_path):
+    """Two `tune` processes on one SQLite file: every trial finished once, numbered once; the
+    study stops at the count asked (a trial started by both in the same instant may add one)."""
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    children = [subprocess.Popen(
+        [sys.executable, "-m", "transferkit.cli", "tune", "images", str(faces), "--backbones",
+         TINY_BACKBONE, "--trials", "8", "--storage", storage, "--output", str(tmp_path / name)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for name in ("a", "b")]
+    outputs = [child.communicate(timeout=600) for child in children]
+    for child, (_, err) in zip(children, outputs):
+        assert child.returncode == 0, err[-3000:]
+    trials = _study(storage).trials
+    numbers = [t.number for t in trials]
+    assert sorted(numbers) == list(range(len(trials))) and 8 <= len(trials) <= 9
+    assert {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
+    ran = [[int(line.split()[1].rstrip(":")) for line in out.splitlines()
+            if line.startswith("  trial ")] for out, _ in outputs]
+    assert all(ran) and not set(ran[0]) & set(ran[1])  # both worked, never on the same trial
+
+
+def test_text_search_covers_the_feature_kinds(bert_folder, tmp_path):
+    from transferkit.testing import write_table
+
+    table = write_table(tmp_path / "reviews.csv", n=60, bad_rows=False)
+    code, stdout, err = _cli(["tune", "text", table, "--backbones", bert_folder, "--trials", 3,
+                              "--output", tmp_path / "out", "--json"])
+    assert code == 0, err
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    settings = summary["best"]["settings"]
+    assert settings["encoder"] == str(bert_folder) and settings["features"] in ("layers",
+                                                                                 "sentence")
+    assert summary["scored_on"].startswith("the validation split")
+    assert summary["report_split"].startswith("the test split")
+    with open(tmp_path / "out" / "trials.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows[0]["params_candidate"] == f"{bert_folder}:layers"  # the default kind first
+    assert {row["params_candidate"] for row in rows} <= {f"{bert_folder}:layers",
+                                                         f"{bert_folder}:sentence"}
