@@ -131,3 +131,35 @@ def test_text_search_covers_the_feature_kinds(bert_folder, tmp_path):
     assert rows[0]["params_candidate"] == f"{bert_folder}:layers"  # the default kind first
     assert {row["params_candidate"] for row in rows} <= {f"{bert_folder}:layers",
                                                          f"{bert_folder}:sentence"}
+
+
+def test_a_tracked_search_is_a_parent_run_with_a_run_per_trial(faces, tmp_path):
+    mlflow = pytest.importorskip("mlflow", reason="the tracking extra (mlflow) is not installed")
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code, stdout, err = _cli(["tune", "images", faces, "--backbones", TINY_BACKBONE, "--trials", 3,
+                              "--output", tmp_path / "out", "--track", store, "--json"])
+    assert code == 0, err
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    client = mlflow.MlflowClient(tracking_uri=store)
+    parent = client.get_run(summary["tracking"]["run_id"])
+    assert parent.data.metrics["best_loss"] == pytest.approx(summary["best"]["loss"])
+    assert parent.data.params["learning_rate"] == str(summary["best"]["settings"]["learning_rate"])
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(run.info.run_name for run in children) == ["trial 0", "trial 1", "trial 2"]
+    first = next(run for run in children if run.info.run_name == "trial 0")
+    assert first.data.params["dropout"] == "0.2"  # the defaults' trial
+    artifacts = {item.path for item in client.list_artifacts(parent.info.run_id)}
+    assert {"trials.csv", "best.toml", "summary.json", "optimization_history.png"} <= artifacts
+
+
+@pytest.mark.slow  # a whole training run (head and fine-tuning) after the search
+def test_train_best_trains_a_run_with_best_toml(faces, tmp_path):
+    code, stdout, err = _cli(["tune", "images", faces, "--backbones", TINY_BACKBONE, "--trials", 2,
+                              "--output", tmp_path / "out", "--train-best", "--json"])
+    assert code == 0, err
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    run = Path(summary["best_run"]["run_dir"])
+    assert (run / "model.keras").is_file() and "validation_accuracy" in summary["best_run"]
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["learning_rate"] == summary["best"]["settings"]["learning_rate"]

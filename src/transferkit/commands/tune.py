@@ -40,6 +40,11 @@ def add_commands(subparsers, train) -> None:
                         help="a table's label column (default: label or sentiment)")
     parser.add_argument("--train-best", action="store_true",
                         help="then train a run with best.toml into DIR/best-run")
+    parser.add_argument("--track", nargs="?", const=True, default=None, metavar="URI",
+                        help="log the search to MLflow: a parent run, a nested run per trial "
+                        "(default store without URI)")
+    parser.add_argument("--experiment", default=None,
+                        help="the MLflow experiment (default: transferkit-tune)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(handler=run)
 
@@ -54,7 +59,8 @@ def run(args) -> int:
     summary = tune(args.kind, args.data, trials=args.trials, timeout=args.timeout,
                    backbones=names, output=args.output, storage=args.storage,
                    study=args.study or STUDY_NAME, seed=args.seed, text_column=args.text_column,
-                   label_column=args.label_column, train_best=args.train_best, log=log)
+                   label_column=args.label_column, train_best=args.train_best,
+                   track=args.track, experiment=args.experiment, log=log)
     if args.json:
         print_json(summary)
     return 0

@@ -33,6 +33,9 @@ class Prepared:
         train_y, val_y: int labels of the examples trials train on and are scored on.
         features: candidate -> `(train_x, val_x)` (candidates: backbones for images,
             `encoder:features` for text).
+        train_views: images: candidate -> the augmented views' features of the training
+            examples, `(n, views, dim)`, as `train`'s head trains on them (None: no
+            augmentation).
         scored_on: what the trials are scored on, for the log and the summary.
         report_split: the split the final report reads (never read here).
     """
@@ -44,6 +47,7 @@ class Prepared:
     features: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     scored_on: str = ""
     report_split: str = ""
+    train_views: dict[str, np.ndarray | None] = field(default_factory=dict)
 
     @property
     def candidates(self) -> list[str]:
@@ -52,10 +56,10 @@ class Prepared:
 
 def prepare_images(data, backbones: list[str], seed: int, log) -> Prepared:
     """Features of the training split of an image folder for each of `backbones`."""
-    from transferkit.backbones.image_encoder import ImageEncoder
     from transferkit.data.image_folder import discover_image_folder
     from transferkit.data.image_inputs import ImageInputs
     from transferkit.data.labels import stratified_split
+    from transferkit.tasks.image_classifier import ImageClassifier
 
     folder = discover_image_folder(data, validation_size=ImageTrainConfig.validation_size,
                                    seed=seed)
@@ -63,19 +67,27 @@ def prepare_images(data, backbones: list[str], seed: int, log) -> Prepared:
     parts = stratified_split(labels, {"validation": INNER_VALIDATION}, seed)
     train, validation = parts["train"], parts["validation"]
     paths = list(folder.train_paths)
+    inputs = ImageInputs(paths, folder.digests)
     readable = np.ones(len(paths), dtype=bool)
-    features = {}
+    features, views = {}, {}
     for backbone in backbones:
-        log(f"Features of {len(paths)} training images with {backbone} (cached after the first "
-            "time)")
-        encoder = ImageEncoder(backbone, seed=seed)
-        values, ok = encoder.readable_features(ImageInputs(paths, folder.digests))
+        # The encoder `train` makes with its defaults: the same features and augmented views,
+        # read from the same cache.
+        encoder = ImageClassifier(backbone, seed=seed).get_encoder()
+        encoder.build()
+        count = encoder.augment_views if encoder.augmentations else 0
+        log(f"Features of {len(paths)} training images with {backbone}, and {count} augmented "
+            "views of each (cached after the first time)")
+        values, ok = encoder.readable_features(inputs)
         readable &= np.asarray(ok, dtype=bool)
         features[backbone] = values
+        views[backbone] = encoder.readable_features(inputs, views=count)[0] if count else None
     train, validation = train[readable[train]], validation[readable[validation]]
     return Prepared(
         "images", list(folder.class_names), labels[train], labels[validation],
         {name: (values[train], values[validation]) for name, values in features.items()},
+        train_views={name: None if value is None else value[train]
+                     for name, value in views.items()},
         scored_on=f"{len(validation)} images ({INNER_VALIDATION:.0%} of each class of the "
         f"training split, seed {seed}); trials train on the other {len(train)}",
         report_split=f"the validation split ({len(folder.validation_paths)} images)",

@@ -33,7 +33,8 @@ def tune(kind: str, data: str | os.PathLike, *, trials: int = 50, timeout: float
          backbones: list[str] | None = None, output: str | os.PathLike | None = None,
          storage: str | None = None, study: str = STUDY_NAME, seed: int = 0,
          text_column: str | None = None, label_column: str | None = None,
-         train_best: bool = False, log=print) -> dict:
+         train_best: bool = False, track=None, experiment: str | None = None,
+         log=print) -> dict:
     """Searches the head's settings for `data` with Optuna (TPE, median pruning on each epoch's
     loss), scoring each trial on a split the final report never reads
     (`transferkit.tuning.features`).
@@ -47,7 +48,11 @@ def tune(kind: str, data: str | os.PathLike, *, trials: int = 50, timeout: float
         output: the folder for `trials.csv`, `best.toml`, the plots and `summary.json` (and
             `tune.db`). Default: a new `runs/tune-<time>` folder.
         storage: an Optuna storage URL. Default `sqlite:///<output>/tune.db`.
-        train_best: then train a run with `best.toml` into `<output>/best-run`.
+        train_best: then train a run with `best.toml` into `<output>/best-run` (tracked too
+            with `track`).
+        track: log the search to MLflow (`transferkit.tuning.tracking`): True for the default
+            store, or a tracking URI. Default `None`: not tracked.
+        experiment: the MLflow experiment. Default `"transferkit-tune"`.
 
     Returns:
         The summary (also `summary.json`): the best trial's value, accuracy and settings, the
@@ -74,6 +79,12 @@ def tune(kind: str, data: str | os.PathLike, *, trials: int = 50, timeout: float
         [ImageTrainConfig.backbone] if kind == "images" else ["minilm"])
     identity = {"task": kind, "data": str(Path(data).resolve()), "candidates": candidates,
                 "seed": seed, "target": "single-label"}
+    if track is not None:  # a store that cannot be written is said before any work
+        from transferkit.extras import require_installed
+        from transferkit.tracking.store import check_store, tracking_uri
+
+        require_installed("mlflow", "Tracking a search (`tune --track`)")
+        check_store(tracking_uri(track))
     handle = _open_study(optuna, storage, study, identity, seed)  # before the features: fail fast
     started = time.perf_counter()
     prepared = _prepare(kind, data, candidates, seed, log, text_column, label_column)
@@ -81,8 +92,15 @@ def tune(kind: str, data: str | os.PathLike, *, trials: int = 50, timeout: float
         f"{prepared.report_split}, which no trial sees.")
     _run_trials(optuna, handle, prepared, trials, timeout, seed, log)
     summary = _write_results(optuna, handle, prepared, output, identity, storage, started, log)
+    if track is not None:
+        from transferkit.tuning.tracking import log_search
+
+        summary["tracking"] = log_search(handle, summary, output, track, experiment)
+        log(f"Tracked: run {summary['tracking']['run_id']} with {summary['tracking']['trials']} "
+            f"nested trial runs in {summary['tracking']['uri']}")
     if train_best:
-        summary["best_run"] = _train_best(kind, data, output, log)
+        summary["best_run"] = _train_best(kind, data, output, log, track, experiment)
+    if track is not None or train_best:
         (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -215,19 +233,20 @@ def _write_results(optuna, study, prepared, output: Path, identity: dict, storag
     return summary
 
 
-def _train_best(kind: str, data, output: Path, log) -> dict:
+def _train_best(kind: str, data, output: Path, log, track, experiment) -> dict:
     from transferkit.config import read_config_file
 
     settings = read_config_file(output / "best.toml")
     run = output / "best-run"
     log(f"Training with best.toml into {run}")
+    tracking = {"track": track, "experiment": experiment} if track is not None else {}
     if kind == "images":
         from transferkit.pipelines.images import train_images
 
-        result = train_images(data, output=run, log=log, verbose=0, **settings)
+        result = train_images(data, output=run, log=log, verbose=0, **tracking, **settings)
     else:
         from transferkit.pipelines.text import train_text
 
-        result = train_text(data, output=run, log=log, verbose=0, **settings)
+        result = train_text(data, output=run, log=log, verbose=0, **tracking, **settings)
     return {"run_dir": str(run), **{key: result[key] for key in
-                                    ("accuracy", "test_accuracy") if key in result}}
+                                    ("validation_accuracy", "test_accuracy") if key in result}}

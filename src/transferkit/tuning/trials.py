@@ -126,7 +126,12 @@ def train_trial(prepared, candidate: str, params: dict, seed: int, trial=None) -
 
     keras.utils.set_random_seed(seed)
     train_x, val_x = prepared.features[candidate]
+    train_y = prepared.train_y
+    views = prepared.train_views.get(candidate)
     head = _head(prepared, candidate, params, train_x)
+    if views is not None:  # `train`'s head draws a view per image an epoch; here, all of them
+        train_x = np.concatenate([train_x, views.reshape(-1, views.shape[-1])])
+        train_y = np.concatenate([train_y, np.repeat(train_y, views.shape[1])])
     loss, metrics = compile_spec("single-label", len(prepared.class_names))
     head.compile(optimizer=keras.optimizers.Adam(params["learning_rate"]), loss=loss,
                  metrics=metrics, jit_compile=False, steps_per_execution=STEPS)
@@ -137,7 +142,7 @@ def train_trial(prepared, candidate: str, params: dict, seed: int, trial=None) -
         callbacks.append(_pruning_callback(trial))
     weights = class_weights_for(prepared.train_y, prepared.class_names, params["class_weight"],
                                 {})
-    history = head.fit(_batches(train_x, prepared.train_y, params["batch_size"], seed),
+    history = head.fit(_batches(train_x, train_y, params["batch_size"], seed),
                        validation_data=_batches(val_x, prepared.val_y, 1024),
                        epochs=MAX_EPOCHS, class_weight=weights, callbacks=callbacks, verbose=0,
                        shuffle=False)  # the pipeline shuffles
