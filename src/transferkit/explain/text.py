@@ -24,6 +24,7 @@ import contextlib
 import html
 import os
 import re
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -171,6 +172,33 @@ def _occlusion(classifier, text: str, spans, positions, column: int) -> np.ndarr
     return scores
 
 
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _compiled_gradients(network, layer):
+    """On TensorFlow, the path's gradients as one `tf.function` per network (traced once per
+    input shape, the embedding scaled while tracing): a GloVe + BiLSTM text's 32 steps take
+    about a tenth of the eager time (whose LSTM runs step by step in Python). None elsewhere."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return None
+    if network not in _COMPILED:
+        import tensorflow as tf
+
+        @tf.function(reduce_retracing=True)
+        def gradients(scale, inputs, weights):
+            with tf.GradientTape() as tape:
+                tape.watch(scale)
+                with _scaled(layer, scale):
+                    outputs = network(inputs, training=False)
+                score = tf.reduce_sum(outputs * weights)
+            return tape.gradient(score, scale)
+
+        _COMPILED[network] = gradients
+    return _COMPILED[network]
+
+
 def _integrated_gradients(classifier, layer, inputs: dict, positions,
                           weight: np.ndarray) -> np.ndarray:
     """Each word's integrated gradient of the logits weighted by `weight` (`logit_weights`)."""
@@ -185,11 +213,16 @@ def _integrated_gradients(classifier, layer, inputs: dict, positions,
     for start, end in positions:
         path[:, start:end, 0] = alphas[:, None]
 
-    def logits(scale):
-        with _scaled(layer, scale):
-            return classifier.network(inputs, training=False)
+    weights = np.repeat(weight[None], STEPS, axis=0).astype(np.float32)
+    compiled = _compiled_gradients(classifier.network, layer)
+    if compiled is not None:
+        gradients = np.asarray(compiled(path, inputs, weights))
+    else:
+        def logits(scale):
+            with _scaled(layer, scale):
+                return classifier.network(inputs, training=False)
 
-    _, gradients = function_gradients(logits, path, np.repeat(weight[None], STEPS, axis=0))
+        _, gradients = function_gradients(logits, path, weights)
     tokens = gradients[..., 0].mean(axis=0)  # d logit / d scale, averaged over the path
     return np.asarray([tokens[start:end].sum() for start, end in positions], dtype=np.float64)
 
