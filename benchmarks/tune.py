@@ -61,7 +61,7 @@ def head_run(kind: str, data: Path, output: Path, **settings) -> tuple[float, fl
 
 def run(name: str, args) -> dict:
     from transferkit.config import read_config_file
-    from transferkit.tuning import tune
+    from transferkit import tune
 
     kind, relative, settings = DATASETS[name]
     data = args.data / relative

@@ -48,6 +48,7 @@ _EXPORTS = {
     "extract_features": "transferkit.tasks.features",
     "check_data": "transferkit.pipelines.check",
     "rank_backbones": "transferkit.pipelines.rank",
+    "tune": "transferkit.tuning.study",
     "TextClassifier": "transferkit.tasks.text_classifier",
     "pipeline": "transferkit.tasks.text_classifier",
     "train_images": "transferkit.pipelines.images",

@@ -2,15 +2,4 @@
 Optuna's TPE sampler and median pruner over the settings `train` takes, trials scored on a split
 the final report never reads (`features`), one trial per head (`trials`), the study kept in
 Optuna's storage so that it resumes and several processes share it (`study`), results as files
-(`results`)."""
-
-from __future__ import annotations
-
-__all__ = ["tune"]
-
-
-def tune(*args, **kwargs):
-    """See `transferkit.tuning.study.tune`."""
-    from transferkit.tuning.study import tune as run
-
-    return run(*args, **kwargs)
+(`results`) and, with `track`, MLflow runs (`tracking`)."""

@@ -105,15 +105,29 @@ def _pruning_callback(trial):
     return ReportLoss()
 
 
-def _batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int | None = None):
-    """A `tf.data` pipeline of `(x, y)` batches, reshuffled each epoch when `seed` is given: a
-    few times faster per epoch than Keras adapting the arrays again each epoch."""
+def _batches(x: np.ndarray, y: np.ndarray, batch_size: int):
+    """A `tf.data` pipeline of `(x, y)` batches in order (for scoring): a few times faster per
+    epoch than Keras adapting the arrays again each epoch."""
     import tensorflow as tf
 
-    data = tf.data.Dataset.from_tensor_slices((x, y))
-    if seed is not None:
-        data = data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    return data.batch(batch_size).prefetch(2)
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).prefetch(2)
+
+
+def _training_batches(x: np.ndarray, y: np.ndarray, views: np.ndarray | None, batch_size: int,
+                      seed: int):
+    """The training batches as `train`'s head phase makes them on cached features: each epoch
+    draws as many rows as there are examples from the plain features and their augmented views
+    (`views`, `(n, views, dim)`), in an order from `(seed, epoch)`."""
+    from transferkit.data.epoch_order import EpochOrder
+
+    pool_x, pool_y = x, np.asarray(y)
+    if views is not None and views.size:
+        pool_x = np.concatenate([x[:, None, :], views], axis=1)
+        pool_y = np.repeat(pool_y, pool_x.shape[1], axis=0)
+        pool_x = pool_x.reshape(-1, pool_x.shape[-1])
+    order = EpochOrder(len(pool_x), seed)
+    return order.attach(order.slices((pool_x, pool_y)).take(len(x)).batch(batch_size)
+                        .prefetch(2))
 
 
 def train_trial(prepared, candidate: str, params: dict, seed: int, trial=None) -> dict:
@@ -126,12 +140,8 @@ def train_trial(prepared, candidate: str, params: dict, seed: int, trial=None) -
 
     keras.utils.set_random_seed(seed)
     train_x, val_x = prepared.features[candidate]
-    train_y = prepared.train_y
     views = prepared.train_views.get(candidate)
     head = _head(prepared, candidate, params, train_x)
-    if views is not None:  # `train`'s head draws a view per image an epoch; here, all of them
-        train_x = np.concatenate([train_x, views.reshape(-1, views.shape[-1])])
-        train_y = np.concatenate([train_y, np.repeat(train_y, views.shape[1])])
     loss, metrics = compile_spec("single-label", len(prepared.class_names))
     head.compile(optimizer=keras.optimizers.Adam(params["learning_rate"]), loss=loss,
                  metrics=metrics, jit_compile=False, steps_per_execution=STEPS)
@@ -142,7 +152,8 @@ def train_trial(prepared, candidate: str, params: dict, seed: int, trial=None) -
         callbacks.append(_pruning_callback(trial))
     weights = class_weights_for(prepared.train_y, prepared.class_names, params["class_weight"],
                                 {})
-    history = head.fit(_batches(train_x, train_y, params["batch_size"], seed),
+    history = head.fit(_training_batches(train_x, prepared.train_y, views, params["batch_size"],
+                                         seed),
                        validation_data=_batches(val_x, prepared.val_y, 1024),
                        epochs=MAX_EPOCHS, class_weight=weights, callbacks=callbacks, verbose=0,
                        shuffle=False)  # the pipeline shuffles
