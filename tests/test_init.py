@@ -19,7 +19,7 @@ EXPECTED = {
     "WeightsUnavailableError", "__version__", "backbone_table", "extract_features",
     "get_backbone", "get_spec", "list_backbones", "load", "load_image", "pipeline",
     "predict_imagenet", "train_images", "train_text", "batch_predict", "batch_embed",
-    "check_data", "rank_backbones", "predict", "embed",
+    "check_data", "rank_backbones", "tune", "predict", "embed",
 }
 ALIASES = {"predict": "batch_predict", "embed": "batch_embed"}  # the batch jobs' earlier names
 

@@ -31,7 +31,7 @@ _OPEN_ATTEMPTS = 5
 
 def tune(kind: str, data: str | os.PathLike, *, trials: int = 50, timeout: float | None = None,
          backbones: list[str] | None = None, output: str | os.PathLike | None = None,
-         storage: str | None = None, study: str = STUDY_NAME, seed: int = 0,
+         storage: str | None = None, study: str = STUDY_NAME, seed: int = ImageTrainConfig.seed,
          text_column: str | None = None, label_column: str | None = None,
          train_best: bool = False, track=None, experiment: str | None = None,
          log=print) -> dict:
