@@ -21,9 +21,10 @@ fraction). Each row is the mean drop of the explained (predicted) class's probab
 * text (`rt_polarity`, sentences.csv): a classifier per encoder (`rt_glove`: glove-bilstm, the
   default encoder; `rt_minilm`: MiniLM, frozen) trained with `train_text` (its default seeded,
   stratified split: train 7,464, validation 1,066, test 2,132); `--text-sample` (300) sentences of
-  its test split with at least 6 words (seeded) are explained by occlusion, then the `--words` (3)
-  words with the largest scores are removed all together (as occlusion removes one: the word and
-  one space beside it), against as many words drawn at random (seeded).
+  its test split with at least 6 words (seeded) are explained by each text method (occlusion,
+  integrated gradients), then the `--words` (3) words with the largest scores are removed all
+  together (as occlusion removes one: the word and one space beside it), against as many words
+  drawn at random (seeded, the same for both methods).
 
 Columns: mean drop with the method's deletion, mean drop with the random deletion, their ratio
 (the acceptance bar is >= 2), n, and the seconds per explained input of `classifier.explain`
@@ -47,7 +48,8 @@ Times on 2 shared, busy CPUs (load 5-8): the 1,000 photos, three methods, took 3
 (explain 0.23-0.25 s per photo per method; 17 forward passes per photo in all), training the
 image head 2-3 minutes (cached features); glove-bilstm trained in 19 minutes (patience 10),
 MiniLM's head in 4 (its frozen features of the split were already cached; the first time they
-take several minutes); occlusion took 0.11 s per sentence with glove-bilstm, 0.7 s with MiniLM.
+take several minutes); occlusion took 0.07-0.11 s per sentence with glove-bilstm, 0.7 s with
+MiniLM; integrated gradients 0.55 s and 2.9 s.
 
 Progress goes to stderr; the markdown tables go to stdout (and to `--json` with the raw numbers).
 """

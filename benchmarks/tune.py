@@ -60,8 +60,8 @@ def head_run(kind: str, data: Path, output: Path, **settings) -> tuple[float, fl
 
 
 def run(name: str, args) -> dict:
-    from transferkit.config import read_config_file
     from transferkit import tune
+    from transferkit.config import read_config_file
 
     kind, relative, settings = DATASETS[name]
     data = args.data / relative
