@@ -91,6 +91,7 @@ def test_running_again_continues_the_study(faces, tmp_path):
     assert len(_study(storage).trials) == 3
 
 
+@pytest.mark.slow  # two child processes, each importing TensorFlow (~40 s)
 def test_two_processes_share_one_sqlite_study_without_duplicates_or_losses(faces, tmp_path):
     """Two `tune` processes on one SQLite file: every trial finished once, numbered once; the
     study stops at the count asked (a trial started by both in the same instant may add one)."""
@@ -113,6 +114,7 @@ def test_two_processes_share_one_sqlite_study_without_duplicates_or_losses(faces
     assert all(ran) and not set(ran[0]) & set(ran[1])  # both worked, never on the same trial
 
 
+@pytest.mark.slow  # features of both kinds on the tiny BERT
 def test_text_search_covers_the_feature_kinds(bert_folder, tmp_path):
     from transferkit.testing import write_table
 
@@ -133,6 +135,7 @@ def test_text_search_covers_the_feature_kinds(bert_folder, tmp_path):
                                                          f"{bert_folder}:sentence"}
 
 
+@pytest.mark.slow  # a search, then MLflow's store
 def test_a_tracked_search_is_a_parent_run_with_a_run_per_trial(faces, tmp_path):
     mlflow = pytest.importorskip("mlflow", reason="the tracking extra (mlflow) is not installed")
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
