@@ -214,6 +214,8 @@ def steps(root: Path) -> list[dict]:
                                      "--output", out / "litert"]),
         ("export onnx float16", "export", ["export", model, "--format", "onnx", "--quantize",
                                            "float16", "--output", out / "onnx16"]),
+        ("tune", "tune", ["tune", "images", faces, "--backbones", TINY_BACKBONE, "--output",
+                          out / "tune"]),
     ]
     return ([{"name": name, "argv": [str(a) for a in argv]} for name, argv in works]
             + [{"name": name, "extra": extra, "argv": [str(a) for a in argv]}

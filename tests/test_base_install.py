@@ -90,7 +90,7 @@ def test_using_a_model_works_without_extras(base_world, name):
 
 @pytest.mark.parametrize("name", [
     "serve", "predict --ray", "train --distribute", "train --track", "runs", "models list",
-    "export litert", "export onnx float16",
+    "export litert", "export onnx float16", "tune",
 ])
 def test_a_command_that_needs_an_extra_names_it_in_one_line(base_world, name):
     result = base_world["by_name"][name]
