@@ -87,7 +87,7 @@ def explain_texts(classifier, texts: list[str], label=None, method: str | None =
         spans = [(match.start(), match.end()) for match in _WORD.finditer(text)]
         inputs, positions = _word_positions(classifier, text, spans)
         if layer is None:
-            scores = _occlusion(classifier, text, spans, positions, column)
+            scores = _occlusion(classifier, text, spans, positions, column, outputs[column])
         else:
             scores = _integrated_gradients(classifier, layer, inputs, positions, weight)
         results.append({
@@ -159,16 +159,17 @@ def _word_positions(classifier, text: str, spans: list[tuple[int, int]]):
     return {name: values[1:] for name, values in ids.items()}, positions
 
 
-def _occlusion(classifier, text: str, spans, positions, column: int) -> np.ndarray:
-    """Each word's drop of output `column` when it alone is taken out; 0 for a word the model
-    does not see (past `max_length`, or dropped by its tokenizer), whose removal cannot change
-    what the model sees of the words before it, without a forward pass."""
+def _occlusion(classifier, text: str, spans, positions, column: int, base: float) -> np.ndarray:
+    """Each word's drop of output `column` (`base` for the whole text) when it alone is taken
+    out; 0 for a word the model does not see (past `max_length`, or dropped by its tokenizer),
+    whose removal cannot change what the model sees of the words before it, without a forward
+    pass."""
     seen = [j for j, (start, end) in enumerate(positions) if end > start]
     scores = np.zeros(len(spans))
     if seen:
         variants = [_without(text, *spans[j]) for j in seen]
-        outputs = np.asarray(classifier.predict_proba([text, *variants]), dtype=np.float64)
-        scores[seen] = outputs[0, column] - outputs[1:, column]
+        outputs = np.asarray(classifier.predict_proba(variants), dtype=np.float64)
+        scores[seen] = base - outputs[:, column]
     return scores
 
 
