@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from helpers import refused_in_one_line
 from transferkit.testing import TINY_BACKBONE
 
 pytest.importorskip("optuna", reason="the tune extra (optuna) is not installed")
@@ -15,11 +16,6 @@ def _cli(argv) -> tuple[int, str, str]:
     from conftest import _run_cli
 
     return _run_cli([str(a) for a in argv])
-
-
-def _one_line(code: int, err: str) -> str:
-    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    return err.strip()
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +39,7 @@ def test_bad_settings_are_one_line(faces, tmp_path, args, said):
     args = [a.format(file=a_file) for a in args]
     if "--output" not in args:
         args += ["--output", tmp_path / "out"]
-    code, _, err = _cli(["tune", "images", faces, "--backbones", TINY_BACKBONE, *args])
-    assert said in _one_line(code, err)
+    refused_in_one_line(_cli(["tune", "images", faces, "--backbones", TINY_BACKBONE, *args]), said)
 
 
 def test_a_study_of_other_data_is_refused(searched, faces, tmp_path):
@@ -53,30 +48,30 @@ def test_a_study_of_other_data_is_refused(searched, faces, tmp_path):
     other.mkdir()
     for name in ("face", "not_face"):
         (other / name).symlink_to(faces / name)
-    code, _, err = _cli(["tune", "images", other, "--backbones", TINY_BACKBONE, "--trials", 5,
-                         "--output", out])
-    assert "tunes other data: data" in _one_line(code, err)
+    result = _cli(["tune", "images", other, "--backbones", TINY_BACKBONE, "--trials", 5,
+                   "--output", out])
+    refused_in_one_line(result, "tunes other data: data")
 
 
 def test_glove_bilstm_has_no_features_to_tune_on(vectors_file, tmp_path):
     from transferkit.testing import write_table
 
     table = write_table(tmp_path / "reviews.csv", n=40, bad_rows=False)
-    code, _, err = _cli(["tune", "text", table, "--backbones", "glove-bilstm", "--output",
-                         tmp_path / "out"])
-    assert "trains its whole network on token ids" in _one_line(code, err)
+    result = _cli(["tune", "text", table, "--backbones", "glove-bilstm", "--output",
+                   tmp_path / "out"])
+    refused_in_one_line(result, "trains its whole network on token ids")
 
 
 def test_one_class_is_refused_before_any_trial(faces, tmp_path):
     one = tmp_path / "one"
     one.mkdir()
     (one / "face").symlink_to(faces / "face")
-    code, _, err = _cli(["tune", "images", one, "--backbones", TINY_BACKBONE, "--output",
-                         tmp_path / "out"])
-    assert "class" in _one_line(code, err)
+    result = _cli(["tune", "images", one, "--backbones", TINY_BACKBONE, "--output",
+                   tmp_path / "out"])
+    refused_in_one_line(result, "class")
 
 
 def test_an_unknown_backbone_is_one_line(faces, tmp_path):
-    code, _, err = _cli(["tune", "images", faces, "--backbones", "efficientnet_lite9",
-                         "--output", tmp_path / "out"])
-    assert "efficientnet_lite9" in _one_line(code, err)
+    result = _cli(["tune", "images", faces, "--backbones", "efficientnet_lite9",
+                   "--output", tmp_path / "out"])
+    refused_in_one_line(result, "efficientnet_lite9")

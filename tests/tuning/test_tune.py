@@ -26,11 +26,6 @@ def _cli(argv) -> tuple[int, str, str]:
     return _run_cli([str(a) for a in argv])
 
 
-def _one_line(code: int, err: str) -> str:
-    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    return err.strip()
-
-
 def _study(storage: str):
     return optuna.load_study(study_name="transferkit-tune", storage=storage)
 
