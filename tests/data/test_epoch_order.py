@@ -36,3 +36,26 @@ def test_slices_keep_the_parts_of_an_element_together():
     pairs = [(int(a), int(b)) for a, b in order.slices((x, y))]
     assert sorted(pairs) == [(i * 10, i) for i in range(6)]
     assert order.slices((x, y)).cardinality() == 6  # Keras knows an epoch's length
+
+
+def test_batches_are_the_batches_of_slices_take_batch_epoch_by_epoch():
+    x = np.arange(30, dtype="float32").reshape(15, 2)
+    y = np.arange(15)
+    for take, drop in ((None, False), (11, False), (11, True)):
+        sliced = EpochOrder(15, seed=5)
+        reference = sliced.slices((x, y))
+        reference = (reference if take is None else reference.take(take)).batch(
+            4, drop_remainder=drop)
+        gathered = EpochOrder(15, seed=5)
+        batches = gathered.attach(gathered.batches((x, y), 4, take=take, drop_remainder=drop))
+        assert int(batches.cardinality()) == len(list(reference))  # its first pass: epoch 0
+        sliced.set_epoch(0)
+        for epoch in range(3):
+            want = [(np.asarray(a), np.asarray(b)) for a, b in reference]
+            got = [(np.asarray(a), np.asarray(b)) for a, b in batches]
+            assert [b.tolist() for _, b in got] == [b.tolist() for _, b in want], (take, epoch)
+            assert all(np.array_equal(a, w) for (a, _), (w, _) in zip(got, want, strict=True))
+        batches.set_epoch(1)  # a resumed run replays any epoch
+        sliced.set_epoch(1)
+        assert [np.asarray(b).tolist() for _, b in batches] == \
+            [np.asarray(b).tolist() for _, b in reference]

@@ -401,8 +401,9 @@ class ImageClassifier(Classifier):
             pool_x = pool_x.reshape(-1, pool_x.shape[-1])
             pool_y = np.repeat(labels, per_image, axis=0)  # rows: a label set each, too
         order = EpochOrder(len(pool_x), self.seed)  # epoch e's draw from (seed, e) alone
-        return order.attach(order.slices((pool_x, pool_y)).take(len(features)).batch(
-            batch_size, drop_remainder=distribute_active()).prefetch(tf.data.AUTOTUNE))
+        return order.attach(order.batches(
+            (pool_x, pool_y), batch_size, take=len(features),
+            drop_remainder=distribute_active()).prefetch(tf.data.AUTOTUNE))
 
     def fine_tune(self, x=None, y=None, validation_data=None, *, unfreeze=None, **settings):
         """Unfreezes the backbone (or part of it) and trains end to end on raw images (step 5).

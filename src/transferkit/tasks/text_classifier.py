@@ -257,7 +257,7 @@ class TextClassifier(Classifier):
             # Shuffled by epoch (`transferkit.data.epoch_order`): Keras's own shuffle of arrays
             # repeats one order every epoch once a global seed is set.
             order = EpochOrder(len(train_x), self.seed)
-            train = order.attach(order.slices((train_x, train_y)).batch(settings.batch_size))
+            train = order.attach(order.batches((train_x, train_y), settings.batch_size))
             fit_kwargs = {"validation_batch_size": settings.batch_size, "shuffle": False}
             return encoder.head(self.network), train, (val_x, val_y), fit_kwargs
         self.network = encoder.build_network(self.num_logits)
