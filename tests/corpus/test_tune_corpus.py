@@ -23,13 +23,15 @@ def searched(faces, tmp_path_factory):
     """A two-trial study of the faces: its output folder."""
     out = tmp_path_factory.mktemp("tune") / "out"
     code, _, err = _cli(["tune", "images", faces, "--backbones", TINY_BACKBONE, "--trials", 2,
-                         "--output", out, "--json"])
+                         "--folds", 0, "--output", out, "--json"])
     assert code == 0, err
     return out
 
 
 @pytest.mark.parametrize(("args", "said"), [
     (["--trials", "0"], "--trials must be an int >= 1"),
+    (["--folds", "1"], "--folds 1 cannot cross-validate"),
+    (["--folds", "-2"], "--folds must be an int >= 0"),
     (["--storage", "nosuchdb://x"], "--storage nosuchdb://x: cannot open it"),
     (["--output", "{file}"], "is a file"),
 ])

@@ -49,8 +49,23 @@ def test_a_search_writes_its_table_best_toml_and_plots(searched):
     # The defaults run first, and the best is never worse than them on the scoring split.
     assert rows[0]["user_attrs_defaults"] == "True" and float(rows[0]["params_dropout"]) == 0.2
     assert summary["defaults"]["trial"] == 0
-    assert summary["best"]["loss"] <= summary["defaults"]["loss"]
-    assert summary["best"]["loss"] == min(float(r["value"]) for r in rows if r["value"])
+    # The defaults are the incumbent; the two best others on the scoring split challenge them
+    # fold by fold, and win only with a lower loss on every fold.
+    values = {int(r["number"]): float(r["value"]) for r in rows if r["value"]}
+    assert summary["folds"] == 5  # 16 training faces a class
+    incumbent, *challengers = summary["finalists"]
+    assert incumbent["trial"] == 0 and incumbent["defaults"]
+    assert len(incumbent["fold_losses"]) == 5
+    assert [row["trial"] for row in challengers] == \
+        [t for t in sorted(values, key=values.get)[:2] if t != 0]
+    for row in challengers:
+        pairs = list(zip(row["fold_losses"], incumbent["fold_losses"]))
+        assert all(mine < theirs for mine, theirs in pairs[:-1])  # it went on only while better
+        assert row["better_on_every_fold"] == (len(pairs) == 5 and pairs[-1][0] < pairs[-1][1])
+    winners = [row for row in challengers if row["better_on_every_fold"]]
+    best = summary["best"]["trial"]
+    assert best == (min(winners, key=lambda r: sum(r["fold_losses"]))["trial"] if winners else 0)
+    assert summary["best"]["loss"] == values[best]
     for name in ("optimization_history", "slice"):
         assert (out / f"{name}.png").stat().st_size > 5_000
     assert "20% of each class of the training split" in summary["scored_on"]
@@ -72,9 +87,33 @@ def test_best_toml_is_a_config_file_train_reads_as_is(searched, faces, tmp_path)
         assert saved[key] == settings[key], key
 
 
+def test_a_reused_head_trains_as_a_new_one(faces):
+    """A search reuses one compiled head per shape (`Heads`); a trial on it, after trials of
+    other learning rates, batch sizes and patience, must end where a new head's trial ends."""
+    from transferkit.tuning.features import prepare_images
+    from transferkit.tuning.trials import Heads, default_params, train_trial
+
+    prepared = prepare_images(faces, [TINY_BACKBONE], 0, lambda line: None)
+    params = default_params("images", [TINY_BACKBONE], len(prepared.train_y))
+    fresh = train_trial(prepared, TINY_BACKBONE, params, 0)
+    heads = Heads(prepared, 0)
+    others = [dict(params, learning_rate=0.02, batch_size=4, patience=2),
+              dict(params, learning_rate=3e-4, batch_size=16, class_weight="balanced")]
+    for other in others:
+        assert train_trial(prepared, TINY_BACKBONE, other, 0, heads=heads)["loss"] != \
+            pytest.approx(fresh["loss"])  # they trained something else
+    again = train_trial(prepared, TINY_BACKBONE, params, 0, heads=heads)
+    assert len(heads) == 1  # one shape, built once
+    assert again["epochs"] == fresh["epochs"]
+    assert again["loss"] == pytest.approx(fresh["loss"], rel=1e-5)
+    assert again["accuracy"] == fresh["accuracy"]
+    other_shape = train_trial(prepared, TINY_BACKBONE, dict(params, dropout=0.5), 0, heads=heads)
+    assert len(heads) == 2 and other_shape["loss"] != pytest.approx(fresh["loss"])
+
+
 def test_running_again_continues_the_study(faces, tmp_path):
     out = tmp_path / "out"
-    args = ["tune", "images", faces, "--backbones", TINY_BACKBONE, "--output", out]
+    args = ["tune", "images", faces, "--backbones", TINY_BACKBONE, "--output", out, "--folds", 0]
     code, _, err = _cli([*args, "--trials", 2])
     assert code == 0, err
     code, stdout, err = _cli([*args, "--trials", 3])
@@ -94,7 +133,8 @@ def test_two_processes_share_one_sqlite_study_without_duplicates_or_losses(faces
     env = dict(os.environ, PYTHONPATH=str(SRC))
     children = [subprocess.Popen(
         [sys.executable, "-m", "transferkit.cli", "tune", "images", str(faces), "--backbones",
-         TINY_BACKBONE, "--trials", "8", "--storage", storage, "--output", str(tmp_path / name)],
+         TINY_BACKBONE, "--trials", "8", "--folds", "0", "--storage", storage, "--output",
+         str(tmp_path / name)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         for name in ("a", "b")]
     outputs = [child.communicate(timeout=600) for child in children]
@@ -115,7 +155,7 @@ def test_text_search_covers_the_feature_kinds(bert_folder, tmp_path):
 
     table = write_table(tmp_path / "reviews.csv", n=60, bad_rows=False)
     code, stdout, err = _cli(["tune", "text", table, "--backbones", bert_folder, "--trials", 3,
-                              "--output", tmp_path / "out", "--json"])
+                              "--folds", 0, "--output", tmp_path / "out", "--json"])
     assert code == 0, err
     summary = json.loads(stdout.strip().splitlines()[-1])
     settings = summary["best"]["settings"]
@@ -135,7 +175,7 @@ def test_a_tracked_search_is_a_parent_run_with_a_run_per_trial(faces, tmp_path):
     mlflow = pytest.importorskip("mlflow", reason="the tracking extra (mlflow) is not installed")
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     code, stdout, err = _cli(["tune", "images", faces, "--backbones", TINY_BACKBONE, "--trials", 3,
-                              "--output", tmp_path / "out", "--track", store, "--json"])
+                              "--folds", 0, "--output", tmp_path / "out", "--track", store, "--json"])
     assert code == 0, err
     summary = json.loads(stdout.strip().splitlines()[-1])
     client = mlflow.MlflowClient(tracking_uri=store)
@@ -154,7 +194,7 @@ def test_a_tracked_search_is_a_parent_run_with_a_run_per_trial(faces, tmp_path):
 @pytest.mark.slow  # a whole training run (head and fine-tuning) after the search
 def test_train_best_trains_a_run_with_best_toml(faces, tmp_path):
     code, stdout, err = _cli(["tune", "images", faces, "--backbones", TINY_BACKBONE, "--trials", 2,
-                              "--output", tmp_path / "out", "--train-best", "--json"])
+                              "--folds", 0, "--output", tmp_path / "out", "--train-best", "--json"])
     assert code == 0, err
     summary = json.loads(stdout.strip().splitlines()[-1])
     run = Path(summary["best_run"]["run_dir"])

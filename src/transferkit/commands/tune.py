@@ -38,6 +38,9 @@ def add_commands(subparsers, train) -> None:
                         help="a table's text column (default: text, sentence or review)")
     parser.add_argument("--label-column", default=None,
                         help="a table's label column (default: label or sentiment)")
+    parser.add_argument("--folds", type=int, default=None,
+                        help="cross-validation folds that choose between the two best trials "
+                        "and the defaults (default: 5; 0: the scoring split's best)")
     parser.add_argument("--train-best", action="store_true",
                         help="then train a run with best.toml into DIR/best-run")
     parser.add_argument("--track", nargs="?", const=True, default=None, metavar="URI",
@@ -60,6 +63,7 @@ def run(args) -> int:
                    backbones=names, output=args.output, storage=args.storage,
                    study=args.study or STUDY_NAME, seed=args.seed, text_column=args.text_column,
                    label_column=args.label_column, train_best=args.train_best,
+                   **({} if args.folds is None else {"folds": args.folds}),
                    track=args.track, experiment=args.experiment, log=log)
     if args.json:
         print_json(summary)

@@ -38,6 +38,8 @@ class Prepared:
             augmentation).
         scored_on: what the trials are scored on, for the log and the summary.
         report_split: the split the final report reads (never read here).
+        pooled: candidate -> `(x, views)` of every example the trials see (trained on or
+            scored on), for the cross-validation of the finalists (`all_y` their labels).
     """
 
     kind: str
@@ -48,6 +50,8 @@ class Prepared:
     scored_on: str = ""
     report_split: str = ""
     train_views: dict[str, np.ndarray | None] = field(default_factory=dict)
+    pooled: dict[str, tuple[np.ndarray, np.ndarray | None]] = field(default_factory=dict)
+    all_y: np.ndarray | None = None
 
     @property
     def candidates(self) -> list[str]:
@@ -83,6 +87,7 @@ def prepare_images(data, backbones: list[str], seed: int, log) -> Prepared:
         features[backbone] = values
         views[backbone] = encoder.readable_features(inputs, views=count)[0] if count else None
     train, validation = train[readable[train]], validation[readable[validation]]
+    seen = np.sort(np.concatenate([train, validation]))
     return Prepared(
         "images", list(folder.class_names), labels[train], labels[validation],
         {name: (values[train], values[validation]) for name, values in features.items()},
@@ -91,6 +96,9 @@ def prepare_images(data, backbones: list[str], seed: int, log) -> Prepared:
         scored_on=f"{len(validation)} images ({INNER_VALIDATION:.0%} of each class of the "
         f"training split, seed {seed}); trials train on the other {len(train)}",
         report_split=f"the validation split ({len(folder.validation_paths)} images)",
+        pooled={name: (values[seen], None if views[name] is None else views[name][seen])
+                for name, values in features.items()},
+        all_y=labels[seen],
     )
 
 
@@ -128,4 +136,6 @@ def prepare_text(data, encoders: list[str], seed: int, log, text_column=None,
         scored_on=f"the validation split ({len(val_texts)} texts, as `train` splits with seed "
         f"{seed}); trials train on the training split ({len(train_texts)})",
         report_split=f"the test split ({0 if test is None else len(test[0])} texts)",
+        pooled={name: (np.concatenate(values), None) for name, values in features.items()},
+        all_y=np.concatenate([np.asarray(train_y), np.asarray(val_y)]),
     )

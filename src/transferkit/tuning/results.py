@@ -13,9 +13,9 @@ __all__ = ["best_config", "write_plots", "write_toml", "write_trials"]
 def best_config(prepared, params: dict, seed: int) -> dict:
     """The `train` settings of a trial's `params` (the candidate as `backbone`, or as `encoder`
     and `features`), with the trials' most epochs and their seed."""
-    from transferkit.tuning.trials import MAX_EPOCHS
+    from transferkit.tuning.trials import MAX_EPOCHS, settings_of
 
-    settings = {key: value for key, value in params.items() if key != "candidate"}
+    settings = {key: value for key, value in settings_of(params).items() if key != "candidate"}
     candidate = params.get("candidate", prepared.candidates[0])
     if prepared.kind == "images":
         settings = {"backbone": candidate, **settings}

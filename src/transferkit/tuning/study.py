@@ -17,6 +17,8 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
+
 from transferkit.config import ImageTrainConfig
 from transferkit.errors import InputError
 
@@ -24,6 +26,15 @@ __all__ = ["STUDY_NAME", "tune"]
 
 #: The study's name in its storage unless `study` says another.
 STUDY_NAME = "transferkit-tune"
+#: How the best settings are chosen: the defaults' trial is the incumbent, and the best
+#: `FINALISTS` trials on the scoring split challenge it on `FOLDS` folds (cross-validation over
+#: every example the trials see); a challenger wins only with a lower loss on every fold (a
+#: sign test: 5 of 5 by chance is p = 0.03), the lowest mean among winners. One split of a few
+#: hundred examples ranks settings whose losses differ by less than its noise: on cats/dogs the
+#: split's best, also best in a plain 5-fold mean (0.0217 vs 0.0233), scored 0.987 on the
+#: report's split against the defaults' 0.994.
+FINALISTS = 2
+FOLDS = 5  # images: folds of 80%, as the trials train on
 _HEARTBEAT_SECONDS = 10
 _GRACE_SECONDS = 30
 _OPEN_ATTEMPTS = 5
@@ -34,7 +45,7 @@ def tune(kind: str, data: str | os.PathLike, *, trials: int = 50, timeout: float
          storage: str | None = None, study: str = STUDY_NAME, seed: int = ImageTrainConfig.seed,
          text_column: str | None = None, label_column: str | None = None,
          train_best: bool = False, track=None, experiment: str | None = None,
-         log=print) -> dict:
+         folds: int = FOLDS, log=print) -> dict:
     """Searches the head's settings for `data` with Optuna (TPE, median pruning on each epoch's
     loss), scoring each trial on a split the final report never reads
     (`transferkit.tuning.features`).
@@ -48,6 +59,9 @@ def tune(kind: str, data: str | os.PathLike, *, trials: int = 50, timeout: float
         output: the folder for `trials.csv`, `best.toml`, the plots and `summary.json` (and
             `tune.db`). Default: a new `runs/tune-<time>` folder.
         storage: an Optuna storage URL. Default `sqlite:///<output>/tune.db`.
+        folds: the finalists (the `FINALISTS` best trials on the scoring split, and the
+            defaults) are scored again by `folds`-fold cross-validation over every example
+            the trials see, and the lowest mean loss is the best; 0: the scoring split's best.
         train_best: then train a run with `best.toml` into `<output>/best-run` (tracked too
             with `track`).
         track: log the search to MLflow (`transferkit.tuning.tracking`): True for the default
@@ -68,6 +82,10 @@ def tune(kind: str, data: str | os.PathLike, *, trials: int = 50, timeout: float
     if kind not in ("images", "text"):
         raise InputError(f"`kind` must be 'images' or 'text'. Received: {kind!r}.")
     check_int(trials, "trials", minimum=1)
+    check_int(folds, "folds", minimum=0)
+    if folds == 1:
+        raise InputError("--folds 1 cannot cross-validate: give 2 or more, or 0 to choose "
+                         "by the scoring split alone.")
     optuna = require("optuna", "`transferkit tune`")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     output = Path(output) if output is not None else default_run_dir("tune")
@@ -90,8 +108,12 @@ def tune(kind: str, data: str | os.PathLike, *, trials: int = 50, timeout: float
     prepared = _prepare(kind, data, candidates, seed, log, text_column, label_column)
     log(f"Trials are scored on {prepared.scored_on}; the final report reads "
         f"{prepared.report_split}, which no trial sees.")
-    _run_trials(optuna, handle, prepared, trials, timeout, seed, log)
-    summary = _write_results(optuna, handle, prepared, output, identity, storage, started, log)
+    from transferkit.tuning.trials import Heads
+
+    heads = Heads(prepared, seed)  # one compiled head per shape, for every trial here
+    _run_trials(optuna, handle, prepared, heads, trials, timeout, seed, log)
+    summary = _write_results(optuna, handle, prepared, heads, folds, output, identity,
+                             storage, started, log)
     if track is not None:
         from transferkit.tuning.tracking import log_search
 
@@ -144,7 +166,9 @@ def _open_study(optuna, storage: str, name: str, identity: dict, seed: int):
     """The study `name` in `storage`, created or continued; refused when it tunes other data."""
     rdb = _storage(optuna, storage)
     sampler = optuna.samplers.TPESampler(seed=seed)
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3)
+    from transferkit.tuning.trials import WARMUP_EPOCHS
+
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=WARMUP_EPOCHS)
     study = optuna.create_study(storage=rdb, study_name=name, direction="minimize",
                                 sampler=sampler, pruner=pruner, load_if_exists=True)
     known = study.user_attrs.get("transferkit")
@@ -165,7 +189,7 @@ def _finished(optuna, study) -> int:
     return len(study.get_trials(deepcopy=False, states=states))
 
 
-def _run_trials(optuna, study, prepared, trials: int, timeout, seed: int, log) -> None:
+def _run_trials(optuna, study, prepared, heads, trials: int, timeout, seed: int, log) -> None:
     from transferkit.tuning.trials import default_params, sample, train_trial
 
     n_train = len(prepared.train_y)
@@ -181,7 +205,7 @@ def _run_trials(optuna, study, prepared, trials: int, timeout, seed: int, log) -
     def objective(trial):
         params = sample(trial, prepared.kind, candidates, n_train)
         candidate = params.get("candidate", candidates[0])
-        result = train_trial(prepared, candidate, params, seed, trial)
+        result = train_trial(prepared, candidate, params, seed, trial, heads)
         for key in ("accuracy", "epochs"):
             trial.set_user_attr(key, result[key])
         if result["pruned"]:
@@ -197,14 +221,58 @@ def _run_trials(optuna, study, prepared, trials: int, timeout, seed: int, log) -
                    callbacks=[optuna.study.MaxTrialsCallback(trials, states=states)])
 
 
-def _write_results(optuna, study, prepared, output: Path, identity: dict, storage: str,
-                   started: float, log) -> dict:
+def _confirm(complete: list, prepared, heads, folds: int, seed: int, log) -> tuple:
+    """`(best trial, finalists, folds)`: the defaults' trial unless a finalist beats it on every
+    one of `folds` folds (`FINALISTS`, `FOLDS`). Without cross-validation (`folds` 0, no
+    defaults' trial, a class too small for two folds): the scoring split's best."""
+    from transferkit.tuning.trials import fold_losses, settings_of
+
+    ranked = sorted(complete, key=lambda trial: trial.value)
+    defaults = next((t for t in complete if t.user_attrs.get("defaults")), None)
+    folds = min(folds, int(np.bincount(prepared.all_y).min()))
+    challengers = [t for t in ranked[:FINALISTS] if t is not defaults]
+    if defaults is None or folds < 2 or not challengers:
+        return ranked[0], [], None
+
+    def losses(trial):
+        params = settings_of(trial.params)
+        return fold_losses(prepared, params.get("candidate", prepared.candidates[0]), params,
+                           seed, heads, folds)
+
+    incumbent = list(losses(defaults))
+    rows = [{"trial": defaults.number, "loss": defaults.value, "defaults": True,
+             "fold_losses": incumbent, "better_on_every_fold": None}]
+    for trial in challengers:
+        seen = []
+        for fold, loss in enumerate(losses(trial)):
+            seen.append(loss)
+            if loss >= incumbent[fold]:  # lost a fold: it cannot win, stop here
+                break
+        rows.append({"trial": trial.number, "loss": trial.value, "defaults": False,
+                     "fold_losses": seen,
+                     "better_on_every_fold": len(seen) == folds and seen[-1] < incumbent[-1]})
+    winners = [row for row in rows if row["better_on_every_fold"]]
+    chosen = min(winners, key=lambda row: np.mean(row["fold_losses"])) if winners else rows[0]
+    log(f"Finalists on {folds} folds of the {len(prepared.all_y)} examples the trials see "
+        f"(the defaults' mean loss {np.mean(incumbent):.4f}): " + "; ".join(
+            f"trial {row['trial']} " + ("better on every fold, mean "
+                                        f"{np.mean(row['fold_losses']):.4f}"
+                                        if row["better_on_every_fold"] else
+                                        f"not better on fold {len(row['fold_losses'])}")
+            for row in rows[1:])
+        + (f". Best: trial {chosen['trial']}" if winners else
+           ". Best: the defaults (no finalist beat them on every fold)"))
+    return next(t for t in complete if t.number == chosen["trial"]), rows, folds
+
+
+def _write_results(optuna, study, prepared, heads, folds: int, output: Path, identity: dict,
+                   storage: str, started: float, log) -> dict:
     from transferkit.tuning.results import best_config, write_plots, write_toml, write_trials
 
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not complete:
         raise InputError("No trial completed (all were pruned or failed): nothing to choose from.")
-    best = study.best_trial
+    best, finalists, folds = _confirm(complete, prepared, heads, folds, identity["seed"], log)
     config = best_config(prepared, best.params, identity["seed"])
     files = {"trials": write_trials(study, output / "trials.csv"),
              "best": write_toml(config, output / "best.toml"),
@@ -219,6 +287,7 @@ def _write_results(optuna, study, prepared, output: Path, identity: dict, storag
         "report_split": prepared.report_split,
         "best": {"trial": best.number, "loss": best.value,
                  "accuracy": best.user_attrs.get("accuracy"), "settings": config},
+        "finalists": finalists, "folds": folds,
         "defaults": None if defaults is None else {
             "trial": defaults.number, "loss": defaults.value,
             "accuracy": defaults.user_attrs.get("accuracy")},

@@ -15,14 +15,16 @@ import numpy as np
 
 from transferkit.config import CLASS_WEIGHTS, IMAGE_HEAD_PATIENCE, ImageTrainConfig, TextTrainConfig
 
-__all__ = ["MAX_EPOCHS", "default_params", "sample", "train_trial"]
+__all__ = ["MAX_EPOCHS", "WARMUP_EPOCHS", "Heads", "default_params", "fold_losses", "sample",
+           "settings_of", "train_trial"]
 
 #: The most epochs of a trial's head (early stopping ends most far sooner); also `best.toml`'s.
 MAX_EPOCHS = 60
-STEPS = 64
+#: Epochs before the pruner may stop a trial (Optuna's `n_warmup_steps`).
+WARMUP_EPOCHS = 3
+_ONE_BATCH = 4096
 _BATCH_SIZES = (16, 32, 64, 128)
 _HEAD_UNITS = (0, 64, 256)
-
 
 
 def batch_sizes(n_train: int) -> list[int]:
@@ -40,10 +42,20 @@ def sample(trial, kind: str, candidates: list[str], n_train: int) -> dict:
     params["patience"] = trial.suggest_int("patience", 3, 15)
     params["class_weight"] = trial.suggest_categorical("class_weight", list(CLASS_WEIGHTS))
     if kind == "images":
-        params["dropout"] = trial.suggest_float("dropout", 0.0, 0.6)
+        # In steps of 0.1: each dropout is a head of its own shape (`Heads`), so a few of them
+        # are built and traced, not one a trial.
+        params["dropout"] = round(trial.suggest_float("dropout", 0.0, 0.6, step=0.1), 1)
     else:
         params["head_units"] = trial.suggest_categorical("head_units", _HEAD_UNITS)
     return params
+
+
+def settings_of(params: dict) -> dict:
+    """A finished trial's `params` as `sample` gave them to its head (Optuna keeps a stepped
+    float as drawn: 0.30000000000000004 is dropout 0.3)."""
+    if "dropout" in params:
+        return {**params, "dropout": round(float(params["dropout"]), 1)}
+    return dict(params)
 
 
 def default_params(kind: str, candidates: list[str], n_train: int) -> dict:
@@ -92,74 +104,166 @@ def _pruning_callback(trial):
     import keras
 
     class ReportLoss(keras.callbacks.Callback):
-        """Reports each epoch's scoring loss to Optuna; stops the fit when it says prune."""
+        """Reports each epoch's scoring loss to Optuna; stops the fit when it says prune (asked
+        from the first epoch the pruner may prune: each question reads the study's storage)."""
 
         pruned = False
 
         def on_epoch_end(self, epoch, logs=None):
             trial.report(float(logs["val_loss"]), epoch)
-            if trial.should_prune():
+            if epoch >= WARMUP_EPOCHS and trial.should_prune():
                 self.pruned = True
                 self.model.stop_training = True
 
     return ReportLoss()
 
 
-def _batches(x: np.ndarray, y: np.ndarray, batch_size: int):
-    """A `tf.data` pipeline of `(x, y)` batches in order (for scoring): a few times faster per
-    epoch than Keras adapting the arrays again each epoch."""
+def _scoring_batches(x: np.ndarray, y: np.ndarray):
+    """The scoring split for each epoch's loss: one batch when it is small enough (a new
+    iterator of it each epoch costs about a millisecond; of a sliced one, several)."""
     import tensorflow as tf
 
-    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).prefetch(2)
+    if len(x) <= _ONE_BATCH:
+        return tf.data.Dataset.from_tensors((x, y))
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(_ONE_BATCH).prefetch(2)
 
 
-def _training_batches(x: np.ndarray, y: np.ndarray, views: np.ndarray | None, batch_size: int,
+def _pool(x: np.ndarray, y: np.ndarray, views: np.ndarray | None):
+    """The rows an epoch draws from: the plain features and their augmented views (`views`,
+    `(n, views, dim)`), as `train`'s head phase pools them."""
+    if views is None or not views.size:
+        return x, np.asarray(y)
+    pool_x = np.concatenate([x[:, None, :], views], axis=1)
+    pool_y = np.repeat(np.asarray(y), pool_x.shape[1], axis=0)
+    return pool_x.reshape(-1, pool_x.shape[-1]), pool_y
+
+
+def _training_batches(pool: tuple[np.ndarray, np.ndarray], rows: int, batch_size: int,
                       seed: int):
-    """The training batches as `train`'s head phase makes them on cached features: each epoch
-    draws as many rows as there are examples from the plain features and their augmented views
-    (`views`, `(n, views, dim)`), in an order from `(seed, epoch)`."""
+    """`(dataset, steps)`: the training batches as `train`'s head phase makes them on cached
+    features, each epoch (`steps` batches) drawing `rows` rows of `pool` in an order from
+    `(seed, epoch)`. The epochs follow each other in one endless dataset, so that Keras keeps one
+    iterator for the whole fit (a new one each epoch costs 20-30 ms, as much as the epoch)."""
     from transferkit.data.epoch_order import EpochOrder
 
-    pool_x, pool_y = x, np.asarray(y)
-    if views is not None and views.size:
-        pool_x = np.concatenate([x[:, None, :], views], axis=1)
-        pool_y = np.repeat(pool_y, pool_x.shape[1], axis=0)
-        pool_x = pool_x.reshape(-1, pool_x.shape[-1])
-    order = EpochOrder(len(pool_x), seed)
-    return order.attach(order.slices((pool_x, pool_y)).take(len(x)).batch(batch_size)
-                        .prefetch(2))
+    order = EpochOrder(len(pool[0]), seed)
+    epoch = order.batches(pool, batch_size, take=rows)
+    return epoch.repeat().prefetch(2), int(epoch.cardinality())
 
 
-def train_trial(prepared, candidate: str, params: dict, seed: int, trial=None) -> dict:
+class Heads:
+    """The compiled heads of one search, one per shape (candidate, dropout, hidden units), reused
+    by every trial of that shape: a trial puts back the head's and Adam's first state (as built
+    from the seed) and its learning rate, so it trains exactly as a new head would, without
+    building and tracing Keras's train, test and predict functions again (about 1.2 s a trial,
+    a quarter of a default trial on cats/dogs). The train function runs a whole epoch per call
+    (`steps_per_execution`, traced per count of batches, so per batch size); patience and
+    learning rate change nothing traced; class weights trace once more (the weights input)."""
+
+    def __init__(self, prepared, seed: int):
+        self.prepared, self.seed = prepared, seed
+        self._heads: dict[tuple, tuple] = {}
+        self._pools: dict[str, tuple] = {}
+
+    def __len__(self) -> int:
+        return len(self._heads)
+
+    def get(self, candidate: str, params: dict, steps: int):
+        """The head for `params`, in its first state, with Adam at `params["learning_rate"]`,
+        running an epoch of `steps` batches as one call of its train function."""
+        key = (candidate, params.get("dropout"), params.get("head_units"))
+        if key not in self._heads:
+            self._heads[key] = (*self._build(candidate, params), {})
+        head, first, functions = self._heads[key]
+        for variable, value in zip(self._state(head), first, strict=True):
+            variable.assign(value)
+        head.optimizer.learning_rate.assign(params["learning_rate"])
+        if head.steps_per_execution != steps:  # traced with its steps: one function per count
+            functions[head.steps_per_execution] = head.train_function
+            head.steps_per_execution = steps
+            head.train_function = functions.get(steps)
+        return head
+
+    def _build(self, candidate: str, params: dict):
+        import keras
+
+        from transferkit.tasks.targets import compile_spec
+
+        keras.utils.set_random_seed(self.seed)
+        head = _head(self.prepared, candidate, params, self.prepared.features[candidate][0])
+        loss, metrics = compile_spec("single-label", len(self.prepared.class_names))
+        head.compile(optimizer=keras.optimizers.Adam(params["learning_rate"]), loss=loss,
+                     metrics=metrics, jit_compile=False)
+        head.optimizer.build(head.trainable_variables)
+        return head, [variable.numpy() for variable in self._state(head)]
+
+    def pool(self, candidate: str) -> tuple[np.ndarray, np.ndarray]:
+        """`candidate`'s training rows and their augmented views, pooled once per search."""
+        if candidate not in self._pools:
+            self._pools[candidate] = _pool(self.prepared.features[candidate][0],
+                                           self.prepared.train_y,
+                                           self.prepared.train_views.get(candidate))
+        return self._pools[candidate]
+
+    @staticmethod
+    def _state(head) -> list:
+        return [*head.variables, *head.optimizer.variables]
+
+
+def train_trial(prepared, candidate: str, params: dict, seed: int, trial=None,
+                heads: Heads | None = None) -> dict:
     """Trains one head with `params` on `candidate`'s features; `{"loss", "accuracy", "epochs",
-    "pruned"}` on the scoring split at the best epoch (with `trial`, pruned trials stop early)."""
+    "pruned"}` on the scoring split at the best epoch (with `trial`, pruned trials stop early).
+    `heads`: the search's compiled heads, reused (default: a head built for this trial)."""
+    heads = Heads(prepared, seed) if heads is None else heads
+    return _fit(heads, candidate, params, seed, heads.pool(candidate), prepared.train_y,
+                prepared.features[candidate][1], prepared.val_y, trial)
+
+
+def fold_losses(prepared, candidate: str, params: dict, seed: int, heads: Heads, folds: int):
+    """The scoring loss of `params` on each of `folds` stratified folds of every example the
+    trials see (`prepared.pooled`), one fold at a time (a generator: a caller may stop early).
+    The folds depend on `seed` only, so two settings meet the same folds. A text head's
+    standardisation keeps the statistics of the trials' training split (features only, no
+    labels), as the reused head was built with them."""
+    from sklearn.model_selection import StratifiedKFold
+
+    x, views = prepared.pooled[candidate]
+    y = prepared.all_y
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for train, held_out in splitter.split(x, y):
+        pool = _pool(x[train], y[train], None if views is None else views[train])
+        # Epochs as long as the trials' (where the fold has the rows): the same count of
+        # batches, so the train function traced for the trials serves (images, 5 folds: 80%).
+        rows = min(len(prepared.train_y), len(train))
+        yield _fit(heads, candidate, params, seed, pool, y[train], x[held_out], y[held_out],
+                   rows=rows)["loss"]
+
+
+def _fit(heads: Heads, candidate: str, params: dict, seed: int, pool, train_y, val_x, val_y,
+         trial=None, rows: int | None = None) -> dict:
+    """A head trained on `pool` (`rows` rows an epoch; default `len(train_y)`), early-stopped
+    and scored on `(val_x, val_y)`."""
     import keras
 
     from transferkit.data.labels import class_weights_for
-    from transferkit.tasks.targets import compile_spec
 
-    keras.utils.set_random_seed(seed)
-    train_x, val_x = prepared.features[candidate]
-    views = prepared.train_views.get(candidate)
-    head = _head(prepared, candidate, params, train_x)
-    loss, metrics = compile_spec("single-label", len(prepared.class_names))
-    head.compile(optimizer=keras.optimizers.Adam(params["learning_rate"]), loss=loss,
-                 metrics=metrics, jit_compile=False, steps_per_execution=STEPS)
+    prepared = heads.prepared
+    batches, steps = _training_batches(pool, rows or len(train_y), params["batch_size"], seed)
+    head = heads.get(candidate, params, steps)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=params["patience"],
                                          restore_best_weights=True)
     callbacks = [stop]
     if trial is not None:
         callbacks.append(_pruning_callback(trial))
-    weights = class_weights_for(prepared.train_y, prepared.class_names, params["class_weight"],
-                                {})
-    history = head.fit(_training_batches(train_x, prepared.train_y, views, params["batch_size"],
-                                         seed),
-                       validation_data=_batches(val_x, prepared.val_y, 1024),
+    weights = class_weights_for(train_y, prepared.class_names, params["class_weight"], {})
+    history = head.fit(batches, steps_per_epoch=steps,
+                       validation_data=_scoring_batches(val_x, val_y),
                        epochs=MAX_EPOCHS, class_weight=weights, callbacks=callbacks, verbose=0,
                        shuffle=False)  # the pipeline shuffles
     losses = history.history["val_loss"]
-    logits = np.asarray(head.predict(val_x, batch_size=1024, verbose=0))
+    logits = np.asarray(head.predict(val_x, batch_size=_ONE_BATCH, verbose=0))
     predicted = (logits[:, 0] > 0).astype(int) if logits.shape[1] == 1 else logits.argmax(axis=1)
-    return {"loss": float(np.min(losses)), "accuracy": float(np.mean(predicted == prepared.val_y)),
+    return {"loss": float(np.min(losses)), "accuracy": float(np.mean(predicted == val_y)),
             "epochs": int(np.argmin(losses)) + 1, "pruned": bool(callbacks[-1].pruned)
             if trial is not None else False}
