@@ -17,7 +17,7 @@ trials never see (they are scored on 20% of the training images, or on the valid
 
 Usage::
 
-    python benchmarks/tune.py [--only cats_and_dogs,rt_polarity] [--trials 50]
+    python benchmarks/tune.py [--only cats_and_dogs,rt_polarity] [--trials 50] [--jobs 1]
         [--data ../shared/data] [--output FOLDER] [--json results.json]
 
 Progress goes to stderr; the markdown table to stdout.
@@ -76,13 +76,13 @@ def run(name: str, args) -> dict:
     log(f"{name}: tune, {args.trials} trials")
     started = time.perf_counter()
     summary = tune(kind, data, trials=args.trials, backbones=candidates, output=folder / "tune",
-                   log=lambda line: log(f"  {line}"))
+                   jobs=args.jobs, log=lambda line: log(f"  {line}"))
     tune_seconds = time.perf_counter() - started
     best = read_config_file(folder / "tune" / "best.toml")
     log(f"{name}: a head with best.toml")
     tuned_seconds, tuned_score = head_run(kind, data, folder / "tuned", **best)
     return {
-        "name": name, "kind": kind, "warm_up_seconds": round(warm_seconds, 1),
+        "name": name, "kind": kind, "jobs": args.jobs, "warm_up_seconds": round(warm_seconds, 1),
         "default": {"seconds": round(base_seconds, 1), "score": base_score},
         "tune": {"seconds": round(tune_seconds, 1), "trials": summary["trials"],
                  "best": summary["best"], "defaults": summary["defaults"],
@@ -100,7 +100,8 @@ def table(results: list[dict], trials: int) -> str:
         lines.append(f"| {r['name']} | baseline: default head (warm features) | {base:.1f} | "
                      f"1.00 | {r['default']['score']:.4f} ({split}) |")
         states = ", ".join(f"{k} {v}" for k, v in sorted(r["tune"]["trials"].items()))
-        lines.append(f"| {r['name']} | tune, {trials} trials ({states}) | "
+        jobs = f", {r['jobs']} at once" if r["jobs"] > 1 else ""
+        lines.append(f"| {r['name']} | tune, {trials} trials{jobs} ({states}) | "
                      f"{r['tune']['seconds']:.1f} | {r['tune']['seconds'] / base:.2f} | - |")
         lines.append(f"| {r['name']} | head with best.toml | {r['tuned']['seconds']:.1f} | "
                      f"{r['tuned']['seconds'] / base:.2f} | {r['tuned']['score']:.4f} |")
@@ -111,6 +112,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default=",".join(DATASETS))
     parser.add_argument("--trials", type=int, default=50)
+    parser.add_argument("--jobs", type=int, default=1, help="tune's trials at once (threads)")
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent
                         / "shared" / "data")
     parser.add_argument("--output", type=Path, default=None)

@@ -32,6 +32,7 @@ def searched(faces, tmp_path_factory):
     (["--trials", "0"], "--trials must be an int >= 1"),
     (["--folds", "1"], "--folds 1 cannot cross-validate"),
     (["--folds", "-2"], "--folds must be an int >= 0"),
+    (["--jobs", "0"], "--jobs must be an int >= 1"),
     (["--storage", "nosuchdb://x"], "--storage nosuchdb://x: cannot open it"),
     (["--output", "{file}"], "is a file"),
 ])

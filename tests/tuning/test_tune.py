@@ -111,6 +111,21 @@ def test_a_reused_head_trains_as_a_new_one(faces):
     assert len(heads) == 2 and other_shape["loss"] != pytest.approx(fresh["loss"])
 
 
+def test_trials_in_threads_train_as_one_at_a_time(searched, faces, tmp_path):
+    """--jobs 2: two trials at once, each thread with its own heads; the defaults' trial ends
+    where the one-at-a-time search's did, and every trial is numbered and finished once."""
+    summary, out = searched
+    code, stdout, err = _cli(["tune", "images", faces, "--backbones", TINY_BACKBONE, "--trials", 4,
+                              "--jobs", 2, "--folds", 0, "--output", tmp_path / "out", "--json"])
+    assert code == 0, err
+    trials = _study(f"sqlite:///{(tmp_path / 'out' / 'tune.db').resolve()}").trials
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3]
+    assert {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
+    alone = _study(f"sqlite:///{(out / 'tune.db').resolve()}").trials[0]
+    assert trials[0].value == pytest.approx(alone.value, rel=1e-5)
+    assert trials[0].user_attrs["epochs"] == alone.user_attrs["epochs"]
+
+
 def test_running_again_continues_the_study(faces, tmp_path):
     out = tmp_path / "out"
     args = ["tune", "images", faces, "--backbones", TINY_BACKBONE, "--output", out, "--folds", 0]

@@ -41,6 +41,8 @@ def add_commands(subparsers, train) -> None:
     parser.add_argument("--folds", type=int, default=None,
                         help="cross-validation folds that choose between the two best trials "
                         "and the defaults (default: 5; 0: the scoring split's best)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="trials trained at once in this process (threads; default: 1)")
     parser.add_argument("--train-best", action="store_true",
                         help="then train a run with best.toml into DIR/best-run")
     parser.add_argument("--track", nargs="?", const=True, default=None, metavar="URI",
@@ -63,7 +65,7 @@ def run(args) -> int:
                    backbones=names, output=args.output, storage=args.storage,
                    study=args.study or STUDY_NAME, seed=args.seed, text_column=args.text_column,
                    label_column=args.label_column, train_best=args.train_best,
-                   **({} if args.folds is None else {"folds": args.folds}),
+                   jobs=args.jobs, **({} if args.folds is None else {"folds": args.folds}),
                    track=args.track, experiment=args.experiment, log=log)
     if args.json:
         print_json(summary)

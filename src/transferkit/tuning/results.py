@@ -68,9 +68,11 @@ def write_plots(study, folder: Path, log) -> dict[str, Path]:
     from optuna.visualization import matplotlib as plots
 
     written = {}
-    for name, draw in (("optimization_history", plots.plot_optimization_history),
-                       ("param_importances", plots.plot_param_importances),
-                       ("slice", plots.plot_slice)):
+    # The slice plot keeps Optuna's own layout: tight_layout draws its colour bar over the
+    # last panels (looked at: "Trial" over the patience panel).
+    for name, draw, tight in (("optimization_history", plots.plot_optimization_history, True),
+                              ("param_importances", plots.plot_param_importances, True),
+                              ("slice", plots.plot_slice, False)):
         path = folder / f"{name}.png"
         try:
             with warnings.catch_warnings():  # "experimental" on every call
@@ -82,8 +84,7 @@ def write_plots(study, folder: Path, log) -> dict[str, Path]:
         first = axes.flat[0] if hasattr(axes, "flat") else axes
         figure = first.figure
         figure.set_size_inches(max(6.4, figure.get_size_inches()[0]), 4.8)
-        with warnings.catch_warnings():  # the slice plot's colour bar: not tight_layout's
-            warnings.simplefilter("ignore")
+        if tight:
             figure.tight_layout()
         figure.savefig(path, dpi=100)
         plt.close(figure)

@@ -45,7 +45,7 @@ def tune(kind: str, data: str | os.PathLike, *, trials: int = 50, timeout: float
          storage: str | None = None, study: str = STUDY_NAME, seed: int = ImageTrainConfig.seed,
          text_column: str | None = None, label_column: str | None = None,
          train_best: bool = False, track=None, experiment: str | None = None,
-         folds: int = FOLDS, log=print) -> dict:
+         folds: int = FOLDS, jobs: int = 1, log=print) -> dict:
     """Searches the head's settings for `data` with Optuna (TPE, median pruning on each epoch's
     loss), scoring each trial on a split the final report never reads
     (`transferkit.tuning.features`).
@@ -62,6 +62,9 @@ def tune(kind: str, data: str | os.PathLike, *, trials: int = 50, timeout: float
         folds: the finalists (the `FINALISTS` best trials on the scoring split, and the
             defaults) are scored again by `folds`-fold cross-validation over every example
             the trials see, and the lowest mean loss is the best; 0: the scoring split's best.
+        jobs: trials trained at once, in threads of this process (a trial's TensorFlow work
+            runs outside Python's lock; each thread keeps its own compiled heads). Other
+            processes or machines add trials through `storage`.
         train_best: then train a run with `best.toml` into `<output>/best-run` (tracked too
             with `track`).
         track: log the search to MLflow (`transferkit.tuning.tracking`): True for the default
@@ -83,6 +86,7 @@ def tune(kind: str, data: str | os.PathLike, *, trials: int = 50, timeout: float
         raise InputError(f"`kind` must be 'images' or 'text'. Received: {kind!r}.")
     check_int(trials, "trials", minimum=1)
     check_int(folds, "folds", minimum=0)
+    check_int(jobs, "jobs", minimum=1)
     if folds == 1:
         raise InputError("--folds 1 cannot cross-validate: give 2 or more, or 0 to choose "
                          "by the scoring split alone.")
@@ -108,11 +112,9 @@ def tune(kind: str, data: str | os.PathLike, *, trials: int = 50, timeout: float
     prepared = _prepare(kind, data, candidates, seed, log, text_column, label_column)
     log(f"Trials are scored on {prepared.scored_on}; the final report reads "
         f"{prepared.report_split}, which no trial sees.")
-    from transferkit.tuning.trials import Heads
-
-    heads = Heads(prepared, seed)  # one compiled head per shape, for every trial here
-    _run_trials(optuna, handle, prepared, heads, trials, timeout, seed, log)
-    summary = _write_results(optuna, handle, prepared, heads, folds, output, identity,
+    heads = _thread_heads(prepared, seed)
+    _run_trials(optuna, handle, prepared, heads, trials, timeout, seed, jobs, log)
+    summary = _write_results(optuna, handle, prepared, heads, folds, jobs, output, identity,
                              storage, started, log)
     if track is not None:
         from transferkit.tuning.tracking import log_search
@@ -189,7 +191,25 @@ def _finished(optuna, study) -> int:
     return len(study.get_trials(deepcopy=False, states=states))
 
 
-def _run_trials(optuna, study, prepared, heads, trials: int, timeout, seed: int, log) -> None:
+def _thread_heads(prepared, seed: int):
+    """A function giving this thread's compiled heads (`Heads`): trials running at once
+    (`jobs`) each train their own."""
+    import threading
+
+    from transferkit.tuning.trials import Heads
+
+    local = threading.local()
+
+    def heads():
+        if not hasattr(local, "heads"):
+            local.heads = Heads(prepared, seed)
+        return local.heads
+
+    return heads
+
+
+def _run_trials(optuna, study, prepared, heads, trials: int, timeout, seed: int, jobs: int,
+                log) -> None:
     from transferkit.tuning.trials import default_params, sample, train_trial
 
     n_train = len(prepared.train_y)
@@ -205,7 +225,7 @@ def _run_trials(optuna, study, prepared, heads, trials: int, timeout, seed: int,
     def objective(trial):
         params = sample(trial, prepared.kind, candidates, n_train)
         candidate = params.get("candidate", candidates[0])
-        result = train_trial(prepared, candidate, params, seed, trial, heads)
+        result = train_trial(prepared, candidate, params, seed, trial, heads())
         for key in ("accuracy", "epochs"):
             trial.set_user_attr(key, result[key])
         if result["pruned"]:
@@ -217,15 +237,18 @@ def _run_trials(optuna, study, prepared, heads, trials: int, timeout, seed: int,
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
               optuna.trial.TrialState.RUNNING)
     log(f"Running trials until the study holds {trials} (it holds {done})")
-    study.optimize(objective, timeout=timeout,
+    study.optimize(objective, timeout=timeout, n_jobs=jobs,
                    callbacks=[optuna.study.MaxTrialsCallback(trials, states=states)])
 
 
-def _confirm(complete: list, prepared, heads, folds: int, seed: int, log) -> tuple:
+def _confirm(complete: list, prepared, heads, folds: int, seed: int, jobs: int, log) -> tuple:
     """`(best trial, finalists, folds)`: the defaults' trial unless a finalist beats it on every
     one of `folds` folds (`FINALISTS`, `FOLDS`). Without cross-validation (`folds` 0, no
-    defaults' trial, a class too small for two folds): the scoring split's best."""
-    from transferkit.tuning.trials import fold_losses, settings_of
+    defaults' trial, a class too small for two folds): the scoring split's best. The defaults'
+    folds, then the challengers, run `jobs` at once (`heads()`: this thread's heads)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from transferkit.tuning.trials import fold_loss, fold_splits, settings_of
 
     ranked = sorted(complete, key=lambda trial: trial.value)
     defaults = next((t for t in complete if t.user_attrs.get("defaults")), None)
@@ -233,24 +256,26 @@ def _confirm(complete: list, prepared, heads, folds: int, seed: int, log) -> tup
     challengers = [t for t in ranked[:FINALISTS] if t is not defaults]
     if defaults is None or folds < 2 or not challengers:
         return ranked[0], [], None
+    splits = fold_splits(prepared, folds, seed)
 
-    def losses(trial):
-        params = settings_of(trial.params)
-        return fold_losses(prepared, params.get("candidate", prepared.candidates[0]), params,
-                           seed, heads, folds)
+    def loss(trial, split) -> float:
+        return fold_loss(prepared, heads(), settings_of(trial.params), seed, split)
 
-    incumbent = list(losses(defaults))
-    rows = [{"trial": defaults.number, "loss": defaults.value, "defaults": True,
-             "fold_losses": incumbent, "better_on_every_fold": None}]
-    for trial in challengers:
+    def challenge(trial) -> dict:
         seen = []
-        for fold, loss in enumerate(losses(trial)):
-            seen.append(loss)
-            if loss >= incumbent[fold]:  # lost a fold: it cannot win, stop here
+        for split, theirs in zip(splits, incumbent, strict=True):
+            seen.append(loss(trial, split))
+            if seen[-1] >= theirs:  # lost a fold: it cannot win, stop here
                 break
-        rows.append({"trial": trial.number, "loss": trial.value, "defaults": False,
-                     "fold_losses": seen,
-                     "better_on_every_fold": len(seen) == folds and seen[-1] < incumbent[-1]})
+        return {"trial": trial.number, "loss": trial.value, "defaults": False,
+                "fold_losses": seen,
+                "better_on_every_fold": len(seen) == folds and seen[-1] < incumbent[-1]}
+
+    with ThreadPoolExecutor(jobs) as pool:
+        incumbent = list(pool.map(lambda split: loss(defaults, split), splits))
+        rows = [{"trial": defaults.number, "loss": defaults.value, "defaults": True,
+                 "fold_losses": incumbent, "better_on_every_fold": None},
+                *pool.map(challenge, challengers)]
     winners = [row for row in rows if row["better_on_every_fold"]]
     chosen = min(winners, key=lambda row: np.mean(row["fold_losses"])) if winners else rows[0]
     log(f"Finalists on {folds} folds of the {len(prepared.all_y)} examples the trials see "
@@ -265,14 +290,15 @@ def _confirm(complete: list, prepared, heads, folds: int, seed: int, log) -> tup
     return next(t for t in complete if t.number == chosen["trial"]), rows, folds
 
 
-def _write_results(optuna, study, prepared, heads, folds: int, output: Path, identity: dict,
-                   storage: str, started: float, log) -> dict:
+def _write_results(optuna, study, prepared, heads, folds: int, jobs: int, output: Path,
+                   identity: dict, storage: str, started: float, log) -> dict:
     from transferkit.tuning.results import best_config, write_plots, write_toml, write_trials
 
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not complete:
         raise InputError("No trial completed (all were pruned or failed): nothing to choose from.")
-    best, finalists, folds = _confirm(complete, prepared, heads, folds, identity["seed"], log)
+    best, finalists, folds = _confirm(complete, prepared, heads, folds, identity["seed"], jobs,
+                                      log)
     config = best_config(prepared, best.params, identity["seed"])
     files = {"trials": write_trials(study, output / "trials.csv"),
              "best": write_toml(config, output / "best.toml"),

@@ -11,11 +11,14 @@ Each epoch's loss is reported to Optuna's pruner, which stops trials that trail 
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from transferkit.config import CLASS_WEIGHTS, IMAGE_HEAD_PATIENCE, ImageTrainConfig, TextTrainConfig
 
-__all__ = ["MAX_EPOCHS", "WARMUP_EPOCHS", "Heads", "default_params", "fold_losses", "sample",
+__all__ = ["MAX_EPOCHS", "WARMUP_EPOCHS", "Heads", "default_params", "fold_loss",
+           "fold_splits", "sample",
            "settings_of", "train_trial"]
 
 #: The most epochs of a trial's head (early stopping ends most far sooner); also `best.toml`'s.
@@ -23,6 +26,7 @@ MAX_EPOCHS = 60
 #: Epochs before the pruner may stop a trial (Optuna's `n_warmup_steps`).
 WARMUP_EPOCHS = 3
 _ONE_BATCH = 4096
+_BUILDING = threading.Lock()
 _BATCH_SIZES = (16, 32, 64, 128)
 _HEAD_UNITS = (0, 64, 256)
 
@@ -189,13 +193,14 @@ class Heads:
 
         from transferkit.tasks.targets import compile_spec
 
-        keras.utils.set_random_seed(self.seed)
-        head = _head(self.prepared, candidate, params, self.prepared.features[candidate][0])
-        loss, metrics = compile_spec("single-label", len(self.prepared.class_names))
-        head.compile(optimizer=keras.optimizers.Adam(params["learning_rate"]), loss=loss,
-                     metrics=metrics, jit_compile=False)
-        head.optimizer.build(head.trainable_variables)
-        return head, [variable.numpy() for variable in self._state(head)]
+        with _BUILDING:  # the seed is global: one head built at a time, so each the same
+            keras.utils.set_random_seed(self.seed)
+            head = _head(self.prepared, candidate, params, self.prepared.features[candidate][0])
+            loss, metrics = compile_spec("single-label", len(self.prepared.class_names))
+            head.compile(optimizer=keras.optimizers.Adam(params["learning_rate"]), loss=loss,
+                         metrics=metrics, jit_compile=False)
+            head.optimizer.build(head.trainable_variables)
+            return head, [variable.numpy() for variable in self._state(head)]
 
     def pool(self, candidate: str) -> tuple[np.ndarray, np.ndarray]:
         """`candidate`'s training rows and their augmented views, pooled once per search."""
@@ -220,24 +225,30 @@ def train_trial(prepared, candidate: str, params: dict, seed: int, trial=None,
                 prepared.features[candidate][1], prepared.val_y, trial)
 
 
-def fold_losses(prepared, candidate: str, params: dict, seed: int, heads: Heads, folds: int):
-    """The scoring loss of `params` on each of `folds` stratified folds of every example the
-    trials see (`prepared.pooled`), one fold at a time (a generator: a caller may stop early).
-    The folds depend on `seed` only, so two settings meet the same folds. A text head's
-    standardisation keeps the statistics of the trials' training split (features only, no
-    labels), as the reused head was built with them."""
+def fold_splits(prepared, folds: int, seed: int) -> list:
+    """`folds` stratified `(train, held_out)` index pairs over every example the trials see
+    (`prepared.pooled`, `prepared.all_y`); they depend on `seed` only, so every setting meets the
+    same folds."""
     from sklearn.model_selection import StratifiedKFold
 
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(prepared.all_y)), prepared.all_y))
+
+
+def fold_loss(prepared, heads: Heads, params: dict, seed: int, split) -> float:
+    """The scoring loss of `params` (a trial's settings) trained on `split`'s training part and
+    scored on its held-out part. A text head's standardisation keeps the statistics of the
+    trials' training split (features only, no labels), as the reused head was built with them."""
+    candidate = params.get("candidate", prepared.candidates[0])
     x, views = prepared.pooled[candidate]
     y = prepared.all_y
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for train, held_out in splitter.split(x, y):
-        pool = _pool(x[train], y[train], None if views is None else views[train])
-        # Epochs as long as the trials' (where the fold has the rows): the same count of
-        # batches, so the train function traced for the trials serves (images, 5 folds: 80%).
-        rows = min(len(prepared.train_y), len(train))
-        yield _fit(heads, candidate, params, seed, pool, y[train], x[held_out], y[held_out],
-                   rows=rows)["loss"]
+    train, held_out = split
+    pool = _pool(x[train], y[train], None if views is None else views[train])
+    # Epochs as long as the trials' (where the fold has the rows): the same count of batches,
+    # so the train function traced for the trials serves (images, 5 folds: 80%, as theirs).
+    rows = min(len(prepared.train_y), len(train))
+    return _fit(heads, candidate, params, seed, pool, y[train], x[held_out], y[held_out],
+                rows=rows)["loss"]
 
 
 def _fit(heads: Heads, candidate: str, params: dict, seed: int, pool, train_y, val_x, val_y,
