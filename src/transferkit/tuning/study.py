@@ -237,8 +237,17 @@ def _run_trials(optuna, study, prepared, heads, trials: int, timeout, seed: int,
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
               optuna.trial.TrialState.RUNNING)
     log(f"Running trials until the study holds {trials} (it holds {done})")
-    study.optimize(objective, timeout=timeout, n_jobs=jobs,
-                   callbacks=[optuna.study.MaxTrialsCallback(trials, states=states)])
+    callbacks = [optuna.study.MaxTrialsCallback(trials, states=states)]
+    deadline = None if timeout is None else time.monotonic() + timeout
+    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    if jobs > 1 and waiting:
+        # Enqueued trials (the defaults') one at a time: two threads of one process can take
+        # the same waiting trial from Optuna's storage (both ran trial 0, and the second's
+        # result was refused: "Trial#0 has already finished").
+        study.optimize(objective, n_trials=len(waiting), timeout=timeout, callbacks=callbacks)
+    left = None if deadline is None else max(0.0, deadline - time.monotonic())
+    if left != 0.0:
+        study.optimize(objective, timeout=left, n_jobs=jobs, callbacks=callbacks)
 
 
 def _confirm(complete: list, prepared, heads, folds: int, seed: int, jobs: int, log) -> tuple:
