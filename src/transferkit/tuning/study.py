@@ -59,9 +59,9 @@ def tune(kind: str, data: str | os.PathLike, *, trials: int = 50, timeout: float
         output: the folder for `trials.csv`, `best.toml`, the plots and `summary.json` (and
             `tune.db`). Default: a new `runs/tune-<time>` folder.
         storage: an Optuna storage URL. Default `sqlite:///<output>/tune.db`.
-        folds: the finalists (the `FINALISTS` best trials on the scoring split, and the
-            defaults) are scored again by `folds`-fold cross-validation over every example
-            the trials see, and the lowest mean loss is the best; 0: the scoring split's best.
+        folds: the defaults' trial stays the best unless one of the `FINALISTS` best trials
+            on the scoring split has a lower loss on every one of `folds` folds over every
+            example the trials see (cross-validation); 0: the scoring split's best.
         jobs: trials trained at once, in threads of this process (a trial's TensorFlow work
             runs outside Python's lock; each thread keeps its own compiled heads). Other
             processes or machines add trials through `storage`.
@@ -76,26 +76,15 @@ def tune(kind: str, data: str | os.PathLike, *, trials: int = 50, timeout: float
         default settings' trial, the trials' states, the split scored on, the files.
 
     Raises:
-        InputError: unknown `kind`, `trials` < 1, an unreachable storage, a study of other data.
+        InputError: unknown `kind`, `trials` < 1, `folds` 1 or < 0, `jobs` < 1, an output that
+            is a file, an unreachable storage, a study of other data.
     """
-    from transferkit.checks import check_int
     from transferkit.extras import require
-    from transferkit.run_folder import default_run_dir
 
-    if kind not in ("images", "text"):
-        raise InputError(f"`kind` must be 'images' or 'text'. Received: {kind!r}.")
-    check_int(trials, "trials", minimum=1)
-    check_int(folds, "folds", minimum=0)
-    check_int(jobs, "jobs", minimum=1)
-    if folds == 1:
-        raise InputError("--folds 1 cannot cross-validate: give 2 or more, or 0 to choose "
-                         "by the scoring split alone.")
+    _check_settings(kind, trials, folds, jobs)
     optuna = require("optuna", "`transferkit tune`")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    output = Path(output) if output is not None else default_run_dir("tune")
-    if output.exists() and not output.is_dir():
-        raise InputError(f"--output {output} is a file; give a folder for the search's files.")
-    output.mkdir(parents=True, exist_ok=True)
+    output = _output_folder(output)
     storage = storage or f"sqlite:///{(output / 'tune.db').resolve()}"
     candidates = list(backbones) if backbones else (
         [ImageTrainConfig.backbone] if kind == "images" else ["minilm"])
@@ -127,6 +116,30 @@ def tune(kind: str, data: str | os.PathLike, *, trials: int = 50, timeout: float
     if track is not None or train_best:
         (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _check_settings(kind: str, trials: int, folds: int, jobs: int) -> None:
+    from transferkit.checks import check_int
+
+    if kind not in ("images", "text"):
+        raise InputError(f"`kind` must be 'images' or 'text'. Received: {kind!r}.")
+    check_int(trials, "trials", minimum=1)
+    check_int(folds, "folds", minimum=0)
+    check_int(jobs, "jobs", minimum=1)
+    if folds == 1:
+        raise InputError("--folds 1 cannot cross-validate: give 2 or more, or 0 to choose "
+                         "by the scoring split alone.")
+
+
+def _output_folder(output) -> Path:
+    """`output` (default a new `runs/tune-<time>`), made; refused when it is a file."""
+    from transferkit.run_folder import default_run_dir
+
+    output = Path(output) if output is not None else default_run_dir("tune")
+    if output.exists() and not output.is_dir():
+        raise InputError(f"--output {output} is a file; give a folder for the search's files.")
+    output.mkdir(parents=True, exist_ok=True)
+    return output
 
 
 def _prepare(kind, data, candidates, seed, log, text_column, label_column):
