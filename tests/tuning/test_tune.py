@@ -111,6 +111,7 @@ def test_a_reused_head_trains_as_a_new_one(faces):
     assert len(heads) == 2 and other_shape["loss"] != pytest.approx(fresh["loss"])
 
 
+@pytest.mark.slow  # a second search (~40 s of the default suite's time)
 def test_trials_in_threads_train_as_one_at_a_time(searched, faces, tmp_path):
     """--jobs 2: two trials at once, each thread with its own heads; the defaults' trial ends
     where the one-at-a-time search's did, and every trial is numbered and finished once (two
