@@ -29,7 +29,7 @@ from transferkit.data.image_inputs import ImageInputs, image_list, unreadable_er
 from transferkit.errors import InputError
 from transferkit.layers import InferenceMode
 
-__all__ = ["ImageEncoder", "head_layers"]
+__all__ = ["ImageEncoder", "feature_pool", "head_layers"]
 
 _D = ImageTrainConfig()  # the defaults; `transferkit.config` is where they are written
 _FEATURES_VERSION = 2  # bump when the way features are computed changes, to retire old caches
@@ -51,6 +51,18 @@ def head_layers(outputs: int, dropout: float) -> list:
     as a network built by `ImageEncoder.build_network` names them (and `tune` trains them)."""
     return [keras.layers.Dropout(dropout, name="dropout"),
             keras.layers.Dense(outputs, name="classifier")]
+
+
+def feature_pool(features: np.ndarray, labels, views: np.ndarray | None):
+    """`(x, y)`: the rows a head's epoch on cached features draws from: each image's plain
+    features and its augmented views (`views`, `(n, views, dim)` as `readable_features` gives
+    them), image by image, each row with its image's label (or label set, or value)."""
+    labels = np.asarray(labels)
+    if views is None or views.size == 0:
+        return features, labels
+    pool_x = np.concatenate([features[:, None, :], views], axis=1)
+    pool_y = np.repeat(labels, pool_x.shape[1], axis=0)
+    return pool_x.reshape(-1, pool_x.shape[-1]), pool_y
 
 
 class ImageEncoder:

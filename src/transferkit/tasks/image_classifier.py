@@ -392,14 +392,9 @@ class ImageClassifier(Classifier):
         one of its precomputed augmented views."""
         import tensorflow as tf
 
-        labels = np.asarray(labels)
-        if views is None or views.size == 0:
-            pool_x, pool_y = features, labels
-        else:
-            pool_x = np.concatenate([features[:, None, :], views], axis=1)
-            per_image = pool_x.shape[1]
-            pool_x = pool_x.reshape(-1, pool_x.shape[-1])
-            pool_y = np.repeat(labels, per_image, axis=0)  # rows: a label set each, too
+        from transferkit.backbones.image_encoder import feature_pool
+
+        pool_x, pool_y = feature_pool(features, labels, views)
         order = EpochOrder(len(pool_x), self.seed)  # epoch e's draw from (seed, e) alone
         return order.attach(order.batches(
             (pool_x, pool_y), batch_size, take=len(features),

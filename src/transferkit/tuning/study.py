@@ -179,10 +179,10 @@ def _storage(optuna, storage: str):
 
 def _open_study(optuna, storage: str, name: str, identity: dict, seed: int):
     """The study `name` in `storage`, created or continued; refused when it tunes other data."""
-    rdb = _storage(optuna, storage)
-    sampler = optuna.samplers.TPESampler(seed=seed)
     from transferkit.tuning.trials import WARMUP_EPOCHS
 
+    rdb = _storage(optuna, storage)
+    sampler = optuna.samplers.TPESampler(seed=seed)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=WARMUP_EPOCHS)
     study = optuna.create_study(storage=rdb, study_name=name, direction="minimize",
                                 sampler=sampler, pruner=pruner, load_if_exists=True)

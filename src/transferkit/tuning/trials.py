@@ -48,15 +48,15 @@ def sample(trial, kind: str, candidates: list[str], n_train: int) -> dict:
     if kind == "images":
         # In steps of 0.1: each dropout is a head of its own shape (`Heads`), so a few of them
         # are built and traced, not one a trial.
-        params["dropout"] = round(trial.suggest_float("dropout", 0.0, 0.6, step=0.1), 1)
+        params["dropout"] = trial.suggest_float("dropout", 0.0, 0.6, step=0.1)
     else:
         params["head_units"] = trial.suggest_categorical("head_units", _HEAD_UNITS)
-    return params
+    return settings_of(params)
 
 
 def settings_of(params: dict) -> dict:
-    """A finished trial's `params` as `sample` gave them to its head (Optuna keeps a stepped
-    float as drawn: 0.30000000000000004 is dropout 0.3)."""
+    """A trial's `params` as its head takes them (Optuna keeps a stepped float as drawn:
+    0.30000000000000004 is dropout 0.3): for `sample`, and for finished trials' params."""
     if "dropout" in params:
         return {**params, "dropout": round(float(params["dropout"]), 1)}
     return dict(params)
@@ -132,16 +132,6 @@ def _scoring_batches(x: np.ndarray, y: np.ndarray):
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(_ONE_BATCH).prefetch(2)
 
 
-def _pool(x: np.ndarray, y: np.ndarray, views: np.ndarray | None):
-    """The rows an epoch draws from: the plain features and their augmented views (`views`,
-    `(n, views, dim)`), as `train`'s head phase pools them."""
-    if views is None or not views.size:
-        return x, np.asarray(y)
-    pool_x = np.concatenate([x[:, None, :], views], axis=1)
-    pool_y = np.repeat(np.asarray(y), pool_x.shape[1], axis=0)
-    return pool_x.reshape(-1, pool_x.shape[-1]), pool_y
-
-
 def _training_batches(pool: tuple[np.ndarray, np.ndarray], rows: int, batch_size: int,
                       seed: int):
     """`(dataset, steps)`: the training batches as `train`'s head phase makes them on cached
@@ -204,10 +194,12 @@ class Heads:
 
     def pool(self, candidate: str) -> tuple[np.ndarray, np.ndarray]:
         """`candidate`'s training rows and their augmented views, pooled once per search."""
+        from transferkit.backbones.image_encoder import feature_pool
+
         if candidate not in self._pools:
-            self._pools[candidate] = _pool(self.prepared.features[candidate][0],
-                                           self.prepared.train_y,
-                                           self.prepared.train_views.get(candidate))
+            self._pools[candidate] = feature_pool(self.prepared.features[candidate][0],
+                                                  self.prepared.train_y,
+                                                  self.prepared.train_views.get(candidate))
         return self._pools[candidate]
 
     @staticmethod
@@ -239,11 +231,13 @@ def fold_loss(prepared, heads: Heads, params: dict, seed: int, split) -> float:
     """The scoring loss of `params` (a trial's settings) trained on `split`'s training part and
     scored on its held-out part. A text head's standardisation keeps the statistics of the
     trials' training split (features only, no labels), as the reused head was built with them."""
+    from transferkit.backbones.image_encoder import feature_pool
+
     candidate = params.get("candidate", prepared.candidates[0])
     x, views = prepared.pooled[candidate]
     y = prepared.all_y
     train, held_out = split
-    pool = _pool(x[train], y[train], None if views is None else views[train])
+    pool = feature_pool(x[train], y[train], None if views is None else views[train])
     # Epochs as long as the trials' (where the fold has the rows): the same count of batches,
     # so the train function traced for the trials serves (images, 5 folds: 80%, as theirs).
     rows = min(len(prepared.train_y), len(train))
