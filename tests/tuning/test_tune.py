@@ -142,6 +142,37 @@ def test_running_again_continues_the_study(faces, tmp_path):
     assert len(_study(storage).trials) == 3
 
 
+def _open_storage(url, barrier, answers):
+    from transferkit.tuning.study import _storage
+
+    barrier.wait()  # every process at Optuna's table creation in the same instant
+    try:
+        _storage(optuna, url)
+        answers.put("opened")
+    except Exception as exc:  # the one line a user would read
+        answers.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_processes_opening_one_new_sqlite_file_at_once_all_open_it(tmp_path):
+    """Six processes create one new SQLite study file's tables at once (CI met the collision
+    with two: "table study_user_attributes already exists"): every one opens it. Without the
+    retry on a collision, 4 of 5 such rounds failed here."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # no TensorFlow imported: ~5 s a round
+    for round_ in range(2):
+        url = f"sqlite:///{tmp_path / f'new{round_}.db'}"
+        barrier, answers = context.Barrier(6), context.Queue()
+        workers = [context.Process(target=_open_storage, args=(url, barrier, answers))
+                   for _ in range(6)]
+        for worker in workers:
+            worker.start()
+        got = [answers.get(timeout=120) for _ in workers]
+        for worker in workers:
+            worker.join(timeout=60)
+        assert got == ["opened"] * 6, [line for line in got if line != "opened"]
+
+
 @pytest.mark.slow  # two child processes, each importing TensorFlow (~40 s)
 def test_two_processes_share_one_sqlite_study_without_duplicates_or_losses(faces, tmp_path):
     """Two `tune` processes on one SQLite file: every trial finished once, numbered once; the

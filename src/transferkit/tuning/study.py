@@ -152,9 +152,9 @@ def _prepare(kind, data, candidates, seed, log, text_column, label_column):
 
 def _storage(optuna, storage: str):
     """Optuna's RDB storage at `storage`, with a heartbeat (trials of a killed process are
-    failed, not counted). Two processes that create one SQLite file's tables at the same moment
-    collide (the second's `alembic_version` row is a duplicate): the loser tries again and finds
-    the tables made. SQLite waits up to 60 s for a lock rather than failing at once."""
+    failed, not counted). Processes that create one database's tables at the same moment collide
+    (`_collided`): the losers try again and find the tables made. SQLite waits up to 60 s for a
+    lock rather than failing at once."""
     import warnings
 
     engine = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else {}
@@ -166,7 +166,7 @@ def _storage(optuna, storage: str):
                     storage, engine_kwargs=engine, heartbeat_interval=_HEARTBEAT_SECONDS,
                     grace_period=_GRACE_SECONDS)
         except Exception as exc:  # SQLAlchemy's errors: a bad URL, a server not reachable
-            if type(exc).__name__ == "IntegrityError" and attempt + 1 < _OPEN_ATTEMPTS:
+            if _collided(exc) and attempt + 1 < _OPEN_ATTEMPTS:
                 time.sleep(0.5 * (attempt + 1))
                 continue
             raise InputError(
@@ -175,6 +175,16 @@ def _storage(optuna, storage: str):
                 "sqlite:///tune.db or postgresql://user@host/db."
             ) from None
     raise AssertionError("unreachable")
+
+
+def _collided(exc: Exception) -> bool:
+    """Whether opening a storage failed only because another process was creating its tables
+    at the same moment: Optuna checks for each table, then creates it, so a second creator finds
+    a table made between the two ("table studies already exists") or a duplicate
+    `alembic_version` row. CI met the first with two `tune` processes on a new SQLite file."""
+    name = type(exc).__name__
+    return name == "IntegrityError" or (
+        name in ("OperationalError", "ProgrammingError") and "already exists" in str(exc))
 
 
 def _open_study(optuna, storage: str, name: str, identity: dict, seed: int):
