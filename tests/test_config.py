@@ -84,11 +84,11 @@ def test_the_library_defaults_are_the_config_values():
 def test_names_agree_across_modalities():
     shared = {"epochs", "fine_tune_epochs", "learning_rate", "fine_tune_learning_rate",
               "batch_size", "patience", "fine_tune_patience", "validation_size", "seed", "data",
-              "runtime"}
+              "runtime", "weight_decay"}
     assert shared <= set(ImageTrainConfig.names()) & set(TextTrainConfig.names())
     for cls in (ImageClassifier, TextClassifier):
         parameters = inspect.signature(cls.fit).parameters
-        assert {"epochs", "validation_size", "output"} <= set(parameters)
+        assert {"epochs", "validation_size", "output", "weight_decay"} <= set(parameters)
 
 
 def test_from_dict_checks_names_and_values():
@@ -105,6 +105,7 @@ def test_from_dict_checks_names_and_values():
         ({"learning_rate": 0}, r"`learning_rate` must be a number > 0"),
         ({"validation_size": 1}, r"`validation_size` must be a number in \(0, 1\)"),
         ({"dropout": 1.0}, r"`dropout` must be a number in \[0, 1\)"),
+        ({"weight_decay": -0.1}, r"`weight_decay` must be a number >= 0"),
         ({"unfreeze": 0}, r"`unfreeze` as a number of top layers must be >= 1"),
         ({"image_size": 0}, r"`image_size` must be a positive int or a pair of them"),
     ]
@@ -113,6 +114,8 @@ def test_from_dict_checks_names_and_values():
             ImageTrainConfig(**values)
     with pytest.raises(InputError, match=r"`features` must be one of 'layers', 'sentence'"):
         TextTrainConfig(features="cls")
+    with pytest.raises(InputError, match=r"`dropout` must be a number in \[0, 1\)"):
+        TextTrainConfig(dropout=-0.5)
     with pytest.raises(InputError, match=r"`test_size \+ validation_size` must be below 1"):
         TextTrainConfig(test_size=0.5, validation_size=0.5)
 
@@ -122,6 +125,7 @@ def test_defaults_in_words_for_the_help():
     assert ImageTrainConfig.default_text("epochs") == "20; 100 for multi-label and regression"
     assert ImageTrainConfig.default_text("image_size") == "the backbone's"
     assert TextTrainConfig.default_text("fine_tune_learning_rate") == "the encoder's"
+    assert TextTrainConfig.default_text("dropout") == "the encoder's"
 
 
 def test_config_files(tmp_path):

@@ -83,6 +83,10 @@ def _positive(value, name):
     return check_number(value, name, 0, include_minimum=False)
 
 
+def _non_negative(value, name):
+    return check_number(value, name, 0)
+
+
 def _dropout(value, name):
     return check_number(value, name, 0, 1, include_maximum=False)
 
@@ -197,6 +201,10 @@ IMAGE_HEAD_EPOCHS = {"single-label": 20, "multi-label": 100, "regression": 100}
 IMAGE_HEAD_PATIENCE = {"single-label": 5, "multi-label": 10, "regression": 10}
 _FINE_TUNE_EPOCHS = "epochs with the backbone unfrozen, after the head; 0 skips fine-tuning"
 _LEARNING_RATE = "Adam's learning rate for the head"
+_WEIGHT_DECAY = (
+    "Adam's decoupled weight decay for the head (AdamW; each step shrinks the weights by "
+    "learning rate x this); 0 turns it off"
+)
 _FINE_TUNE_LEARNING_RATE = "Adam's learning rate for fine-tuning; keep it low"
 _BATCH_SIZE = "examples per training step"
 _PATIENCE = "epochs without a better validation loss before the head phase stops"
@@ -270,6 +278,9 @@ class ImageTrainConfig(TrainConfig):
     )
     learning_rate: float = _setting(
         1e-3, _LEARNING_RATE, type=float, check=_positive, phase="head"
+    )
+    weight_decay: float = _setting(
+        0.0, _WEIGHT_DECAY, type=float, check=_non_negative, phase="head"
     )
     fine_tune_learning_rate: float = _setting(
         1e-5, _FINE_TUNE_LEARNING_RATE, type=float, check=_positive, phase="fine_tune"
@@ -369,6 +380,10 @@ class TextTrainConfig(TrainConfig):
         None, "for sentence encoders: hidden units of the head; 0 is a linear head", type=int,
         check=_int(0), none_means=ENCODER_DEFAULT,
     )
+    dropout: float | None = _setting(
+        None, "for sentence encoders: dropout rate on the features, before the head",
+        type=float, check=_dropout, none_means=ENCODER_DEFAULT,
+    )
     epochs: int | None = _setting(
         None, _EPOCHS, type=int, check=_int(0), none_means=ENCODER_DEFAULT, phase="head"
     )
@@ -378,6 +393,9 @@ class TextTrainConfig(TrainConfig):
     learning_rate: float | None = _setting(
         None, _LEARNING_RATE, type=float, check=_positive,
         none_means=ENCODER_DEFAULT, phase="head",
+    )
+    weight_decay: float = _setting(
+        0.0, _WEIGHT_DECAY, type=float, check=_non_negative, phase="head"
     )
     fine_tune_learning_rate: float | None = _setting(
         None, _FINE_TUNE_LEARNING_RATE, type=float, check=_positive,

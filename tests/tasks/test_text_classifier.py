@@ -241,3 +241,24 @@ def test_errors_say_what_to_do(vectors_file):
         clf.fit(["a", "b"], ["x", "y"], validation_data=["c"])
     with pytest.raises(InputError, match=r"no such model file"):
         pipeline("does/not/exist.keras")
+
+
+def test_dropout_and_weight_decay_reach_the_head(bert_folder, tmp_path):
+    """`dropout` (a sentence encoder's option) is the head's dropout rate, and `fit`'s
+    `weight_decay` is Adam's decoupled decay for the head phase: the same run with a strong
+    decay ends with a smaller head."""
+    texts, labels = toy_texts(40, cues=3, fillers=1)
+    norms = {}
+    for decay in (0.0, 3.0):
+        clf = TextClassifier(str(bert_folder), dropout=0.1, cache_dir=tmp_path)
+        clf.fit(texts, labels, validation_data=toy_texts(12, seed=1, cues=3, fillers=1),
+                epochs=8, learning_rate=0.01, weight_decay=decay, verbose=0)
+        head = clf.network.get_layer("head")
+        assert head.get_layer("head_dropout").rate == 0.1
+        assert clf.get_config()["dropout"] == 0.1
+        assert head.optimizer.weight_decay == (decay or None)  # the head phase compiles it
+        norms[decay] = float(np.linalg.norm(head.get_layer("head_logits").get_weights()[0]))
+    assert norms[3.0] < 0.9 * norms[0.0], norms
+    with pytest.raises(InputError, match="weight_decay"):
+        TextClassifier(str(bert_folder), cache_dir=tmp_path).fit(texts, labels, verbose=0,
+                                                                 weight_decay=-1)

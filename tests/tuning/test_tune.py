@@ -10,7 +10,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from transferkit.testing import TINY_BACKBONE
@@ -83,13 +85,15 @@ def test_best_toml_is_a_config_file_train_reads_as_is(searched, faces, tmp_path)
                               "--fine-tune-epochs", 0, "--output", tmp_path / "run", "--json"])
     assert code == 0, err
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    for key in ("learning_rate", "dropout", "batch_size", "patience", "class_weight"):
+    for key in ("learning_rate", "weight_decay", "dropout", "batch_size", "patience",
+                "class_weight"):
         assert saved[key] == settings[key], key
 
 
 def test_a_reused_head_trains_as_a_new_one(faces):
     """A search reuses one compiled head per shape (`Heads`); a trial on it, after trials of
-    other learning rates, batch sizes and patience, must end where a new head's trial ends."""
+    other learning rates, weight decays, batch sizes and patience, must end where a new head's
+    trial ends."""
     from transferkit.tuning.features import prepare_images
     from transferkit.tuning.trials import Heads, default_params, train_trial
 
@@ -98,17 +102,52 @@ def test_a_reused_head_trains_as_a_new_one(faces):
     fresh = train_trial(prepared, TINY_BACKBONE, params, 0)
     heads = Heads(prepared, 0)
     others = [dict(params, learning_rate=0.02, batch_size=4, patience=2),
-              dict(params, learning_rate=3e-4, batch_size=16, class_weight="balanced")]
+              dict(params, learning_rate=3e-4, batch_size=16, class_weight="balanced"),
+              dict(params, weight_decay=1.0)]
     for other in others:
         assert train_trial(prepared, TINY_BACKBONE, other, 0, heads=heads)["loss"] != \
             pytest.approx(fresh["loss"])  # they trained something else
     again = train_trial(prepared, TINY_BACKBONE, params, 0, heads=heads)
-    assert len(heads) == 1  # one shape, built once
+    assert heads.built == 1  # one shape, built once
     assert again["epochs"] == fresh["epochs"]
     assert again["loss"] == pytest.approx(fresh["loss"], rel=1e-5)
     assert again["accuracy"] == fresh["accuracy"]
     other_shape = train_trial(prepared, TINY_BACKBONE, dict(params, dropout=0.5), 0, heads=heads)
-    assert len(heads) == 2 and other_shape["loss"] != pytest.approx(fresh["loss"])
+    assert heads.built == 2 and other_shape["loss"] != pytest.approx(fresh["loss"])
+
+
+def test_a_trials_weight_decay_is_kerass_adamw_weight_decay():
+    """A search's heads read the weight decay when each step runs (one compiled head serves
+    every value); the weights must come out as Keras's Adam given that decay as a number (what
+    `train --weight-decay` compiles) leaves them, and unlike Adam without it."""
+    import keras
+
+    from transferkit.tuning.trials import Heads
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 12)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64")
+    prepared = SimpleNamespace(kind="images", class_names=["a", "b"],
+                               features={"f": (x, None)})
+    params = {"dropout": 0.0, "learning_rate": 0.01, "weight_decay": 0.3}
+
+    def trained(head):
+        head.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0)
+        return [np.asarray(v) for v in head.trainable_variables]
+
+    reused = Heads(prepared, 0).get("f", params, steps=4)
+    first = [np.asarray(v) for v in reused.trainable_variables]
+    reused.steps_per_execution = 1
+    reused.train_function = None
+    ours = trained(reused)
+    for decay in (0.3, None):
+        twin = keras.models.clone_model(reused)
+        twin.set_weights(first)
+        twin.compile(optimizer=keras.optimizers.Adam(0.01, weight_decay=decay),
+                     loss=reused.loss, jit_compile=False)
+        theirs = trained(twin)
+        same = all(np.allclose(a, b, atol=1e-6) for a, b in zip(ours, theirs, strict=True))
+        assert same == (decay is not None), decay
 
 
 @pytest.mark.slow  # a second search (~40 s of the default suite's time)

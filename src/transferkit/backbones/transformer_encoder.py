@@ -78,6 +78,7 @@ class SentenceTransformer(TextEncoder):
             more accurate on rt-polarity) or `"sentence"` (the encoder's own sentence vector).
             Default `"layers"`.
         head_units: hidden units of the head; `0` is a linear head. Default `0`.
+        dropout: dropout rate on the features before the head. Default `0.5`.
     """
 
     kind = "sentence-encoder"
@@ -97,10 +98,9 @@ class SentenceTransformer(TextEncoder):
         # benchmarks/targets.py). 3e-4 and 3e-5 were no better.
         regression_learning_rate=1e-4,
     )
-    option_defaults = {"features": "layers", "head_units": 0}
+    option_defaults = {"features": "layers", "head_units": 0, "dropout": 0.5}
     caches_features = True
     fallback = True
-    dropout = 0.5
 
     def sentence_encoder(self):
         """The loaded sentence encoder (`transferkit.backbones.sentence_encoders`), once."""
@@ -185,7 +185,7 @@ class SentenceTransformer(TextEncoder):
         encoder = self.sentence_encoder()
         kind = self.options["features"]
         head = build_sentence_head(
-            encoder.feature_dim(kind), outputs, dropout=self.dropout,
+            encoder.feature_dim(kind), outputs, dropout=self.options["dropout"],
             hidden_units=self.options["head_units"], normalization_data=features,
         )
         inputs = encoder.inputs()

@@ -306,7 +306,7 @@ class TrainingRun:
             x, y, validation_data, epochs=config.epochs, batch_size=config.batch_size,
             learning_rate=config.learning_rate, patience=config.patience,
             validation_size=config.validation_size, output=self.run, verbose=self.verbose,
-            callbacks=callbacks,
+            callbacks=callbacks, weight_decay=config.weight_decay,
         )
         self._log_left_out(classifier)
         items, labels = report()

@@ -89,8 +89,8 @@ def _classifier(c: TextTrainConfig, cache_dir, class_names=None):
     return TextClassifier(
         c.encoder, class_names=class_names, word_vectors=c.word_vectors,
         vocabulary_size=c.vocabulary_size, max_length=c.max_length, features=c.features,
-        head_units=c.head_units, seed=c.seed, cache_dir=cache_dir, runtime=c.runtime,
-        calibrate=c.calibrate, class_weight=c.class_weight, target=c.target,
+        head_units=c.head_units, dropout=c.dropout, seed=c.seed, cache_dir=cache_dir,
+        runtime=c.runtime, calibrate=c.calibrate, class_weight=c.class_weight, target=c.target,
     )
 
 

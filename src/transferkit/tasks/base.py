@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import keras
 import numpy as np
 
-from transferkit.checks import check_int
+from transferkit.checks import check_int, check_number
 from transferkit.errors import DataError, InputError
 from transferkit.layers import ClassLabels, labels_layer
 from transferkit.tasks.evaluation import ClassifierEvaluation
@@ -46,7 +46,8 @@ TASK_CLASSES = {
 }
 
 # Settings of `fit`/`fine_tune` that default to the task's config (`transferkit.config`).
-_FIT_SETTINGS = ("epochs", "batch_size", "learning_rate", "patience", "validation_size")
+_FIT_SETTINGS = ("epochs", "batch_size", "learning_rate", "weight_decay", "patience",
+                 "validation_size")
 _FINE_TUNE_SETTINGS = {
     "epochs": "fine_tune_epochs",
     "learning_rate": "fine_tune_learning_rate",
@@ -230,16 +231,17 @@ class Classifier(ClassifierEvaluation, ClassifierTargets):
         outputs = self._labels_layer()(keras.ops.convert_to_tensor(np.asarray(logits)))
         return np.asarray(keras.ops.convert_to_numpy(outputs), dtype=np.float64)
 
-    def _compile(self, model, learning_rate: float) -> None:
-        """Adam, and the target's loss on logits (`targets.compile_spec`): binary cross-entropy
-        on one logit for two classes, per label for multi-label, Huber for regression."""
+    def _compile(self, model, learning_rate: float, weight_decay: float | None = None) -> None:
+        """Adam (with decoupled `weight_decay` when given and above 0), and the target's loss
+        on logits (`targets.compile_spec`): binary cross-entropy on one logit for two classes,
+        per label for multi-label, Huber for regression."""
         from transferkit.tasks.targets import compile_spec
         from transferkit.training.distribute import compile_for
 
         mean, scale = self.metadata.get("target_standardisation", (0.0, 1.0))
         loss, metrics = compile_spec(self.target, len(self.class_names), mean, scale)
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics,
-                      **compile_for(model))
+        optimizer = keras.optimizers.Adam(learning_rate, weight_decay=weight_decay or None)
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics, **compile_for(model))
         if keras.backend.backend() == "tensorflow" and model.built:
             # Keras's TensorFlow trainer (without a distribution strategy) builds the optimizer
             # inside the first trace of the train step; a `tf.function` that creates variables
@@ -270,7 +272,7 @@ class Classifier(ClassifierEvaluation, ClassifierTargets):
     def fit(self, x, y=None, validation_data=None, *, epochs: int | None = None,
             batch_size: int | None = None, learning_rate: float | None = None,
             patience: int | None = None, validation_size: float | None = None, output=None,
-            verbose: Any = "auto", callbacks=None):
+            verbose: Any = "auto", callbacks=None, weight_decay: float | None = None):
         """Trains the head on the frozen backbone (steps 1-4 of the Keras guide). Returns `self`.
 
         Args:
@@ -291,6 +293,8 @@ class Classifier(ClassifierEvaluation, ClassifierTargets):
                 the same folder resumes. Default `None`: a temporary folder.
             verbose: Keras progress output. Default `"auto"`.
             callbacks: more Keras callbacks, after transferkit's. Default `None`.
+            weight_decay: Adam's decoupled weight decay (AdamW) for the head; 0 is none.
+                Default `None`: the config's (0).
 
         Returns:
             `self`; the epochs are in `self.history`.
@@ -299,14 +303,16 @@ class Classifier(ClassifierEvaluation, ClassifierTargets):
 
         settings = self._settings(
             {name: name for name in _FIT_SETTINGS}, epochs=epochs, batch_size=batch_size,
-            learning_rate=learning_rate, patience=patience, validation_size=validation_size,
+            learning_rate=learning_rate, weight_decay=weight_decay, patience=patience,
+            validation_size=validation_size,
         )
+        check_number(settings.weight_decay, "weight_decay", 0)
         splits = self._labelled(x, y, validation_data, settings.validation_size)
         self._set_classes(splits.class_names)
         self._fit_standardisation(splits)
         with self._run_folder(output) as run:
             head, train, validation, fit_kwargs = self._head_phase(splits, settings, run, verbose)
-            self._compile(head, settings.learning_rate)
+            self._compile(head, settings.learning_rate, settings.weight_decay)
             rows = fit_phase(
                 head, train, validation, epochs=settings.epochs, run=run, phase="head",
                 patience=settings.patience, verbose=verbose, extra_callbacks=callbacks or (),

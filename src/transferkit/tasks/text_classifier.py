@@ -75,6 +75,8 @@ class TextClassifier(Classifier):
             concatenated) or `"sentence"` (the encoder's own sentence vector). Default `None`:
             `"layers"`.
         head_units: for sentence encoders: hidden units of the head. Default `None`: 0 (linear).
+        dropout: for sentence encoders: dropout rate on the features before the head. Default
+            `None`: 0.5.
         seed: seed of weights, shuffling and dropout. Default `0`.
         cache_dir: where the encoder's features are cached. Default `None`: `features/text` in
             the transferkit cache.
@@ -103,6 +105,7 @@ class TextClassifier(Classifier):
         max_length: int | None = _D.max_length,
         features: str | None = _D.features,
         head_units: int | None = _D.head_units,
+        dropout: float | None = _D.dropout,
         seed: int = _D.seed,
         cache_dir: str | os.PathLike | None = None,
         runtime: str = _D.runtime,
@@ -133,7 +136,7 @@ class TextClassifier(Classifier):
                 self.encoder, max_length=self.max_length, seed=self.seed, cache_dir=self.cache_dir,
                 runtime=self.runtime,
                 word_vectors=self.word_vectors, vocabulary_size=self.vocabulary_size,
-                features=self.features, head_units=self.head_units,
+                features=self.features, head_units=self.head_units, dropout=self.dropout,
             )
         return self._encoder
 

@@ -1,11 +1,11 @@
 """One trial: the search space's sample, and a head trained on the cached features with it.
 
 The space is the head's settings that `train` takes (so that the best trial is a `--config`
-file): Adam's learning rate (log-uniform), batch size, early-stopping patience, class weights,
-and dropout (images) or hidden units and the encoder's feature kind (text); the backbone (or
-encoder) too when several are given. The head is the one `train` builds (`head_layers` for
-images, `build_sentence_head` for text), compiled with the same loss, and stops early on the
-scoring split's loss, keeping its best epoch; that loss is the trial's value (lower is better).
+file): Adam's learning rate (log-uniform) and decoupled weight decay (AdamW's form of L2),
+batch size, early-stopping patience, class weights, dropout, and for text the head's hidden
+units and the encoder's feature kind; the backbone (or encoder) too when several are given.
+The head is the one `train` builds (`head_layers` for images, `build_sentence_head` for text),
+compiled with the same loss, and stops early on the scoring split's loss, keeping its best epoch; that loss is the trial's value (lower is better).
 Each epoch's loss is reported to Optuna's pruner, which stops trials that trail the median.
 """
 
@@ -29,6 +29,9 @@ _ONE_BATCH = 4096
 _BUILDING = threading.Lock()
 _BATCH_SIZES = (16, 32, 64, 128)
 _HEAD_UNITS = (0, 64, 256)
+#: Adam's decoupled weight decay: each step shrinks the weights by learning rate x this, so
+#: below ~1e-2 a head's few thousand steps barely feel it; 0 (the default) first.
+_WEIGHT_DECAYS = (0.0, 1e-2, 1e-1, 1.0)
 
 
 def batch_sizes(n_train: int) -> list[int]:
@@ -45,11 +48,12 @@ def sample(trial, kind: str, candidates: list[str], n_train: int) -> dict:
     params["batch_size"] = trial.suggest_categorical("batch_size", batch_sizes(n_train))
     params["patience"] = trial.suggest_int("patience", 3, 15)
     params["class_weight"] = trial.suggest_categorical("class_weight", list(CLASS_WEIGHTS))
-    if kind == "images":
-        # In steps of 0.1: each dropout is a head of its own shape (`Heads`), so a few of them
-        # are built and traced, not one a trial.
-        params["dropout"] = trial.suggest_float("dropout", 0.0, 0.6, step=0.1)
-    else:
+    params["weight_decay"] = trial.suggest_categorical("weight_decay", _WEIGHT_DECAYS)
+    # In steps of 0.1: each dropout is a head of its own shape (`Heads`), so a few of them are
+    # built and traced, not one a trial.
+    params["dropout"] = trial.suggest_float("dropout", 0.0, 0.7 if kind == "text" else 0.6,
+                                            step=0.1)
+    if kind == "text":
         params["head_units"] = trial.suggest_categorical("head_units", _HEAD_UNITS)
     return settings_of(params)
 
@@ -74,9 +78,11 @@ def default_params(kind: str, candidates: list[str], n_train: int) -> dict:
         from transferkit.backbones.transformer_encoder import SentenceTransformer
 
         d = TextTrainConfig()
+        options = SentenceTransformer.option_defaults
         params = {"learning_rate": SentenceTransformer.defaults.learning_rate,
-                  "patience": d.patience,
-                  "head_units": SentenceTransformer.option_defaults["head_units"]}
+                  "patience": d.patience, "dropout": options["dropout"],
+                  "head_units": options["head_units"]}
+    params["weight_decay"] = d.weight_decay
     params["batch_size"] = d.batch_size if d.batch_size in sizes else sizes[-1]
     params["class_weight"] = d.class_weight
     if len(candidates) > 1:
@@ -98,9 +104,9 @@ def _head(prepared, candidate: str, params: dict, train_x: np.ndarray):
         for layer in head_layers(outputs, params["dropout"]):
             x = layer(x)
         return keras.Model(inputs, x, name="head")
-    from transferkit.backbones.transformer_encoder import SentenceTransformer, build_sentence_head
+    from transferkit.backbones.transformer_encoder import build_sentence_head
 
-    return build_sentence_head(train_x.shape[1], outputs, dropout=SentenceTransformer.dropout,
+    return build_sentence_head(train_x.shape[1], outputs, dropout=params["dropout"],
                                hidden_units=params["head_units"], normalization_data=train_x)
 
 
@@ -148,23 +154,29 @@ def _training_batches(pool: tuple[np.ndarray, np.ndarray], rows: int, batch_size
 class Heads:
     """The compiled heads of one search, one per shape (candidate, dropout, hidden units), reused
     by every trial of that shape: a trial puts back the head's and Adam's first state (as built
-    from the seed) and its learning rate, so it trains exactly as a new head would, without
+    from the seed), its learning rate and weight decay, so it trains exactly as a new head would,
+    without
     building and tracing Keras's train, test and predict functions again (about 1.2 s a trial,
     a quarter of a default trial on cats/dogs). The train function runs a whole epoch per call
-    (`steps_per_execution`, traced per count of batches, so per batch size); patience and
-    learning rate change nothing traced; class weights trace once more (the weights input)."""
+    (`steps_per_execution`, traced per count of batches, so per batch size); patience, learning
+    rate and weight decay change nothing traced; class weights trace once more (the weights
+    input)."""
 
     def __init__(self, prepared, seed: int):
         self.prepared, self.seed = prepared, seed
         self._heads: dict[tuple, tuple] = {}
         self._pools: dict[str, tuple] = {}
 
-    def __len__(self) -> int:
+    @property
+    def built(self) -> int:
+        """How many heads (shapes) were built: not `len`, so that an empty `Heads` is not
+        false (`heads or Heads(...)` once built a new one every trial)."""
         return len(self._heads)
 
     def get(self, candidate: str, params: dict, steps: int):
-        """The head for `params`, in its first state, with Adam at `params["learning_rate"]`,
-        running an epoch of `steps` batches as one call of its train function."""
+        """The head for `params`, in its first state, with Adam at `params["learning_rate"]` and
+        `params["weight_decay"]`, running an epoch of `steps` batches as one call of its train
+        function."""
         key = (candidate, params.get("dropout"), params.get("head_units"))
         if key not in self._heads:
             self._heads[key] = (*self._build(candidate, params), {})
@@ -172,6 +184,7 @@ class Heads:
         for variable, value in zip(self._state(head), first, strict=True):
             variable.assign(value)
         head.optimizer.learning_rate.assign(params["learning_rate"])
+        head.optimizer.weight_decay.assign(params["weight_decay"])
         if head.steps_per_execution != steps:  # traced with its steps: one function per count
             functions[head.steps_per_execution] = head.train_function
             head.steps_per_execution = steps
@@ -190,6 +203,11 @@ class Heads:
             head.compile(optimizer=keras.optimizers.Adam(params["learning_rate"]), loss=loss,
                          metrics=metrics, jit_compile=False)
             head.optimizer.build(head.trainable_variables)
+            # Read when the step runs (Keras's optimizer casts it), not traced as a constant:
+            # every weight decay trains in one compiled head. 0 leaves the weights exactly as
+            # `train`'s Adam without decay does (w - w * 0 * lr is w).
+            head.optimizer.weight_decay = keras.Variable(0.0, trainable=False,
+                                                         name="weight_decay")
             return head, [variable.numpy() for variable in self._state(head)]
 
     def pool(self, candidate: str) -> tuple[np.ndarray, np.ndarray]:
