@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import time
 from pathlib import Path
 
@@ -75,6 +76,9 @@ def run(args) -> int:
             continue
         module = importlib.import_module(f"transferkit.demos.{part}")
         summary[part] = module.run(output / part, track=track)
+    # What `--json` prints, kept beside the runs: scripts (and CI's check of `make demo`) read it.
+    (output / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    print(f"\nSummary: {output / 'summary.json'}")
     if args.json:
         print_json(summary)
     return 0
