@@ -138,16 +138,17 @@ def sentence_run(tmp_path_factory, bert_folder):
 @pytest.fixture(scope="session")
 def cats_dogs_run(tmp_path_factory):
     """EfficientNet-Lite0 at 224 with a head trained on the shared cats_and_dogs photos (2000
-    train, 1000 validation), no fine-tuning: `(result, run folder)`. Slow tests only; skips with
-    the reason where the shared data is absent."""
-    from helpers import shared_data
+    train, 1000 validation), no fine-tuning: `(result, run folder)`. Trained once for all xdist
+    workers (each would train it, two at once on two cores). Slow tests only; skips with the
+    reason where the shared data is absent."""
+    from helpers import once_across_workers, shared_data
     from transferkit.pipelines.images import train_images
 
     data = shared_data("cats_and_dogs")
-    run = tmp_path_factory.mktemp("runs") / "cats_dogs"
-    result = train_images(data, output=run, fine_tune_epochs=0, augment="none", verbose=0,
-                          log=lambda line: None)
-    return result, run
+    return once_across_workers(
+        tmp_path_factory, "cats_dogs_run",
+        lambda run: train_images(data, output=run, fine_tune_epochs=0, augment="none",
+                                 verbose=0, log=lambda line: None))
 
 
 @pytest.fixture(scope="session")

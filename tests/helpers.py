@@ -38,6 +38,27 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
+def once_across_workers(tmp_path_factory, name: str, produce):
+    """`(produce(folder)'s JSON result, folder)`, computed by the first pytest-xdist worker to ask
+    and read by the others from the temporary folder all workers share (pytest-xdist's recipe:
+    a `FileLock` in the base temporary folder's parent). For a fixture that costs minutes: each
+    worker would compute it again, two at once on two cores. Without xdist: computed here.
+    (`--dist loadgroup` would keep a module on one worker, but pytest-xdist 3.8 marks groups
+    through a node attribute pytest 9 no longer reads: its groups are silently ignored.)"""
+    import json
+
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    folder, answer = root / name, root / f"{name}.json"
+    with FileLock(str(answer) + ".lock"):
+        if not answer.is_file():
+            answer.write_text(json.dumps(produce(folder), default=str))
+    return json.loads(answer.read_text()), folder
+
+
 def shared_data(*parts: str) -> Path:
     """A path under ../shared/data, or a skip that says why when it is absent."""
     path = SHARED_DATA.joinpath(*parts)

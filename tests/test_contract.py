@@ -5,8 +5,8 @@ per modality (`transferkit train ... --json` in a fresh process: head, then fine
 in MLflow when it is installed) is shared by every check:
 
 fit and fine-tune -> predict -> load in a fresh process -> ONNX export with parity -> serve over
-HTTP -> batch predict / embed into Parquet -> the MLflow run -> a run killed mid-training resumes
-to the same weights.
+HTTP -> batch predict / embed into Parquet -> the MLflow run. (A run killed mid-training resumes
+to the same weights: tests/corpus/test_killed_runs.py, for every kind of model.)
 
 Each check asserts on real outputs (shapes, class names, probabilities, parity within a
 tolerance, weights bit for bit); nothing under test is mocked. Golden checks on the real
@@ -19,10 +19,8 @@ import csv
 import importlib.util
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -351,41 +349,3 @@ def test_the_run_is_tracked_with_its_epochs_and_model(trained):
         batch = np.asarray(trained.inputs, dtype=object)
         expected = model.predict_proba(trained.inputs)
     np.testing.assert_allclose(loaded.predict(batch, verbose=0), expected, atol=1e-6)
-
-
-# -- resume ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.slow  # two child runs per modality, as the kill-point tests (test_killed_runs.py)
-@pytest.mark.skipif(os.name != "posix", reason="SIGKILL is POSIX")
-def test_a_killed_run_resumes_to_the_same_weights(trained, tmp_path):
-    """The same command killed (SIGKILL) in its second head epoch, then `--resume`d: the shared
-    run's weights, bit for bit."""
-    run, marker = tmp_path / "run", tmp_path / "paused"
-    env = _env(trained.cache, TRANSFERKIT_TEST_PAUSE_AT="epoch:head:2",
-               TRANSFERKIT_TEST_PAUSE_FILE=str(marker))
-    child = subprocess.Popen(
-        [sys.executable, "-m", "transferkit.cli", "train", trained.kind, *map(str, trained.args),
-         "--output", str(run)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
-    )
-    try:
-        deadline = time.monotonic() + 300
-        while not marker.exists():
-            assert child.poll() is None, child.stderr.read().decode()[-3000:]
-            assert time.monotonic() < deadline, "never reached the second head epoch"
-            time.sleep(0.05)
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=60)
-        child.stderr.close()
-    assert (run / ".lock").is_file() and not (run / "model.keras").exists()
-    result, err = _train_in_a_child(trained.kind, ["--resume", run], trained.cache)
-    assert "taking over its lock" in err
-    assert result["classes"] == trained.classes
-    assert _phases(run) == ["head"] * 3 + ["fine_tune"] * 2
-    mine = weight_arrays(run / "model.keras")
-    reference = weight_arrays(trained.run / "model.keras")
-    assert mine.keys() == reference.keys() and mine
-    different = [name for name in mine if not np.array_equal(mine[name], reference[name])]
-    assert not different, different

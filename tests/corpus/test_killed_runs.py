@@ -12,9 +12,10 @@ transformer), with augmentation or dropout, is killed in its head phase and agai
 the same weights, bit for bit.
 
 Small on purpose (the slow run's budget): 20 + 20 faces at 64x64 for images, 60 toy reviews at
-16 tokens for text; one uninterrupted reference run per task, shared by its five
-kill points. An image run is killed once per kill point and resumed to the end each time; a text
-run (MiniLM: dearer a process) is killed at the five points in turn, then resumed to the end.
+16 tokens for text; one uninterrupted reference run per task. Each task's run is killed at the
+points in turn (each resume killed at the next point: a process a point, not two), then resumed
+to the end; an image run killed while caching its features has a run of its own. The reference
+runs are trained once for all xdist workers (`helpers.once_across_workers`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import weight_arrays, write_faces, write_table
+from helpers import once_across_workers, weight_arrays, write_faces, write_table
 
 pytestmark = [
     pytest.mark.slow,
@@ -146,8 +147,7 @@ def _kill_and_resume(kind, data, options, reference, cache, point, tmp_path) -> 
     # Feature caching only happens with a cold cache; the other points reuse the warm one.
     cache = _cold_cache(cache, tmp_path) if point == "feature caching" else cache
     args = [data, *options, "--output", run]
-    check = _second_run_refused(kind, args, run, cache) if point == "head epoch 2" else None
-    _kill_at(kind, args, cache, KILL_POINTS[point], tmp_path / "paused", while_paused=check)
+    _kill_at(kind, args, cache, KILL_POINTS[point], tmp_path / "paused")
     model = _model_after_kill(run)
     assert (run / ".lock").is_file()  # SIGKILL leaves the lock behind, stale
     started = time.perf_counter()
@@ -202,53 +202,70 @@ def _timing():
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
     """40 faces, the warm cache, and the uninterrupted reference run's (result, folder)."""
-    root = tmp_path_factory.mktemp("killed-images")
-    data = write_faces(root / "faces", per_class=20)
-    cache = Path(os.environ["TRANSFERKIT_CACHE_DIR"])  # the session's: weights converted once
-    reference, _ = _train("images", [data, *IMAGE_OPTIONS, "--output", root / "reference"], cache)
-    return data, cache, (reference, root / "reference")
+    cache = Path(os.environ["TRANSFERKIT_CACHE_DIR"])  # the worker's: weights converted once
+
+    def reference(root: Path) -> dict:
+        data = write_faces(root / "faces", per_class=20)
+        return _train("images", [data, *IMAGE_OPTIONS, "--output", root / "reference"], cache)[0]
+
+    result, root = once_across_workers(tmp_path_factory, "killed-images", reference)
+    return root / "faces", cache, (result, root / "reference")
 
 
 @pytest.fixture(scope="module")
 def texts(tmp_path_factory):
     """60 toy reviews (30 a class, a cue word each), the warm cache, and the reference run's
     (result, folder)."""
-    root = tmp_path_factory.mktemp("killed-text")
-    data = write_table(root / "reviews.csv", n=60, bad_rows=False)
     cache = Path(os.environ["TRANSFERKIT_CACHE_DIR"])
-    reference, _ = _train("text", [data, *TEXT_OPTIONS, "--output", root / "reference"], cache)
-    return data, cache, (reference, root / "reference")
+
+    def reference(root: Path) -> dict:
+        root.mkdir(parents=True, exist_ok=True)
+        data = write_table(root / "reviews.csv", n=60, bad_rows=False)
+        return _train("text", [data, *TEXT_OPTIONS, "--output", root / "reference"], cache)[0]
+
+    result, root = once_across_workers(tmp_path_factory, "killed-text", reference)
+    return root / "reviews.csv", cache, (result, root / "reference")
 
 
-@pytest.mark.parametrize("point", list(KILL_POINTS))
-def test_a_killed_image_run_resumes_to_the_same_result(images, point, tmp_path):
+def test_an_image_run_killed_while_caching_features_resumes_to_the_same_result(images, tmp_path):
+    """Features are cached only with a cold cache: this kill has a run of its own."""
     data, cache, reference = images
-    _kill_and_resume("images", data, IMAGE_OPTIONS, reference, cache, point, tmp_path)
+    _kill_and_resume("images", data, IMAGE_OPTIONS, reference, cache, "feature caching", tmp_path)
 
 
-def test_a_text_run_killed_at_each_point_in_turn_resumes_to_the_same_result(texts, tmp_path):
-    """MiniLM costs more a process, so one run is killed at the five points in turn (each resume
-    killed at the next point), then resumed to the end."""
-    data, warm, (reference, reference_folder) = texts
-    run, cache = tmp_path / "run", _cold_cache(warm, tmp_path)  # cold: features are computed
-    args = [data, *TEXT_OPTIONS, "--output", run]
-    models = {}
-    for n, (point, pause) in enumerate(KILL_POINTS.items()):
-        _kill_at("text", args, cache, pause, tmp_path / f"paused-{n}")
+@pytest.mark.parametrize("kind", ["images", "text"])
+def test_a_run_killed_at_each_point_in_turn_resumes_to_the_same_result(kind, request, tmp_path):
+    """One run is killed at the points in turn (each resume killed at the next point), then
+    resumed to the end: the uninterrupted run's accuracy and weights, bit for bit. Text from a
+    cold cache, so its first kill is while caching features (cached as one array, computed whole
+    again after a kill); images from the warm cache, from the second point on (a kill while
+    caching them has its own test: they are computed again in other batches). While the image
+    run is paused in its second head epoch, a second run on its folder is refused."""
+    data, warm, (reference, reference_folder) = request.getfixturevalue(
+        "images" if kind == "images" else "texts")
+    options = IMAGE_OPTIONS if kind == "images" else TEXT_OPTIONS
+    points = dict(list(KILL_POINTS.items())[1:]) if kind == "images" else KILL_POINTS
+    run = tmp_path / "run"
+    cache = warm if kind == "images" else _cold_cache(warm, tmp_path)
+    first = [data, *options, "--output", run]
+    args, models = first, {}
+    for n, (point, pause) in enumerate(points.items()):
+        check = (_second_run_refused(kind, first, run, cache)
+                 if kind == "images" and point == "head epoch 2" else None)
+        _kill_at(kind, args, cache, pause, tmp_path / f"paused-{n}", while_paused=check)
         models[point] = _model_after_kill(run)
-        assert (run / ".lock").is_file()
+        assert (run / ".lock").is_file()  # SIGKILL leaves the lock behind, stale
         args = ["--resume", run]
-    result, stderr = _train("text", args, cache)
+    result, stderr = _train(kind, args, cache)
     assert "no longer running (killed?); taking over its lock" in stderr
     assert result["classes"] == reference["classes"]
     accuracy, expected = _accuracy(result), _accuracy(reference)
-    print(f"\ntext killed at {', '.join(KILL_POINTS)} in turn: model.keras after each kill "
-          f"{', '.join(models.values())}; resumed test accuracy {accuracy:.4f} vs {expected:.4f} "
-          f"uninterrupted, validation {result['validation_accuracy']:.4f} vs "
-          f"{reference['validation_accuracy']:.4f}")
+    print(f"\n{kind} killed at {', '.join(points)} in turn: model.keras after each kill "
+          f"{', '.join(models.values())}; resumed {result['report_split']} accuracy "
+          f"{accuracy:.4f} vs {expected:.4f} uninterrupted, validation "
+          f"{result['validation_accuracy']:.4f} vs {reference['validation_accuracy']:.4f}")
     assert abs(accuracy - expected) <= TOLERANCE
     assert abs(result["validation_accuracy"] - reference["validation_accuracy"]) <= TOLERANCE
-    # The texts' features are cached as one array, computed whole again after a kill.
     assert not _differences(run, reference_folder, "model.keras")
     _check_features(cache)
     assert _model_after_kill(run) == "loads"

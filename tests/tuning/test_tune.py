@@ -71,6 +71,13 @@ def test_a_search_writes_its_table_best_toml_and_plots(searched):
     for name in ("optimization_history", "slice"):
         assert (out / f"{name}.png").stat().st_size > 5_000
     assert "20% of each class of the training split" in summary["scored_on"]
+    # Trials report to the Hyperband pruner at its rungs only (a storage round trip each).
+    from transferkit.tuning.trials import RUNGS
+
+    trials = _study(summary["storage"]).trials
+    assert trials[0].state.name == "COMPLETE"  # the defaults' trial is never pruned
+    reported = [set(t.intermediate_values) for t in trials]
+    assert all(steps <= set(RUNGS) for steps in reported) and any(reported), reported
     assert summary["report_split"].startswith("the validation split")
 
 
