@@ -11,7 +11,7 @@ def add_commands(subparsers, train) -> None:
     parser = subparsers.add_parser(
         "tune", help="search the head's settings with Optuna on cached features",
         description="Trains many heads on the frozen backbone's cached features (Optuna: TPE "
-        "sampler, Hyperband pruning at epochs 3, 9 and 27), each scored on a split the final "
+        "sampler, median pruning on each epoch's loss), each scored on a split the final "
         "report never reads; writes trials.csv, best.toml (a --config file for train), the "
         "plots and summary.json. Running it again continues the study.",
     )

@@ -46,8 +46,8 @@ def tune(kind: str, data: str | os.PathLike, *, trials: int = 50, timeout: float
          text_column: str | None = None, label_column: str | None = None,
          train_best: bool = False, track=None, experiment: str | None = None,
          folds: int = FOLDS, jobs: int = 1, log=print) -> dict:
-    """Searches the head's settings for `data` with Optuna (TPE, Hyperband pruning on the loss
-    at epochs 3, 9 and 27), scoring each trial on a split the final report never reads
+    """Searches the head's settings for `data` with Optuna (TPE, median pruning on each epoch's
+    loss), scoring each trial on a split the final report never reads
     (`transferkit.tuning.features`).
 
     Args:
@@ -189,12 +189,11 @@ def _collided(exc: Exception) -> bool:
 
 def _open_study(optuna, storage: str, name: str, identity: dict, seed: int):
     """The study `name` in `storage`, created or continued; refused when it tunes other data."""
-    from transferkit.tuning.trials import MAX_EPOCHS, REDUCTION, WARMUP_EPOCHS
+    from transferkit.tuning.trials import WARMUP_EPOCHS
 
     rdb = _storage(optuna, storage)
     sampler = optuna.samplers.TPESampler(seed=seed)
-    pruner = optuna.pruners.HyperbandPruner(min_resource=WARMUP_EPOCHS, max_resource=MAX_EPOCHS,
-                                            reduction_factor=REDUCTION)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=WARMUP_EPOCHS)
     study = optuna.create_study(storage=rdb, study_name=name, direction="minimize",
                                 sampler=sampler, pruner=pruner, load_if_exists=True)
     known = study.user_attrs.get("transferkit")

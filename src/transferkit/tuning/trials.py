@@ -6,8 +6,7 @@ batch size, early-stopping patience, class weights, dropout, and for text the he
 units and the encoder's feature kind; the backbone (or encoder) too when several are given.
 The head is the one `train` builds (`head_layers` for images, `build_sentence_head` for text),
 compiled with the same loss, and stops early on the scoring split's loss, keeping its best epoch; that loss is the trial's value (lower is better).
-At the pruner's rungs (`RUNGS`) the loss is reported to Optuna's Hyperband pruner, which stops
-trials that trail their bracket.
+Each epoch's loss is reported to Optuna's pruner, which stops trials that trail the median.
 """
 
 from __future__ import annotations
@@ -18,23 +17,14 @@ import numpy as np
 
 from transferkit.config import CLASS_WEIGHTS, IMAGE_HEAD_PATIENCE, ImageTrainConfig, TextTrainConfig
 
-__all__ = ["MAX_EPOCHS", "REDUCTION", "RUNGS", "WARMUP_EPOCHS", "Heads", "default_params", "fold_loss",
+__all__ = ["MAX_EPOCHS", "WARMUP_EPOCHS", "Heads", "default_params", "fold_loss",
            "fold_splits", "sample",
            "settings_of", "train_trial"]
 
 #: The most epochs of a trial's head (early stopping ends most far sooner); also `best.toml`'s.
 MAX_EPOCHS = 60
-#: The first epoch at which the pruner may stop a trial (Optuna's `min_resource`).
+#: Epochs before the pruner may stop a trial (Optuna's `n_warmup_steps`).
 WARMUP_EPOCHS = 3
-#: Optuna's Hyperband pruner (its benchmarks' best partner of the TPE sampler): in each bracket
-#: a trial goes on past a rung (epochs done: `WARMUP_EPOCHS` x `REDUCTION`^k) only among the
-#: best 1/`REDUCTION` of the bracket's trials there; brackets differ in their first rung.
-REDUCTION = 3
-#: The epochs (done) at which a trial reports its loss and asks whether to stop: the rungs of
-#: every bracket (3, 9, 27), where alone the pruner decides. Each report and question is a round
-#: trip to the study's storage (~10 ms on SQLite, as long as an epoch of cats/dogs).
-RUNGS = tuple(WARMUP_EPOCHS * REDUCTION**k for k in range(8)
-              if WARMUP_EPOCHS * REDUCTION**k < MAX_EPOCHS)
 _ONE_BATCH = 4096
 _BUILDING = threading.Lock()
 _BATCH_SIZES = (16, 32, 64, 128)
@@ -124,18 +114,14 @@ def _pruning_callback(trial):
     import keras
 
     class ReportLoss(keras.callbacks.Callback):
-        """Reports the scoring loss to Optuna at each of the pruner's rungs (`RUNGS`, in epochs
-        done) and stops the fit when it says prune. The defaults' trial reports but is never
-        stopped: it is the incumbent every finalist must beat."""
+        """Reports each epoch's scoring loss to Optuna; stops the fit when it says prune (asked
+        from the first epoch the pruner may prune: each question reads the study's storage)."""
 
         pruned = False
-        prunable = not trial.user_attrs.get("defaults")
 
         def on_epoch_end(self, epoch, logs=None):
-            if epoch + 1 not in RUNGS:
-                return
-            trial.report(float(logs["val_loss"]), epoch + 1)
-            if self.prunable and trial.should_prune():
+            trial.report(float(logs["val_loss"]), epoch)
+            if epoch >= WARMUP_EPOCHS and trial.should_prune():
                 self.pruned = True
                 self.model.stop_training = True
 
