@@ -243,6 +243,7 @@ def test_errors_say_what_to_do(vectors_file):
         pipeline("does/not/exist.keras")
 
 
+@pytest.mark.slow  # two runs (~20 s): the default suite's 10-minute budget
 def test_dropout_and_weight_decay_reach_the_head(bert_folder, tmp_path):
     """`dropout` (a sentence encoder's option) is the head's dropout rate, and `fit`'s
     `weight_decay` is Adam's decoupled decay for the head phase: the same run with a strong
