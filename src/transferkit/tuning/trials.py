@@ -5,8 +5,9 @@ file): Adam's learning rate (log-uniform) and decoupled weight decay (AdamW's fo
 batch size, early-stopping patience, class weights, dropout, and for text the head's hidden
 units and the encoder's feature kind; the backbone (or encoder) too when several are given.
 The head is the one `train` builds (`head_layers` for images, `build_sentence_head` for text),
-compiled with the same loss, and stops early on the scoring split's loss, keeping its best epoch; that loss is the trial's value (lower is better).
-Each epoch's loss is reported to Optuna's pruner, which stops trials that trail the median.
+compiled with the same loss, and stops early on the scoring split's loss, keeping its best
+epoch; that loss is the trial's value (lower is better). Each epoch's loss is reported to
+Optuna's pruner, which stops trials that trail the median.
 """
 
 from __future__ import annotations
@@ -155,12 +156,11 @@ class Heads:
     """The compiled heads of one search, one per shape (candidate, dropout, hidden units), reused
     by every trial of that shape: a trial puts back the head's and Adam's first state (as built
     from the seed), its learning rate and weight decay, so it trains exactly as a new head would,
-    without
-    building and tracing Keras's train, test and predict functions again (about 1.2 s a trial,
-    a quarter of a default trial on cats/dogs). The train function runs a whole epoch per call
-    (`steps_per_execution`, traced per count of batches, so per batch size); patience, learning
-    rate and weight decay change nothing traced; class weights trace once more (the weights
-    input)."""
+    without building and tracing Keras's train, test and predict functions again (about 1.2 s a
+    trial, a quarter of a default trial on cats/dogs). The train function runs a whole epoch per
+    call (`steps_per_execution`, traced per count of batches, so per batch size); patience,
+    learning rate and weight decay change nothing traced; class weights trace once more (the
+    weights input)."""
 
     def __init__(self, prepared, seed: int):
         self.prepared, self.seed = prepared, seed
