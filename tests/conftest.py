@@ -145,10 +145,15 @@ def cats_dogs_run(tmp_path_factory):
     from transferkit.pipelines.images import train_images
 
     data = shared_data("cats_and_dogs")
-    return once_across_workers(
-        tmp_path_factory, "cats_dogs_run",
-        lambda run: train_images(data, output=run, fine_tune_epochs=0, augment="none",
-                                 verbose=0, log=lambda line: None))
+
+    def train(run: Path) -> dict:
+        result = train_images(data, output=run, fine_tune_epochs=0, augment="none", verbose=0,
+                              log=lambda line: None)
+        # The cache of the worker that trained (each xdist worker has its own).
+        cache = Path(os.environ["TRANSFERKIT_CACHE_DIR"]) / "features" / "images"
+        return {**result, "cached_feature_files": len(list(cache.glob("*.npy")))}
+
+    return once_across_workers(tmp_path_factory, "cats_dogs_run", train)
 
 
 @pytest.fixture(scope="session")
