@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from transferkit.demos.images import DEMO_OPTIONS
+
 
 def _demo(tmp_path) -> tuple[Path, str, dict, dict]:
     """`(folder it ran in, what it printed, its summary, environment)`: the `make demo` that CI
@@ -48,18 +50,26 @@ def test_demo_command_predicts_and_trains_offline(tmp_path):
     assert "cat" in best["cat.jpg"], best
     assert any(word in best["coffee.jpg"] for word in ("espresso", "cup", "coffee")), best
 
+    # The image part: the whole pipeline (head, fine-tuning, reports) on the bundled faces.
     images = summary["images"]
     assert images["classes"] == ["face", "not_face"]
-    assert images["validation_accuracy"] >= 0.9
+    assert images["head_validation_accuracy"] >= 0.9 and images["validation_accuracy"] >= 0.9
+    assert images["fine_tune_validation_accuracy"] == images["validation_accuracy"]
     image_report = folder / images["report_dir"]  # relative to where the demo ran
-    for name in ("curves.png", "confusion_matrix.png", "mistakes.png", "metrics.json"):
+    for name in ("curves.png", "confusion_matrix.png", "mistakes.png", "augmentation.png",
+                 "metrics.json", "summary.txt"):
         assert (image_report / name).is_file(), name
     assert (folder / images["model_path"]).is_file()
+    config = json.loads((folder / images["run_dir"] / "config.json").read_text())
+    assert config["fine_tune_epochs"] == DEMO_OPTIONS["fine_tune_epochs"]
 
+    # The text part: the packaged Rotten Tomatoes reviews, MiniLM frozen.
     text = summary["text"]
-    assert sorted(text["classes"]) == ["fresh", "rotten"]
+    assert text["rows"] == 4866 and text["classes"] == ["fresh", "rotten"]
     assert text["test_accuracy"] >= 0.7  # a frozen MiniLM head; about 0.76 measured
+    assert [example["label"] for example in text["examples"]][:2] == ["fresh", "rotten"]
     assert (folder / text["report_dir"] / "metrics.json").is_file()
+    assert text["model_path"].endswith("model.keras")
     assert (folder / text["model_path"]).is_file()
 
     # The printed text tells the user where to look.

@@ -1,5 +1,5 @@
 """Killed runs resume to the same result (slow): `transferkit train images` and `train text`
-(MiniLM), each a real process killed with SIGKILL at five points, then rerun with `--resume`.
+(a transformer), each a real process killed with SIGKILL at five points, then rerun with `--resume`.
 
 The kill points come from the test-only hook `transferkit.files.pause_point`: with
 `TRANSFERKIT_TEST_PAUSE_AT` set, the process writes a marker file at that point and sleeps, and
@@ -11,8 +11,10 @@ over the killed run's lock. Below, one run of each kind of model (images, GloVe 
 transformer), with augmentation or dropout, is killed in its head phase and again in fine-tuning:
 the same weights, bit for bit.
 
-Small on purpose (the slow run's budget): 20 + 20 faces at 64x64 for images, 60 toy reviews at
-16 tokens for text; one uninterrupted reference run per task. Each task's run is killed at the
+Small on purpose (the slow run's budget): 20 + 20 faces at 64x64 on the tiny `test_cnn` backbone
+for images, 60 toy reviews at 16 tokens through a tiny random BERT (`transferkit.testing`) for
+text: resuming does not depend on the model, and each process built EfficientNet-Lite0 or loaded
+MiniLM before; one uninterrupted reference run per task. Each task's run is killed at the
 points in turn (each resume killed at the next point: a process a point, not two), then resumed
 to the end; an image run killed while caching its features has a run of its own. The reference
 runs are trained once for all xdist workers (`helpers.once_across_workers`).
@@ -34,6 +36,7 @@ import numpy as np
 import pytest
 
 from helpers import once_across_workers, weight_arrays, write_faces, write_table
+from transferkit.testing import TINY_BACKBONE, tiny_bert_folder
 
 pytestmark = [
     pytest.mark.slow,
@@ -52,10 +55,10 @@ KILL_POINTS = {
 }
 TOLERANCE = 0.005  # half a point of accuracy
 
-IMAGE_OPTIONS = ["--image-size", "64", "--epochs", "4", "--patience", "50",
+IMAGE_OPTIONS = ["--backbone", TINY_BACKBONE, "--image-size", "64", "--epochs", "4", "--patience", "50",
                  "--fine-tune-epochs", "1", "--fine-tune-patience", "50", "--unfreeze", "5",
                  "--augment", "none", "--no-calibrate"]
-TEXT_OPTIONS = ["--encoder", "minilm", "--max-length", "16", "--epochs", "4", "--patience", "50",
+TEXT_OPTIONS = ["--max-length", "16", "--epochs", "4", "--patience", "50",
                 "--fine-tune-epochs", "1", "--fine-tune-patience", "50", "--no-calibrate"]
 
 
@@ -171,7 +174,8 @@ def _timing():
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    """40 faces, the warm cache, and the uninterrupted reference run's (result, folder)."""
+    """`([the data], the warm cache, the uninterrupted reference run's (result, folder))`: 40
+    faces."""
     cache = Path(os.environ["TRANSFERKIT_CACHE_DIR"])  # the worker's: weights converted once
 
     def reference(root: Path) -> dict:
@@ -179,32 +183,34 @@ def images(tmp_path_factory):
         return _train("images", [data, *IMAGE_OPTIONS, "--output", root / "reference"], cache)[0]
 
     result, root = once_across_workers(tmp_path_factory, "killed-images", reference)
-    return root / "faces", cache, (result, root / "reference")
+    return [root / "faces"], cache, (result, root / "reference")
 
 
 @pytest.fixture(scope="module")
 def texts(tmp_path_factory):
-    """60 toy reviews (30 a class, a cue word each), the warm cache, and the reference run's
-    (result, folder)."""
+    """As `images`, with 60 toy reviews (30 a class, a cue word each) and the tiny BERT that
+    encodes them (`--encoder FOLDER`), made once for all workers with the reference run."""
     cache = Path(os.environ["TRANSFERKIT_CACHE_DIR"])
 
     def reference(root: Path) -> dict:
         root.mkdir(parents=True, exist_ok=True)
         data = write_table(root / "reviews.csv", n=60, bad_rows=False)
-        return _train("text", [data, *TEXT_OPTIONS, "--output", root / "reference"], cache)[0]
+        bert = tiny_bert_folder(root / "bert", hidden=32, intermediate=64, layer_scale=0.1)
+        return _train("text", [data, "--encoder", bert, *TEXT_OPTIONS, "--output",
+                               root / "reference"], cache)[0]
 
     result, root = once_across_workers(tmp_path_factory, "killed-text", reference)
-    return root / "reviews.csv", cache, (result, root / "reference")
+    return [root / "reviews.csv", "--encoder", root / "bert"], cache, (result, root / "reference")
 
 
 def test_an_image_run_killed_while_caching_features_resumes_to_the_same_result(images, tmp_path):
     """Features are cached only with a cold cache: this kill has a run of its own. The resumed
-    run computes the rest of the features in other batches, and the backbone's float sums depend
+    run computes the rest of the features in other batches, and a backbone's float sums depend
     on the batch's size in the last bits (EfficientNet-Lite0 on the CPU: up to 7e-6 in a feature,
     1e-8 in the final weights): the same accuracy within half a point, not the same bits."""
     data, warm, (reference, reference_folder) = images
     run, cache = tmp_path / "run", _cold_cache(warm, tmp_path)
-    _kill_at("images", [data, *IMAGE_OPTIONS, "--output", run], cache,
+    _kill_at("images", [*data, *IMAGE_OPTIONS, "--output", run], cache,
              KILL_POINTS["feature caching"], tmp_path / "paused")
     model = _model_after_kill(run)
     assert (run / ".lock").is_file()  # SIGKILL leaves the lock behind, stale
@@ -236,7 +242,7 @@ def test_a_run_killed_at_each_point_in_turn_resumes_to_the_same_result(kind, req
     points = dict(list(KILL_POINTS.items())[1:]) if kind == "images" else KILL_POINTS
     run = tmp_path / "run"
     cache = warm if kind == "images" else _cold_cache(warm, tmp_path)
-    first = [data, *options, "--output", run]
+    first = [*data, *options, "--output", run]
     args, models = first, {}
     for n, (point, pause) in enumerate(points.items()):
         check = (_second_run_refused(kind, first, run, cache)
@@ -277,8 +283,8 @@ def _identical_case(kind: str, request, root: Path) -> tuple[str, list]:
     random layers matter; tiny data (each process costs more than its training)."""
     if kind == "images":
         data = request.getfixturevalue("faces")
-        return "images", [data, "--image-size", "64", "--unfreeze", "5", "--augment", "flip,zoom",
-                          "--augment-views", "1", *PHASES]
+        return "images", [data, "--backbone", TINY_BACKBONE, "--image-size", "64", "--unfreeze",
+                          "5", "--augment", "flip,zoom", "--augment-views", "1", *PHASES]
     data = write_table(root / "reviews.csv", n=60, bad_rows=False)
     if kind == "glove-bilstm":
         return "text", [data, "--word-vectors", request.getfixturevalue("vectors_file"), *PHASES]
