@@ -95,6 +95,10 @@ def _fraction(value, name):
     return check_fraction(value, name)
 
 
+def _fraction_or_zero(value, name):
+    return check_number(value, name, 0, 1, include_minimum=True, include_maximum=False)
+
+
 def _image_size(value, name):
     check_image_size(value, name)
 
@@ -403,7 +407,9 @@ class TextTrainConfig(TrainConfig):
     )
     batch_size: int = _setting(32, _BATCH_SIZE, type=int, check=_int(1))
     test_size: float = _setting(
-        0.2, "share of each class held out for the test", type=float, check=_fraction
+        0.2, "share of each class held out for the test (0: none, the report reads the "
+        "validation split; evaluate on a table of your own with `transferkit evaluate`)",
+        type=float, check=_fraction_or_zero,
     )
     validation_size: float = _setting(
         0.1, "share of each class held out for validation", type=float, check=_fraction

@@ -202,3 +202,28 @@ def test_text_settings_are_checked_before_a_run_folder_exists(tmp_path, capsys):
     with pytest.raises(SystemExit):  # argparse: "invalid choice: 'cls'"
         main(["train", "text", str(ok), "--encoder", "minilm", "--features", "cls"])
     assert "argument --features: invalid choice: 'cls'" in capsys.readouterr().err
+
+
+def test_a_few_shot_run_without_a_test_split_is_evaluated_on_another_table(bert_folder,
+                                                                            tmp_path, capsys):
+    """`--test-size 0`: 8 examples a class, none held out for a test (validation takes one a
+    class); the report reads the validation split, `test_accuracy` is there and None, and the
+    user measures the model on a table of their own with `evaluate`."""
+    from transferkit.testing import write_table
+
+    few = write_table(tmp_path / "few.csv", n=16, seed=1, bad_rows=False)
+    held_out = write_table(tmp_path / "held_out.csv", n=40, seed=2, bad_rows=False)
+    code, out, err = _run(["train", "text", few, "--encoder", bert_folder, "--test-size", "0",
+                           "--epochs", "2", "--fine-tune-epochs", "0", "--output",
+                           tmp_path / "run", "--json"], capsys)
+    assert code == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["splits"] == {"train": 14, "validation": 2}
+    assert result["report_split"] == "validation" and result["test_accuracy"] is None
+    assert "Text classifier" in (tmp_path / "run" / "report" / "summary.txt").read_text()
+    code, out, err = _run(["evaluate", tmp_path / "run", held_out, "--json"], capsys)
+    assert code == 0, err
+    evaluation = json.loads(out.strip().splitlines()[-1])
+    assert evaluation["n"] == 40 and "accuracy" in evaluation
+    code, _, err = _run(["train", "text", few, "--test-size", "-0.1"], capsys)
+    assert code == 1 and "--test-size must be a number in [0, 1)" in err

@@ -56,6 +56,7 @@ class BackboneSpec:
 
     def as_dict(self) -> dict:
         return {
+            "modality": "image",
             "name": self.name,
             "family": self.family,
             "default_input_size": self.default_input_size,

