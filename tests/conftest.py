@@ -55,6 +55,14 @@ _BASE_WORLD = pytest.StashKey[tuple]()
 _BASE_INSTALL_TESTS = Path(__file__).parent / "test_base_install.py"
 
 
+def pytest_collection_modifyitems(config, items):
+    """The base-install tests last: they wait for the child `pytest_configure` started (minutes
+    beside the suite), and a worker waiting for it runs nothing else (CI: 70 s of a worker)."""
+    late = [item for item in items if item.path == _BASE_INSTALL_TESTS]
+    if late:
+        items[:] = [item for item in items if item.path != _BASE_INSTALL_TESTS] + late
+
+
 def _may_select_base_install(config) -> bool:
     if config.option.markexpr.strip() == "slow":
         return False

@@ -34,12 +34,17 @@ def _study(storage: str):
 
 @pytest.fixture(scope="module")
 def searched(faces, tmp_path_factory):
-    """Four trials on the faces: `(summary, output folder)`."""
-    out = tmp_path_factory.mktemp("tune") / "out"
-    code, stdout, err = _cli(["tune", "images", faces, "--backbones", TINY_BACKBONE,
-                              "--trials", 4, "--output", out, "--json"])
-    assert code == 0, err
-    return json.loads(stdout.strip().splitlines()[-1]), out
+    """Four trials on the faces: `(summary, output folder)`, searched once for all xdist
+    workers (a minute each)."""
+    from helpers import once_across_workers
+
+    def search(out: Path) -> dict:
+        code, stdout, err = _cli(["tune", "images", faces, "--backbones", TINY_BACKBONE,
+                                  "--trials", 4, "--output", out, "--json"])
+        assert code == 0, err
+        return json.loads(stdout.strip().splitlines()[-1])
+
+    return once_across_workers(tmp_path_factory, "tune-searched", search)
 
 
 def test_a_search_writes_its_table_best_toml_and_plots(searched):
