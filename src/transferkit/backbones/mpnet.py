@@ -101,7 +101,7 @@ class MPNetEncoderLayer(keras.layers.Layer):
     bias `(1, heads, length, length)`, the mask `(batch, length)` (1 for tokens, 0 for padding).
     """
 
-    def __init__(self, num_heads: int, intermediate_dim: int, dropout: float = 0.1,
+    def __init__(self, num_heads: int, intermediate_dim: int, dropout: float,
                  layer_norm_epsilon: float = 1e-5, **kwargs):
         super().__init__(**kwargs)
         self.num_heads, self.intermediate_dim = num_heads, intermediate_dim
@@ -176,7 +176,7 @@ class MPNetBackbone(keras_hub.models.Backbone):
     types). `max_sequence_length` counts usable positions (the table's rows less the offset)."""
 
     def __init__(self, vocabulary_size: int, num_layers: int, num_heads: int, hidden_dim: int,
-                 intermediate_dim: int, dropout: float = 0.1, max_sequence_length: int = 512,
+                 intermediate_dim: int, dropout: float, max_sequence_length: int = 512,
                  num_buckets: int = 32, layer_norm_epsilon: float = 1e-5, dtype=None,
                  **kwargs):
         self.token_embedding = keras.layers.Embedding(vocabulary_size, hidden_dim, dtype=dtype,
