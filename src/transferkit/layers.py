@@ -25,7 +25,21 @@ from transferkit.errors import InputError
 __all__ = [
     "ClassLabels", "ImagePreprocessing", "InferenceMode", "SavedModelFeatures",
     "StandardisedHuber", "StandardisedMAE", "TextInputs", "labels_layer",
+    "register_keras_hub_layers",
 ]
+
+#: Modules of transferkit's layers built on KerasHub's (imported only with KerasHub: a model file
+#: that names them holds KerasHub layers too). A saved text model on MPNet holds its backbone.
+KERAS_HUB_LAYER_MODULES = ("transferkit.backbones.mpnet",)
+
+
+def register_keras_hub_layers() -> None:
+    """Registers transferkit's KerasHub-based layers with Keras, for loading a model file that
+    holds KerasHub layers (call once KerasHub is known to be installed)."""
+    import importlib
+
+    for module in KERAS_HUB_LAYER_MODULES:
+        importlib.import_module(module)
 
 
 def all_layers(model, include_self: bool = True) -> list:

@@ -9,6 +9,8 @@ set on all-mpnet-base-v2's real weights where they are installed.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -128,8 +130,14 @@ def test_a_classifier_on_mpnet_trains_fine_tunes_saves_and_loads(mpnet_folder, t
     classifier.fine_tune(epochs=1, verbose=0)
     expected = classifier.predict_proba(texts[:8])
     classifier.save(tmp_path / "model.keras")
-    loaded = transferkit.load(tmp_path / "model.keras")
-    np.testing.assert_allclose(loaded.predict_proba(texts[:8]), expected, atol=1e-5)
+    # In a fresh process, where nothing imported the MPNet module: loading registers it.
+    script = ("import json, sys, transferkit; model = transferkit.load(sys.argv[1]); "
+              "print(json.dumps(model.predict_proba(json.loads(sys.argv[2])).tolist()))")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "model.keras"),
+                           json.dumps(texts[:8])], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    loaded = np.asarray(json.loads(done.stdout.strip().splitlines()[-1]))
+    np.testing.assert_allclose(loaded, expected, atol=1e-5)
 
 
 @pytest.mark.slow

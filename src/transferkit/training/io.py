@@ -117,7 +117,7 @@ def load_model(model):
     # missing KerasHub should say how to install it, not fail deep inside deserialisation.
     if ref.uses_keras_hub:
         require("keras_hub", f"{path} (it holds KerasHub layers)")
-        import transferkit.backbones.mpnet  # noqa: F401  (registers MPNet's layers, on KerasHub's)
+        transferkit.layers.register_keras_hub_layers()  # MPNet's, on KerasHub's
     check_model_file(ref.model_path, ref.config)
     # A SavedModel graph loads only when trusted here: said in one line before Keras says it.
     untrusted = [d for d in ref.graph_digests if not is_trusted(d)]
