@@ -8,14 +8,16 @@ Measures on this machine (`transferkit.runtimes`; the issue "Speed"):
   difference of the features, and the one-off export;
 * other backbone families (random weights at their own size, pre-decoded): Keras vs ONNX Runtime,
   which is what `runtime="auto"` is based on;
-* MiniLM-L6 (the transformer; tokenising is the same for both) on rt_polarity sentences;
+* the packaged sentence encoders named by `--encoders` (MiniLM-L6 by default; `mpnet`), on
+  rt_polarity sentences (tokenising is the same for both runtimes);
 * the default command `transferkit train images cats_and_dogs --fine-tune-epochs 0` with a cold
   cache (nothing cached: no features, no ONNX graph), with `--runtime auto` and `--runtime keras`.
 
 Rows alternate runtimes over `--rounds` rounds and report medians, so other load on the machine
 hits both alike. Usage::
 
-    python benchmarks/feature_speed.py [--task images|text|all] [--no-cli] [--json PATH]
+    python benchmarks/feature_speed.py [--task images|text|all] [--encoders minilm,mpnet]
+        [--texts 2048] [--no-cli] [--json PATH]
 """
 
 from __future__ import annotations
@@ -173,8 +175,10 @@ def other_backbones(names, rounds: int, work: Path) -> tuple[list[tuple], dict]:
     return rows, facts
 
 
-def minilm(count: int, rounds: int, work: Path) -> tuple[list[tuple], dict]:
-    """MiniLM-L6's layer features (the default) on rt_polarity sentences, each runtime."""
+def sentence_encoder(name: str, count: int, rounds: int,
+                     work: Path) -> tuple[list[tuple], dict]:
+    """A packaged sentence encoder's layer features (the default) and sentence vectors on
+    rt_polarity sentences, each runtime."""
     import pandas as pd
 
     from transferkit.backbones.sentence_encoders import (
@@ -185,25 +189,25 @@ def minilm(count: int, rounds: int, work: Path) -> tuple[list[tuple], dict]:
 
     table = pd.read_csv(SHARED / "rt_polarity" / "sentences.csv")
     texts = table.iloc[:, 0].astype(str).sample(count, random_state=0).tolist()
-    encoder = load_sentence_encoder("minilm")
+    encoder = load_sentence_encoder(name)
     length = choose_sequence_length(encoder.token_counts(texts), cap=256)
     inputs = tokenize(encoder.text_inputs(length), texts)
     rows, facts = [], {"texts": count, "sequence_length": length}
     for features in ("layers", "sentence"):
         started = time.perf_counter()
         encoder.embed(inputs, features=features, batch_size=64, runtime="onnx",
-                      cache=work / "minilm")
+                      cache=work / name)
         export_seconds = time.perf_counter() - started  # export + first pass
         keras_out = encoder.embed(inputs, features=features, batch_size=64, runtime="keras")
         onnx_out = encoder.embed(inputs, features=features, batch_size=64, runtime="onnx",
-                                 cache=work / "minilm")
+                                 cache=work / name)
         diff = float(np.abs(onnx_out - keras_out).max())
         rates = _median_rates({
             runtime: (lambda r=runtime: encoder.embed(inputs, features=features, batch_size=64,
-                                                      runtime=r, cache=work / "minilm"))
+                                                      runtime=r, cache=work / name))
             for runtime in ("keras", "onnx")
         }, count, rounds)
-        rows.append((f"MiniLM-L6 `{features}` features", f"{rates['keras']:.1f}",
+        rows.append((f"{name} `{features}` features", f"{rates['keras']:.1f}",
                      f"{rates['onnx']:.1f}", f"{rates['onnx'] / rates['keras']:.2f}x",
                      f"diff {diff:.1e}; export + first pass {export_seconds:.0f} s"))
         facts[features] = {**rates, "max_abs_diff": diff, "export_seconds": export_seconds}
@@ -234,6 +238,8 @@ def main(argv=None) -> int:
     parser.add_argument("--images", type=int, default=512, help="photos per measurement")
     parser.add_argument("--texts", type=int, default=2048, help="sentences per measurement")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--encoders", default="minilm",
+                        help="packaged sentence encoders to measure (comma-separated: minilm,mpnet)")
     parser.add_argument("--backbones", default=",".join(OTHER_BACKBONES),
                         help="other backbones to compare (comma-separated; '' for none)")
     parser.add_argument("--no-cli", action="store_true", help="skip the default command's runs")
@@ -268,8 +274,11 @@ def main(argv=None) -> int:
             print("targets: <= 150 s, head validation accuracy >= 0.99, auto within 0.3 points "
                   "of keras")
     if args.task in ("text", "all"):
-        rows, results["minilm"] = minilm(args.texts, args.rounds, work)
-        print(f"\nMiniLM-L6 on {args.texts} rt_polarity sentences, sentences/s (batch 64, "
+        rows = []
+        for name in args.encoders.split(","):
+            more, results[name] = sentence_encoder(name, args.texts, args.rounds, work)
+            rows += more
+        print(f"\n{args.encoders} on {args.texts} rt_polarity sentences, sentences/s (batch 64, "
               f"length-sorted):")
         print_table(("encoder", "Keras", "ONNX Runtime", "speed-up", "notes"), rows)
         print("target: >= 1.5x Keras, or the reason why not")

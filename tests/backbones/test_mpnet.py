@@ -140,6 +140,21 @@ def test_a_classifier_on_mpnet_trains_fine_tunes_saves_and_loads(mpnet_folder, t
     np.testing.assert_allclose(loaded, expected, atol=1e-5)
 
 
+def test_mpnet_features_on_onnx_runtime_equal_keras(mpnet_folder, tmp_path):
+    """The frozen encoder exports to ONNX (its GELU written with `erf`: TensorFlow's exact GELU
+    is `erfc`, which tf2onnx cannot convert) and gives Keras's features."""
+    from transferkit.backbones.sentence_encoders import load_sentence_encoder
+    from transferkit.backbones.text_encoders import tokenize
+    from transferkit.runtimes import TOLERANCE
+
+    encoder = load_sentence_encoder(str(mpnet_folder))
+    inputs = tokenize(encoder.text_inputs(16), [*SENTENCES, "the film was fun"])
+    keras_ = encoder.embed(inputs, features="layers", batch_size=4, runtime="keras")
+    onnx = encoder.embed(inputs, features="layers", batch_size=4, runtime="onnx", cache=tmp_path)
+    assert encoder.last_runtime == "onnx" and onnx.shape == keras_.shape == (6, 3 * 32)
+    assert np.abs(onnx - keras_).max() <= TOLERANCE
+
+
 @pytest.mark.slow
 def test_all_mpnet_base_v2_matches_hugging_face_on_real_sentences():
     """The real weights (where installed): sentence vectors within 1e-4 of Hugging Face's."""

@@ -92,6 +92,12 @@ class RelativePositionBias(keras.layers.Layer):
                 "num_buckets": self.num_buckets, "max_distance": self.max_distance}
 
 
+def _gelu(x):
+    """The exact (erf) GELU, as Hugging Face's "gelu", written with `erf`: Keras's own exact GELU
+    is `erfc` on TensorFlow, which tf2onnx cannot export (the ONNX feature runtime)."""
+    return 0.5 * x * (1.0 + ops.erf(x / math.sqrt(2.0)))
+
+
 @keras.saving.register_keras_serializable(package="transferkit")
 class MPNetEncoderLayer(keras.layers.Layer):
     """One MPNet layer: self-attention with the relative position bias added to its logits,
@@ -121,8 +127,7 @@ class MPNetEncoderLayer(keras.layers.Layer):
 
         self.query, self.key, self.value = (dense(dim, n) for n in ("query", "key", "value"))
         self.attention_output = dense(dim, "attention_output")
-        self.intermediate = dense(self.intermediate_dim, "intermediate",
-                                  activation=keras.activations.gelu)  # exact (erf) GELU
+        self.intermediate = dense(self.intermediate_dim, "intermediate")  # then `_gelu`
         self.output_dense = dense(dim, "output")
         for layer in (self.query, self.key, self.value, self.intermediate):
             layer.build(input_shape)
@@ -157,7 +162,7 @@ class MPNetEncoderLayer(keras.layers.Layer):
         context = ops.reshape(context, (batch, length, self.num_heads * self.head_dim))
         attended = self.attention_dropout(self.attention_output(context), training=training)
         x = self.attention_norm(inputs + attended)
-        y = self.output_dropout(self.output_dense(self.intermediate(x)), training=training)
+        y = self.output_dropout(self.output_dense(_gelu(self.intermediate(x))), training=training)
         return self.output_norm(x + y)
 
     def compute_output_shape(self, input_shape, *args, **kwargs):
