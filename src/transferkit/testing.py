@@ -343,13 +343,32 @@ def _sentence_transformers_files(path: Path, hidden: int, pooling=None) -> None:
     )
 
 
-def _random_bert_tensors(rng, vocab: int, hidden: int, layers: int, intermediate: int,
-                         layer_scale: float) -> dict[str, np.ndarray]:
-    """A BERT's weights under Hugging Face's names, drawn from `rng` (see `tiny_bert_folder`)."""
-
+def _drawer(rng):
+    """`w(*shape, scale=0.2)`: float32 normal draws from `rng`, in call order."""
 
     def w(*shape, scale=0.2):
         return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    return w
+
+
+def _feed_forward_tensors(w, prefix: str, hidden: int, intermediate: int,
+                          layer_scale: float) -> dict[str, np.ndarray]:
+    """A BERT-style layer's feed-forward block (BERT's and MPNet's share its names)."""
+    return {
+        prefix + "intermediate.dense.weight": w(intermediate, hidden, scale=layer_scale),
+        prefix + "intermediate.dense.bias": w(intermediate),
+        prefix + "output.dense.weight": w(hidden, intermediate, scale=layer_scale * 0.4),
+        prefix + "output.dense.bias": w(hidden),
+        prefix + "output.LayerNorm.weight": 1 + w(hidden, scale=0.1),
+        prefix + "output.LayerNorm.bias": w(hidden, scale=0.1),
+    }
+
+
+def _random_bert_tensors(rng, vocab: int, hidden: int, layers: int, intermediate: int,
+                         layer_scale: float) -> dict[str, np.ndarray]:
+    """A BERT's weights under Hugging Face's names, drawn from `rng` (see `tiny_bert_folder`)."""
+    w = _drawer(rng)
 
     tensors = {
         "embeddings.word_embeddings.weight": w(vocab, hidden),
@@ -369,12 +388,7 @@ def _random_bert_tensors(rng, vocab: int, hidden: int, layers: int, intermediate
         tensors[p + "attention.output.dense.bias"] = w(hidden)
         tensors[p + "attention.output.LayerNorm.weight"] = 1 + w(hidden, scale=0.1)
         tensors[p + "attention.output.LayerNorm.bias"] = w(hidden, scale=0.1)
-        tensors[p + "intermediate.dense.weight"] = w(intermediate, hidden, scale=layer_scale)
-        tensors[p + "intermediate.dense.bias"] = w(intermediate)
-        tensors[p + "output.dense.weight"] = w(hidden, intermediate, scale=layer_scale * 0.4)
-        tensors[p + "output.dense.bias"] = w(hidden)
-        tensors[p + "output.LayerNorm.weight"] = 1 + w(hidden, scale=0.1)
-        tensors[p + "output.LayerNorm.bias"] = w(hidden, scale=0.1)
+        tensors.update(_feed_forward_tensors(w, p, hidden, intermediate, layer_scale))
     return tensors
 
 
@@ -392,11 +406,8 @@ def tiny_mpnet_folder(path, *, hidden=16, layers=2, heads=2, intermediate=32, se
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
     vocab = len(MPNET_VOCABULARY)
-
-    def w(*shape, scale=0.2):
-        return (rng.standard_normal(shape) * scale).astype(np.float32)
+    w = _drawer(np.random.default_rng(seed))
 
     tensors = {
         "embeddings.word_embeddings.weight": w(vocab, hidden),
@@ -415,12 +426,7 @@ def tiny_mpnet_folder(path, *, hidden=16, layers=2, heads=2, intermediate=32, se
             tensors[p + f"attention.attn.{name}.bias"] = w(hidden)
         tensors[p + "attention.LayerNorm.weight"] = 1 + w(hidden, scale=0.1)
         tensors[p + "attention.LayerNorm.bias"] = w(hidden, scale=0.1)
-        tensors[p + "intermediate.dense.weight"] = w(intermediate, hidden, scale=layer_scale)
-        tensors[p + "intermediate.dense.bias"] = w(intermediate)
-        tensors[p + "output.dense.weight"] = w(hidden, intermediate, scale=layer_scale * 0.4)
-        tensors[p + "output.dense.bias"] = w(hidden)
-        tensors[p + "output.LayerNorm.weight"] = 1 + w(hidden, scale=0.1)
-        tensors[p + "output.LayerNorm.bias"] = w(hidden, scale=0.1)
+        tensors.update(_feed_forward_tensors(w, p, hidden, intermediate, layer_scale))
     save_file(tensors, str(path / "model.safetensors"))
     config = {
         "architectures": ["MPNetModel"], "model_type": "mpnet", "vocab_size": vocab,

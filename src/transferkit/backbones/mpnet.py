@@ -120,10 +120,8 @@ class MPNetEncoderLayer(keras.layers.Layer):
             raise ValueError(f"hidden size {dim} is not a multiple of {self.num_heads} heads")
         self.head_dim = dim // self.num_heads
 
-        def dense(units, name, activation=None):
-            layer = keras.layers.Dense(units, activation=activation, dtype=self.dtype_policy,
-                                       name=name)
-            return layer
+        def dense(units, name):
+            return keras.layers.Dense(units, dtype=self.dtype_policy, name=name)
 
         self.query, self.key, self.value = (dense(dim, n) for n in ("query", "key", "value"))
         self.attention_output = dense(dim, "attention_output")

@@ -11,6 +11,7 @@ half way leaves nothing that looks finished.
 
 from __future__ import annotations
 
+import bisect
 import io
 import os
 import re
@@ -72,15 +73,12 @@ class JoinedChunks(io.RawIOBase):
     def readinto(self, buffer) -> int:
         view, done = memoryview(buffer).cast("B"), 0
         while done < len(view) and self._position < self._size:
-            index = max(i for i, start in enumerate(self._starts) if start <= self._position)
+            index = bisect.bisect_right(self._starts, self._position) - 1  # the chunk holding it
             handle = self._handles[index]
             handle.seek(self._position - self._starts[index])
-            read = handle.readinto(view[done:])
-            if not read:  # the end of this chunk: the next one starts here
-                end = (self._starts[index + 1] if index + 1 < len(self._starts) else self._size)
-                if end <= self._position:
-                    break
-                continue
+            read = handle.readinto(view[done:])  # up to this chunk's end at most
+            if not read:  # a chunk shorter than when opened: no more bytes to give
+                break
             done += read
             self._position += read
         return done
