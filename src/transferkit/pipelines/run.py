@@ -390,6 +390,8 @@ class TrainingRun:
                                  classifier.metadata.get("calibration_skipped")),
             "label issues": label_check["line"],
             **_imbalance_lines(classifier.metadata),
+            **({"head early stopping": classifier.metadata["head_early_stopping"]}
+               if classifier.metadata.get("head_early_stopping", "on") != "on" else {}),
             "model": str(run.model_path),
             "tensorboard": f"tensorboard --logdir {run.log_dir}",
         }
