@@ -2,14 +2,16 @@
 
 The issue "Know your data and your model" asks to flip 5% of the shared cats_and_dogs training
 labels at random (seeded) and report the precision and recall of the flipped files among the
-flagged ones (target: both >= 0.8), and the same on rt_polarity with MiniLM (text is harder).
+flagged ones (target: both >= 0.8), and the same on rt_polarity with MiniLM (text is harder);
+issue 32 asks precision >= 0.4 at recall >= 0.6 there with a stronger encoder (`--encoders mpnet`).
 Each row is one default training run (head only) on a copy of the data with the flips (images:
 symlinks, a flipped photo moved to the other class's folder; text: the table with the flipped
 labels written anew); its `report/label_issues.csv` is compared with the flipped set.
 
 Usage::
 
-    python benchmarks/label_issues.py [--share 0.05] [--seed 0] [--json results.json]
+    python benchmarks/label_issues.py [--share 0.05] [--seed 0] [--only images text]
+        [--encoders minilm mpnet] [--json results.json]
 """
 
 from __future__ import annotations
@@ -77,41 +79,60 @@ def score(flagged: set[str], flipped: set[str], considered: set[str]) -> dict:
 
 
 def main() -> int:
-    import pandas as pd
-
-    from transferkit.pipelines.images import train_images
-    from transferkit.pipelines.text import train_text
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--share", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", nargs="+", choices=["images", "text"],
+                        default=["images", "text"])
+    parser.add_argument("--encoders", nargs="+", default=["minilm"],
+                        help="text encoders, one text row each (default: minilm)")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        data = tmp / "cats_and_dogs_flipped"
-        flipped = flipped_image_folder(SHARED / "cats_and_dogs", data, args.share, args.seed)
-        result = train_images(data, output=tmp / "images", fine_tune_epochs=0, augment="none",
-                              verbose=0, log=lambda line: None)
-        flagged = set(pd.read_csv(result["label_issues_csv"])["path"].astype(str))
-        train = {str(p) for p in (data / "train").rglob("*") if p.is_file()}
-        rows.append({"data": "cats_and_dogs, EfficientNet-Lite0", "train examples": len(train),
-                     **score(flagged, flipped, train)})
-        print(rows[-1], flush=True)
-        table = tmp / "sentences_flipped.csv"
-        flipped = flipped_table(SHARED / "rt_polarity" / "sentences.csv", table, args.share,
-                                args.seed)
-        result = train_text(table, encoder="minilm", output=tmp / "text", fine_tune_epochs=0,
-                            verbose=0, log=lambda line: None)
-        flagged = set(pd.read_csv(result["label_issues_csv"])["text"].astype(str))
-        texts = set(map(str, pd.read_csv(table)["text"]))
-        train_texts = _train_texts(Path(result["run_dir"]), texts)
-        rows.append({"data": "rt_polarity, MiniLM frozen", "train examples": len(train_texts),
-                     **score(flagged, flipped, train_texts)})
-        print(rows[-1], flush=True)
+        if "images" in args.only:
+            rows.append(_images(tmp, args))
+        for encoder in args.encoders if "text" in args.only else []:
+            rows.append(_text(tmp, args, encoder))
     report_rows(f"Label check on {args.share:.0%} flipped labels (seed {args.seed})", rows, args.json)
     return 0
+
+
+def _images(tmp: Path, args) -> dict:
+    import pandas as pd
+
+    from transferkit.pipelines.images import train_images
+
+    data = tmp / "cats_and_dogs_flipped"
+    flipped = flipped_image_folder(SHARED / "cats_and_dogs", data, args.share, args.seed)
+    result = train_images(data, output=tmp / "images", fine_tune_epochs=0, augment="none",
+                          verbose=0, log=lambda line: None)
+    flagged = set(pd.read_csv(result["label_issues_csv"])["path"].astype(str))
+    train = {str(p) for p in (data / "train").rglob("*") if p.is_file()}
+    row = {"data": "cats_and_dogs, EfficientNet-Lite0", "train examples": len(train),
+           **score(flagged, flipped, train)}
+    print(row, flush=True)
+    return row
+
+
+def _text(tmp: Path, args, encoder: str) -> dict:
+    import pandas as pd
+
+    from transferkit.pipelines.text import train_text
+
+    table = tmp / "sentences_flipped.csv"
+    flipped = flipped_table(SHARED / "rt_polarity" / "sentences.csv", table, args.share,
+                            args.seed)
+    result = train_text(table, encoder=encoder, output=tmp / f"text-{encoder}",
+                        fine_tune_epochs=0, verbose=0, log=lambda line: None)
+    flagged = set(pd.read_csv(result["label_issues_csv"])["text"].astype(str))
+    texts = set(map(str, pd.read_csv(table)["text"]))
+    train_texts = _train_texts(Path(result["run_dir"]), texts)
+    row = {"data": f"rt_polarity, {encoder} frozen", "train examples": len(train_texts),
+           **score(flagged, flipped, train_texts)}
+    print(row, flush=True)
+    return row
 
 
 def _train_texts(run_dir: Path, texts: set[str]) -> set[str]:

@@ -221,6 +221,14 @@ _CLASS_WEIGHT = (
 )
 #: The values of `class_weight`.
 CLASS_WEIGHTS = ("auto", "balanced", "none")
+#: How a text classifier uses a sentence encoder before its head: `"head"` trains the head on the
+#: frozen encoder's features; `"contrastive"` first tunes the encoder on pairs of training texts
+#: (`transferkit.training.contrastive`).
+TEXT_STRATEGIES = ("head", "contrastive")
+#: Contrastive pairs per training text and pass (SetFit's 20 iterations of one positive and one
+#: negative pair per text), and the most pairs per pass when `contrastive_pairs` is not set.
+CONTRASTIVE_PAIRS_PER_TEXT = 40
+CONTRASTIVE_MAX_PAIRS = 4000
 _CALIBRATE = (
     "fit a temperature on the validation split so that scores mean what they say (0.9: right "
     "nine times in ten); --no-calibrate keeps the raw scores"
@@ -387,6 +395,25 @@ class TextTrainConfig(TrainConfig):
     dropout: float | None = _setting(
         None, "for sentence encoders: dropout rate on the features, before the head",
         type=float, check=_dropout, none_means=ENCODER_DEFAULT,
+    )
+    strategy: str = _setting(
+        "head", "for sentence encoders: head (a head on the frozen encoder's features) or "
+        "contrastive (first tune the encoder on pairs of training texts, same label or not, as "
+        "SetFit does; for a few examples per class)", choices=TEXT_STRATEGIES, phase="head",
+    )
+    contrastive_epochs: int = _setting(
+        1, "with --strategy contrastive: passes over the pairs", type=int, check=_int(1),
+        phase="contrastive",
+    )
+    contrastive_pairs: int | None = _setting(
+        None, "with --strategy contrastive: pairs of training texts per pass", type=int,
+        check=_int(2), phase="contrastive",
+        none_means=f"{CONTRASTIVE_PAIRS_PER_TEXT} per training text (SetFit's 20 iterations), "
+        f"at most {CONTRASTIVE_MAX_PAIRS:,}",
+    )
+    contrastive_learning_rate: float = _setting(
+        2e-5, "with --strategy contrastive: Adam's learning rate for the encoder on pairs",
+        type=float, check=_positive, phase="contrastive",
     )
     epochs: int | None = _setting(
         None, _EPOCHS, type=int, check=_int(0), none_means=ENCODER_DEFAULT, phase="head"

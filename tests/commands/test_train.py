@@ -199,6 +199,10 @@ def test_text_settings_are_checked_before_a_run_folder_exists(tmp_path, capsys):
                          "layers"], capsys)
     assert code == 1 and "--features is an option of sentence encoders, not of 'glove-bilstm'" in err
     assert not (tmp_path / "r2").exists()
+    code, _, err = _run(["train", "text", ok, "--output", tmp_path / "r3", "--strategy",
+                         "contrastive"], capsys)
+    assert code == 1 and "strategy 'contrastive' tunes a sentence encoder" in err
+    assert not (tmp_path / "r3").exists()
     with pytest.raises(SystemExit):  # argparse: "invalid choice: 'cls'"
         main(["train", "text", str(ok), "--encoder", "minilm", "--features", "cls"])
     assert "argument --features: invalid choice: 'cls'" in capsys.readouterr().err
@@ -207,20 +211,30 @@ def test_text_settings_are_checked_before_a_run_folder_exists(tmp_path, capsys):
 def test_a_few_shot_run_without_a_test_split_is_evaluated_on_another_table(bert_folder,
                                                                             tmp_path, capsys):
     """`--test-size 0`: 8 examples a class, none held out for a test (validation takes one a
-    class); the report reads the validation split, `test_accuracy` is there and None, and the
-    user measures the model on a table of their own with `evaluate`."""
+    class), the encoder tuned on pairs first (`--strategy contrastive`); the report reads the
+    validation split, `test_accuracy` is there and None, and the user measures the model on a
+    table of their own with `evaluate`."""
     from transferkit.testing import write_table
 
     few = write_table(tmp_path / "few.csv", n=16, seed=1, bad_rows=False)
     held_out = write_table(tmp_path / "held_out.csv", n=40, seed=2, bad_rows=False)
     code, out, err = _run(["train", "text", few, "--encoder", bert_folder, "--test-size", "0",
                            "--epochs", "2", "--fine-tune-epochs", "0", "--output",
-                           tmp_path / "run", "--json"], capsys)
+                           tmp_path / "run", "--strategy", "contrastive", "--contrastive-pairs",
+                           "64", "--json"], capsys)
     assert code == 0, err
     result = json.loads(out.strip().splitlines()[-1])
     assert result["splits"] == {"train": 14, "validation": 2}
+    assert result["strategy"] == "contrastive" and result["features"] == "sentence"
+    assert result["contrastive"]["pairs"] == 64 and "Contrastive: tuning" in out + err
+    history = (tmp_path / "run" / "history.csv").read_text().splitlines()
+    assert history[1].startswith("contrastive,1,") and any(r.startswith("head,") for r in history)
     assert result["report_split"] == "validation" and result["test_accuracy"] is None
-    assert "Text classifier" in (tmp_path / "run" / "report" / "summary.txt").read_text()
+    summary = (tmp_path / "run" / "report" / "summary.txt").read_text()
+    assert "Text classifier" in summary
+    # 2 validation texts choose no epoch: the head ran both and kept the last.
+    assert "off: 2 validation examples, fewer than 50; all 2 epochs ran" in summary
+    assert sum(r.startswith("head,") for r in history) == 2
     code, out, err = _run(["evaluate", tmp_path / "run", held_out, "--json"], capsys)
     assert code == 0, err
     evaluation = json.loads(out.strip().splitlines()[-1])

@@ -314,3 +314,23 @@ def test_a_preset_whose_weights_do_not_fit_says_why_and_what_to_do(tmp_path):
     assert message.endswith("Its model.weights.h5 does not fit its config.json: save the preset "
                             "again from one model (`save_to_preset` writes both), or pass another "
                             "folder.")
+
+
+# -- contrastive tuning (issue 32) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("table", "flags", "said"), [
+    ("text,target\n" + "".join(f"row {i},{i / 2}\n" for i in range(12)), [],
+     "a regression target has no labels to compare. Use strategy 'head'"),
+    (None, ["--contrastive-pairs", "1"], "--contrastive-pairs must be"),
+    (None, ["--contrastive-epochs", "0"], "--contrastive-epochs must be"),
+    (None, ["--contrastive-learning-rate", "0"], "--contrastive-learning-rate must be"),
+])
+def test_contrastive_settings_that_cannot_work_are_one_line(tmp_path, bert_folder, table, flags,
+                                                            said):
+    path = tmp_path / "t.csv"
+    path.write_text(table or "text,label\n" + "".join(f"t{i},{'ab'[i % 2]}\n" for i in range(12)))
+    code, _, err = _cli(["train", "text", path, "--encoder", bert_folder, "--strategy",
+                         "contrastive", *flags, "--output", tmp_path / "run"])
+    assert said in _one_line(code, err)
+    assert not (tmp_path / "run").exists()

@@ -30,6 +30,16 @@ def test_text_encoders_are_ranked(bert_folder, tmp_path):
     assert result["examples"] == 56  # 80 texts, 10% test and 20% validation out: 28 a class
 
 
+def test_text_candidates_are_every_installed_sentence_encoder_and_glove():
+    from transferkit.backbones.sentence_encoders import get_sentence_encoder_spec
+    from transferkit.pipelines.rank import default_text_candidates
+
+    candidates = default_text_candidates()
+    assert candidates[:2] == ["minilm", "minilm:layers"] and candidates[-1] == "glove"
+    mpnet = get_sentence_encoder_spec("mpnet").available()  # its extra installed or not
+    assert ("mpnet" in candidates) == mpnet and ("mpnet:layers" in candidates) == mpnet
+
+
 @pytest.mark.slow  # ~15 s: features at 224 px, and one head trained
 def test_rank_images_from_the_command_line(faces):
     from conftest import _run_cli

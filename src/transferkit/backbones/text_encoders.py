@@ -17,7 +17,9 @@ What an encoder gives a classifier:
 * `build_network(outputs)` is the trainable network: token ids -> logits, encoder frozen;
 * `features(texts)` are the frozen encoder's cached features, if the kind has them
   (`caches_features`): then `head(network)` trains on them first, in seconds an epoch;
-* `unfreeze(network)` opens the encoder for fine-tuning.
+* `unfreeze(network)` opens the encoder for fine-tuning;
+* `tune_contrastive(...)` tunes the encoder on pairs of texts before the head, if the kind can
+  (`contrastive`; `strategy="contrastive"`, see `transferkit.training.contrastive`).
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class TextEncoder(abc.ABC):
     defaults: ClassVar[EncoderDefaults]
     option_defaults: ClassVar[dict[str, Any]] = {}
     caches_features: ClassVar[bool] = False
+    contrastive: ClassVar[bool] = False  # has `tune_contrastive`
     fallback: ClassVar[bool] = False  # takes every name no other kind registered
 
     def __init__(self, source: str | os.PathLike, *, max_length: int | None = None,
@@ -154,6 +157,13 @@ class TextEncoder(abc.ABC):
     def head(self, network):
         """The part of `network` trained on `features` in the head phase."""
         raise InputError(f"{self.label} encoders train their whole network on token ids.")
+
+    def tune_contrastive(self, train: tuple[list[str], np.ndarray],
+                         validation: tuple[list[str], np.ndarray] | None, **settings) -> list[dict]:
+        """Tunes the encoder on pairs of `train` texts (`(texts, targets)`) before the head
+        phase; `settings` are `transferkit.training.contrastive.tune_on_pairs`'s. Returns the
+        phase's history rows. Afterwards `features` are the tuned encoder's."""
+        raise InputError(f"{self.label} encoders cannot be tuned on pairs of texts.")
 
     @abc.abstractmethod
     def unfreeze(self, network) -> None:

@@ -100,6 +100,7 @@ class SentenceTransformer(TextEncoder):
     )
     option_defaults = {"features": "layers", "head_units": 0, "dropout": 0.5}
     caches_features = True
+    contrastive = True
     fallback = True
 
     def sentence_encoder(self):
@@ -178,6 +179,29 @@ class SentenceTransformer(TextEncoder):
             "sentences_per_second": round(total_texts / total_seconds, 1)
             if total_seconds > 0 else None,
         }
+
+    def tune_contrastive(self, train, validation, **settings) -> list[dict]:
+        from transferkit.training.contrastive import tune_on_pairs, weights_digest
+
+        encoder = self.sentence_encoder()
+        started = time.perf_counter()
+        rows = tune_on_pairs(
+            encoder, (tokenize(self._tokenizer, train[0]), np.asarray(train[1])),
+            None if validation is None else
+            (tokenize(self._tokenizer, validation[0]), np.asarray(validation[1])),
+            **settings,
+        )
+        # The tuned weights are another encoder: their features must not be read from (or
+        # written to) the pretrained encoder's cache entries.
+        base = encoder.fingerprint.split("+contrastive-")[0]
+        encoder.fingerprint = f"{base}+contrastive-{weights_digest(encoder.backbone)}"
+        self.info["sentence_encoder"] = _summary(encoder)
+        self.info["contrastive"] = {
+            "pairs": settings["pairs"], "epochs": settings["epochs"],
+            "learning_rate": settings["learning_rate"],
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        return rows
 
     def build_network(self, outputs: int, features: np.ndarray | None = None):
         import keras

@@ -16,7 +16,8 @@ def add_commands(subparsers, train) -> None:
     )
     parser.add_argument("data", metavar="DATA", help="a folder of class sub-folders, or a table")
     parser.add_argument("--backbones", help="comma-separated candidates (default: every backbone "
-                        "available offline; text: minilm, minilm:layers, glove)")
+                        "available offline; text: each packaged sentence encoder installed, "
+                        "as minilm and minilm:layers, and glove)")
     parser.add_argument("--per-class", type=int, default=PER_CLASS,
                         help=f"examples of each class in the sample (default: {PER_CLASS})")
     parser.add_argument("--train-top", type=int, default=0, metavar="K",

@@ -76,7 +76,7 @@ def _take(inputs: dict[str, np.ndarray], lengths: np.ndarray, batch: np.ndarray)
 
 def padded_batches(
     inputs: dict[str, np.ndarray], batch_size: int, targets=None, shuffle: bool = False,
-    seed: int | None = None,
+    seed: int | None = None, lengths=None,
 ):
     """Batches for `model.fit` (and `model.evaluate`), grouped by length and trimmed.
 
@@ -93,10 +93,12 @@ def padded_batches(
         targets: one target per row. Default `None` (inputs only).
         shuffle: random batches, new ones every epoch. Default `False` (sorted by length).
         seed: the shuffling seed. Default `None`: a new order each run.
+        lengths: real tokens per row, where `inputs` hold several texts a row (pairs). Default
+            `None`: `sequence_lengths(inputs)`.
     """
     import keras
 
-    lengths = sequence_lengths(inputs)
+    lengths = sequence_lengths(inputs) if lengths is None else np.asarray(lengths)
     targets = None if targets is None else np.asarray(targets)
 
     base_seed = epoch_seed(seed) if shuffle else None

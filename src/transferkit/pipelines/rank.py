@@ -10,8 +10,9 @@ text; not for GloVe mean vectors, which no head of transferkit trains on): the c
 ranking.
 
 Candidates: images, every backbone whose weights load offline (EfficientNet-Lite0/1/2 on a fresh
-machine), or `backbones`; text, MiniLM's sentence vector and its layer features and GloVe mean
-vectors, or `backbones` naming sentence encoders (`minilm`, a folder) and `glove`.
+machine), or `backbones`; text, each packaged sentence encoder installed (`minilm`, `mpnet`), its
+sentence vector and its layer features (`minilm:layers`), and GloVe mean vectors, or `backbones`
+naming sentence encoders (`minilm`, a folder) and `glove`.
 """
 
 from __future__ import annotations
@@ -219,7 +220,7 @@ def _text_candidates(data, backbones, per_class, seed, log, columns):
     chosen = _sample(np.asarray(labels), per_class, seed)
     texts = [texts[i] for i in chosen]
     labels = np.asarray(labels)[chosen]
-    wanted = list(backbones) if backbones else ["minilm", "minilm:layers", "glove"]
+    wanted = list(backbones) if backbones else default_text_candidates()
     log(f"Ranking {len(wanted)} text encoders on {len(texts)} training texts")
     for name in wanted:
         row = {"backbone": name, "examples": len(texts)}
@@ -232,6 +233,19 @@ def _text_candidates(data, backbones, per_class, seed, log, columns):
             continue
         row["feature_seconds"] = round(time.perf_counter() - started, 1)
         yield row, features, labels
+
+
+def default_text_candidates() -> list[str]:
+    """Every packaged sentence encoder that is installed (MiniLM at least; MPNet with its
+    extra), as its sentence vector and its layer features, then GloVe mean vectors."""
+    from transferkit.backbones.sentence_encoders import (
+        get_sentence_encoder_spec,
+        list_sentence_encoders,
+    )
+
+    names = [name for name in list_sentence_encoders()
+             if name == "minilm" or get_sentence_encoder_spec(name).available()]
+    return [*(f"{name}{kind}" for name in names for kind in ("", ":layers")), "glove"]
 
 
 def _text_features(name: str, texts: list[str], seed: int):

@@ -69,6 +69,13 @@ def train_text(
         run.start()
         classifier.metadata.update(text_column=table.text_column, label_column=table.label_column,
                                    conflicting_duplicates=len(table.conflicting_groups()))
+        if c.strategy == "contrastive":
+            from transferkit.training.contrastive import default_pair_count
+
+            pairs = c.contrastive_pairs or default_pair_count(len(parts["train"][0]))
+            log(f"Contrastive: tuning {c.encoder} on {pairs:,} pairs of training texts "
+                f"(same label or not) x {c.contrastive_epochs} epoch(s), learning rate "
+                f"{c.contrastive_learning_rate:g}")
         log(f"Head: {c.encoder} frozen; training the head")
         # No test split (`test_size=0`, a few-shot user's choice): the report reads validation.
         report_split = "test" if "test" in parts else "validation"
@@ -95,6 +102,8 @@ def _classifier(c: TextTrainConfig, cache_dir, class_names=None):
         vocabulary_size=c.vocabulary_size, max_length=c.max_length, features=c.features,
         head_units=c.head_units, dropout=c.dropout, seed=c.seed, cache_dir=cache_dir,
         runtime=c.runtime, calibrate=c.calibrate, class_weight=c.class_weight, target=c.target,
+        strategy=c.strategy, contrastive_epochs=c.contrastive_epochs,
+        contrastive_pairs=c.contrastive_pairs, contrastive_learning_rate=c.contrastive_learning_rate,
     )
 
 
@@ -178,6 +187,7 @@ def _facts(c: TextTrainConfig, table, names, parts, encoder: dict) -> tuple[dict
     duplicates = _duplicate_facts(table)
     extra = {
         "encoder": c.encoder,
+        "strategy": c.strategy,
         "max_length": encoder.get("sequence_length"),
         "features": encoder.get("features"),
         "data": c.data,
@@ -194,6 +204,7 @@ def _facts(c: TextTrainConfig, table, names, parts, encoder: dict) -> tuple[dict
     }
     result = {
         "encoder": c.encoder,
+        "strategy": c.strategy,
         "max_length": encoder.get("sequence_length"),
         "features": encoder.get("features"),
         "splits": {name: len(labels) for name, (_, labels) in parts.items()},
@@ -268,6 +279,11 @@ def _encoder_facts(encoder: dict) -> dict:
         summary["token coverage"] = round(coverage["token_coverage"], 4)
         result["vocabulary_coverage"] = coverage["vocabulary_coverage"]
         result["token_coverage"] = coverage["token_coverage"]
+    tuned = encoder.get("contrastive")
+    if tuned:
+        summary["contrastive tuning"] = (f"{tuned['pairs']} pairs x {tuned['epochs']} epoch(s), "
+                                         f"{tuned['seconds']} s")
+        result["contrastive"] = tuned
     speed = (encoder.get("embedding") or {}).get("sentences_per_second")
     if speed:
         summary["embedding speed (sentences/s)"] = speed

@@ -88,6 +88,18 @@ class TextClassifier(Classifier):
         class_weight: `"auto"` (class weights when the largest class is >= 10x the smallest),
             `"balanced"` (whenever the counts differ) or `"none"`. Default
             `TextTrainConfig.class_weight` (`"auto"`).
+        target: `"single-label"`, `"multi-label"` or `"regression"`. Default `None`:
+            single-label.
+        strategy: for sentence encoders: `"head"` (a head on the frozen encoder's features) or
+            `"contrastive"` (SetFit's way for a few examples per class: the encoder is first tuned
+            on pairs of training texts, same label or not, then the head trains on its sentence
+            vectors; see `transferkit.training.contrastive`). Default `TextTrainConfig.strategy`
+            (`"head"`).
+        contrastive_epochs: with `"contrastive"`: passes over the pairs. Default 1.
+        contrastive_pairs: with `"contrastive"`: pairs per pass. Default `None`: 40 per training
+            text, at most 4,000.
+        contrastive_learning_rate: with `"contrastive"`: Adam's learning rate for the encoder.
+            Default 2e-5.
     """
 
     task = "text"
@@ -112,11 +124,16 @@ class TextClassifier(Classifier):
         calibrate: bool = _D.calibrate,
         class_weight: str = _D.class_weight,
         target: str | None = _D.target,
+        strategy: str = _D.strategy,
+        contrastive_epochs: int = _D.contrastive_epochs,
+        contrastive_pairs: int | None = _D.contrastive_pairs,
+        contrastive_learning_rate: float = _D.contrastive_learning_rate,
     ):
         from transferkit.runtimes import check_runtime
         from transferkit.tasks.targets import TARGETS, check_target
 
         check_runtime(runtime)
+        _check_strategy(strategy, contrastive_epochs, contrastive_pairs, contrastive_learning_rate)
         # No target: one class per example (a training run reads it from the data instead).
         target = check_target(TARGETS[0] if target is None else target)
         self._store(locals())
@@ -136,14 +153,34 @@ class TextClassifier(Classifier):
                 self.encoder, max_length=self.max_length, seed=self.seed, cache_dir=self.cache_dir,
                 runtime=self.runtime,
                 word_vectors=self.word_vectors, vocabulary_size=self.vocabulary_size,
-                features=self.features, head_units=self.head_units, dropout=self.dropout,
+                features=self._features(kind), head_units=self.head_units, dropout=self.dropout,
             )
         return self._encoder
+
+    def _features(self, kind) -> str | None:
+        # Contrastive tuning shapes the sentence vector: the head reads that one unless told.
+        if self.features is None and self.strategy == "contrastive" and kind.contrastive:
+            return "sentence"
+        return self.features
 
     def check_settings(self) -> None:
         """Raises `InputError` for settings that cannot work (an option of another kind of
         encoder, a model folder that does not exist...), before any data is read."""
-        self.get_encoder().check()
+        encoder = self.get_encoder()
+        encoder.check()
+        if self.strategy != "contrastive":
+            return
+        if not encoder.contrastive:
+            raise InputError(
+                f"strategy 'contrastive' tunes a sentence encoder on pairs of texts; "
+                f"{self.encoder!r} ({encoder.label}) is not one. Use a sentence encoder such as "
+                "'minilm' or 'mpnet', or strategy 'head'."
+            )
+        if self.target == "regression":
+            raise InputError(
+                "strategy 'contrastive' makes pairs of texts with the same label or not; a "
+                "regression target has no labels to compare. Use strategy 'head'."
+            )
 
     def _train_defaults(self):
         defaults = self.get_encoder().defaults
@@ -251,6 +288,9 @@ class TextClassifier(Classifier):
         (train_texts, train_y), (val_texts, val_y) = splits["train"], splits["validation"]
         encoder.adapt(train_texts, state_dir=run.path)
         self.tokenizer = encoder.tokenizer()
+        if self.strategy == "contrastive":
+            self.check_settings()
+            self._record("contrastive", self._contrastive(splits, settings, run, verbose))
         show = verbose not in (0, False, "0")
         if encoder.caches_features:
             train_x = encoder.features(train_texts, verbose=show)
@@ -269,6 +309,21 @@ class TextClassifier(Classifier):
                                targets=train_y, shuffle=True, seed=self.seed)
         validation = padded_batches(tokenize(self.tokenizer, val_texts), 64, targets=val_y)
         return self.network, train, validation, {"shuffle": False}  # batches shuffle themselves
+
+    def _contrastive(self, splits: Splits, settings, run, verbose) -> list[dict]:
+        """Tunes the encoder on pairs of training texts (`strategy="contrastive"`)."""
+        from transferkit.training.contrastive import default_pair_count
+
+        encoder = self.get_encoder()
+        train, validation = splits["train"], splits["validation"]
+        cap = encoder.defaults.fine_tune_batch_size
+        return encoder.tune_contrastive(
+            train, validation if len(validation[0]) else None,
+            pairs=self.contrastive_pairs or default_pair_count(len(train[0])),
+            epochs=self.contrastive_epochs, learning_rate=self.contrastive_learning_rate,
+            batch_size=min(settings.batch_size, cap) if cap else settings.batch_size,
+            seed=self.seed, run=run, verbose=verbose,
+        )
 
     def _unfreeze(self) -> None:
         self.get_encoder().unfreeze(self.network)
@@ -360,6 +415,21 @@ class TextClassifier(Classifier):
 
         return write_text_mistakes(report_dir / "mistakes.txt", items, true_names,
                                    predicted_names, scores, why=lambda shown: top_words(self, shown))
+
+
+def _check_strategy(strategy, epochs, pairs, learning_rate) -> None:
+    from transferkit.checks import check_int, check_number
+    from transferkit.config import TEXT_STRATEGIES
+
+    if strategy not in TEXT_STRATEGIES:
+        raise InputError(
+            f"`strategy` must be one of {', '.join(map(repr, TEXT_STRATEGIES))}. Received: "
+            f"{strategy!r}."
+        )
+    check_int(epochs, "contrastive_epochs", minimum=1)
+    if pairs is not None:
+        check_int(pairs, "contrastive_pairs", minimum=2)
+    check_number(learning_rate, "contrastive_learning_rate", 0, include_minimum=False)
 
 
 def _dropped_rows(table) -> list[dict]:
