@@ -142,3 +142,37 @@ def test_contrastive_settings_that_cannot_work_are_refused(bert_folder, vectors_
         TextClassifier(str(bert_folder), strategy="setfit")
     with pytest.raises(InputError, match="contrastive_pairs"):
         TextClassifier(str(bert_folder), strategy="contrastive", contrastive_pairs=1)
+
+
+@pytest.mark.slow  # ~10 s
+def test_a_rerun_on_the_run_folder_restores_the_tuned_encoder(bert_folder, tmp_path):
+    """The phases finished in the run folder are loaded, not trained again: the contrastive
+    phase's weights must be back in the encoder before the head's features are computed."""
+    texts, labels = toy_texts(16, **TOY)
+    validation = toy_texts(8, seed=1, **TOY)
+
+    def fit(cache, learning_rate):
+        clf = TextClassifier(str(bert_folder), strategy="contrastive", cache_dir=tmp_path / cache,
+                             contrastive_learning_rate=learning_rate, contrastive_pairs=64)
+        return clf.fit(texts, labels, validation_data=validation, epochs=5, verbose=0,
+                       output=tmp_path / "run")
+
+    # Caches apart: `again` computes its features anew. Its learning rate would tune the
+    # encoder otherwise if the finished phase were trained again instead of loaded.
+    first, again = fit("a", 1e-3), fit("b", 1e-2)
+    assert again.get_encoder().sentence_encoder().fingerprint == \
+        first.get_encoder().sentence_encoder().fingerprint
+    test_texts = toy_texts(10, seed=2, **TOY)[0]
+    np.testing.assert_allclose(again.predict_proba(test_texts), first.predict_proba(test_texts),
+                               atol=1e-6)
+
+
+def test_a_head_only_run_with_few_texts_a_class_hears_of_contrastive_tuning(bert_folder):
+    from transferkit.pipelines.text import few_shot_hint
+
+    few = np.repeat([0, 1], [8, 30])
+    hint = few_shot_hint(TextClassifier(str(bert_folder)), few)
+    assert "8 training texts in the smallest class. --strategy contrastive" in hint
+    assert few_shot_hint(TextClassifier(str(bert_folder)), np.repeat([0, 1], 20)) == ""
+    assert few_shot_hint(TextClassifier("glove-bilstm"), few) == ""  # nothing to tune on pairs
+    assert few_shot_hint(TextClassifier(str(bert_folder), target="regression"), few) == ""

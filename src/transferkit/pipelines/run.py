@@ -389,9 +389,7 @@ class TrainingRun:
             **_calibration_lines(calibration, split,
                                  classifier.metadata.get("calibration_skipped")),
             "label issues": label_check["line"],
-            **_imbalance_lines(classifier.metadata),
-            **({"head early stopping": classifier.metadata["head_early_stopping"]}
-               if classifier.metadata.get("head_early_stopping", "on") != "on" else {}),
+            **_training_lines(classifier.metadata),
             "model": str(run.model_path),
             "tensorboard": f"tensorboard --logdir {run.log_dir}",
         }
@@ -517,6 +515,14 @@ def _label_issues(classifier, report_dir: Path) -> dict:
         "count": len(issues),
         "csv": files["label_issues"],
     }
+
+
+def _training_lines(metadata: dict) -> dict:
+    """What the classifier's metadata says of how its head was trained: class counts and
+    imbalance, and why the head ran all its epochs when too few validation examples turned
+    early stopping off (`Classifier.fit`)."""
+    why = metadata.get("head_early_stopping", "on")
+    return {**_imbalance_lines(metadata), **({} if why == "on" else {"head early stopping": why})}
 
 
 def _imbalance_lines(metadata: dict) -> dict:

@@ -69,13 +69,7 @@ def train_text(
         run.start()
         classifier.metadata.update(text_column=table.text_column, label_column=table.label_column,
                                    conflicting_duplicates=len(table.conflicting_groups()))
-        if c.strategy == "contrastive":
-            from transferkit.training.contrastive import default_pair_count
-
-            pairs = c.contrastive_pairs or default_pair_count(len(parts["train"][0]))
-            log(f"Contrastive: tuning {c.encoder} on {pairs:,} pairs of training texts "
-                f"(same label or not) x {c.contrastive_epochs} epoch(s), learning rate "
-                f"{c.contrastive_learning_rate:g}")
+        _log_strategy(c, classifier, parts["train"], log)
         log(f"Head: {c.encoder} frozen; training the head")
         # No test split (`test_size=0`, a few-shot user's choice): the report reads validation.
         report_split = "test" if "test" in parts else "validation"
@@ -105,6 +99,41 @@ def _classifier(c: TextTrainConfig, cache_dir, class_names=None):
         strategy=c.strategy, contrastive_epochs=c.contrastive_epochs,
         contrastive_pairs=c.contrastive_pairs, contrastive_learning_rate=c.contrastive_learning_rate,
     )
+
+
+def _log_strategy(c: TextTrainConfig, classifier, train: tuple, log) -> None:
+    """What contrastive tuning will do; for a head-only run with few texts a class, the hint."""
+    if c.strategy == "contrastive":
+        from transferkit.training.contrastive import default_pair_count
+
+        pairs = c.contrastive_pairs or default_pair_count(len(train[0]))
+        log(f"Contrastive: tuning {c.encoder} on {pairs:,} pairs of training texts (same label "
+            f"or not) x {c.contrastive_epochs} epoch(s), learning rate "
+            f"{c.contrastive_learning_rate:g}")
+        return
+    hint = few_shot_hint(classifier, train[1])
+    if hint:
+        log(hint)
+
+
+#: Below this many training texts in a class, a head-only run on a sentence encoder suggests
+#: contrastive tuning (README, "A few examples a class").
+FEW_SHOT_TEXTS = 20
+
+
+def few_shot_hint(classifier, targets) -> str:
+    """A line suggesting `--strategy contrastive` when a single-label class has fewer than
+    `FEW_SHOT_TEXTS` training texts and the encoder can be tuned on pairs; `""` otherwise."""
+    from transferkit.backbones.text_encoders import text_encoder_class
+
+    if classifier.target != "single-label" or not text_encoder_class(classifier.encoder).contrastive:
+        return ""
+    fewest = int(np.bincount(np.asarray(targets, dtype=int)).min()) if len(targets) else 0
+    if fewest >= FEW_SHOT_TEXTS:
+        return ""
+    return (f"Few examples: {fewest} training texts in the smallest class. --strategy contrastive "
+            "(SetFit's recipe) tunes the encoder on pairs of them first; with mpnet at 8 a class "
+            "it gained {CONTRASTIVE_GAIN} points of accuracy on rt-polarity (README).")
 
 
 def _read_and_split(c: TextTrainConfig, log, classifier=None) -> tuple:
