@@ -66,15 +66,22 @@ def flipped_table(source: Path, target: Path, share: float, seed: int) -> set[st
     return set(table.loc[rows, "text"].astype(str))
 
 
-def score(flagged: set[str], flipped: set[str], considered: set[str]) -> dict:
-    """Precision and recall of the flipped items among the flagged ones; only flips in the
-    training split (`considered`) can be found."""
+def score(flagged: list[str], flipped: set[str], considered: set[str],
+          recall_at: float = 0.6) -> dict:
+    """Precision and recall of the flipped items among the flagged ones (`flagged`: least likely
+    label first, as `label_issues.csv` lists them); only flips in the training split
+    (`considered`) can be found. Also the precision of the shortest top of the list that reaches
+    `recall_at` (None when the whole list does not)."""
     flips = flipped & considered
-    hits = flagged & flips
+    hits = set(flagged) & flips
+    found = np.cumsum([item in flips for item in flagged])
+    reached = np.flatnonzero(found >= recall_at * len(flips)) if flips else []
     return {
         "flipped (in train)": len(flips), "flagged": len(flagged), "flagged and flipped": len(hits),
         "precision": round(len(hits) / len(flagged), 3) if flagged else None,
         "recall": round(len(hits) / len(flips), 3) if flips else None,
+        f"precision at recall {recall_at}": round(float(found[reached[0]] / (reached[0] + 1)), 3)
+        if len(reached) else None,
     }
 
 
@@ -108,7 +115,7 @@ def _images(tmp: Path, args) -> dict:
     flipped = flipped_image_folder(SHARED / "cats_and_dogs", data, args.share, args.seed)
     result = train_images(data, output=tmp / "images", fine_tune_epochs=0, augment="none",
                           verbose=0, log=lambda line: None)
-    flagged = set(pd.read_csv(result["label_issues_csv"])["path"].astype(str))
+    flagged = pd.read_csv(result["label_issues_csv"])["path"].astype(str).tolist()
     train = {str(p) for p in (data / "train").rglob("*") if p.is_file()}
     row = {"data": "cats_and_dogs, EfficientNet-Lite0", "train examples": len(train),
            **score(flagged, flipped, train)}
@@ -126,7 +133,7 @@ def _text(tmp: Path, args, encoder: str) -> dict:
                             args.seed)
     result = train_text(table, encoder=encoder, output=tmp / f"text-{encoder}",
                         fine_tune_epochs=0, verbose=0, log=lambda line: None)
-    flagged = set(pd.read_csv(result["label_issues_csv"])["text"].astype(str))
+    flagged = pd.read_csv(result["label_issues_csv"])["text"].astype(str).tolist()
     texts = set(map(str, pd.read_csv(table)["text"]))
     train_texts = _train_texts(Path(result["run_dir"]), texts)
     row = {"data": f"rt_polarity, {encoder} frozen", "train examples": len(train_texts),

@@ -132,8 +132,8 @@ def few_shot_hint(classifier, targets) -> str:
     if fewest >= FEW_SHOT_TEXTS:
         return ""
     return (f"Few examples: {fewest} training texts in the smallest class. --strategy contrastive "
-            "(SetFit's recipe) tunes the encoder on pairs of them first; with mpnet at 8 a class "
-            "it gained {CONTRASTIVE_GAIN} points of accuracy on rt-polarity (README).")
+            "(SetFit's recipe) tunes the encoder on pairs of them first: with mpnet at 8 a "
+            "class, 0.70 -> 0.80 test accuracy on rt-polarity (README, 5 seeds).")
 
 
 def _read_and_split(c: TextTrainConfig, log, classifier=None) -> tuple:
