@@ -605,6 +605,17 @@ class SentenceEncoder:
         return predict_padded(runner, inputs, batch_size, progress)
 
 
+def set_trainable(layer) -> None:
+    """Makes `layer` (a backbone, or a model holding its layers) trainable, except a KerasHub
+    BERT's pooler: mean pooling never uses it, so it would get no gradients and Keras would warn."""
+    import contextlib
+
+    layer.trainable = True
+    if hasattr(layer, "get_layer"):
+        with contextlib.suppress(ValueError):
+            layer.get_layer("pooled_dense").trainable = False
+
+
 def _load(keras_hub, preset: str) -> tuple:
     """`(backbone, tokenizer)` of `preset`: KerasHub's `from_preset` for what KerasHub converts
     (BERT, RoBERTa, XLM-RoBERTa, ...), `transferkit.backbones.mpnet` for an MPNet folder."""

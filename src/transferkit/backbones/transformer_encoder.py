@@ -223,15 +223,10 @@ class SentenceTransformer(TextEncoder):
         return network.get_layer("head")
 
     def unfreeze(self, network) -> None:
-        import contextlib
+        from transferkit.backbones.sentence_encoders import set_trainable
 
         for layer in network.layers:
-            layer.trainable = True
-            # KerasHub BERT backbones carry a pooler our pooling does not use; frozen, so that no
-            # "gradients do not exist" warning fires for it.
-            if hasattr(layer, "get_layer"):
-                with contextlib.suppress(ValueError):
-                    layer.get_layer("pooled_dense").trainable = False
+            set_trainable(layer)
 
 
 def _summary(encoder) -> dict:

@@ -186,6 +186,7 @@ def tune_on_pairs(
     """
     import keras
 
+    from transferkit.backbones.sentence_encoders import set_trainable
     from transferkit.training.callbacks import fit_phase
 
     train_data = _pair_batches(*train, pairs, seed, batch_size, shuffle=True)
@@ -194,7 +195,7 @@ def tune_on_pairs(
         count = default_pair_count(len(validation[1])) // 4
         validation_data = _pair_batches(*validation, max(count, 2), seed + 1, 64, shuffle=False)
     model = pair_model(encoder)
-    _trainable(encoder.backbone)
+    set_trainable(encoder.backbone)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mean_squared_error")
     return fit_phase(
         model, train_data, validation_data, epochs=epochs, run=run, phase="contrastive",
@@ -205,16 +206,6 @@ def tune_on_pairs(
 def _usable(targets) -> bool:
     sets = _label_sets(targets)
     return len(sets) >= 2 and _has_negative(sets)
-
-
-def _trainable(backbone) -> None:
-    """Every layer of the backbone trainable, except a BERT pooler that mean pooling never uses
-    (it would have no gradients, and Keras would warn)."""
-    import contextlib
-
-    backbone.trainable = True
-    with contextlib.suppress(ValueError):
-        backbone.get_layer("pooled_dense").trainable = False
 
 
 def weights_digest(model) -> str:
