@@ -104,9 +104,7 @@ def _classifier(c: TextTrainConfig, cache_dir, class_names=None):
 def _log_strategy(c: TextTrainConfig, classifier, train: tuple, log) -> None:
     """What contrastive tuning will do; for a head-only run with few texts a class, the hint."""
     if c.strategy == "contrastive":
-        from transferkit.training.contrastive import default_pair_count
-
-        pairs = c.contrastive_pairs or default_pair_count(len(train[0]))
+        pairs = classifier.contrastive_pair_count(len(train[0]))
         log(f"Contrastive: tuning {c.encoder} on {pairs:,} pairs of training texts (same label "
             f"or not) x {c.contrastive_epochs} epoch(s), learning rate "
             f"{c.contrastive_learning_rate:g}")

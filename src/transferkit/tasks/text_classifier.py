@@ -310,16 +310,21 @@ class TextClassifier(Classifier):
         validation = padded_batches(tokenize(self.tokenizer, val_texts), 64, targets=val_y)
         return self.network, train, validation, {"shuffle": False}  # batches shuffle themselves
 
-    def _contrastive(self, splits: Splits, settings, run, verbose) -> list[dict]:
-        """Tunes the encoder on pairs of training texts (`strategy="contrastive"`)."""
+    def contrastive_pair_count(self, texts: int) -> int:
+        """Pairs a pass of contrastive tuning makes from `texts` training texts:
+        `contrastive_pairs`, or by default 40 a text, at most 4,000."""
         from transferkit.training.contrastive import default_pair_count
 
+        return self.contrastive_pairs or default_pair_count(texts)
+
+    def _contrastive(self, splits: Splits, settings, run, verbose) -> list[dict]:
+        """Tunes the encoder on pairs of training texts (`strategy="contrastive"`)."""
         encoder = self.get_encoder()
         train, validation = splits["train"], splits["validation"]
         cap = encoder.defaults.fine_tune_batch_size
         return encoder.tune_contrastive(
             train, validation if len(validation[0]) else None,
-            pairs=self.contrastive_pairs or default_pair_count(len(train[0])),
+            pairs=self.contrastive_pair_count(len(train[0])),
             epochs=self.contrastive_epochs, learning_rate=self.contrastive_learning_rate,
             batch_size=min(settings.batch_size, cap) if cap else settings.batch_size,
             seed=self.seed, run=run, verbose=verbose,
