@@ -181,9 +181,11 @@ class SentenceTransformer(TextEncoder):
         }
 
     def tune_contrastive(self, train, validation, **settings) -> list[dict]:
+        from transferkit.backbones.sentence_encoders import set_trainable
         from transferkit.training.contrastive import tune_on_pairs, weights_digest
 
         encoder = self.sentence_encoder()
+        set_trainable(encoder.backbone)
         started = time.perf_counter()
         rows = tune_on_pairs(
             encoder, (tokenize(self._tokenizer, train[0]), np.asarray(train[1])),

@@ -166,7 +166,8 @@ def tune_on_pairs(
     """Tunes `encoder`'s backbone on pairs of training texts (see the module docstring).
 
     Args:
-        encoder: the `SentenceEncoder` to tune, in place.
+        encoder: the `SentenceEncoder` to tune, in place; the caller makes its backbone
+            trainable (`sentence_encoders.set_trainable`).
         train: `(tokens, targets)`: the training texts' token ids (name -> `(n, length)`) and
             their class indices or 0/1 label matrix.
         validation: the same for validation texts, whose pairs (a quarter as many per text,
@@ -186,7 +187,6 @@ def tune_on_pairs(
     """
     import keras
 
-    from transferkit.backbones.sentence_encoders import set_trainable
     from transferkit.training.callbacks import fit_phase
 
     train_data = _pair_batches(*train, pairs, seed, batch_size, shuffle=True)
@@ -195,7 +195,6 @@ def tune_on_pairs(
         count = default_pair_count(len(validation[1])) // 4
         validation_data = _pair_batches(*validation, max(count, 2), seed + 1, 64, shuffle=False)
     model = pair_model(encoder)
-    set_trainable(encoder.backbone)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mean_squared_error")
     return fit_phase(
         model, train_data, validation_data, epochs=epochs, run=run, phase="contrastive",
